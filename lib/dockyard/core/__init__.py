@@ -1,0 +1,1 @@
+"""The pure domain of Dockyard: no gRPC, HTTP or NATS below this package."""

@@ -1,0 +1,117 @@
+"""A durable, crash-safe outbox of events waiting to reach the bus.
+
+A service appends an event here (cheap, local, never fails because the bus is down); a
+drainer (``dockyard.adapters.nats.bus.OutboxDrainer``) publishes them in order and removes
+each only after JetStream acknowledged it. The event id doubles as the JetStream message id,
+so a re-send after a crash between "acked" and "removed" is dropped by the stream's
+de-duplication window and, beyond it, by consumers that de-duplicate by id.
+
+On disk::
+
+    <root>/
+      tmp/                               being written; ignored and swept at open
+      pending/
+        <time_ns:020>-<seq:08>-<id>.json one CloudEvents JSON document per file, fsynced,
+                                         renamed in whole: a reader never sees half an event
+
+Names sort in emission order, so draining in name order keeps the order a service emitted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.core.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event read back from the outbox, with the file that holds it."""
+
+    path: Path
+    event: Event
+
+
+class Outbox:
+    """The on-disk queue. Thread-safe; one writer process per root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._pending = root / "pending"
+        self._tmp = root / "tmp"
+        self._pending.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        for leftover in self._tmp.iterdir():  # a crash mid-append; the event was never acknowledged
+            leftover.unlink(missing_ok=True)
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_append(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from the appending thread) after each append."""
+        self._listeners.append(listener)
+
+    def append(self, event: Event) -> Path:
+        """Persist ``event``; when this returns the event survives a crash. Costs one fsync."""
+        with self._lock:
+            name = f"{time.time_ns():020d}-{next(self._seq) % 10**8:08d}-{event.id}.json"
+        tmp = self._tmp / name
+        with open(tmp, "wb") as fh:
+            fh.write(event.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        final = self._pending / name
+        os.rename(tmp, final)
+        _fsync_dir(self._pending)
+        for listener in self._listeners:
+            listener()
+        return final
+
+    def pending(self, limit: int = 1000) -> list[PendingEvent]:
+        """The oldest ``limit`` events not yet acknowledged, oldest first.
+
+        A file that does not parse (disk corruption, a foreign file) is moved aside to
+        ``<root>/corrupt/`` rather than blocking the queue forever.
+        """
+        out: list[PendingEvent] = []
+        for path in sorted(self._pending.iterdir())[:limit]:
+            try:
+                out.append(PendingEvent(path, Event.from_json(path.read_bytes())))
+            except FileNotFoundError:
+                continue
+            except Exception:
+                corrupt = self.root / "corrupt"
+                corrupt.mkdir(exist_ok=True)
+                os.replace(path, corrupt / path.name)
+        return out
+
+    def ack(self, item: PendingEvent) -> None:
+        """Forget an event the bus has durably accepted."""
+        item.path.unlink(missing_ok=True)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._pending.iterdir())
+
+
+class OutboxPublisher:
+    """The ``Publisher`` every service uses: append to the outbox, return at once."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def publish(self, event: Event) -> None:
+        self.outbox.append(event)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
