@@ -1,0 +1,72 @@
+# Dockyard — the one entry point for people and CI.  `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON   ?= /usr/bin/python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+PROTOS   := $(shell find proto -name '*.proto' | sort)
+API_OUT  := lib
+STATE    ?= $(CURDIR)/.state
+DOCKYARD_USER ?= dockyard
+# Hand-written code only: generated dockyard.api is excluded in pyproject.toml.
+PY_SRC   := lib services tests bench
+
+.PHONY: help setup host venv protos check-protos lint fmt typecheck test test-unit test-integration \
+        test-e2e run bench bench-registry conformance clean
+
+help: ## List targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+setup: host venv protos ## Install everything (apt packages, test user, devices, venv, generated code); idempotent
+
+host: ## Host prerequisites as root: apt packages, the unprivileged $(DOCKYARD_USER) user, subuid/subgid, /dev/fuse, /dev/net/tun
+	@if [ "$$(id -u)" = 0 ]; then DOCKYARD_USER=$(DOCKYARD_USER) deploy/setup/host.sh; \
+	 else echo "host: not root, skipping host set-up (run 'sudo make host' once)"; fi
+
+venv: $(VENV)/.installed ## The virtualenv with pinned dependencies
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+protos: $(VENV)/.installed ## Generate dockyard.api from proto/ (sealed; never edit by hand)
+	@rm -rf $(API_OUT)/dockyard/api
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto --python_out=$(API_OUT) --grpc_python_out=$(API_OUT) \
+		--mypy_out=quiet:$(API_OUT) $(PROTOS)
+
+check-protos: protos ## Fail if regenerating the protobuf code changes anything
+	@git diff --exit-code --stat -- $(API_OUT)/dockyard/api && \
+	 test -z "$$(git status --porcelain -- $(API_OUT)/dockyard/api)" || \
+	 { echo "check-protos: generated code is stale; run 'make protos' and commit"; exit 1; }
+
+fmt: venv ## Format and auto-fix
+	$(BIN)/ruff format $(PY_SRC)
+	$(BIN)/ruff check --fix $(PY_SRC)
+
+lint: venv ## ruff format check + lint, mypy on hand-written code
+	$(BIN)/ruff format --check $(PY_SRC)
+	$(BIN)/ruff check $(PY_SRC)
+	$(BIN)/mypy lib services
+
+test: setup lint check-protos ## Everything CI runs: lint, proto drift, unit, integration, interop and e2e tests
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-unit: venv ## Unit tests only (fast)
+	$(BIN)/pytest -q tests/unit
+
+run: setup ## Start the whole platform on this machine (dockyard up); Ctrl-C stops it
+	$(BIN)/dockyard up --state-dir $(STATE)
+
+bench: bench-registry ## All benchmarks (side by side with their peers)
+
+bench-registry: setup ## Registry push/pull vs CNCF distribution, medians and ratios
+	$(BIN)/python bench/registry_bench.py
+
+conformance: setup ## OCI distribution-spec conformance suite against Dockyard's registry
+	tests/conformance/build.sh && tests/conformance/run-dockyard.sh
+
+clean: ## Remove the venv and caches (not the platform's state)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
