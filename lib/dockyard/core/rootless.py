@@ -442,7 +442,8 @@ def _cgroup_limits(root: Path, uid: int, mode: CgroupMode) -> tuple[Check, bool]
     name = "cgroup limits"
     fix = (
         "needs cgroup v2 (boot with systemd.unified_cgroup_hierarchy=1) and systemd delegation "
-        "(Delegate=memory pids cpu in user@.service); until then --memory/--cpus/--pids-limit are refused"
+        "(Delegate=memory pids cpu in user@.service); "
+        "until then container resource limits cannot be applied rootless"
     )
     if mode is not CgroupMode.V2:
         return Check(

@@ -1,0 +1,72 @@
+"""``dockyard doctor``: what this host lets the current user do rootless, and what to fix.
+
+Runs :func:`dockyard.core.rootless.detect` (real probes, ~0.2 s) and prints one line per check::
+
+    ✔ user namespaces — unshare --user --map-root-user works
+    ✘ crun — crun version 1.8.1: container failed: cgroups in hybrid mode not supported (optional)
+        fix: unsupported on cgroup v1/hybrid hosts: use runc (chosen automatically), or boot with cgroup v2
+
+then the snapshotter and OCI runtime the runtime service would choose. ``--format json`` prints the
+facts as JSON instead. Exit status 0 when every required check passed, 1 otherwise.
+
+Imports only the standard library and the core module, so the CLI starts fast (no grpc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dockyard.core.rootless import RootlessFacts, detect
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default): one line per check; json: the recorded facts",
+    )
+
+
+def render(facts: RootlessFacts) -> str:
+    """The human report: one line per check, a fix line under each failure, then the decisions."""
+    lines = []
+    for c in facts.checks:
+        mark = "✔" if c.ok else "✘"
+        optional = "" if c.ok or c.required else " (optional)"
+        lines.append(f"{mark} {c.name} — {c.detail}{optional}")
+        if not c.ok and c.fix:
+            lines.append(f"    fix: {c.fix}")
+    limits = "enforced" if facts.limits_enforceable else "not enforceable"
+    lines.append("")
+    lines.append(f"user: {facts.user} (uid {facts.uid}), kernel {facts.kernel}, cgroup {facts.cgroup}")
+    lines.append(f"snapshotter: {facts.snapshotter}")
+    lines.append(f"oci runtime: {facts.oci_runtime}")
+    lines.append(f"resource limits: {limits}")
+    if facts.ok:
+        lines.append("rootless containers: ready")
+    else:
+        failed = ", ".join(c.name for c in facts.checks if c.required and not c.ok) or "no oci runtime"
+        lines.append(f"rootless containers: NOT ready ({failed})")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Probe, print, and return the exit status (0 ready, 1 not)."""
+    facts = detect()
+    if getattr(args, "format", "text") == "json":
+        print(facts.to_json())
+    else:
+        print(render(facts))
+    return 0 if facts.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dockyard doctor", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
