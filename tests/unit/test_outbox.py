@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from dockyard.core.events import Subject, new_event
+from dockyard.core.outbox import Outbox
+
+
+def test_events_survive_reopening_in_emission_order(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    ids = [box.append(new_event(Subject.IMAGE_TAGGED, "s", f"img{i}")) and f"img{i}" for i in range(25)]
+    reopened = Outbox(tmp_path)
+    assert [p.event.subject for p in reopened.pending()] == ids
+    assert len(reopened) == 25
+
+
+def test_ack_removes_exactly_one(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    for i in range(3):
+        box.append(new_event(Subject.IMAGE_TAGGED, "s", str(i)))
+    first = box.pending()[0]
+    box.ack(first)
+    assert [p.event.subject for p in box.pending()] == ["1", "2"]
+
+
+def test_half_written_and_foreign_files_never_block_the_queue(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    (tmp_path / "tmp" / "partial.json").write_bytes(b'{"specversion":')
+    (tmp_path / "pending" / "00000000000000000000-x.json").write_bytes(b"garbage")
+    box.append(new_event(Subject.IMAGE_TAGGED, "s", "good"))
+    box = Outbox(tmp_path)
+    assert not list((tmp_path / "tmp").iterdir())  # swept at open
+    assert [p.event.subject for p in box.pending()] == ["good"]
+    assert (tmp_path / "corrupt" / "00000000000000000000-x.json").exists()
+
+
+def test_listeners_hear_every_append(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    heard: list[int] = []
+    box.on_append(lambda: heard.append(1))
+    box.append(new_event(Subject.IMAGE_TAGGED, "s", "a"))
+    box.append(new_event(Subject.IMAGE_TAGGED, "s", "b"))
+    assert len(heard) == 2
