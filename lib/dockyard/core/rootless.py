@@ -239,17 +239,20 @@ class _Run:
 
     @property
     def message(self) -> str:
-        """The last non-empty output line: where runc, crun and mount put the reason."""
-        lines = [ln for ln in self.out.splitlines() if ln.strip()]
-        return lines[-1].strip() if lines else f"exit status {self.rc}"
+        """The last meaningful output line: where runc, crun and mount put the reason."""
+        lines = [ln.strip() for ln in self.out.splitlines() if ln.strip() and not ln.startswith(_NOISE)]
+        return lines[-1] if lines else f"exit status {self.rc}"
 
 
-def _run(argv: Sequence[str], cwd: str | None = None) -> _Run:
+#: Output lines that never explain a failure (fuse-overlayfs warns about every mount option it skips).
+_NOISE = ("unknown argument ignored",)
+
+
+def _run(argv: Sequence[str]) -> _Run:
     """Run argv, never raise: a missing binary or a timeout is a failed run with a message."""
     try:
         p = subprocess.run(
             list(argv),
-            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
