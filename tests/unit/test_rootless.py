@@ -87,7 +87,7 @@ def test_subid_check_suggests_a_free_range(tmp_path: Path) -> None:
     f = tmp_path / "subuid"
     f.write_text("alice:100000:65536\n")
     c = rootless._subid("subuid", f, "dockyard", 1001)
-    assert not c.ok and c.required
+    assert not c.ok
     assert "dockyard has 0 ids" in c.detail
     assert f"'dockyard:165536:65536' to {f}" in c.fix
 
@@ -143,17 +143,17 @@ def test_delegated_controllers(tmp_path: Path) -> None:
 
 def test_limits_enforceable_only_on_v2_with_full_delegation(tmp_path: Path) -> None:
     _v2_with_delegation(tmp_path, 1001, "cpu memory pids\n")
-    check, ok = rootless._cgroup_limits(tmp_path, 1001, cgroup_mode(tmp_path))
-    assert ok and check.ok and not check.required
+    check = rootless._cgroup_limits(tmp_path, 1001, cgroup_mode(tmp_path))
+    assert check.ok
 
     partial = tmp_path / "partial"
     _v2_with_delegation(partial, 1001, "memory pids\n")
-    check, ok = rootless._cgroup_limits(partial, 1001, cgroup_mode(partial))
-    assert not ok and not check.ok
+    check = rootless._cgroup_limits(partial, 1001, cgroup_mode(partial))
+    assert not check.ok
     assert "lacks delegated cpu" in check.detail
 
-    check, ok = rootless._cgroup_limits(tmp_path, 1001, CgroupMode.HYBRID)
-    assert not ok
+    check = rootless._cgroup_limits(tmp_path, 1001, CgroupMode.HYBRID)
+    assert not check.ok
     assert check.detail == "cgroup hybrid: rootless resource limits cannot be enforced"
     assert "cgroup v2" in check.fix
 
@@ -239,8 +239,8 @@ def test_a_crashing_probe_becomes_a_failed_check() -> None:
     def boom() -> Check:
         raise RuntimeError("kaput")
 
-    c = rootless._guard("x", "do y", False, boom)
-    assert c == Check("x", False, "probe crashed: RuntimeError: kaput", "do y", False)
+    c = rootless._guard("x", boom)
+    assert c == Check("x", False, "probe crashed: RuntimeError: kaput", rootless.CRASH_FIX)
 
 
 def test_missing_binary_is_a_failed_run() -> None:

@@ -35,7 +35,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ LIMIT_CONTROLLERS = frozenset({"memory", "pids", "cpu"})
 #: Upper bound of any single probe, in seconds.
 PROBE_TIMEOUT = 3.0
 SETUP_FIX = "run `make setup` as root (deploy/setup/host.sh)"
+CRASH_FIX = "a bug in the probe itself: report it with the detail above"
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
 
@@ -268,12 +269,12 @@ def _run(argv: Sequence[str]) -> _Run:
     return _Run(p.returncode, p.stdout)
 
 
-def _guard(name: str, fix: str, required: bool, probe: Callable[[], Check]) -> Check:
+def _guard(name: str, probe: Callable[[], Check]) -> Check:
     """Run a probe; a probe that raises becomes a failed check instead of a traceback."""
     try:
         return probe()
     except Exception as e:
-        return Check(name, False, f"probe crashed: {type(e).__name__}: {e}", fix, required)
+        return Check(name, False, f"probe crashed: {type(e).__name__}: {e}", CRASH_FIX)
 
 
 def _setid_helper(name: str) -> Check:
@@ -310,29 +311,29 @@ def _subid(kind: str, path: Path, user: str, uid: int) -> Check:
     return Check(name, True, f"{total} ids for {user} in {path}", fix)
 
 
-def _device(path: str, fix: str, required: bool = True) -> Check:
+def _device(path: str, fix: str) -> Check:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        return Check(path, False, "missing", fix, required)
+        return Check(path, False, "missing", fix)
     except OSError as e:
         mode = ""
         with contextlib.suppress(OSError):
             mode = f" (mode {stat.S_IMODE(os.stat(path).st_mode):04o})"
-        return Check(path, False, f"cannot open read-write: {e.strerror}{mode}", fix, required)
+        return Check(path, False, f"cannot open read-write: {e.strerror}{mode}", fix)
     os.close(fd)
-    return Check(path, True, "read-write", fix, required)
+    return Check(path, True, "read-write", fix)
 
 
-def _tool(name: str, fix: str, required: bool = True) -> Check:
+def _tool(name: str, fix: str) -> Check:
     path = shutil.which(name)
     if path is None:
-        return Check(name, False, "not installed", fix, required)
+        return Check(name, False, "not installed", fix)
     r = _run([path, "--version"])
     ver = next((ln.strip() for ln in r.out.splitlines() if "version" in ln.lower()), r.message)
     if r.rc != 0:
-        return Check(name, False, f"{path} --version failed: {r.message}", fix, required)
-    return Check(name, True, f"{path}: {ver}", fix, required)
+        return Check(name, False, f"{path} --version failed: {r.message}", fix)
+    return Check(name, True, f"{path}: {ver}", fix)
 
 
 def _userns() -> Check:
@@ -364,8 +365,8 @@ def _kernel_overlay(scratch: Path) -> Check:
     script = f"mount -t overlay overlay -o {opts} {m} && test -f {m}/probe && umount {m}"
     r = _run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script])
     if r.rc == 0:
-        return Check(name, True, "mount -t overlay works inside a user namespace", fix, required=False)
-    return Check(name, False, f"mount failed: {r.message}", fix, required=False)
+        return Check(name, True, "mount -t overlay works inside a user namespace", fix)
+    return Check(name, False, f"mount failed: {r.message}", fix)
 
 
 def _fuse_overlayfs(scratch: Path) -> Check:
@@ -373,14 +374,14 @@ def _fuse_overlayfs(scratch: Path) -> Check:
     fix = "apt install fuse-overlayfs fuse3; and /dev/fuse must be rw: " + SETUP_FIX
     path = shutil.which("fuse-overlayfs")
     if path is None:
-        return Check(name, False, "not installed", fix, required=False)
+        return Check(name, False, "not installed", fix)
     base, opts = _overlay_dirs(scratch, "fuse")
     m = base / "merged"
     script = f"{path} -o {opts} {m} && test -f {m}/probe && umount {m}"
     r = _run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script])
     if r.rc == 0:
-        return Check(name, True, f"{path} mounts inside a user namespace", fix, required=False)
-    return Check(name, False, f"mount failed: {r.message}", fix, required=False)
+        return Check(name, True, f"{path} mounts inside a user namespace", fix)
+    return Check(name, False, f"mount failed: {r.message}", fix)
 
 
 def _bundle(scratch: Path, uid: int, gid: int) -> Path | None:
@@ -415,33 +416,32 @@ def _bundle(scratch: Path, uid: int, gid: int) -> Path | None:
     return bundle
 
 
-def _oci_runtime(name: str, scratch: Path, bundle: Path | None, required: bool) -> Check:
+def _oci_runtime(name: str, scratch: Path, bundle: Path | None) -> Check:
     fix = f"apt install {name}"
     path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     if path is None:
-        return Check(name, False, "not installed", fix, required)
+        return Check(name, False, "not installed", fix)
     v = _run([path, "--version"])
     if v.rc != 0:
-        return Check(name, False, f"--version failed: {v.message}", fix, required)
+        return Check(name, False, f"--version failed: {v.message}", fix)
     version = v.out.splitlines()[0].strip() if v.out else name
     state = scratch / f"state-{name}"
     if bundle is None:
         r = _run([path, "--root", str(state), "list"])
         if r.rc != 0:
-            return Check(name, False, f"{version}: `{name} list` failed: {r.message}", fix, required)
-        return Check(
-            name, True, f"{version} (not run: no static busybox for a probe container)", fix, required
-        )
+            return Check(name, False, f"{version}: `{name} list` failed: {r.message}", fix)
+        return Check(name, True, f"{version} (not run: no static busybox for a probe container)", fix)
     r = _run([path, "--root", str(state), "run", "--bundle", str(bundle), f"dockyard-doctor-{os.getpid()}"])
     if r.rc == 0:
-        return Check(name, True, f"{version}: ran a rootless container", fix, required)
+        return Check(name, True, f"{version}: ran a rootless container", fix)
     why = r.message
     if "hybrid" in why:
         fix = "unsupported on cgroup v1/hybrid hosts: use runc (chosen automatically), or boot with cgroup v2"
-    return Check(name, False, f"{version}: container failed: {why}", fix, required)
+    return Check(name, False, f"{version}: container failed: {why}", fix)
 
 
-def _cgroup_limits(root: Path, uid: int, mode: CgroupMode) -> tuple[Check, bool]:
+def _cgroup_limits(root: Path, uid: int, mode: CgroupMode) -> Check:
+    """ok exactly when rootless resource limits can be enforced."""
     name = "cgroup limits"
     fix = (
         "needs cgroup v2 (boot with systemd.unified_cgroup_hierarchy=1) and systemd delegation "
@@ -449,15 +449,13 @@ def _cgroup_limits(root: Path, uid: int, mode: CgroupMode) -> tuple[Check, bool]
         "until then container resource limits cannot be applied rootless"
     )
     if mode is not CgroupMode.V2:
-        return Check(
-            name, False, f"cgroup {mode}: rootless resource limits cannot be enforced", fix, False
-        ), False
+        return Check(name, False, f"cgroup {mode}: rootless resource limits cannot be enforced", fix)
     have = delegated_controllers(root, uid)
     missing = LIMIT_CONTROLLERS - have
     if missing:
         detail = f"cgroup v2, but user@{uid}.service lacks delegated {', '.join(sorted(missing))}"
-        return Check(name, False, detail, fix, False), False
-    return Check(name, True, f"cgroup v2 with {', '.join(sorted(have))} delegated", fix, False), True
+        return Check(name, False, detail, fix)
+    return Check(name, True, f"cgroup v2 with {', '.join(sorted(have))} delegated", fix)
 
 
 def _unprivileged(uid: int, user: str) -> Check:
@@ -482,48 +480,40 @@ def detect(cgroup_root: Path = Path("/sys/fs/cgroup")) -> RootlessFacts:
         user = str(uid)
     checks: list[Check] = []
 
-    def add(name: str, fix: str, probe: Callable[[], Check], required: bool = True) -> Check:
-        c = _guard(name, fix, required, probe)
+    def add(name: str, probe: Callable[[], Check], required: bool = True) -> Check:
+        c = replace(_guard(name, probe), required=required)
         checks.append(c)
         return c
 
-    add("unprivileged user", "", lambda: _unprivileged(uid, user))
-    add("user namespaces", "", _userns)
-    add("newuidmap", "apt install uidmap", lambda: _setid_helper("newuidmap"))
-    add("newgidmap", "apt install uidmap", lambda: _setid_helper("newgidmap"))
-    add("subuid", SETUP_FIX, lambda: _subid("subuid", Path("/etc/subuid"), user, uid))
-    add("subgid", SETUP_FIX, lambda: _subid("subgid", Path("/etc/subgid"), user, uid))
-    fuse_dev = add("/dev/fuse", SETUP_FIX, lambda: _device("/dev/fuse", SETUP_FIX, required=False), False)
-
+    add("unprivileged user", lambda: _unprivileged(uid, user))
+    add("user namespaces", _userns)
+    add("newuidmap", lambda: _setid_helper("newuidmap"))
+    add("newgidmap", lambda: _setid_helper("newgidmap"))
+    add("subuid", lambda: _subid("subuid", Path("/etc/subuid"), user, uid))
+    add("subgid", lambda: _subid("subgid", Path("/etc/subgid"), user, uid))
+    # Optional ones below only lose a rung of a ladder (snapshotter, runtime) or a feature (limits).
+    fuse_dev = add("/dev/fuse", lambda: _device("/dev/fuse", SETUP_FIX), required=False)
     with tempfile.TemporaryDirectory(prefix="dockyard-doctor-") as tmp:
         scratch = Path(tmp)
-        kovl = add("kernel overlay in userns", "", lambda: _kernel_overlay(scratch), False)
-        fovl = add("fuse-overlayfs", "apt install fuse-overlayfs", lambda: _fuse_overlayfs(scratch), False)
+        kovl = add("kernel overlay in userns", lambda: _kernel_overlay(scratch), required=False)
+        fovl = add("fuse-overlayfs", lambda: _fuse_overlayfs(scratch), required=False)
         try:
             bundle = _bundle(scratch, uid, gid)
         except OSError:
             bundle = None  # the runtime checks fall back to `<runtime> list`
-        runc = add("runc", "apt install runc", lambda: _oci_runtime("runc", scratch, bundle, True))
-        crun = add("crun", "apt install crun", lambda: _oci_runtime("crun", scratch, bundle, False), False)
-
+        runc = add("runc", lambda: _oci_runtime("runc", scratch, bundle))
+        crun = add("crun", lambda: _oci_runtime("crun", scratch, bundle), required=False)
     mode = CgroupMode.NONE
     with contextlib.suppress(OSError):
         mode = cgroup_mode(cgroup_root)
-    limits, enforceable = _cgroup_limits(cgroup_root, uid, mode)
-    checks.append(limits)
-    add("/dev/net/tun", SETUP_FIX, lambda: _device("/dev/net/tun", SETUP_FIX))
-    add("slirp4netns", "apt install slirp4netns", lambda: _tool("slirp4netns", "apt install slirp4netns"))
-    add(
-        "rootlesskit",
-        "apt install rootlesskit",
-        lambda: _tool("rootlesskit", "apt install rootlesskit", required=False),
-        False,
-    )
+    enforceable = add("cgroup limits", lambda: _cgroup_limits(cgroup_root, uid, mode), required=False).ok
+    add("/dev/net/tun", lambda: _device("/dev/net/tun", SETUP_FIX))
+    add("slirp4netns", lambda: _tool("slirp4netns", "apt install slirp4netns"))
+    add("rootlesskit", lambda: _tool("rootlesskit", "apt install rootlesskit"), required=False)
 
-    # A runtime that is not the chosen one is not required; make the runc check optional when crun works.
     oci = choose_oci_runtime(runc.ok, crun.ok)
-    if oci is OciRuntimeChoice.CRUN and not runc.ok:
-        checks[checks.index(runc)] = Check(runc.name, runc.ok, runc.detail, runc.fix, required=False)
+    if oci is OciRuntimeChoice.CRUN and not runc.ok:  # runc is only required when it is the one chosen
+        checks[checks.index(runc)] = replace(runc, required=False)
     return RootlessFacts(
         user=user,
         uid=uid,
