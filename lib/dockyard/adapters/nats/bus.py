@@ -43,27 +43,37 @@ class StreamSettings:
     @classmethod
     def from_env(cls) -> StreamSettings:
         """Read ``DOCKYARD_EVENTS_STREAM``, ``..._MAX_AGE`` (seconds), ``..._MAX_BYTES``."""
-        env = os.environ
+        env, default = os.environ, cls()
         return cls(
-            name=env.get("DOCKYARD_EVENTS_STREAM", cls.name),
-            max_age_s=float(env.get("DOCKYARD_EVENTS_MAX_AGE", cls.max_age_s)),
-            max_bytes=int(env.get("DOCKYARD_EVENTS_MAX_BYTES", cls.max_bytes)),
+            name=env.get("DOCKYARD_EVENTS_STREAM", default.name),
+            max_age_s=float(env.get("DOCKYARD_EVENTS_MAX_AGE", default.max_age_s)),
+            max_bytes=int(env.get("DOCKYARD_EVENTS_MAX_BYTES", default.max_bytes)),
         )
 
 
 async def connect(url: str, *, name: str, connect_timeout: float = 2.0) -> NATS:
-    """Connect once (raising Unavailable when NATS is down); reconnects forever after that."""
+    """Connect, raising Unavailable at once when NATS is down.
+
+    nats-py's own reconnection covers only short blips (a few tries); a long outage closes
+    the client and the caller's retry policy (``retry.bus``) decides what to do, so no call
+    ever hangs on a dead server.
+    """
+
+    async def quiet(exc: Exception) -> None:  # nats-py would log a traceback per failed attempt
+        log.debug("nats connection error", error=repr(exc))
+
     try:
         return await nats.connect(
             url,
             name=name,
+            error_cb=quiet,
             connect_timeout=connect_timeout,
             allow_reconnect=True,
-            max_reconnect_attempts=-1,
+            max_reconnect_attempts=3,
             reconnect_time_wait=0.5,
         )
     except Exception as exc:
-        raise Unavailable(f"cannot reach NATS at {url}: {exc}") from exc
+        raise Unavailable(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from exc
 
 
 async def ensure_stream(nc: NATS, settings: StreamSettings) -> None:
@@ -118,13 +128,14 @@ class OutboxDrainer:
                         nc = await connect(self.url, name=self.name)
                         await ensure_stream(nc, self.settings)
                     await self._drain_forever(nc)
-                if attempt.retry_state.outcome and attempt.retry_state.outcome.failed:
-                    self.connected = False
-                    log.warning(
-                        "event bus unreachable; events wait in the outbox",
-                        error=str(attempt.retry_state.outcome.exception()),
-                        pending=len(self.outbox),
+                outcome = attempt.retry_state.outcome
+                error = outcome.exception() if outcome is not None and outcome.failed else None
+                if isinstance(error, Exception):
+                    # Warn once per outage, not once per retry.
+                    (log.warning if self.connected or attempt.retry_state.attempt_number == 1 else log.debug)(
+                        "event bus unreachable; events wait in the outbox", error=str(error), pending=len(self.outbox)
                     )
+                    self.connected = False
                     if nc is not None:
                         await _close_quietly(nc)
                         nc = None

@@ -1,0 +1,157 @@
+"""What every service process runs around its own core.
+
+A ``ServiceHost`` owns: the service's outbox and the drainer that moves it to JetStream, a
+``GrpcServer`` answering System.Info + health + reflection + the service's own servicers,
+any extra ``Component`` (the registry's HTTP server), and the signal handling that stops it
+all in order on SIGTERM or Ctrl-C: health NOT_SERVING and in-flight calls drain → components
+stop → last events flushed (briefly; the rest stay in the outbox for the next start).
+
+State under ``--state-dir``::
+
+    <state-dir>/
+      outbox/          events not yet acknowledged by JetStream (see dockyard.core.outbox)
+      ...              whatever the service keeps (registry storage, runtime state)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from dockyard.adapters.grpc import system
+from dockyard.adapters.grpc.server import GrpcServer
+from dockyard.adapters.nats.bus import OutboxDrainer, StreamSettings
+from dockyard.core.events import Subject, new_event
+from dockyard.core.outbox import Outbox, OutboxPublisher
+from dockyard.core.service import ServiceInfo, event_source
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+class Component(Protocol):
+    """Something with a life inside a service process (an HTTP server, a sweeper)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """Flags every service shares. Each has an env var: ``DOCKYARD_<SERVICE>_<FLAG>``."""
+
+    service: str
+    grpc_listen: str
+    state_dir: Path
+    nats_url: str = DEFAULT_NATS_URL
+    node: str = field(default_factory=socket.gethostname)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+
+    @property
+    def source(self) -> str:
+        return event_source(self.service, self.node)
+
+    @classmethod
+    def from_args(cls, service: str, args: argparse.Namespace) -> HostConfig:
+        return cls(
+            service=service,
+            grpc_listen=args.grpc_listen,
+            state_dir=Path(args.state_dir).resolve(),
+            nats_url=args.nats_url,
+            node=args.node,
+            stream=StreamSettings.from_env(),
+        )
+
+
+def add_host_flags(parser: argparse.ArgumentParser, service: str, grpc_port: int) -> None:
+    """Add --grpc-listen, --state-dir, --nats-url, --node, each defaulting from the environment."""
+    prefix = f"DOCKYARD_{service.upper()}_"
+    home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+
+    def env(name: str, default: str) -> str:
+        return os.environ.get(prefix + name, os.environ.get(f"DOCKYARD_{name}", default))
+
+    group = parser.add_argument_group("service")
+    group.add_argument(
+        "--grpc-listen",
+        default=env("GRPC_LISTEN", f"127.0.0.1:{grpc_port}"),
+        help=f"gRPC address, host:port [{prefix}GRPC_LISTEN, default 127.0.0.1:{grpc_port}]",
+    )
+    group.add_argument(
+        "--state-dir",
+        default=env("STATE_DIR", os.path.join(home, "dockyard", service)),
+        help=f"where this service keeps its state [{prefix}STATE_DIR, default ~/.local/share/dockyard/{service}]",
+    )
+    group.add_argument(
+        "--nats-url",
+        default=env("NATS_URL", DEFAULT_NATS_URL),
+        help=f"NATS server for events [{prefix}NATS_URL or DOCKYARD_NATS_URL, default {DEFAULT_NATS_URL}]",
+    )
+    group.add_argument(
+        "--node",
+        default=env("NODE", socket.gethostname()),
+        help=f"node name in events and info [{prefix}NODE or DOCKYARD_NODE, default the hostname]",
+    )
+
+
+class ServiceHost:
+    """Run one service: gRPC + events + components, until a signal."""
+
+    def __init__(
+        self,
+        config: HostConfig,
+        info: Callable[[], ServiceInfo],
+        services: Iterable[tuple[Any, Any, str]] = (),
+        components: Iterable[Component] = (),
+    ) -> None:
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(config.state_dir / "outbox")
+        self.publisher = OutboxPublisher(self.outbox)
+        self.drainer = OutboxDrainer(self.outbox, config.nats_url, config.stream, name=f"dockyard-{config.service}")
+        self.server = GrpcServer(config.grpc_listen, [system.registration(info), *services])
+        self.components = list(components)
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (or ``request_stop``), then stop in order."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        structlog.contextvars.bind_contextvars(node=self.config.node)
+        drain = asyncio.create_task(self.drainer.run(), name="outbox-drainer")
+        started: list[Component] = []
+        try:
+            for component in self.components:
+                await component.start()
+                started.append(component)
+            await self.server.start()
+            self.publisher.publish(
+                new_event(Subject.SERVICE_STARTED, self.config.source, self.config.service, {"pid": os.getpid()})
+            )
+            log.info("service started", grpc=self.config.grpc_listen, state_dir=str(self.config.state_dir))
+            await self._stop.wait()
+            log.info("service stopping")
+            self.publisher.publish(new_event(Subject.SERVICE_STOPPING, self.config.source, self.config.service))
+            await self.server.stop(grace=5.0)
+        finally:
+            for component in reversed(started):
+                await component.stop()
+            await self.drainer.flush(timeout=2.0)
+            drain.cancel()
+            await asyncio.gather(drain, return_exceptions=True)
+            log.info("service stopped", events_pending=len(self.outbox))
