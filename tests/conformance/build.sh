@@ -15,7 +15,8 @@
 #       $CONFORMANCE_SRC_DIR (default .cache/conformance/src)/reggie-v0.6.1.tar.gz
 #     or, instead of the tarballs, bare/normal git repositories of those projects via
 #       DIST_SPEC_GIT_DIR=/path/to/distribution-spec.git REGGIE_GIT_DIR=/path/to/reggie.git
-#     (build.sh then writes the tarballs itself with `git archive`). See tests/conformance/README.md.
+#     (build.sh then writes the tarballs itself with `git archive`), or the same tarballs in
+#     ../shared/conformance/src/ beside the repo (copied in). See tests/conformance/README.md.
 #
 # Exit status: 0 when the binary is built; non-zero with a message saying what is missing.
 set -euo pipefail
@@ -188,6 +189,14 @@ fi
 if [ ! -f "$REGGIE_TARBALL" ] && [ -n "${REGGIE_GIT_DIR:-}" ]; then
   make_tarball "$REGGIE_GIT_DIR" "$REGGIE_TAG" "$REGGIE_COMMIT" "reggie-$REGGIE_TAG" "$REGGIE_TARBALL"
 fi
+
+# Fallback for fresh clones (CI): the same tarballs kept beside the repo in shared/conformance/src/.
+SHARED_SRC_DIR="$ROOT/../shared/conformance/src"
+for t in "$DIST_TARBALL" "$REGGIE_TARBALL"; do
+  if [ ! -f "$t" ] && [ -f "$SHARED_SRC_DIR/$(basename "$t")" ]; then
+    cp "$SHARED_SRC_DIR/$(basename "$t")" "$t"; log "copied $(basename "$t") from $SHARED_SRC_DIR"
+  fi
+done
 
 SYS_CONFORMANCE=/usr/share/gocode/src/github.com/opencontainers/distribution-spec/conformance
 SUITE_DIR="$GOPATH_DIR/src/github.com/opencontainers/distribution-spec/conformance"
