@@ -1,0 +1,53 @@
+"""The registry's configuration: one frozen value built once (from flags and environment) and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class AuthMode(StrEnum):
+    NONE = "none"  # anonymous: anyone may pull and push
+    BASIC = "basic"  # HTTP basic against an htpasswd file (bcrypt)
+    TOKEN = "token"  # docker/OCI bearer token flow; /token is basic-auth'd against the htpasswd file
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    """Everything the registry needs to know at start-up.
+
+    ``access_path`` names a file of ``user:actions[:repo-glob]`` lines (``alice:pull,push``,
+    ``bob:pull:team/*``, ``*:pull``); without it every authenticated user may pull and push.
+    Durations are seconds.
+    """
+
+    root: Path = Path("/var/lib/dockyard/registry")
+    host: str = "127.0.0.1"
+    port: int = 5000
+    auth_mode: AuthMode = AuthMode.NONE
+    htpasswd_path: Path | None = None
+    access_path: Path | None = None
+    token_secret: str = ""
+    token_ttl: int = 300
+    token_issuer: str = "dockyard-registry"
+    service_name: str = "dockyard-registry"
+    realm: str = ""  # token endpoint URL; default http(s)://<host>:<port>/token
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    upload_expiry: float = 3600.0
+    gc_grace: float = 3600.0
+    manifest_max_bytes: int = 4 << 20
+    nats_url: str = ""
+    source: str = "/dockyard/registry"  # CloudEvents source of every event
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    @property
+    def token_realm(self) -> str:
+        if self.realm:
+            return self.realm
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}/token"

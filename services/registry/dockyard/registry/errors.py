@@ -1,0 +1,82 @@
+"""Registry errors: the core's typed errors, each carrying its OCI Distribution error code.
+
+Every class subclasses one of ``dockyard.core.errors`` so that other boundaries (gRPC) map
+them without knowing OCI. The HTTP layer maps them to a status and the spec's JSON body in
+one table (``dockyard.registry.http.OCI_STATUS``); ``oci_code`` is the spec's code string.
+"""
+
+from __future__ import annotations
+
+from dockyard.core import errors as core
+
+
+class BlobUnknown(core.NotFound):
+    oci_code = "BLOB_UNKNOWN"
+
+
+class BlobUploadUnknown(core.NotFound):
+    oci_code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class BlobUploadInvalid(core.InvalidArgument):
+    oci_code = "BLOB_UPLOAD_INVALID"
+
+
+class RangeInvalid(core.OutOfRange):
+    """A chunk that does not start where the upload ends; the HTTP layer answers 416 + ``Range``."""
+
+    oci_code = "BLOB_UPLOAD_INVALID"
+
+    def __init__(self, message: str, *, offset: int, **detail: object) -> None:
+        super().__init__(message, offset=offset, **detail)
+        self.offset = offset
+
+
+class DigestInvalid(core.InvalidArgument):
+    oci_code = "DIGEST_INVALID"
+
+
+class SizeInvalid(core.InvalidArgument):
+    oci_code = "SIZE_INVALID"
+
+
+class NameInvalid(core.InvalidArgument):
+    oci_code = "NAME_INVALID"
+
+
+class NameUnknown(core.NotFound):
+    oci_code = "NAME_UNKNOWN"
+
+
+class ManifestUnknown(core.NotFound):
+    oci_code = "MANIFEST_UNKNOWN"
+
+
+class ManifestInvalid(core.InvalidArgument):
+    oci_code = "MANIFEST_INVALID"
+
+
+class ManifestBlobUnknown(core.FailedPrecondition):
+    oci_code = "MANIFEST_BLOB_UNKNOWN"
+
+
+class ManifestTooLarge(core.ResourceExhausted):
+    oci_code = "SIZE_INVALID"
+
+
+class TagInvalid(core.InvalidArgument):
+    oci_code = "TAG_INVALID"
+
+
+class AuthenticationRequired(core.Unauthenticated):
+    """No or bad credentials; ``challenge`` is the ``WWW-Authenticate`` value to answer with."""
+
+    oci_code = "UNAUTHORIZED"
+
+    def __init__(self, message: str, *, challenge: str, **detail: object) -> None:
+        super().__init__(message, **detail)
+        self.challenge = challenge
+
+
+class Denied(core.PermissionDenied):
+    oci_code = "DENIED"

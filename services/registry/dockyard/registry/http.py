@@ -1,0 +1,478 @@
+"""The OCI Distribution Spec v1.1 HTTP API over the registry core (aiohttp).
+
+Handlers are thin: parse the request, authorize, call one ``Registry`` method, render. Errors
+raised by the core are mapped to the spec's JSON error body once, in ``_error_middleware``;
+anything unexpected is logged and answered 500 — a client mistake never reaches that path.
+
+Cost model: blob bodies stream from ``request.content`` in ≤1 MiB pieces straight into the
+upload session (hashing as they go; aiohttp's stream reader applies back-pressure, so memory is
+bounded whatever the size); downloads are served with ``sendfile`` via ``FileResponse`` (which
+also implements ``Range``). Steps that fsync or bcrypt run in a worker thread so the event loop
+stays responsive. Manifests are read into memory, capped at ``config.manifest_max_bytes``.
+
+Content negotiation: a manifest is always returned in the media type it was pushed with (no
+schema conversion), which is what skopeo/podman/oras expect as they accept every modern type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+from aiohttp import web
+from dockyard.core import errors as core
+from dockyard.registry.auth import Access, Authorizer
+from dockyard.registry.config import RegistryConfig
+from dockyard.registry.digest import Digest
+from dockyard.registry.errors import BlobUploadInvalid, DigestInvalid, ManifestTooLarge, RangeInvalid
+from dockyard.registry.manifest import OCI_INDEX
+from dockyard.registry.registry import ChunkWriter, Registry, UploadStatus
+from dockyard.registry.storage import CHUNK_SIZE
+
+log = structlog.get_logger("dockyard.registry.http")
+
+API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+REGISTRY_KEY = web.AppKey("registry", Registry)
+AUTH_KEY = web.AppKey("authorizer", Authorizer)
+
+# Spec error code → HTTP status.
+OCI_STATUS: dict[str, int] = {
+    "BLOB_UNKNOWN": 404,
+    "BLOB_UPLOAD_INVALID": 400,
+    "BLOB_UPLOAD_UNKNOWN": 404,
+    "DIGEST_INVALID": 400,
+    "MANIFEST_BLOB_UNKNOWN": 400,
+    "MANIFEST_INVALID": 400,
+    "MANIFEST_UNKNOWN": 404,
+    "NAME_INVALID": 400,
+    "NAME_UNKNOWN": 404,
+    "SIZE_INVALID": 400,
+    "TAG_INVALID": 400,
+    "UNAUTHORIZED": 401,
+    "DENIED": 403,
+    "UNSUPPORTED": 405,
+    "TOO_MANY_REQUESTS": 429,
+}
+# Core errors without an OCI code of their own (class → (status, code)); most specific first.
+_FALLBACK: list[tuple[type[core.DockyardError], int, str]] = [
+    (core.Unauthenticated, 401, "UNAUTHORIZED"),
+    (core.PermissionDenied, 403, "DENIED"),
+    (core.NotFound, 404, "NAME_UNKNOWN"),
+    (core.OutOfRange, 416, "BLOB_UPLOAD_INVALID"),
+    (core.ResourceExhausted, 429, "TOO_MANY_REQUESTS"),
+    (core.Unimplemented, 405, "UNSUPPORTED"),
+    (core.Unavailable, 503, "UNAVAILABLE"),
+    (core.InvalidArgument, 400, "UNSUPPORTED"),
+    (core.FailedPrecondition, 400, "UNSUPPORTED"),
+    (core.AlreadyExists, 409, "UNSUPPORTED"),
+]
+
+_ROUTES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^$"), "base"),
+    (re.compile(r"^_catalog$"), "catalog"),
+    (re.compile(r"^(?P<name>.+)/tags/list$"), "tags"),
+    (re.compile(r"^(?P<name>.+)/manifests/(?P<ref>[^/]+)$"), "manifest"),
+    (re.compile(r"^(?P<name>.+)/blobs/uploads/?(?P<upload>[^/]*)$"), "upload"),
+    (re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]+)$"), "blob"),
+    (re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]+)$"), "referrers"),
+]
+_PULL, _PUSH, _DELETE = frozenset({"pull"}), frozenset({"pull", "push"}), frozenset({"delete"})
+_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+
+def oci_error(
+    status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"errors": [{"code": code, "message": message, "detail": detail or {}}]}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _map_error(exc: core.DockyardError) -> tuple[int, str]:
+    code = getattr(exc, "oci_code", None)
+    if code is not None:
+        if isinstance(exc, RangeInvalid):
+            return 416, code
+        if isinstance(exc, core.ResourceExhausted):
+            return 413, code
+        return OCI_STATUS.get(code, 400), code
+    for cls, status, fallback in _FALLBACK:
+        if isinstance(exc, cls):
+            return status, fallback
+    return 500, "UNKNOWN"
+
+
+@web.middleware
+async def _error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    bound = log.bind(request_id=request_id, method=request.method, path=request.path)
+    started = time.monotonic()
+    try:
+        response = await handler(request)
+    except core.DockyardError as exc:
+        status, code = _map_error(exc)
+        headers: dict[str, str] = {}
+        if isinstance(exc, RangeInvalid):
+            headers["Range"] = _range(exc.offset)
+            if (upload := exc.detail.get("upload")) and (name := request.get("repository")):
+                headers["Location"] = f"/v2/{name}/blobs/uploads/{upload}"
+        if (challenge := getattr(exc, "challenge", None)) is not None:
+            headers["WWW-Authenticate"] = challenge
+        log_fn = bound.error if status >= 500 else bound.info
+        log_fn("request refused", status=status, code=code, error=exc.message)
+        detail = {k: v for k, v in exc.detail.items() if isinstance(v, str | int)}
+        response = oci_error(status, code, exc.message, detail, headers)
+    except web.HTTPException as exc:
+        response = exc
+    except (ConnectionError, asyncio.CancelledError):
+        raise  # the client went away; nobody to answer
+    except Exception:
+        bound.exception("request failed")
+        response = oci_error(500, "UNKNOWN", "internal error")
+    response.headers.update(API_VERSION_HEADER)
+    response.headers["X-Request-Id"] = request_id
+    bound.debug("request", status=response.status, ms=round((time.monotonic() - started) * 1000, 1))
+    return response
+
+
+def _range(offset: int) -> str:
+    """The ``Range`` header distribution sends for an upload holding ``offset`` bytes."""
+    return f"0-{max(offset - 1, 0)}"
+
+
+def _upload_headers(status: UploadStatus) -> dict[str, str]:
+    return {
+        "Location": f"/v2/{status.repository}/blobs/uploads/{status.upload_id}",
+        "Range": _range(status.offset),
+        "Docker-Upload-UUID": status.upload_id,
+        "Content-Length": "0",
+    }
+
+
+def _int_param(request: web.Request, key: str) -> int | None:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise core.InvalidArgument(f"{key} must be a non-negative integer")
+    return int(raw)
+
+
+class _Handlers:
+    """Request handlers bound to one registry and authorizer."""
+
+    def __init__(self, registry: Registry, authorizer: Authorizer) -> None:
+        self.registry = registry
+        self.auth = authorizer
+        self.config: RegistryConfig = registry.config
+
+    # ------------------------------------------------------------ dispatch + auth
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        tail = request.match_info.get("tail", "")
+        found = next(((m, kind) for pattern, kind in _ROUTES if (m := pattern.match(tail))), None)
+        if found is None:
+            return oci_error(404, "NAME_UNKNOWN", "no such endpoint")
+        m, kind = found
+        params = m.groupdict()
+        if "name" in params:
+            request["repository"] = params["name"]
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = getattr(self, f"{kind}_{method.lower()}", None)
+        if handler is None:
+            return oci_error(405, "UNSUPPORTED", f"{request.method} not supported on this endpoint")
+        await self._authorize(request, kind, params)
+        response: web.StreamResponse = await handler(request, **params)
+        return response
+
+    async def _authorize(self, request: web.Request, kind: str, params: dict[str, str]) -> None:
+        if not self.auth.enabled:
+            return
+        required: list[Access] = []
+        if kind == "catalog":
+            required = [Access("registry", "catalog", frozenset({"*"}))]
+        elif "name" in params:
+            actions = {"GET": _PULL, "HEAD": _PULL, "DELETE": _DELETE}.get(request.method, _PUSH)
+            required = [Access("repository", params["name"], actions)]
+        header = request.headers.get("Authorization", "")
+        request["principal"] = await asyncio.to_thread(self.auth.authorize, header, required)
+
+    async def _may_pull(self, request: web.Request, name: str) -> bool:
+        if not self.auth.enabled:
+            return True
+        need = [Access("repository", name, _PULL)]
+        try:
+            await asyncio.to_thread(self.auth.authorize, request.headers.get("Authorization", ""), need)
+        except core.DockyardError:
+            return False
+        return True
+
+    # ------------------------------------------------------------ base, catalog, tags
+
+    async def base_get(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({})
+
+    async def catalog_get(self, request: web.Request) -> web.StreamResponse:
+        n, last = _int_param(request, "n"), request.query.get("last", "")
+        names = await asyncio.to_thread(self.registry.list_repositories, None if n is None else n + 1, last)
+        return self._paged(request, "/v2/_catalog", {"repositories": names}, "repositories", n)
+
+    async def tags_get(self, request: web.Request, name: str) -> web.StreamResponse:
+        n, last = _int_param(request, "n"), request.query.get("last", "")
+        tags = await asyncio.to_thread(self.registry.list_tags, name, None if n is None else n + 1, last)
+        return self._paged(request, f"/v2/{name}/tags/list", {"name": name, "tags": tags}, "tags", n)
+
+    @staticmethod
+    def _paged(
+        request: web.Request, path: str, body: dict[str, Any], key: str, n: int | None
+    ) -> web.StreamResponse:
+        headers = {}
+        items: list[str] = body[key]
+        if n is not None and len(items) > n:
+            del items[n:]
+            query = urlencode({"n": n, "last": items[-1]})
+            headers["Link"] = f'<{path}?{query}>; rel="next"'
+        return web.json_response(body, headers=headers)
+
+    # ------------------------------------------------------------ blobs
+
+    async def blob_get(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
+        info = self.registry.stat_blob(name, Digest.parse(digest))
+        headers = {"Docker-Content-Digest": str(info.digest), "Content-Type": "application/octet-stream"}
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(info.size)
+            headers["Accept-Ranges"] = "bytes"
+            return web.Response(status=200, headers=headers)
+        local = self.registry.storage.local_path(info.path)
+        if local is not None:
+            return web.FileResponse(local, chunk_size=CHUNK_SIZE, headers=headers)
+        return await self._stream_blob(request, info.path, info.size, headers)
+
+    async def _stream_blob(
+        self, request: web.Request, path: str, size: int, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """Serve from a driver without local files (no Range support on this path yet)."""
+        response = web.StreamResponse(status=200, headers=headers)
+        response.content_length = size
+        await response.prepare(request)
+        with self.registry.storage.reader(path) as fh:
+            while chunk := await asyncio.to_thread(fh.read, CHUNK_SIZE):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def blob_delete(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
+        await asyncio.to_thread(self.registry.delete_blob, name, Digest.parse(digest))
+        return web.Response(status=202, headers={"Content-Length": "0"})
+
+    # ------------------------------------------------------------ uploads
+
+    async def upload_post(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
+        if upload:
+            return oci_error(405, "UNSUPPORTED", "POST goes to /blobs/uploads/")
+        if mount := request.query.get("mount"):
+            digest = Digest.parse(mount)
+            source = request.query.get("from")
+            if source is None or await self._may_pull(request, source):
+                info = await asyncio.to_thread(self.registry.mount_blob, name, digest, source)
+                if info is not None:
+                    headers = {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": str(digest)}
+                    return web.Response(status=201, headers=headers)
+            # Not mountable: the spec says to fall back to an ordinary upload session.
+        status = await asyncio.to_thread(self.registry.start_upload, name)
+        if (raw_digest := request.query.get("digest")) is not None:
+            return await self._finish(request, status, Digest.parse(raw_digest), monolithic=True)
+        return web.Response(status=202, headers=_upload_headers(status))
+
+    async def upload_patch(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
+        start, length = self._content_range(request)
+        writer = await asyncio.to_thread(self.registry.open_chunk, name, upload, start, length)
+        status = await self._pump(request, writer)
+        return web.Response(status=202, headers=_upload_headers(status))
+
+    async def upload_put(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
+        raw_digest = request.query.get("digest")
+        if not raw_digest:
+            raise DigestInvalid("PUT must carry ?digest=")
+        digest = Digest.parse(raw_digest)
+        status = await asyncio.to_thread(self.registry.upload_status, name, upload)
+        return await self._finish(request, status, digest, monolithic=False)
+
+    async def _finish(
+        self, request: web.Request, status: UploadStatus, digest: Digest, *, monolithic: bool
+    ) -> web.StreamResponse:
+        """Stream an optional final chunk into the session, then verify and commit it."""
+        try:
+            if request.body_exists:
+                start, length = self._content_range(request)
+                writer = await asyncio.to_thread(
+                    self.registry.open_chunk, status.repository, status.upload_id, start, length
+                )
+                await self._pump(request, writer)
+            info = await asyncio.to_thread(
+                self.registry.finish_upload, status.repository, status.upload_id, digest
+            )
+        except BaseException:
+            if monolithic:  # the session was ours alone; leave nothing behind
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.registry.cancel_upload, status.repository, status.upload_id)
+            raise
+        headers = {
+            "Location": f"/v2/{status.repository}/blobs/{info.digest}",
+            "Docker-Content-Digest": str(info.digest),
+            "Content-Length": "0",
+        }
+        return web.Response(status=201, headers=headers)
+
+    @staticmethod
+    def _content_range(request: web.Request) -> tuple[int | None, int | None]:
+        """(start, length) from Content-Range if any, else (None, Content-Length or None)."""
+        declared = request.content_length
+        raw = request.headers.get("Content-Range")
+        if raw is None:
+            return None, declared
+        m = _CONTENT_RANGE_RE.match(raw.strip())
+        if m is None or int(m.group(2)) < int(m.group(1)):
+            raise BlobUploadInvalid(f"malformed Content-Range {raw[:100]!r}")
+        start, length = int(m.group(1)), int(m.group(2)) - int(m.group(1)) + 1
+        if declared is not None and declared != length:
+            raise BlobUploadInvalid(f"Content-Range covers {length} bytes but Content-Length is {declared}")
+        return start, length
+
+    @staticmethod
+    async def _pump(request: web.Request, writer: ChunkWriter) -> UploadStatus:
+        """Stream the request body into ``writer``; on any failure the chunk is rolled back."""
+        try:
+            async for data in request.content.iter_chunked(CHUNK_SIZE):
+                writer.write(data)
+            return writer.commit()
+        except core.DockyardError:
+            writer.abort()
+            raise
+        except (ConnectionError, asyncio.CancelledError):
+            writer.abort()
+            raise
+        except Exception as exc:  # a malformed chunked body and the like: the client's fault
+            writer.abort()
+            raise BlobUploadInvalid(f"request body unreadable: {type(exc).__name__}") from None
+
+    async def upload_get(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
+        status = await asyncio.to_thread(self.registry.upload_status, name, upload)
+        return web.Response(status=204, headers=_upload_headers(status))
+
+    async def upload_delete(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
+        await asyncio.to_thread(self.registry.cancel_upload, name, upload)
+        return web.Response(status=204)
+
+    # ------------------------------------------------------------ manifests
+
+    async def manifest_get(self, request: web.Request, name: str, ref: str) -> web.StreamResponse:
+        stored = await asyncio.to_thread(self.registry.get_manifest, name, ref)
+        headers = {"Docker-Content-Digest": str(stored.digest), "Content-Type": stored.media_type}
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(stored.size)
+            return web.Response(status=200, headers=headers)
+        return web.Response(status=200, body=stored.data, headers=headers)
+
+    async def manifest_put(self, request: web.Request, name: str, ref: str) -> web.StreamResponse:
+        data = await self._read_bounded(request, self.config.manifest_max_bytes)
+        content_type = request.headers.get("Content-Type", "")
+        result = await asyncio.to_thread(self.registry.put_manifest, name, ref, data, content_type)
+        headers = {
+            "Location": f"/v2/{name}/manifests/{result.digest}",
+            "Docker-Content-Digest": str(result.digest),
+            "Content-Length": "0",
+        }
+        if result.subject is not None:
+            headers["OCI-Subject"] = str(result.subject)
+        return web.Response(status=201, headers=headers)
+
+    @staticmethod
+    async def _read_bounded(request: web.Request, limit: int) -> bytes:
+        if request.content_length is not None and request.content_length > limit:
+            raise ManifestTooLarge(f"manifest larger than {limit} bytes")
+        parts, total = [], 0
+        try:
+            async for data in request.content.iter_chunked(64 << 10):
+                total += len(data)
+                if total > limit:
+                    raise ManifestTooLarge(f"manifest larger than {limit} bytes")
+                parts.append(data)
+        except (core.DockyardError, ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise BlobUploadInvalid(f"request body unreadable: {type(exc).__name__}") from None
+        return b"".join(parts)
+
+    async def manifest_delete(self, request: web.Request, name: str, ref: str) -> web.StreamResponse:
+        await asyncio.to_thread(self.registry.delete_manifest, name, ref)
+        return web.Response(status=202, headers={"Content-Length": "0"})
+
+    # ------------------------------------------------------------ referrers
+
+    async def referrers_get(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
+        subject = Digest.parse(digest)
+        artifact_type = request.query.get("artifactType", "")
+        manifests = await asyncio.to_thread(self.registry.referrers, name, subject, artifact_type)
+        headers = {"Content-Type": OCI_INDEX}
+        if artifact_type:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+        return web.Response(status=200, body=json.dumps(body).encode(), headers=headers)
+
+    # ------------------------------------------------------------ token endpoint
+
+    async def token_get(self, request: web.Request) -> web.StreamResponse:
+        scopes = request.query.getall("scope", [])
+        service = request.query.get("service", "")
+        header = request.headers.get("Authorization", "")
+        body = await asyncio.to_thread(self.auth.issue_token, header, service, scopes)
+        return web.json_response(body)
+
+
+async def _sweep_uploads_forever(registry: Registry) -> None:
+    period = max(1.0, min(registry.config.upload_expiry / 4, 300.0))
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await asyncio.to_thread(registry.sweep_uploads)
+        except Exception:
+            log.exception("upload sweep failed")
+
+
+def make_http_app(registry: Registry, authorizer: Authorizer | None = None) -> web.Application:
+    """The aiohttp application serving ``/v2/…`` (and ``/token`` in token mode) for ``registry``.
+
+    Expired upload sessions are swept in the background while the app runs. ``client_max_size`` is
+    left small: blob bodies never go through it (they are streamed), manifests are capped separately.
+    """
+    authorizer = authorizer or Authorizer(registry.config)
+    handlers = _Handlers(registry, authorizer)
+    app = web.Application(middlewares=[_error_middleware], client_max_size=registry.config.manifest_max_bytes)
+    app[REGISTRY_KEY] = registry
+    app[AUTH_KEY] = authorizer
+    app.router.add_route("*", "/v2/{tail:.*}", handlers.dispatch)
+    app.router.add_route("*", "/v2", handlers.dispatch)
+    app.router.add_get("/token", handlers.token_get)
+
+    async def sweeper(app: web.Application) -> Any:
+        task = asyncio.create_task(_sweep_uploads_forever(registry))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(sweeper)
+    return app
+
+
+__all__ = ["API_VERSION_HEADER", "OCI_STATUS", "make_http_app", "oci_error"]
