@@ -461,13 +461,11 @@ class Registry:
         if is_digest(reference):
             digest = Digest.parse(reference)
         else:
-            try:
-                raw = self.storage.read_bytes(self._tag_path(name, reference), 1024)
-            except TagInvalid:
-                raise
-            except Exception:
-                raise self._manifest_unknown(name, reference) from None
-            digest = Digest.parse(raw.decode().strip())
+            # An invalid tag cannot name anything: on reads that is "unknown" (404), not 400.
+            raw = self._read_tag(name, reference) if TAG_RE.match(reference) else None
+            if raw is None:
+                raise self._manifest_unknown(name, reference)
+            digest = Digest.parse(raw)
         if self.storage.stat(self._revision(name, digest)) is None:
             raise self._manifest_unknown(name, reference)
         return digest
@@ -602,11 +600,10 @@ class Registry:
         self.emit(Subject.REGISTRY_MANIFEST_DELETED, f"{name}@{digest}", repository=name, digest=str(digest))
 
     def delete_tag(self, name: str, tag: str) -> None:
-        path = self._tag_path(name, tag)
-        previous = self._read_tag(name, tag)
+        previous = self._read_tag(name, tag) if TAG_RE.match(tag) else None
         if previous is None:
             raise self._manifest_unknown(name, tag)
-        self.storage.delete(path)
+        self.storage.delete(self._tag_path(name, tag))
         log.info("tag deleted", repository=name, tag=tag, digest=previous)
         self.emit(Subject.REGISTRY_TAG_DELETED, f"{name}:{tag}", repository=name, tag=tag, digest=previous)
 
