@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from dockyard.core.events import Event
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.digest import Digest

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from conftest import ListPublisher, image_manifest, push_blob, push_image
-
 from dockyard.core.outbox import Outbox, OutboxPublisher
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.digest import Digest
@@ -264,7 +263,9 @@ def test_manifest_missing_blob_rejected(registry: Registry) -> None:
         b'{"schemaVersion": 2, "mediaType": "text/plain"}',
         b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}',
         b'{"schemaVersion": 2, "config": {"mediaType": "x", "digest": "sha256:zz", "size": 1}, "layers": []}',
-        b'{"schemaVersion": 2, "config": {"mediaType": "x", "digest": "sha256:' + b"a" * 64 + b'", "size": -1}}',
+        b'{"schemaVersion": 2, "config": {"mediaType": "x", "digest": "sha256:'
+        + b"a" * 64
+        + b'", "size": -1}}',
         b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": {}}',
     ],
 )
@@ -374,7 +375,9 @@ def test_usage(registry: Registry) -> None:
 
 def test_events_go_to_a_real_outbox(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox")
-    reg = Registry(FilesystemDriver(tmp_path / "root"), OutboxPublisher(outbox), RegistryConfig(root=tmp_path))
+    reg = Registry(
+        FilesystemDriver(tmp_path / "root"), OutboxPublisher(outbox), RegistryConfig(root=tmp_path)
+    )
     push_image(reg, "r", "v1")
     subjects = [p.event.nats_subject for p in outbox.pending()]
     assert subjects == ["dockyard.registry.manifest_pushed", "dockyard.registry.tag_changed"]

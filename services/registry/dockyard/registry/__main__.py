@@ -39,7 +39,7 @@ _SERVE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--auth", "auth_mode", AuthMode, "none | basic | token (default none)"),
     ("--htpasswd", "htpasswd_path", Path, "htpasswd file with bcrypt hashes (basic and token modes)"),
     ("--access", "access_path", Path, "access rules file, lines user:pull[,push][:repo-glob]"),
-    ("--token-secret", "token_secret", str, "HS256 secret for bearer tokens (token mode, >= 16 chars)"),
+    ("--token-secret", "token_secret", str, "HS256 secret for bearer tokens (token mode, >= 32 chars)"),
     ("--token-ttl", "token_ttl", int, "token lifetime in seconds (default 300)"),
     ("--realm", "realm", str, "public URL of the token endpoint (default http(s)://host:port/token)"),
     ("--tls-cert", "tls_cert", Path, "PEM certificate; with --tls-key serves HTTPS"),

@@ -190,8 +190,8 @@ class Authorizer:
             if config.htpasswd_path is None:
                 raise InvalidArgument(f"auth mode {self.mode} needs an htpasswd file")
             htpasswd = Htpasswd.load(config.htpasswd_path)
-        if self.mode is AuthMode.TOKEN and len(config.token_secret) < 16:
-            raise InvalidArgument("token auth needs a token secret of at least 16 characters")
+        if self.mode is AuthMode.TOKEN and len(config.token_secret) < 32:
+            raise InvalidArgument("token auth needs a token secret of at least 32 characters (RFC 7518)")
         self.htpasswd = htpasswd
         self.policy = policy or AccessPolicy.load(config.access_path)
 
