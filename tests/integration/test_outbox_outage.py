@@ -22,7 +22,9 @@ async def _all_events(url: str, settings: StreamSettings) -> list[str]:
         await nc.close()
 
 
-async def test_events_emitted_while_nats_is_down_all_arrive_once(tmp_path: Path, nats_server: NatsServer) -> None:
+async def test_events_emitted_while_nats_is_down_all_arrive_once(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
     settings = StreamSettings(name="T_OUTAGE")
     outbox = Outbox(tmp_path / "outbox")
     publisher = OutboxPublisher(outbox)
@@ -55,7 +57,9 @@ async def test_events_emitted_while_nats_is_down_all_arrive_once(tmp_path: Path,
     assert subjects == expected  # every event, in emission order, no duplicates
 
 
-async def test_a_resend_after_a_crash_is_deduplicated_by_event_id(tmp_path: Path, nats_server: NatsServer) -> None:
+async def test_a_resend_after_a_crash_is_deduplicated_by_event_id(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
     settings = StreamSettings(name="T_DEDUP")
     outbox = Outbox(tmp_path / "outbox")
     event = new_event(Subject.IMAGE_TAGGED, "/test", "once")

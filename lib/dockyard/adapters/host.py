@@ -91,7 +91,8 @@ def add_host_flags(parser: argparse.ArgumentParser, service: str, grpc_port: int
     group.add_argument(
         "--state-dir",
         default=env("STATE_DIR", os.path.join(home, "dockyard", service)),
-        help=f"where this service keeps its state [{prefix}STATE_DIR, default ~/.local/share/dockyard/{service}]",
+        help=f"where this service keeps its state [{prefix}STATE_DIR, "
+        f"default ~/.local/share/dockyard/{service}]",
     )
     group.add_argument(
         "--nats-url",
@@ -119,10 +120,16 @@ class ServiceHost:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox")
         self.publisher = OutboxPublisher(self.outbox)
-        self.drainer = OutboxDrainer(self.outbox, config.nats_url, config.stream, name=f"dockyard-{config.service}")
+        self.drainer = OutboxDrainer(
+            self.outbox, config.nats_url, config.stream, name=f"dockyard-{config.service}"
+        )
         self.server = GrpcServer(config.grpc_listen, [system.registration(info), *services])
         self.components = list(components)
         self._stop = asyncio.Event()
+
+    def add_component(self, component: Component) -> None:
+        """Run ``component`` with the service (started before gRPC serves, stopped after); before ``run``."""
+        self.components.append(component)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -141,12 +148,16 @@ class ServiceHost:
                 started.append(component)
             await self.server.start()
             self.publisher.publish(
-                new_event(Subject.SERVICE_STARTED, self.config.source, self.config.service, {"pid": os.getpid()})
+                new_event(
+                    Subject.SERVICE_STARTED, self.config.source, self.config.service, {"pid": os.getpid()}
+                )
             )
             log.info("service started", grpc=self.config.grpc_listen, state_dir=str(self.config.state_dir))
             await self._stop.wait()
             log.info("service stopping")
-            self.publisher.publish(new_event(Subject.SERVICE_STOPPING, self.config.source, self.config.service))
+            self.publisher.publish(
+                new_event(Subject.SERVICE_STOPPING, self.config.source, self.config.service)
+            )
             await self.server.stop(grace=5.0)
         finally:
             for component in reversed(started):

@@ -41,4 +41,6 @@ def configure(service: str, *, json: bool | None = None, level: str | None = Non
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
     # Libraries that log through stdlib (aiohttp, nats) go to stderr at WARNING and up.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(name)s: %(message)s"
+    )

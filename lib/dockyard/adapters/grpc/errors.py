@@ -37,7 +37,7 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     generic message (the traceback goes to the log, never to the client).
     """
     for cls in type(exc).__mro__:
-        code = _TO_GRPC.get(cls)  # type: ignore[arg-type]
+        code = _TO_GRPC.get(cls)
         if code is not None:
             return code, str(exc)
     return grpc.StatusCode.INTERNAL, "internal error; see the service log"

@@ -101,8 +101,8 @@ class GrpcServer:
     """One service's gRPC server: register servicers, ``start``, ``stop``.
 
     ``services`` pairs each ``add_XServicer_to_server`` function with its servicer and the
-    full service name (for health and reflection), e.g.
-    ``(registry_pb2_grpc.add_RegistryAdminServicer_to_server, servicer, "dockyard.api.registry.v1.RegistryAdmin")``.
+    full service name (for health and reflection), e.g. ``(add_RegistryAdminServicer_to_server,
+    servicer, "dockyard.api.registry.v1.RegistryAdmin")``.
     """
 
     def __init__(
@@ -125,13 +125,22 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self._names = [health.SERVICE_NAME, reflection.SERVICE_NAME]
         for add, servicer, name in services:
-            add(servicer, self._server)
-            self._names.append(name)
-        reflection.enable_server_reflection(self._names, self._server)
+            self.add_servicer(add, servicer, name)
         self.port = 0
+
+    def add_servicer(self, add: AddServicer, servicer: Any, name: str) -> None:
+        """Register ``servicer`` with its generated ``add_…_to_server``; before ``start``."""
+        add(servicer, self._server)
+        self._names.append(name)
+
+    def add_generic_handler(self, handler: grpc.GenericRpcHandler, name: str) -> None:
+        """Serve ``name`` through a generic handler (the gateway's forwarding); before ``start``."""
+        self._server.add_generic_rpc_handlers((handler,))
+        self._names.append(name)
 
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (useful with ``:0``)."""
+        reflection.enable_server_reflection(self._names, self._server)
         self.port = self._server.add_insecure_port(self.address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.address}")
@@ -142,7 +151,9 @@ class GrpcServer:
         return self.port
 
     async def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         await self.health.set("", status)
 
     async def stop(self, grace: float = 5.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -19,12 +20,12 @@ class SystemServicer(system_pb2_grpc.SystemServicer):
     def __init__(self, info: Callable[[], ServiceInfo]) -> None:
         self._info = info
 
-    async def Info(  # noqa: N802 - gRPC method name
+    async def Info(
         self, request: system_pb2.InfoRequest, context: grpc.aio.ServicerContext
     ) -> system_pb2.InfoResponse:
         return info_to_pb(self._info())
 
 
-def registration(info: Callable[[], ServiceInfo]) -> tuple[object, object, str]:
+def registration(info: Callable[[], ServiceInfo]) -> tuple[Any, SystemServicer, str]:
     """The ``(add, servicer, name)`` triple ``GrpcServer`` takes."""
     return system_pb2_grpc.add_SystemServicer_to_server, SystemServicer(info), SERVICE_NAME

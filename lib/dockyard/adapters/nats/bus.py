@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -133,16 +134,18 @@ class OutboxDrainer:
                 if isinstance(error, Exception):
                     # Warn once per outage, not once per retry.
                     (log.warning if self.connected or attempt.retry_state.attempt_number == 1 else log.debug)(
-                        "event bus unreachable; events wait in the outbox", error=str(error), pending=len(self.outbox)
+                        "event bus unreachable; events wait in the outbox",
+                        error=str(error),
+                        pending=len(self.outbox),
                     )
                     self.connected = False
                     if nc is not None:
-                        await _close_quietly(nc)
+                        await close_quietly(nc)
                         nc = None
         finally:
             self.connected = False
             if nc is not None:
-                await _close_quietly(nc)
+                await close_quietly(nc)
 
     async def _drain_forever(self, nc: NATS) -> None:
         js = nc.jetstream()
@@ -181,11 +184,10 @@ class OutboxDrainer:
         return True
 
 
-async def _close_quietly(nc: NATS) -> None:
-    try:
+async def close_quietly(nc: NATS) -> None:
+    # A broken connection may fail to close; it is gone either way.
+    with contextlib.suppress(Exception):
         await nc.close()
-    except Exception:  # a broken connection may fail to close; it is gone either way
-        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +215,14 @@ async def read_events(
     """
     js = nc.jetstream()
     if start_sequence:
-        policy, extra = js_api.DeliverPolicy.BY_START_SEQUENCE, {"opt_start_seq": start_sequence}
+        config = js_api.ConsumerConfig(
+            deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_sequence
+        )
     elif since is not None:
-        policy, extra = js_api.DeliverPolicy.BY_START_TIME, {"opt_start_time": since}
+        config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_TIME, opt_start_time=since)
     else:
-        policy, extra = js_api.DeliverPolicy.NEW, {}
+        config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.NEW)
+    policy = config.deliver_policy
     try:
         info = await js.stream_info(settings.name)
     except Exception as exc:
@@ -229,7 +234,7 @@ async def read_events(
         STREAM_SUBJECTS,
         stream=settings.name,
         ordered_consumer=True,
-        config=js_api.ConsumerConfig(deliver_policy=policy, **extra),  # type: ignore[arg-type]
+        config=config,
     )
     try:
         while True:

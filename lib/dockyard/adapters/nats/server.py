@@ -66,7 +66,9 @@ class NatsServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise Unavailable(f"nats-server exited with {self.process.returncode} (port {self.port} taken?)")
+                raise Unavailable(
+                    f"nats-server exited with {self.process.returncode} (port {self.port} taken?)"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self

@@ -10,6 +10,7 @@ import ssl
 from dataclasses import replace
 
 from aiohttp import web
+
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from dockyard.core.service import ServiceInfo, ServiceState
@@ -54,48 +55,26 @@ def ssl_context(config: RegistryConfig) -> ssl.SSLContext | None:
 def build(config: RegistryConfig, host_config: HostConfig) -> tuple[ServiceHost, Registry]:
     """Wire the registry. Must run inside the event loop (gRPC aio objects bind to it)."""
     config = replace(config, source=host_config.source)
-    info_started = ServiceInfo("registry", ServiceState.SERVING, node=host_config.node)
+    started = ServiceInfo("registry", ServiceState.SERVING, node=host_config.node)
     scheme = "https" if config.tls else "http"
-    holder: list[ServiceHost] = []
-    registry: Registry | None = None
 
     def info() -> ServiceInfo:
         return replace(
-            info_started,
+            started,
             details={
                 "http": f"{scheme}://{config.host}:{config.port}",
                 "storage": str(config.root),
                 "auth": str(config.auth_mode),
-                "events_pending": str(len(holder[0].outbox)) if holder else "0",
+                "events_pending": str(len(host.outbox)),
             },
         )
 
-    # The core publishes through the host's outbox, so the host comes first; the core is
-    # handed to the servicer and the HTTP component before anything starts serving.
-    servicer = RegistryAdminServicer.__new__(RegistryAdminServicer)
-    http: list[HttpServer] = []
-
-    class _Http:
-        async def start(self) -> None:
-            await http[0].start()
-
-        async def stop(self) -> None:
-            await http[0].stop()
-
-    host = ServiceHost(
-        host_config,
-        info,
-        [
-            (
-                registry_pb2_grpc.add_RegistryAdminServicer_to_server,
-                servicer,
-                registry_pb2.DESCRIPTOR.services_by_name["RegistryAdmin"].full_name,
-            )
-        ],
-        [_Http()],
-    )
-    holder.append(host)
+    host = ServiceHost(host_config, info)
     registry = Registry(FilesystemDriver(config.root), host.publisher, config)
-    RegistryAdminServicer.__init__(servicer, registry)
-    http.append(HttpServer(make_http_app(registry, Authorizer(config)), config))
+    host.server.add_servicer(
+        registry_pb2_grpc.add_RegistryAdminServicer_to_server,
+        RegistryAdminServicer(registry),
+        registry_pb2.DESCRIPTOR.services_by_name["RegistryAdmin"].full_name,
+    )
+    host.add_component(HttpServer(make_http_app(registry, Authorizer(config)), config))
     return host, registry

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import grpc
+
 from dockyard.adapters.grpc.convert import timestamp
 from dockyard.api.registry.v1 import registry_pb2 as pb
 from dockyard.api.registry.v1 import registry_pb2_grpc
@@ -94,9 +95,7 @@ class RegistryAdminServicer(registry_pb2_grpc.RegistryAdminServicer):
             swept=list(result.deleted[:MAX_SWEPT_LISTED]),
         )
 
-    async def Usage(
-        self, request: pb.UsageRequest, context: grpc.aio.ServicerContext
-    ) -> pb.UsageResponse:
+    async def Usage(self, request: pb.UsageRequest, context: grpc.aio.ServicerContext) -> pb.UsageResponse:
         def usage() -> pb.UsageResponse:
             used = self._registry.usage()
             manifests = sum(

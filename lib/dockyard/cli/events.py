@@ -1,0 +1,99 @@
+"""``dockyard events``: like ``docker events``, but able to reach back past any restart.
+
+Without --since/--until it follows new events. --since replays from that point and then
+follows; --until stops at that time. Times are RFC 3339 (2026-11-22T05:00:00Z), Unix
+seconds, or a duration back from now (90s, 10m, 2h, 7d).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from datetime import UTC, datetime, timedelta
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since", help="show events from this time (RFC 3339, Unix seconds, or 10m/2h/7d ago)"
+    )
+    parser.add_argument("--until", help="stop at this time (same forms); without it, follow")
+    parser.add_argument(
+        "--sequence", type=int, default=0, help="replay from this stream sequence (resume after a disconnect)"
+    )
+    parser.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="type=, action=, entity=, label=k[=v]; repeat (same key ORs, different keys AND)",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="json: one CloudEvent per line"
+    )
+
+
+def parse_time(value: str, now: datetime | None = None) -> datetime:
+    """Parse a user's time; raises InvalidArgument with the accepted forms."""
+    from dockyard.core.errors import InvalidArgument
+
+    now = now or datetime.now(UTC)
+    text = value.strip()
+    if match := _DURATION.match(text):
+        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(
+            f"bad time {value!r}: use RFC 3339 (2026-11-22T05:00:00Z), Unix seconds, or a duration like 10m"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def run(args: argparse.Namespace) -> int:
+    import grpc
+
+    from dockyard.adapters.grpc.convert import timestamp
+    from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
+    from dockyard.cli.client import channel
+    from dockyard.core.events import EventFilter
+
+    EventFilter.parse(args.filter)  # a bad filter is the user's mistake: say so before dialling
+    request = events_pb2.SubscribeRequest(filters=args.filter, start_sequence=args.sequence)
+    if args.since:
+        request.since.CopyFrom(timestamp(parse_time(args.since)))
+    if args.until:
+        request.until.CopyFrom(timestamp(parse_time(args.until)))
+    with channel(args.host) as ch:
+        stream = events_pb2_grpc.EventsStub(ch).Subscribe(request)
+        try:
+            for event in stream:
+                print(_render(event, args.format), flush=True)
+        except KeyboardInterrupt:
+            stream.cancel()
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise
+    return 0
+
+
+def _render(event: object, fmt: str) -> str:
+    from dockyard.api.events.v1 import events_pb2
+
+    assert isinstance(event, events_pb2.Event)
+    if fmt == "json":
+        return event.cloudevent_json
+    _, area, action = event.type.rsplit(".", 2)
+    when = event.time.ToDatetime(tzinfo=UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(event.labels.items()))
+    source = event.source.rsplit("/", 2)
+    origin = f"{source[-2]}@{source[-1]}" if len(source) >= 3 else event.source
+    suffix = f" ({labels})" if labels else ""
+    return f"{when} {area} {action} {event.subject} [{origin}] seq={event.sequence}{suffix}"

@@ -1,0 +1,71 @@
+"""Composition root of the gateway: backends, forwarding, Platform, Events, one ServiceHost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.adapters.host import HostConfig, ServiceHost
+from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
+from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
+from dockyard.core.service import ServiceInfo, ServiceState
+from dockyard.gateway.backends import ROUTES, Backend, ForwardingHandler
+from dockyard.gateway.events import EventSource
+from dockyard.gateway.servicer import EventsServicer, PlatformServicer
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    host: HostConfig
+    registry: str
+    runtime: str
+    builder: str
+
+
+def build(config: GatewayConfig) -> tuple[ServiceHost, list[Backend], EventSource]:
+    """Wire the gateway. Must run inside the event loop (gRPC aio objects bind to it)."""
+    backends = [
+        Backend("registry", config.registry),
+        Backend("runtime", config.runtime),
+        Backend("builder", config.builder),
+    ]
+    by_name = {b.name: b for b in backends}
+    events = EventSource(config.host.nats_url, config.host.stream)
+    started = ServiceInfo("gateway", ServiceState.SERVING, node=config.host.node)
+
+    def info() -> ServiceInfo:
+        return ServiceInfo(
+            "gateway",
+            ServiceState.SERVING,
+            node=started.node,
+            started_at=started.started_at,
+            details={
+                "grpc": config.host.grpc_listen,
+                "registry": config.registry,
+                "runtime": config.runtime,
+                "builder": config.builder,
+                "nats": config.host.nats_url,
+                "events_pending": str(len(host.outbox)),
+            },
+        )
+
+    platform = PlatformServicer(info, backends, events, lambda: host.drainer.connected)
+    host = ServiceHost(
+        config.host,
+        info,
+        [
+            (
+                system_pb2_grpc.add_PlatformServicer_to_server,
+                platform,
+                system_pb2.DESCRIPTOR.services_by_name["Platform"].full_name,
+            ),
+            (
+                events_pb2_grpc.add_EventsServicer_to_server,
+                EventsServicer(events),
+                events_pb2.DESCRIPTOR.services_by_name["Events"].full_name,
+            ),
+        ],
+    )
+    for route, service in ROUTES.items():
+        backend = by_name[route.split(":")[0]]
+        host.server.add_generic_handler(ForwardingHandler(service, backend), service.full_name)
+    return host, backends, events
