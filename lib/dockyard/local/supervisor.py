@@ -87,8 +87,9 @@ def child_specs(config: PlatformConfig) -> list[ChildSpec]:
         )
         return ChildSpec(name, grpc_addr, (*argv, *common))
 
+    http_host, _, http_port = config.registry_http.rpartition(":")
     return [
-        svc("registry", config.registry_grpc, "serve", "--listen", config.registry_http),
+        svc("registry", config.registry_grpc, "serve", "--host", http_host, "--port", http_port),
         svc("runtime", config.runtime_grpc),
         svc("builder", config.builder_grpc),
         svc(

@@ -1,0 +1,212 @@
+"""End to end: `dockyard up` as the unprivileged user, health, info, an event, a clean stop, a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dockyard.adapters.nats.server import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+USER = os.environ.get("DOCKYARD_USER", "dockyard")
+
+
+@dataclass
+class Platform:
+    process: subprocess.Popen[str]
+    state_dir: Path
+    gateway: str
+    registry_http: str
+    output: Path
+
+    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "dockyard.cli", "-H", self.gateway, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+def _as_user() -> list[str]:
+    """Run the platform as the unprivileged user when we are root (CI), as ourselves otherwise."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        pytest.fail(f"user {USER!r} missing: run `make setup` (it creates the unprivileged user)")
+    return ["setpriv", "--reuid", USER, "--regid", USER, "--init-groups", "--"]
+
+
+def _free_block(n: int) -> int:
+    """A base port with n free ports after it (best effort)."""
+    for _ in range(50):
+        base = free_port()
+        if base + n < 65000 and all(_port_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no free port block")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def start(state_dir: Path, ports: tuple[int, int, int]) -> Platform:
+    base, nats_port, http_port = ports
+    output = state_dir.parent / f"up-{time.monotonic_ns()}.out"
+    env = {**os.environ, "HOME": str(state_dir.parent), "DOCKYARD_LOG_LEVEL": "info"}
+    cmd = [
+        *_as_user(),
+        PYTHON,
+        "-m",
+        "dockyard.cli",
+        "up",
+        "--state-dir",
+        str(state_dir),
+        "--grpc-base-port",
+        str(base),
+        "--nats-port",
+        str(nats_port),
+        "--registry-listen",
+        f"127.0.0.1:{http_port}",
+    ]
+    with open(output, "w") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+    platform = Platform(process, state_dir, f"127.0.0.1:{base}", f"127.0.0.1:{http_port}", output)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"dockyard up exited {process.returncode}:\n{output.read_text()}")
+        if "platform ready" in output.read_text():
+            return platform
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail(f"dockyard up not ready in 90 s:\n{output.read_text()}")
+
+
+def stop(platform: Platform) -> int:
+    platform.process.send_signal(signal.SIGTERM)
+    return platform.process.wait(timeout=60)
+
+
+@pytest.fixture
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # Under /tmp, world-traversable, owned by the user who runs the platform.
+    path = Path(tmp_path_factory.mktemp("e2e", numbered=True))
+    path.chmod(0o755)
+    for parent in path.parents:
+        if parent == Path("/"):
+            break
+        if not parent.stat().st_mode & 0o001:
+            parent.chmod(parent.stat().st_mode | 0o001)
+    if os.geteuid() == 0:
+        shutil.chown(path, USER, USER)
+    yield path
+
+
+def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
+    ports = (_free_block(4), free_port(), free_port())
+    state = workdir / "state"
+    platform = start(state, ports)
+    try:
+        # info: every backend answers, with its health and version
+        info = platform.cli("info", "--format", "json")
+        assert info.returncode == 0, info.stderr
+        status = json.loads(info.stdout)
+        backends = {b["name"]: b for b in status["backends"]}
+        assert set(backends) == {"registry", "runtime", "builder"}
+        assert all(b["health"] == "SERVING" for b in backends.values()), backends
+        assert backends["registry"]["info"]["state"] == "SERVICE_STATE_SERVING"
+        assert backends["runtime"]["info"]["state"] == "SERVICE_STATE_NOT_IMPLEMENTED"
+        assert status["gateway"]["version"]
+        text = platform.cli("info")
+        assert text.returncode == 0 and "registry" in text.stdout and "not_implemented" in text.stdout
+
+        # rootless: every service process runs as the unprivileged user
+        if os.geteuid() == 0:
+            uid = pwd.getpwnam(USER).pw_uid
+            pids = subprocess.run(["pgrep", "-f", f"--state-dir {state}/"], capture_output=True, text=True)
+            found = [int(p) for p in pids.stdout.split()]
+            assert len(found) >= 4, pids.stdout
+            assert all(os.stat(f"/proc/{pid}").st_uid == uid for pid in found)
+
+        # the registry answers OCI distribution on its HTTP port
+        with urllib.request.urlopen(f"http://{platform.registry_http}/v2/", timeout=5) as resp:
+            assert resp.status == 200
+
+        # events: every service announced itself; the stream can be replayed from the start
+        deadline = time.monotonic() + 30
+        while True:
+            events = platform.cli("events", "--since", "10m", "--until", "0s", "--format", "json")
+            assert events.returncode == 0, events.stderr
+            started = {
+                json.loads(line)["subject"]
+                for line in events.stdout.splitlines()
+                if json.loads(line)["type"] == "io.dockyard.service.started"
+            }
+            if {"registry", "runtime", "builder", "gateway"} <= started or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert {"registry", "runtime", "builder", "gateway"} <= started
+        filtered = platform.cli("events", "--since", "10m", "--until", "0s", "--filter", "entity=gateway")
+        assert filtered.returncode == 0
+        assert filtered.stdout.strip() and all(" gateway " in line for line in filtered.stdout.splitlines())
+
+        # a bad filter is one readable line, not a traceback
+        bad = platform.cli("events", "--filter", "colour=red")
+        assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+        # a second `up` on the same state directory refuses while the first runs
+        second = subprocess.run(
+            [*_as_user(), PYTHON, "-m", "dockyard.cli", "up", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1 and "another `dockyard up`" in second.stderr
+    finally:
+        code = stop(platform)
+    assert code == 0, platform.output.read_text()
+    assert "platform stopped" in platform.output.read_text()
+    assert subprocess.run(["pgrep", "-f", f"--state-dir {state}/"], capture_output=True).returncode == 1
+
+    # a second `up` on the same state directory finds everything intact: the old events are still there
+    platform = start(state, ports)
+    try:
+        replay = platform.cli("events", "--since", "1h", "--until", "0s", "--filter", "action=stopping")
+        assert replay.returncode == 0, replay.stderr
+        assert len(replay.stdout.splitlines()) >= 4, replay.stdout  # each service's stop, from the first run
+    finally:
+        assert stop(platform) == 0
+
+
+def test_cli_without_a_platform_says_so_in_one_line() -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "dockyard.cli", "-H", f"127.0.0.1:{free_port()}", "info", "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("dockyard: ") and result.stderr.count("\n") == 1, result.stderr
