@@ -4,32 +4,32 @@
     dockyard-registry gc [--dry-run] [--root DIR] [--grace SECONDS]
 
 Every flag has an environment variable ``DOCKYARD_REGISTRY_<FLAG>`` (``--token-secret`` →
-``DOCKYARD_REGISTRY_TOKEN_SECRET``); a flag given on the command line wins. Until ``app.py`` exists
-this module builds the object graph itself: storage, an on-disk event outbox, the core, the app.
+``DOCKYARD_REGISTRY_TOKEN_SECRET``); a flag given on the command line wins. The object graph is
+wired in ``app.py``; this module parses flags and runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
-import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import structlog
-from aiohttp import web
+from dockyard.adapters.host import HostConfig, add_host_flags
+from dockyard.core import logging
 from dockyard.core.errors import DockyardError
 from dockyard.core.outbox import Outbox, OutboxPublisher
-from dockyard.registry.auth import Authorizer
+from dockyard.registry import app
 from dockyard.registry.config import AuthMode, RegistryConfig
 from dockyard.registry.gc import run_gc
-from dockyard.registry.http import make_http_app
 from dockyard.registry.registry import Registry
 from dockyard.registry.storage import FilesystemDriver
 
+GRPC_PORT = 7071
 ENV_PREFIX = "DOCKYARD_REGISTRY_"
 
 # (flag, config field, type, help)
@@ -46,7 +46,6 @@ _SERVE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--tls-key", "tls_key", Path, "PEM private key"),
     ("--upload-expiry", "upload_expiry", float, "seconds an idle upload session lives (default 3600)"),
     ("--gc-grace", "gc_grace", float, "seconds a new unreferenced blob is safe from GC (default 3600)"),
-    ("--nats-url", "nats_url", str, "NATS server for events (used by app.py's outbox drainer)"),
 ]
 
 
@@ -69,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the registry HTTP API")
     gc = sub.add_parser("gc", help="delete blobs no manifest references")
     for p in (serve, gc):
-        _add(p, "--root", "root", Path, "storage root directory (default /var/lib/dockyard/registry)")
+        add_host_flags(p, "registry", GRPC_PORT)
+        _add(p, "--root", "root", Path, "storage root directory (default <state-dir>/storage)")
     for flag, dest, kind, help_ in _SERVE_FLAGS:
         _add(serve, flag, dest, kind, help_)
     gc.add_argument("--dry-run", action="store_true", help="report what would be freed, delete nothing")
@@ -92,44 +92,33 @@ def config_from(
     return RegistryConfig(**values)  # type: ignore[arg-type]
 
 
-def build(config: RegistryConfig) -> tuple[Registry, web.Application]:
-    """The object graph ``serve`` runs (``app.py`` will take this over)."""
-    storage = FilesystemDriver(config.root)
-    publisher = OutboxPublisher(Outbox(config.root / "outbox"))
-    registry = Registry(storage, publisher, config)
-    return registry, make_http_app(registry, Authorizer(config))
-
-
-def _ssl_context(config: RegistryConfig) -> ssl.SSLContext | None:
-    if not config.tls:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(config.tls_cert), str(config.tls_key))
-    return ctx
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.dev.ConsoleRenderer(),
-        ]
-    )
     args = build_parser().parse_args(argv)
+    logging.configure("registry")
+    host_config = HostConfig.from_args("registry", args)
+    if args.root is None and not os.environ.get(_env_name("--root")):
+        args.root = host_config.state_dir / "storage"
     try:
         config = config_from(args)
-        registry, app = build(config)
+        if args.command == "gc":
+            # Offline or beside a running server: the grace period protects fresh uploads, and
+            # events go to the same outbox the server drains.
+            publisher = OutboxPublisher(Outbox(host_config.state_dir / "outbox"))
+            registry = Registry(FilesystemDriver(config.root), publisher, config)
+            result = run_gc(registry, dry_run=args.dry_run)
+            out = asdict(result)
+            out.pop("deleted")
+            print(json.dumps(out))
+            return 0
+
+        async def serve() -> None:  # gRPC's aio server must be built inside the running loop
+            host, _ = app.build(config, host_config)
+            await host.run()
+
+        asyncio.run(serve())
     except (DockyardError, ValueError, OSError) as exc:
         print(f"dockyard-registry: {exc}", file=sys.stderr)
         return 2
-    if args.command == "gc":
-        result = run_gc(registry, dry_run=args.dry_run)
-        out = asdict(result)
-        out.pop("deleted")
-        print(json.dumps(out))
-        return 0
-    web.run_app(app, host=config.host, port=config.port, ssl_context=_ssl_context(config), print=None)
     return 0
 
 
@@ -137,4 +126,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["build", "build_parser", "config_from", "main"]
+__all__ = ["build_parser", "config_from", "main"]
