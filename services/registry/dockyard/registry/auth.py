@@ -40,6 +40,7 @@ from typing import Any
 import bcrypt
 import jwt
 import structlog
+
 from dockyard.core.errors import InvalidArgument
 from dockyard.registry.config import AuthMode, RegistryConfig
 from dockyard.registry.errors import AuthenticationRequired, Denied

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 import structlog
+
 from dockyard.core.events import Subject
 from dockyard.registry.digest import Digest
 from dockyard.registry.registry import Registry, blob_path

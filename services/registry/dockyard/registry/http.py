@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
+
 from dockyard.core import errors as core
 from dockyard.registry.auth import Access, Authorizer
 from dockyard.registry.config import RegistryConfig
@@ -41,6 +42,7 @@ log = structlog.get_logger("dockyard.registry.http")
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 REGISTRY_KEY = web.AppKey("registry", Registry)
+REPOSITORY_KEY = web.RequestKey("repository", str)
 AUTH_KEY = web.AppKey("authorizer", Authorizer)
 
 # Spec error code → HTTP status.
@@ -123,7 +125,7 @@ async def _error_middleware(
         headers: dict[str, str] = {}
         if isinstance(exc, RangeInvalid):
             headers["Range"] = _range(exc.offset)
-            if (upload := exc.detail.get("upload")) and (name := request.get("repository")):
+            if (upload := exc.detail.get("upload")) and (name := request.get(REPOSITORY_KEY)):
                 headers["Location"] = f"/v2/{name}/blobs/uploads/{upload}"
         if (challenge := getattr(exc, "challenge", None)) is not None:
             headers["WWW-Authenticate"] = challenge
@@ -131,6 +133,9 @@ async def _error_middleware(
         log_fn("request refused", status=status, code=code, error=exc.message)
         detail = {k: v for k, v in exc.detail.items() if isinstance(v, str | int)}
         response = oci_error(status, code, exc.message, detail, headers)
+        if request.body_exists and not request.content.at_eof():
+            # We refused without reading the body: close rather than drain (or misparse) the rest.
+            response.force_close()
     except web.HTTPException as exc:
         response = exc
     except (ConnectionError, asyncio.CancelledError):
@@ -185,7 +190,7 @@ class _Handlers:
         m, kind = found
         params = m.groupdict()
         if "name" in params:
-            request["repository"] = params["name"]
+            request[REPOSITORY_KEY] = params["name"]
         method = "GET" if request.method == "HEAD" else request.method
         handler = getattr(self, f"{kind}_{method.lower()}", None)
         if handler is None:
@@ -204,7 +209,7 @@ class _Handlers:
             actions = {"GET": _PULL, "HEAD": _PULL, "DELETE": _DELETE}.get(request.method, _PUSH)
             required = [Access("repository", params["name"], actions)]
         header = request.headers.get("Authorization", "")
-        request["principal"] = await asyncio.to_thread(self.auth.authorize, header, required)
+        await asyncio.to_thread(self.auth.authorize, header, required)
 
     async def _may_pull(self, request: web.Request, name: str) -> bool:
         if not self.auth.enabled:

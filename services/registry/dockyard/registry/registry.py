@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.digest import Digest, Hasher, is_digest, new_hasher
