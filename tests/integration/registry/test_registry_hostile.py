@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import Server, digest_of, oci_code, push_blob
+from registry_http_support import Server, digest_of, oci_code, push_blob
 
 
 async def raw(server: Server, request: bytes, *, half_close: bool = True, timeout: float = 5) -> bytes:

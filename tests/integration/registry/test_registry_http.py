@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from conftest import Server, digest_of, manifest_for, oci_code, push_blob, push_image
+from registry_http_support import Server, digest_of, manifest_for, oci_code, push_blob, push_image
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import bcrypt
 import jwt
 import pytest
+
 from dockyard.core.errors import InvalidArgument
 from dockyard.registry.auth import Access, AccessPolicy, Authorizer, Htpasswd
 from dockyard.registry.config import AuthMode, RegistryConfig

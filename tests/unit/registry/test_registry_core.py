@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ListPublisher, image_manifest, push_blob, push_image
+from registry_unit_support import ListPublisher, image_manifest, push_blob, push_image
+
 from dockyard.core.outbox import Outbox, OutboxPublisher
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.digest import Digest

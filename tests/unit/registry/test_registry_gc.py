@@ -6,7 +6,8 @@ import json
 import os
 import time
 
-from conftest import ListPublisher, push_blob, push_image
+from registry_unit_support import ListPublisher, push_blob, push_image
+
 from dockyard.registry.digest import Digest
 from dockyard.registry.gc import run_gc
 from dockyard.registry.registry import Registry, blob_path

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.registry.storage import FilesystemDriver, StorageDriver
 
