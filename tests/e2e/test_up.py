@@ -146,7 +146,7 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
         # rootless: every service process runs as the unprivileged user
         if os.geteuid() == 0:
             uid = pwd.getpwnam(USER).pw_uid
-            pids = subprocess.run(["pgrep", "-f", f"--state-dir {state}/"], capture_output=True, text=True)
+            pids = subprocess.run(["pgrep", "-f", "--", f"--state-dir {state}/"], capture_output=True, text=True)
             found = [int(p) for p in pids.stdout.split()]
             assert len(found) >= 4, pids.stdout
             assert all(os.stat(f"/proc/{pid}").st_uid == uid for pid in found)
@@ -189,7 +189,7 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
         code = stop(platform)
     assert code == 0, platform.output.read_text()
     assert "platform stopped" in platform.output.read_text()
-    assert subprocess.run(["pgrep", "-f", f"--state-dir {state}/"], capture_output=True).returncode == 1
+    assert subprocess.run(["pgrep", "-f", "--", f"--state-dir {state}/"], capture_output=True).returncode == 1
 
     # a second `up` on the same state directory finds everything intact: the old events are still there
     platform = start(state, ports)

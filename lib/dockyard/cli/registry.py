@@ -17,7 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rm.add_argument("reference")
     gc = sub.add_parser("gc", help="collect garbage: sweep blobs no manifest references")
     gc.add_argument("--dry-run", action="store_true", help="report what would be freed, delete nothing")
-    gc.add_argument("--grace", type=int, default=0, help="keep blobs younger than this many seconds")
+    gc.add_argument(
+        "--grace",
+        type=int,
+        default=None,
+        help="keep blobs younger than this many seconds [server default: 1h]",
+    )
     sub.add_parser("du", help="what the registry stores")
 
 
@@ -70,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"deleted {repo}{'@' if ref.count(':') else ':'}{ref}")
             return 0
         if args.action == "gc":
-            result = admin.GarbageCollect(
-                pb.GarbageCollectRequest(dry_run=args.dry_run, grace_seconds=args.grace)
-            )
+            request = pb.GarbageCollectRequest(dry_run=args.dry_run)
+            if args.grace is not None:
+                request.grace_seconds = args.grace
+            result = admin.GarbageCollect(request)
             verb = "would free" if result.dry_run else "freed"
             print(f"marked {result.blobs_marked} blobs; {verb} {result.blobs_swept} blobs, ", end="")
             print(f"{result.bytes_freed} bytes")

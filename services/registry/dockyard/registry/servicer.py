@@ -84,7 +84,7 @@ class RegistryAdminServicer(registry_pb2_grpc.RegistryAdminServicer):
     ) -> pb.GarbageCollectResponse:
         if request.grace_seconds < 0:
             raise InvalidArgument("grace_seconds must not be negative")
-        grace = float(request.grace_seconds) if request.grace_seconds else None
+        grace = float(request.grace_seconds) if request.HasField("grace_seconds") else None
         result = await asyncio.to_thread(run_gc, self._registry, request.dry_run, grace)
         return pb.GarbageCollectResponse(
             blobs_marked=result.marked,

@@ -221,18 +221,20 @@ class GarbageCollectRequest(_message.Message):
     dry_run: _builtins.bool
     """Report what would be freed; delete nothing."""
     grace_seconds: _builtins.int
-    """Blobs younger than this survive; 0 means the server's default."""
+    """Blobs younger than this survive; unset means the server's configured grace period."""
     def __init__(
         self,
         *,
         dry_run: _builtins.bool = ...,
-        grace_seconds: _builtins.int = ...,
+        grace_seconds: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_grace_seconds", b"_grace_seconds", "grace_seconds", b"grace_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "grace_seconds", b"grace_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_grace_seconds", b"_grace_seconds", "dry_run", b"dry_run", "grace_seconds", b"grace_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__grace_seconds: _TypeAlias = _typing.Literal["grace_seconds"]  # noqa: Y015
+    _WhichOneofArgType__grace_seconds: _TypeAlias = _typing.Literal["_grace_seconds", b"_grace_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__grace_seconds) -> _WhichOneofReturnType__grace_seconds | None: ...
 
 Global___GarbageCollectRequest: _TypeAlias = GarbageCollectRequest  # noqa: Y015
 
