@@ -33,9 +33,12 @@ log = structlog.get_logger(__name__)
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client should see for ``exc``.
 
-    Typed errors keep their message; anything else is a bug and becomes INTERNAL with a
-    generic message (the traceback goes to the log, never to the client).
+    Typed errors keep their message; NotImplementedError (raised by the generated base
+    servicers) is UNIMPLEMENTED; anything else is a bug and becomes INTERNAL with a generic
+    message (the traceback goes to the log, never to the client).
     """
+    if isinstance(exc, NotImplementedError):  # what the generated base servicers raise
+        return grpc.StatusCode.UNIMPLEMENTED, "not implemented yet"
     for cls in type(exc).__mro__:
         code = _TO_GRPC.get(cls)
         if code is not None:

@@ -53,7 +53,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
     code, message = to_status(exc)
-    if isinstance(exc, DockyardError):
+    if isinstance(exc, DockyardError | NotImplementedError):
         log.info("rpc failed", method=method, code=code.name, error=message)
     else:
         log.exception("rpc crashed", method=method)

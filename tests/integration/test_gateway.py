@@ -1,0 +1,152 @@
+"""The gateway in-process against real backends and a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+
+from dockyard.adapters.grpc.convert import timestamp
+from dockyard.adapters.host import HostConfig, ServiceHost
+from dockyard.adapters.nats.bus import StreamSettings
+from dockyard.adapters.nats.server import NatsServer, free_port
+from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
+from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
+from dockyard.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
+from dockyard.core.events import Subject, new_event
+from dockyard.core.service import ServiceInfo, ServiceState
+from dockyard.gateway.app import GatewayConfig, build
+from dockyard.registry import app as registry_app
+from dockyard.registry.config import RegistryConfig
+
+
+@dataclass
+class Rig:
+    channel: grpc.aio.Channel
+    registry: ServiceHost
+    gateway: ServiceHost
+
+
+async def _serve(host: ServiceHost) -> asyncio.Task[None]:
+    task = asyncio.create_task(host.run())
+    for _ in range(200):
+        if host.server.port:
+            return task
+        await asyncio.sleep(0.02)
+    raise RuntimeError("service did not start")
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Rig]:
+    stream = StreamSettings(name="T_GATEWAY")
+
+    def host_config(name: str) -> HostConfig:
+        return HostConfig(name, f"127.0.0.1:{free_port()}", tmp_path / name, nats_server.url, "n1", stream)
+
+    registry_host, _ = registry_app.build(
+        RegistryConfig(root=tmp_path / "registry" / "storage", port=free_port()), host_config("registry")
+    )
+    runtime_host = ServiceHost(
+        host_config("runtime"),
+        lambda: ServiceInfo("runtime", ServiceState.NOT_IMPLEMENTED, "not yet", node="n1"),
+        [
+            (
+                images_pb2_grpc.add_ImagesServicer_to_server,
+                images_pb2_grpc.ImagesServicer(),
+                "dockyard.api.images.v1.Images",
+            )
+        ],
+    )
+    dead_builder = f"127.0.0.1:{free_port()}"  # nothing listens here
+    gateway_host, backends, events = build(
+        GatewayConfig(
+            host_config("gateway"),
+            registry_host.config.grpc_listen,
+            runtime_host.config.grpc_listen,
+            dead_builder,
+        )
+    )
+    tasks = [await _serve(h) for h in (registry_host, runtime_host, gateway_host)]
+    channel = grpc.aio.insecure_channel(gateway_host.config.grpc_listen)
+    try:
+        yield Rig(channel, registry_host, gateway_host)
+    finally:
+        await channel.close()
+        for host in (gateway_host, runtime_host, registry_host):
+            host.request_stop()
+        await asyncio.gather(*tasks)
+        await events.close()
+        for backend in backends:
+            await backend.close()
+
+
+async def test_status_reports_every_backend_without_failing_on_a_dead_one(rig: Rig) -> None:
+    status = await system_pb2_grpc.PlatformStub(rig.channel).Status(system_pb2.StatusRequest(), timeout=10)
+    by_name = {b.name: b for b in status.backends}
+    assert by_name["registry"].health == "SERVING"
+    assert by_name["registry"].info.state == system_pb2.SERVICE_STATE_SERVING
+    assert by_name["runtime"].info.state == system_pb2.SERVICE_STATE_NOT_IMPLEMENTED
+    assert by_name["builder"].info.state == system_pb2.SERVICE_STATE_UNREACHABLE
+    assert status.gateway.service == "gateway"
+
+
+async def test_forwarding_keeps_the_backends_answers_and_statuses(rig: Rig) -> None:
+    admin = registry_pb2_grpc.RegistryAdminStub(rig.channel)
+    usage = await admin.Usage(registry_pb2.UsageRequest(), timeout=10)
+    assert usage.blobs == 0
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await admin.ListTags(registry_pb2.ListTagsRequest(repository="no/such"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await admin.ListTags(registry_pb2.ListTagsRequest(repository="../../etc"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # a server-streaming method reaches the runtime, whose stub answers UNIMPLEMENTED
+    images = images_pb2_grpc.ImagesStub(rig.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in images.Pull(images_pb2.PullRequest(reference="x"), timeout=10):
+            pass
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_events_replay_filter_and_resume_by_sequence(rig: Rig) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    publish = rig.registry.publisher.publish
+    publish(new_event(Subject.REGISTRY_TAG_CHANGED, "/t", "app:1", labels={"team": "a"}))
+    publish(new_event(Subject.REGISTRY_TAG_CHANGED, "/t", "app:2", labels={"team": "b"}))
+    publish(new_event(Subject.REGISTRY_MANIFEST_DELETED, "/t", "app@sha256:00"))
+    assert await rig.registry.drainer.flush(10)
+    events = events_pb2_grpc.EventsStub(rig.channel)
+
+    async def collect(**kwargs: object) -> list[events_pb2.Event]:
+        request = events_pb2.SubscribeRequest(until=timestamp(datetime.now(UTC)), **kwargs)  # type: ignore[arg-type]
+        return [e async for e in events.Subscribe(request, timeout=10)]
+
+    every = await collect(since=timestamp(before))
+    tags = [e.subject for e in every if e.type == "io.dockyard.registry.tag_changed"]
+    assert tags == ["app:1", "app:2"]
+    assert [e.subject for e in await collect(since=timestamp(before), filters=["label=team=b"])] == ["app:2"]
+    deleted = await collect(since=timestamp(before), filters=["type=registry", "action=manifest_deleted"])
+    assert [e.subject for e in deleted] == ["app@sha256:00"]
+    resumed = await collect(start_sequence=every[-2].sequence + 1)
+    assert [e.id for e in resumed] == [every[-1].id]
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await collect(filters=["colour=red"])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_live_subscriber_sees_new_events(rig: Rig) -> None:
+    events = events_pb2_grpc.EventsStub(rig.channel)
+    call = events.Subscribe(events_pb2.SubscribeRequest(filters=["entity=live:1"]), timeout=20)
+    await asyncio.sleep(0.5)  # the ordered consumer is created before we publish
+    rig.registry.publisher.publish(new_event(Subject.REGISTRY_TAG_CHANGED, "/t", "live:1"))
+    first = await asyncio.wait_for(call.read(), 15)
+    assert first.subject == "live:1"
+    call.cancel()
