@@ -146,7 +146,9 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
         # rootless: every service process runs as the unprivileged user
         if os.geteuid() == 0:
             uid = pwd.getpwnam(USER).pw_uid
-            pids = subprocess.run(["pgrep", "-f", "--", f"--state-dir {state}/"], capture_output=True, text=True)
+            pids = subprocess.run(
+                ["pgrep", "-f", "--", f"--state-dir {state}/"], capture_output=True, text=True
+            )
             found = [int(p) for p in pids.stdout.split()]
             assert len(found) >= 4, pids.stdout
             assert all(os.stat(f"/proc/{pid}").st_uid == uid for pid in found)
@@ -176,6 +178,28 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
         # a bad filter is one readable line, not a traceback
         bad = platform.cli("events", "--filter", "colour=red")
         assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+        # a service that dies is restarted by the supervisor
+        runtime = subprocess.run(
+            ["pgrep", "-f", "--", f"dockyard.runtime .*--state-dir {state}/runtime"],
+            capture_output=True,
+            text=True,
+        )
+        os.kill(int(runtime.stdout.split()[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            again = subprocess.run(
+                ["pgrep", "-f", "--", f"dockyard.runtime .*--state-dir {state}/runtime"],
+                capture_output=True,
+                text=True,
+            )
+            status = json.loads(platform.cli("info", "--format", "json").stdout)
+            health = {b["name"]: b["health"] for b in status["backends"]}
+            if again.stdout and again.stdout != runtime.stdout and health["runtime"] == "SERVING":
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"runtime was not restarted: {platform.output.read_text()}")
 
         # a second `up` on the same state directory refuses while the first runs
         second = subprocess.run(
