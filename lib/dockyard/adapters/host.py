@@ -162,7 +162,8 @@ class ServiceHost:
         finally:
             for component in reversed(started):
                 await component.stop()
-            await self.drainer.flush(timeout=2.0)
+            if self.drainer.connected:  # else they wait on disk for the next start
+                await self.drainer.flush(timeout=2.0)
             drain.cancel()
             await asyncio.gather(drain, return_exceptions=True)
             log.info("service stopped", events_pending=len(self.outbox))
