@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from dockyard.cli.doctor import render
 from dockyard.core import rootless
 from dockyard.core.rootless import (

@@ -219,7 +219,9 @@ async def read_events(
             deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_sequence
         )
     elif since is not None:
-        config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_TIME, opt_start_time=since)
+        config = js_api.ConsumerConfig(
+            deliver_policy=js_api.DeliverPolicy.BY_START_TIME, opt_start_time=since
+        )
     else:
         config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.NEW)
     policy = config.deliver_policy
