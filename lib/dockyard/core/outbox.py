@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.core.events import Event
+from dockyard.core.fsutil import fsync_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ class Outbox:
             os.fsync(fh.fileno())
         final = self._pending / name
         os.rename(tmp, final)
-        _fsync_dir(self._pending)
+        fsync_dir(self._pending)
         for listener in self._listeners:
             listener()
         return final
@@ -107,11 +108,3 @@ class OutboxPublisher:
 
     def publish(self, event: Event) -> None:
         self.outbox.append(event)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from dockyard.core.errors import InvalidArgument, NotFound
+from dockyard.core.fsutil import fsync_dir
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough to amortise syscalls, small enough to bound memory
 
@@ -221,7 +222,7 @@ class FilesystemDriver:
     def _rename(self, source: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def list(self, path: str) -> list[str]:
         try:
@@ -244,11 +245,3 @@ class FilesystemDriver:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
