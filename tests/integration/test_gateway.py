@@ -150,3 +150,24 @@ async def test_a_live_subscriber_sees_new_events(rig: Rig) -> None:
     first = await asyncio.wait_for(call.read(), 15)
     assert first.subject == "live:1"
     call.cancel()
+
+
+async def test_reflection_lists_every_public_service(rig: Rig) -> None:
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    def services() -> set[str]:
+        with grpc.insecure_channel(rig.gateway.config.grpc_listen) as channel:
+            return set(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+    names = await asyncio.to_thread(services)
+    for name in (
+        "dockyard.api.system.v1.System",
+        "dockyard.api.system.v1.Platform",
+        "dockyard.api.events.v1.Events",
+        "dockyard.api.registry.v1.RegistryAdmin",
+        "dockyard.api.images.v1.Images",
+        "dockyard.api.containers.v1.Containers",
+        "dockyard.api.builds.v1.Builds",
+        "grpc.health.v1.Health",
+    ):
+        assert name in names

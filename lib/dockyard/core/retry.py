@@ -2,8 +2,6 @@
 
 - ``BUS``: reaching NATS/JetStream. Forever, backing off to 5 s: events wait in the outbox,
   nothing is lost, so there is no reason to give up.
-- ``BACKEND``: a gRPC call to another service that answered UNAVAILABLE. A few quick tries,
-  then the error goes to the caller.
 - ``STARTUP``: waiting for a dependency to come up at start (a child service's port). Bounded
   by a deadline so a broken dependency fails start-up with a message instead of hanging.
 """
@@ -15,13 +13,10 @@ from typing import Any
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
-    stop_after_attempt,
     stop_after_delay,
     wait_exponential,
     wait_exponential_jitter,
 )
-
-from dockyard.core.errors import Unavailable
 
 
 def bus(**overrides: Any) -> AsyncRetrying:
@@ -30,18 +25,6 @@ def bus(**overrides: Any) -> AsyncRetrying:
         "wait": wait_exponential_jitter(multiplier=0.2, max=5.0),
         # Exception, not BaseException: cancelling the drainer must stop it, not be retried.
         "retry": retry_if_exception_type(Exception),
-        "reraise": True,
-    }
-    kwargs.update(overrides)
-    return AsyncRetrying(**kwargs)
-
-
-def backend(**overrides: Any) -> AsyncRetrying:
-    """Three tries over about a second, only for Unavailable."""
-    kwargs: dict[str, Any] = {
-        "wait": wait_exponential(multiplier=0.1, max=1.0),
-        "stop": stop_after_attempt(3),
-        "retry": retry_if_exception_type(Unavailable),
         "reraise": True,
     }
     kwargs.update(overrides)
