@@ -23,6 +23,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlencode
 
@@ -179,6 +180,8 @@ class _Handlers:
         self.registry = registry
         self.auth = authorizer
         self.config: RegistryConfig = registry.config
+        # Hashing and writing upload bodies, so the event loop keeps reading sockets meanwhile.
+        self.writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload-write")
 
     # ------------------------------------------------------------ dispatch + auth
 
@@ -301,7 +304,7 @@ class _Handlers:
     async def upload_patch(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
         start, length = self._content_range(request)
         writer = await asyncio.to_thread(self.registry.open_chunk, name, upload, start, length)
-        status = await self._pump(request, writer)
+        status = await self._pump(request, writer, self.writers)
         return web.Response(status=202, headers=_upload_headers(status))
 
     async def upload_put(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
@@ -322,7 +325,7 @@ class _Handlers:
                 writer = await asyncio.to_thread(
                     self.registry.open_chunk, status.repository, status.upload_id, start, length
                 )
-                await self._pump(request, writer)
+                await self._pump(request, writer, self.writers)
             info = await asyncio.to_thread(
                 self.registry.finish_upload, status.repository, status.upload_id, digest
             )
@@ -354,20 +357,36 @@ class _Handlers:
         return start, length
 
     @staticmethod
-    async def _pump(request: web.Request, writer: ChunkWriter) -> UploadStatus:
-        """Stream the request body into ``writer``; on any failure the chunk is rolled back."""
+    async def _pump(request: web.Request, writer: ChunkWriter, pool: ThreadPoolExecutor) -> UploadStatus:
+        """Stream the request body into ``writer``; on any failure the chunk is rolled back.
+
+        Reading and writing overlap: each ~1 MiB batch is hashed and written in ``pool`` (hashlib
+        and file writes release the GIL) while the next batch is read from the socket. At most one
+        batch is in flight, so writes stay in order and memory stays at about two batches.
+        """
+        in_flight: Future[None] | None = None
         try:
+            batch = bytearray()
             async for data in request.content.iter_chunked(CHUNK_SIZE):
-                writer.write(data)
+                batch += data
+                if len(batch) >= CHUNK_SIZE:
+                    if in_flight is not None:
+                        await asyncio.wrap_future(in_flight)
+                    in_flight = pool.submit(writer.write, bytes(batch))
+                    batch.clear()
+            if in_flight is not None:
+                await asyncio.wrap_future(in_flight)
+            writer.write(bytes(batch))
             return writer.commit()
-        except core.DockyardError:
+        except BaseException as exc:
+            if in_flight is not None:  # never roll back under a write still running
+                wait([in_flight])
             writer.abort()
-            raise
-        except (ConnectionError, asyncio.CancelledError):
-            writer.abort()
-            raise
-        except Exception as exc:  # a malformed chunked body and the like: the client's fault
-            writer.abort()
+            if isinstance(
+                exc, core.DockyardError | ConnectionError | asyncio.CancelledError
+            ) or not isinstance(exc, Exception):
+                raise
+            # A malformed chunked body and the like: the client's fault.
             raise BlobUploadInvalid(f"request body unreadable: {type(exc).__name__}") from None
 
     async def upload_get(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
@@ -475,6 +494,7 @@ def make_http_app(registry: Registry, authorizer: Authorizer | None = None) -> w
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        handlers.writers.shutdown(wait=True)
 
     app.cleanup_ctx.append(sweeper)
     return app
