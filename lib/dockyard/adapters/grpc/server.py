@@ -141,9 +141,12 @@ class GrpcServer:
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (useful with ``:0``)."""
         reflection.enable_server_reflection(self._names, self._server)
-        self.port = self._server.add_insecure_port(self.address)
+        try:
+            self.port = self._server.add_insecure_port(self.address)
+        except RuntimeError:  # grpc's way of saying the address is taken or invalid
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.address}")
+            raise OSError(f"cannot listen for gRPC on {self.address} (in use, or not a local address)")
         await self._server.start()
         for name in ["", *self._names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
