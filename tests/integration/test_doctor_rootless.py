@@ -120,3 +120,22 @@ def test_a_user_without_subids_is_told_what_to_fix() -> None:
     assert "✘ subuid — /etc/subuid: nobody has 0 ids, needs ≥ 65536" in p.stdout
     assert "fix: run `make setup` as root" in p.stdout
     assert p.stdout.splitlines()[-1] == "rootless containers: NOT ready (subuid, subgid)"
+
+
+def test_root_is_answered_for_the_user_the_platform_runs_as() -> None:
+    """`dockyard doctor` typed as root checks the dockyard user, as `dockyard up` runs as it."""
+    p = subprocess.run(
+        [sys.executable, "-m", "dockyard.cli", "doctor", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert json.loads(p.stdout)["user"] == USER
+    as_root = subprocess.run(
+        [sys.executable, "-m", "dockyard.cli", "doctor", "--as-root"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert as_root.returncode == 1 and "running as root" in as_root.stdout

@@ -15,6 +15,7 @@ Imports only the standard library and the core module, so the CLI starts fast (n
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from dockyard.core.rootless import RootlessFacts, detect
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("text", "json"),
         default="text",
         help="text (default): one line per check; json: the recorded facts",
+    )
+    parser.add_argument(
+        "--as-root", action="store_true", help="check root itself (by default root checks the dockyard user)"
     )
 
 
@@ -53,7 +57,15 @@ def render(facts: RootlessFacts) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Probe, print, and return the exit status (0 ready, 1 not)."""
+    """Probe, print, and return the exit status (0 ready, 1 not).
+
+    As root, the facts that matter are those of the user the platform runs as (``dockyard up``
+    drops to it), so the doctor re-executes itself as that user unless ``--as-root``.
+    """
+    if os.geteuid() == 0 and not getattr(args, "as_root", False):
+        from dockyard.cli.privilege import platform_user, reexec_as
+
+        reexec_as(platform_user(), ["doctor", "--format", getattr(args, "format", "text")])
     facts = detect()
     if getattr(args, "format", "text") == "json":
         print(facts.to_json())

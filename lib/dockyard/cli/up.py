@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 
@@ -72,37 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _become_unprivileged(state_dir: Path, args: argparse.Namespace) -> None:
-    import pwd
-    import shutil
+    from dockyard.cli.privilege import give_to, platform_user, reexec_as
 
-    from dockyard.core.errors import FailedPrecondition
-
-    name = os.environ.get("DOCKYARD_USER", "dockyard")
-    try:
-        user = pwd.getpwnam(name)
-    except KeyError:
-        raise FailedPrecondition(
-            f"running as root, and the unprivileged user {name!r} to run the platform as does not exist: "
-            "run `make setup` (or pass --allow-root to run as root, not rootless)"
-        ) from None
-    state_dir.mkdir(parents=True, exist_ok=True)
-    if state_dir.stat().st_uid != user.pw_uid:
-        for root, dirs, files in os.walk(state_dir):
-            for entry in (root, *(os.path.join(root, n) for n in dirs + files)):
-                os.lchown(entry, user.pw_uid, user.pw_gid)
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        raise FailedPrecondition("setpriv not found (package util-linux): run `make setup`")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": user.pw_dir,
-        "USER": name,
-        "LOGNAME": name,
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        **{k: v for k, v in os.environ.items() if k.startswith("DOCKYARD_") and k != "DOCKYARD_USER"},
-    }
-    argv = [setpriv, "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--init-groups", "--",
-            sys.executable, "-m", "dockyard.cli", "up", "--state-dir", str(state_dir),
-            "--nats-port", str(args.nats_port), "--registry-listen", args.registry_listen,
-            "--grpc-base-port", str(args.grpc_base_port)]  # fmt: skip
-    os.execve(setpriv, argv, env)
+    user = platform_user()
+    give_to(user, state_dir)
+    reexec_as(
+        user,
+        ["up", "--state-dir", str(state_dir), "--nats-port", str(args.nats_port),
+         "--registry-listen", args.registry_listen, "--grpc-base-port", str(args.grpc_base_port)],
+    )  # fmt: skip
