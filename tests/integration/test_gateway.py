@@ -171,3 +171,14 @@ async def test_reflection_lists_every_public_service(rig: Rig) -> None:
         "grpc.health.v1.Health",
     ):
         assert name in names
+
+
+async def test_a_follower_is_told_unavailable_when_nats_goes_away(rig: Rig, nats_server: NatsServer) -> None:
+    events = events_pb2_grpc.EventsStub(rig.channel)
+    call = events.Subscribe(events_pb2.SubscribeRequest(), timeout=60)
+    await asyncio.sleep(0.5)
+    nats_server.stop()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await asyncio.wait_for(call.read(), 30)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "resume" in (err.value.details() or "")

@@ -245,7 +245,15 @@ async def read_events(
             except TimeoutError:
                 if not follow:
                     return  # nothing at or after the start point
+                if nc.is_closed:
+                    raise Unavailable(
+                        "lost the connection to NATS; resume with the last sequence + 1"
+                    ) from None
                 continue
+            except Exception as exc:  # the connection or the consumer went away
+                raise Unavailable(
+                    f"event stream interrupted: {exc}; resume with the last sequence + 1"
+                ) from exc
             seq = msg.metadata.sequence.stream
             try:
                 event = Event.from_json(msg.data)
@@ -258,4 +266,5 @@ async def read_events(
             if not follow and (msg.metadata.num_pending == 0 or seq >= last_stored):
                 return
     finally:
-        await sub.unsubscribe()
+        with contextlib.suppress(Exception):  # on a dead connection there is nothing to undo
+            await sub.unsubscribe()
