@@ -68,6 +68,7 @@ class RegistryAuth:
     mode: Literal["none", "basic", "token"] = "none"
     users: dict[str, str] = field(default_factory=dict)
     access: tuple[str, ...] = ()  # lines ``user:pull[,push][:repo-glob]``; empty → no policy file
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS
 
     def __str__(self) -> str:  # readable test ids
         return self.mode
@@ -91,7 +92,7 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.auth.tls else 'http'}://{self.address}"
 
     def log(self) -> str:
         """The server's log so far, colour codes stripped."""
@@ -194,6 +195,8 @@ def start_registry(base: Path, auth: RegistryAuth, *, timeout: float = 20.0) -> 
             argv += ["--access", str(base / "access")]
     if auth.mode == "token":
         argv += ["--token-secret", TOKEN_SECRET]
+    if auth.tls:
+        argv += ["--tls-cert", str(auth.tls[0]), "--tls-key", str(auth.tls[1])]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
     log_path = base / "server.log"
     with log_path.open("wb") as log_file:
@@ -204,7 +207,8 @@ def start_registry(base: Path, auth: RegistryAuth, *, timeout: float = 20.0) -> 
         if proc.poll() is not None:
             pytest.fail(f"dockyard-registry exited with {proc.returncode}:\n{server.log()}")
         try:
-            status = requests.get(f"{server.url}/v2/", timeout=1).status_code
+            verify = str(auth.tls[0]) if auth.tls else True
+            status = requests.get(f"{server.url}/v2/", timeout=1, verify=verify).status_code
             if status in (200, 401):
                 return server
         except requests.ConnectionError:

@@ -1,4 +1,4 @@
-"""Interop with real clients: skopeo (and podman login) against a real ``dockyard-registry serve``.
+"""Interop with a real client: skopeo against a real ``dockyard-registry serve`` (conftest's fixture).
 
 Images are generated here (random tar.gz layers in a hand-written OCI layout); no network needed.
 """
@@ -11,64 +11,22 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tarfile
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import bcrypt
 import pytest
+from interop_helpers import RegistryAuth, RegistryServer
 
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed"),
 ]
-SECRET = "interop-secret-interop-secret-interop"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _serve(root: Path, *extra: str) -> Iterator[str]:
-    port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "dockyard.registry",
-        "serve",
-        "--root",
-        str(root),
-        "--port",
-        str(port),
-        *extra,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-                break
-            except urllib.error.HTTPError:
-                break  # 401 with auth on: it is up
-            except OSError:
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
-    yield from _serve(tmp_path / "registry")
+def registry(registry_server: RegistryServer) -> str:
+    return registry_server.address
 
 
 def _blob(layout: Path, data: bytes) -> dict[str, object]:
@@ -170,31 +128,18 @@ def test_cross_repo_copy_mounts(tmp_path: Path, registry: str) -> None:
     assert len(inspect["Layers"]) == 1
 
 
-@pytest.fixture
-def token_registry(tmp_path: Path) -> Iterator[str]:
-    users = []
-    for user in ("pusher", "puller"):
-        hashed = bcrypt.hashpw(f"{user}-pw".encode(), bcrypt.gensalt(rounds=4)).decode()
-        users.append(f"{user}:{hashed}")
-    (tmp_path / "htpasswd").write_text("\n".join(users) + "\n")
-    (tmp_path / "access").write_text("pusher:pull,push\npuller:pull\n")
-    yield from _serve(
-        tmp_path / "registry",
-        "--auth",
-        "token",
-        "--htpasswd",
-        str(tmp_path / "htpasswd"),
-        "--access",
-        str(tmp_path / "access"),
-        "--token-secret",
-        SECRET,
-    )
+TOKEN = RegistryAuth(
+    "token",
+    users={"pusher": "pusher-pw", "puller": "puller-pw"},
+    access=("pusher:pull,push", "puller:pull"),
+)
 
 
-def test_token_auth_with_skopeo_creds(tmp_path: Path, token_registry: str) -> None:
+@pytest.mark.parametrize("registry_server", [TOKEN], indirect=True)
+def test_token_auth_with_skopeo_creds(tmp_path: Path, registry: str) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     make_layout(src, "v1", layers=1)
-    ref = f"docker://{token_registry}/secure/app:v1"
+    ref = f"docker://{registry}/secure/app:v1"
     denied = subprocess.run(
         [
             "skopeo",
@@ -217,24 +162,3 @@ def test_token_auth_with_skopeo_creds(tmp_path: Path, token_registry: str) -> No
     skopeo("copy", "--dest-tls-verify=false", "--dest-creds", "pusher:pusher-pw", f"oci:{src}:v1", ref)
     skopeo("copy", "--src-tls-verify=false", "--src-creds", "puller:puller-pw", ref, f"oci:{out}:v1")
     assert blob_files(src) == blob_files(out)
-
-
-@pytest.mark.skipif(shutil.which("podman") is None, reason="podman not installed")
-def test_podman_login(tmp_path: Path, token_registry: str) -> None:
-    env = {**os.environ, "REGISTRY_AUTH_FILE": str(tmp_path / "auth.json")}
-    ok = subprocess.run(
-        ["podman", "login", "--tls-verify=false", "-u", "pusher", "-p", "pusher-pw", token_registry],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run(
-        ["podman", "login", "--tls-verify=false", "-u", "pusher", "-p", "wrong", token_registry],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert bad.returncode != 0
