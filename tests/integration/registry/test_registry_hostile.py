@@ -5,8 +5,9 @@ a clean 4xx (or just drop a connection the client itself broke), store nothing, 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from registry_http_support import Server, digest_of, oci_code, push_blob
+from registry_http_support import Server, digest_of, oci_code, push_blob, start_server
 
 
 async def raw(server: Server, request: bytes, *, half_close: bool = True, timeout: float = 5) -> bytes:
@@ -160,3 +161,25 @@ async def test_wrong_size_in_descriptor(server: Server) -> None:
     }
     async with server.session.put(f"{server.url}/v2/r/manifests/v1", data=json.dumps(doc).encode()) as r:
         assert r.status == 400 and await oci_code(r) == "MANIFEST_INVALID"
+
+
+async def test_a_stalled_body_is_dropped_and_others_are_served_meanwhile(tmp_path: Path) -> None:
+    runner, srv = await start_server(tmp_path, body_idle_timeout=0.5)
+    try:
+        loc = await upload_location(srv)
+        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        head = f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Range: 0-999\r\nContent-Length: 1000\r\n\r\n"
+        writer.write(head.encode() + b"s" * 100)  # then nothing: a slow or stuck client
+        await writer.drain()
+        await alive(srv)  # the stalled upload does not block anyone else
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        assert b" 400 " in status_line
+        body = await asyncio.wait_for(reader.read(4096), 10)
+        assert b"BLOB_UPLOAD_INVALID" in body
+        writer.close()
+        async with srv.session.get(f"{srv.url}{loc}") as r:
+            assert r.status == 204 and r.headers["Range"] == "0-0"  # its bytes are gone
+        assert srv.stored_blobs() == []
+    finally:
+        await srv.session.close()
+        await runner.cleanup()

@@ -36,6 +36,7 @@ class RegistryConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     upload_expiry: float = 3600.0
+    body_idle_timeout: float = 60.0  # a request body that sends nothing this long is dropped
     gc_grace: float = 3600.0
     manifest_max_bytes: int = 4 << 20
     nats_url: str = ""

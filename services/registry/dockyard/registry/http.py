@@ -304,7 +304,7 @@ class _Handlers:
     async def upload_patch(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
         start, length = self._content_range(request)
         writer = await asyncio.to_thread(self.registry.open_chunk, name, upload, start, length)
-        status = await self._pump(request, writer, self.writers)
+        status = await self._pump(request, writer, self.writers, self.config.body_idle_timeout)
         return web.Response(status=202, headers=_upload_headers(status))
 
     async def upload_put(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
@@ -325,7 +325,7 @@ class _Handlers:
                 writer = await asyncio.to_thread(
                     self.registry.open_chunk, status.repository, status.upload_id, start, length
                 )
-                await self._pump(request, writer, self.writers)
+                await self._pump(request, writer, self.writers, self.config.body_idle_timeout)
             info = await asyncio.to_thread(
                 self.registry.finish_upload, status.repository, status.upload_id, digest
             )
@@ -357,8 +357,13 @@ class _Handlers:
         return start, length
 
     @staticmethod
-    async def _pump(request: web.Request, writer: ChunkWriter, pool: ThreadPoolExecutor) -> UploadStatus:
+    async def _pump(
+        request: web.Request, writer: ChunkWriter, pool: ThreadPoolExecutor, idle_timeout: float
+    ) -> UploadStatus:
         """Stream the request body into ``writer``; on any failure the chunk is rolled back.
+
+        A client that sends nothing for ``idle_timeout`` seconds loses its chunk (400
+        BLOB_UPLOAD_INVALID) instead of holding the session and a connection forever.
 
         Reading and writing overlap: each ~1 MiB batch is hashed and written in ``pool`` (hashlib
         and file writes release the GIL) while the next batch is read from the socket. At most one
@@ -367,7 +372,14 @@ class _Handlers:
         in_flight: Future[None] | None = None
         try:
             batch = bytearray()
-            async for data in request.content.iter_chunked(CHUNK_SIZE):
+            while True:
+                try:
+                    async with asyncio.timeout(idle_timeout):
+                        data = await request.content.read(CHUNK_SIZE)
+                except TimeoutError:
+                    raise BlobUploadInvalid(f"no body bytes for {idle_timeout:g}s; chunk dropped") from None
+                if not data:
+                    break
                 batch += data
                 if len(batch) >= CHUNK_SIZE:
                     if in_flight is not None:
