@@ -45,7 +45,7 @@ _SERVE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--tls-cert", "tls_cert", Path, "PEM certificate; with --tls-key serves HTTPS"),
     ("--tls-key", "tls_key", Path, "PEM private key"),
     ("--upload-expiry", "upload_expiry", float, "seconds an idle upload session lives (default 3600)"),
-    ("--body-idle-timeout", "body_idle_timeout", float, "seconds a stalled request body is kept (default 60)"),
+    ("--body-idle-timeout", "body_idle_timeout", float, "seconds a stalled body is kept (default 60)"),
     ("--gc-grace", "gc_grace", float, "seconds a new unreferenced blob is safe from GC (default 3600)"),
 ]
 
