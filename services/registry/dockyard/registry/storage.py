@@ -45,9 +45,10 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from dockyard.core.errors import InvalidArgument, NotFound
-from dockyard.core.fsutil import fsync_dir
+from dockyard.core.fsutil import fsync_dir, start_writeback
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough to amortise syscalls, small enough to bound memory
+WRITEBACK_EVERY = 8 << 20  # start writeback of uploads every 8 MiB (see _FileWriter.write)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,7 @@ class _FileWriter:
     def __init__(self, fh: BinaryIO, size: int) -> None:
         self._fh = fh
         self._size = size
+        self._written_back = size
 
     @property
     def size(self) -> int:
@@ -139,6 +141,11 @@ class _FileWriter:
     def write(self, data: bytes) -> None:
         self._fh.write(data)
         self._size += len(data)
+        if self._size - self._written_back >= WRITEBACK_EVERY:
+            # Let the disk start on it now, so the fsync that commits the blob is short.
+            self._fh.flush()
+            start_writeback(self._fh.fileno(), self._written_back, self._size - self._written_back)
+            self._written_back = self._size
 
     def truncate(self, size: int) -> None:
         self._fh.flush()
