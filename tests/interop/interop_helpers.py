@@ -84,6 +84,8 @@ class RegistryServer:
     log_path: Path
     auth: RegistryAuth
     process: subprocess.Popen[bytes]
+    grpc_address: str = ""
+    state_dir: Path | None = None
 
     @property
     def address(self) -> str:
@@ -160,7 +162,7 @@ def _registry_executable() -> str:
 def start_registry(base: Path, auth: RegistryAuth, *, timeout: float = 20.0) -> RegistryServer:
     """Start ``dockyard-registry serve`` under ``base`` and wait until ``/v2/`` answers (200 or 401)."""
     base.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port, grpc_address = free_port(), f"127.0.0.1:{free_port()}"
     argv = [
         _registry_executable(),
         "serve",
@@ -175,7 +177,7 @@ def start_registry(base: Path, auth: RegistryAuth, *, timeout: float = 20.0) -> 
         # The service host's own parts, kept private to this test: gRPC on a free port, state
         # (outbox) under base, and a NATS URL nobody listens on (events wait in the outbox).
         "--grpc-listen",
-        f"127.0.0.1:{free_port()}",
+        grpc_address,
         "--state-dir",
         str(base / "state"),
         "--nats-url",
@@ -201,7 +203,9 @@ def start_registry(base: Path, auth: RegistryAuth, *, timeout: float = 20.0) -> 
     log_path = base / "server.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    server = RegistryServer("127.0.0.1", port, base / "root", log_path, auth, proc)
+    server = RegistryServer(
+        "127.0.0.1", port, base / "root", log_path, auth, proc, grpc_address, base / "state"
+    )
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:

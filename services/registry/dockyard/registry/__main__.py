@@ -1,7 +1,7 @@
 """``dockyard-registry``: serve the OCI Distribution API, or collect garbage.
 
     dockyard-registry serve [--root DIR] [--host H] [--port P] [--auth none|basic|token] ...
-    dockyard-registry gc [--dry-run] [--root DIR] [--grace SECONDS]
+    dockyard-registry gc [--dry-run] [--grace SECONDS] [--offline]   (online through the running server)
 
 Every flag has an environment variable ``DOCKYARD_REGISTRY_<FLAG>`` (``--token-secret`` →
 ``DOCKYARD_REGISTRY_TOKEN_SECRET``); a flag given on the command line wins. The object graph is
@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest, kind, help_ in _SERVE_FLAGS:
         _add(serve, flag, dest, kind, help_)
     gc.add_argument("--dry-run", action="store_true", help="report what would be freed, delete nothing")
+    gc.add_argument(
+        "--offline",
+        action="store_true",
+        help="collect in this process even if a registry serves at --grpc-listen (only when none runs!)",
+    )
     _add(gc, "--grace", "gc_grace", float, "seconds a new unreferenced blob is safe (default 3600)")
     return parser
 
@@ -93,6 +98,36 @@ def config_from(
     return RegistryConfig(**values)  # type: ignore[arg-type]
 
 
+def _gc_online(address: str, dry_run: bool, grace: float | None) -> dict[str, object] | None:
+    """Ask the registry serving at ``address`` to collect; None when nothing answers there.
+
+    Online is the safe way while the registry serves: the sweep runs in the serving process,
+    which knows the uploads and manifest pushes in flight.
+    """
+    import grpc
+
+    from dockyard.adapters.grpc.errors import to_native
+    from dockyard.api.registry.v1 import registry_pb2, registry_pb2_grpc
+
+    request = registry_pb2.GarbageCollectRequest(dry_run=dry_run)
+    if grace is not None:
+        request.grace_seconds = int(grace)
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = registry_pb2_grpc.RegistryAdminStub(channel).GarbageCollect(request, timeout=3600)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                return None
+            raise to_native(exc) from None
+    return {
+        "mode": "online",
+        "dry_run": reply.dry_run,
+        "marked": reply.blobs_marked,
+        "deleted_blobs": reply.blobs_swept,
+        "freed_bytes": reply.bytes_freed,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.configure("registry")
@@ -102,14 +137,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from(args)
         if args.command == "gc":
-            # Offline or beside a running server: the grace period protects fresh uploads, and
-            # events go to the same outbox the server drains.
+            online = None
+            if not args.offline:
+                online = _gc_online(host_config.grpc_listen, args.dry_run, args.gc_grace)
+            if online is not None:
+                print(json.dumps(online))
+                return 0
+            # No registry serves this state: collect here. Events go to the outbox the server
+            # drains when it next starts.
             publisher = OutboxPublisher(Outbox(host_config.state_dir / "outbox"))
             registry = Registry(FilesystemDriver(config.root), publisher, config)
             result = run_gc(registry, dry_run=args.dry_run)
-            out = asdict(result)
-            out.pop("deleted")
-            print(json.dumps(out))
+            summary = {k: v for k, v in asdict(result).items() if k != "deleted"}
+            print(json.dumps({"mode": "offline", **summary}))
             return 0
 
         async def serve() -> None:  # gRPC's aio server must be built inside the running loop
