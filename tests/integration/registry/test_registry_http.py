@@ -128,6 +128,13 @@ async def test_manifests_by_tag_and_digest(server: Server) -> None:
             assert r.status == 200 and int(r.headers["Content-Length"]) == len(body)
     async with server.session.put(f"{server.url}/v2/app/manifests/{digest}", data=body) as r:
         assert r.status == 201 and r.headers["Location"] == f"/v2/app/manifests/{digest}"
+    # content negotiation: a client that names only Docker types cannot get an OCI manifest by tag...
+    docker_only = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+    async with server.session.get(f"{server.url}/v2/app/manifests/v1", headers=docker_only) as r:
+        assert r.status == 404 and await oci_code(r) == "MANIFEST_UNKNOWN"
+    # ...but by digest it asked for exact bytes, and gets them
+    async with server.session.get(f"{server.url}/v2/app/manifests/{digest}", headers=docker_only) as r:
+        assert r.status == 200 and await r.read() == body
 
 
 async def test_manifest_errors(server: Server) -> None:

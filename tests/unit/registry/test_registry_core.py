@@ -382,3 +382,35 @@ def test_events_go_to_a_real_outbox(tmp_path: Path) -> None:
     push_image(reg, "r", "v1")
     subjects = [p.event.nats_subject for p in outbox.pending()]
     assert subjects == ["dockyard.registry.manifest_pushed", "dockyard.registry.tag_changed"]
+
+
+DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+@pytest.mark.parametrize(
+    ("accept", "media_type", "ok"),
+    [
+        ([], "application/vnd.oci.image.index.v1+json", True),
+        (["*/*"], "application/vnd.oci.image.index.v1+json", True),
+        (["application/json"], "application/vnd.oci.image.manifest.v1+json", True),
+        (
+            ["application/vnd.docker.distribution.manifest.v2+json"],
+            "application/vnd.oci.image.index.v1+json",
+            False,
+        ),
+        (
+            [DOCKER_V2 + ", application/vnd.oci.image.index.v1+json;q=0.5"],
+            "application/vnd.oci.image.index.v1+json",
+            True,
+        ),
+        (
+            ["application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json"],
+            "application/vnd.oci.image.index.v1+json",
+            True,
+        ),
+    ],
+)
+def test_accept_negotiation(accept: list[str], media_type: str, ok: bool) -> None:
+    from dockyard.registry.manifest import accepts
+
+    assert accepts(accept, media_type) is ok

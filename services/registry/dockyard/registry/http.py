@@ -33,9 +33,15 @@ from aiohttp import web
 from dockyard.core import errors as core
 from dockyard.registry.auth import Access, Authorizer
 from dockyard.registry.config import RegistryConfig
-from dockyard.registry.digest import Digest
-from dockyard.registry.errors import BlobUploadInvalid, DigestInvalid, ManifestTooLarge, RangeInvalid
-from dockyard.registry.manifest import OCI_INDEX
+from dockyard.registry.digest import Digest, is_digest
+from dockyard.registry.errors import (
+    BlobUploadInvalid,
+    DigestInvalid,
+    ManifestTooLarge,
+    ManifestUnknown,
+    RangeInvalid,
+)
+from dockyard.registry.manifest import OCI_INDEX, accepts
 from dockyard.registry.registry import ChunkWriter, Registry, UploadStatus
 from dockyard.registry.storage import CHUNK_SIZE
 
@@ -413,6 +419,12 @@ class _Handlers:
 
     async def manifest_get(self, request: web.Request, name: str, ref: str) -> web.StreamResponse:
         stored = await asyncio.to_thread(self.registry.get_manifest, name, ref)
+        # By digest the client asked for exact bytes; by tag it may only read some manifest types.
+        if not is_digest(ref) and not accepts(request.headers.getall("Accept", []), stored.media_type):
+            raise ManifestUnknown(
+                f"{name}:{ref} is a {stored.media_type}, which the request's Accept header excludes",
+                media_type=stored.media_type,
+            )
         headers = {"Docker-Content-Digest": str(stored.digest), "Content-Type": stored.media_type}
         if request.method == "HEAD":
             headers["Content-Length"] = str(stored.size)

@@ -24,6 +24,24 @@ INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES
 OCI_EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 
+
+def accepts(accept_headers: list[str], media_type: str) -> bool:
+    """Whether a client's ``Accept`` values admit a manifest of ``media_type``.
+
+    Only a client that names manifest types explicitly is held to them (a Docker client that
+    cannot read an index, say); no ``Accept``, wildcards, or only non-manifest types admit all.
+    """
+    named = {
+        part.split(";", 1)[0].strip().lower()
+        for value in accept_headers
+        for part in value.split(",")
+        if part.strip()
+    }
+    if named & {"*/*", "application/*"} or not named & MANIFEST_TYPES:
+        return True
+    return media_type.lower() in named
+
+
 # Layers clients may legitimately not push (Windows foreign layers, non-distributable layers).
 _UNPUSHED_LAYER_MARKERS = ("foreign", "nondistributable")
 
