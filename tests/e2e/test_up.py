@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -70,6 +71,30 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _push_tiny_image(registry: str, repository: str, tag: str) -> None:
+    """An OCI image of one empty config and no layers, pushed over the Distribution API."""
+    config = b"{}"
+    digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    base = f"http://{registry}/v2/{repository}"
+    upload = urllib.request.Request(f"{base}/blobs/uploads/?digest={digest}", data=config, method="POST")
+    with urllib.request.urlopen(upload, timeout=10) as reply:
+        assert reply.status == 201
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": 2},
+        "layers": [],
+    }
+    request = urllib.request.Request(
+        f"{base}/manifests/{tag}",
+        data=json.dumps(manifest).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 201
 
 
 def start(state_dir: Path, ports: tuple[int, int, int]) -> Platform:
@@ -156,6 +181,16 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
         # the registry answers OCI distribution on its HTTP port
         with urllib.request.urlopen(f"http://{platform.registry_http}/v2/", timeout=5) as resp:
             assert resp.status == 200
+
+        # registry admin through the gateway: what was pushed over HTTP is listed, tagged, measured
+        for tag in ("1.0", "2.0"):
+            _push_tiny_image(platform.registry_http, "lab/tiny", tag)
+        assert platform.cli("registry", "ls").stdout.split() == ["lab/tiny"]
+        assert platform.cli("registry", "tags", "lab/tiny").stdout.split() == ["1.0", "2.0"]
+        dry = platform.cli("registry", "gc", "--dry-run")
+        assert dry.returncode == 0 and "would free 0 blobs" in dry.stdout
+        missing = platform.cli("registry", "tags", "lab/none")
+        assert missing.returncode == 1 and missing.stderr == "dockyard: repository lab/none unknown\n"
 
         # events: every service announced itself; the stream can be replayed from the start
         deadline = time.monotonic() + 30

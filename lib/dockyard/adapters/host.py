@@ -20,7 +20,8 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -104,6 +105,20 @@ def add_host_flags(parser: argparse.ArgumentParser, service: str, grpc_port: int
         default=env("NODE", socket.gethostname()),
         help=f"node name in events and info [{prefix}NODE or DOCKYARD_NODE, default the hostname]",
     )
+
+
+def run_service(service: str, serve: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Run ``serve`` (which builds and runs a ServiceHost inside the loop) to completion.
+
+    A port that cannot be bound or a directory that cannot be written is one line on stderr and
+    exit status 1, not a traceback.
+    """
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        print(f"dockyard-{service}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 class ServiceHost:

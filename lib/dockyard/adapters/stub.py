@@ -7,11 +7,9 @@ UNIMPLEMENTED (the generated base servicers do exactly that).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 from typing import Any
 
-from dockyard.adapters.host import HostConfig, ServiceHost, add_host_flags
+from dockyard.adapters.host import HostConfig, ServiceHost, add_host_flags, run_service
 from dockyard.core import logging
 from dockyard.core.service import ServiceInfo, ServiceState
 
@@ -41,9 +39,4 @@ def main(
     async def serve() -> None:  # gRPC's aio server must be built inside the running loop
         await ServiceHost(config, lambda: info, services).run()
 
-    try:
-        asyncio.run(serve())
-    except OSError as exc:
-        print(f"dockyard-{service}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_service(service, serve)

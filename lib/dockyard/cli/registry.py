@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +40,17 @@ def split_reference(reference: str) -> tuple[str, str]:
     return reference, "latest"
 
 
+def _pages(fetch: Callable[[str], Any], *, follow: bool = True) -> Iterator[Any]:
+    """Call ``fetch(after)`` page by page while the server says there is a ``next``."""
+    after = ""
+    while True:
+        page = fetch(after)
+        yield page
+        if not page.next or not follow:
+            return
+        after = page.next
+
+
 def run(args: argparse.Namespace) -> int:
     from dockyard.api.registry.v1 import registry_pb2 as pb
     from dockyard.api.registry.v1 import registry_pb2_grpc
@@ -47,23 +60,23 @@ def run(args: argparse.Namespace) -> int:
     with channel(args.host) as ch:
         admin = registry_pb2_grpc.RegistryAdminStub(ch)
         if args.action == "ls":
-            after = ""
-            while True:
-                page = admin.ListRepositories(pb.ListRepositoriesRequest(limit=args.limit, after=after))
+
+            def repositories(after: str) -> Any:
+                return admin.ListRepositories(pb.ListRepositoriesRequest(limit=args.limit, after=after))
+
+            for page in _pages(repositories, follow=not args.limit):
                 for name in page.repositories:
                     print(name)
-                if not page.next or args.limit:
-                    return 0
-                after = page.next
+            return 0
         if args.action == "tags":
-            after = ""
-            while True:
-                tags = admin.ListTags(pb.ListTagsRequest(repository=args.repository, after=after))
-                for tag in tags.tags:
+
+            def tags(after: str) -> Any:
+                return admin.ListTags(pb.ListTagsRequest(repository=args.repository, after=after))
+
+            for page in _pages(tags):
+                for tag in page.tags:
                     print(tag)
-                if not tags.next:
-                    return 0
-                after = tags.next
+            return 0
         if args.action == "inspect":
             repo, ref = split_reference(args.reference)
             manifest = admin.InspectManifest(pb.InspectManifestRequest(repository=repo, reference=ref))

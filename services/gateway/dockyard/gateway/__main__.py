@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 
-from dockyard.adapters.host import HostConfig, add_host_flags
+from dockyard.adapters.host import HostConfig, add_host_flags, run_service
 from dockyard.core import logging
 from dockyard.gateway.app import GatewayConfig, build
 
@@ -46,12 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             for backend in backends:
                 await backend.close()
 
-    try:
-        asyncio.run(serve())
-    except OSError as exc:
-        print(f"dockyard-gateway: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_service("gateway", serve)
 
 
 if __name__ == "__main__":
