@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
@@ -33,11 +33,8 @@ def build(config: GatewayConfig) -> tuple[ServiceHost, list[Backend], EventSourc
     started = ServiceInfo("gateway", ServiceState.SERVING, node=config.host.node)
 
     def info() -> ServiceInfo:
-        return ServiceInfo(
-            "gateway",
-            ServiceState.SERVING,
-            node=started.node,
-            started_at=started.started_at,
+        return replace(
+            started,
             details={
                 "grpc": config.host.grpc_listen,
                 "registry": config.registry,
