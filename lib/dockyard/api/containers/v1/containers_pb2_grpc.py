@@ -89,6 +89,56 @@ class ContainersStub:
                 request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CommitRequest.SerializeToString,
                 response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CommitResponse.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/dockyard.api.containers.v1.Containers/Attach',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.AttachInput.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.AttachOutput.FromString,
+                _registered_method=True)
+        self.Restart = channel.unary_unary(
+                '/dockyard.api.containers.v1.Containers/Restart',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.StopContainerRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+                _registered_method=True)
+        self.Pause = channel.unary_unary(
+                '/dockyard.api.containers.v1.Containers/Pause',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PauseContainerRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+                _registered_method=True)
+        self.Unpause = channel.unary_unary(
+                '/dockyard.api.containers.v1.Containers/Unpause',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PauseContainerRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+                _registered_method=True)
+        self.Rename = channel.unary_unary(
+                '/dockyard.api.containers.v1.Containers/Rename',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.RenameContainerRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+                _registered_method=True)
+        self.Prune = channel.unary_unary(
+                '/dockyard.api.containers.v1.Containers/Prune',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PruneContainersRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PruneContainersResponse.FromString,
+                _registered_method=True)
+        self.Top = channel.unary_unary(
+                '/dockyard.api.containers.v1.Containers/Top',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.TopRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.TopResponse.FromString,
+                _registered_method=True)
+        self.Diff = channel.unary_unary(
+                '/dockyard.api.containers.v1.Containers/Diff',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.DiffRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.DiffResponse.FromString,
+                _registered_method=True)
+        self.CopyFrom = channel.unary_stream(
+                '/dockyard.api.containers.v1.Containers/CopyFrom',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyFromRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyChunk.FromString,
+                _registered_method=True)
+        self.CopyTo = channel.stream_unary(
+                '/dockyard.api.containers.v1.Containers/CopyTo',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToInput.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServicer:
@@ -174,6 +224,78 @@ class ContainersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """Attach connects to a container's stdio (docker run/attach): the client sends AttachStart
+        first, then stdin and resizes; the server streams stdout/stderr and finally the exit code
+        when `wait` is set. With `start`, the container is started after the streams are connected,
+        so no output is lost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Restart(self, request, context):
+        """Restart stops (as Stop) then starts the container.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pause(self, request, context):
+        """Pause freezes every process of the container; Unpause thaws them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unpause(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rename(self, request, context):
+        """Rename gives a container a new name; ALREADY_EXISTS if taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Prune(self, request, context):
+        """Prune removes every stopped container.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Top(self, request, context):
+        """Top lists the container's processes as `ps` would.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Diff(self, request, context):
+        """Diff lists files added (A), changed (C) and deleted (D) in the writable layer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyFrom(self, request, context):
+        """CopyFrom streams a tar of a path in the container (docker cp CONTAINER:PATH -).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyTo(self, request_iterator, context):
+        """CopyTo extracts a tar streamed by the client into a directory of the container.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -231,6 +353,56 @@ def add_ContainersServicer_to_server(servicer, server):
                     servicer.Commit,
                     request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CommitRequest.FromString,
                     response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CommitResponse.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.AttachInput.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.AttachOutput.SerializeToString,
+            ),
+            'Restart': grpc.unary_unary_rpc_method_handler(
+                    servicer.Restart,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.StopContainerRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.SerializeToString,
+            ),
+            'Pause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pause,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PauseContainerRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.SerializeToString,
+            ),
+            'Unpause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unpause,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PauseContainerRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.SerializeToString,
+            ),
+            'Rename': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rename,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.RenameContainerRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.SerializeToString,
+            ),
+            'Prune': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prune,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PruneContainersRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PruneContainersResponse.SerializeToString,
+            ),
+            'Top': grpc.unary_unary_rpc_method_handler(
+                    servicer.Top,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.TopRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.TopResponse.SerializeToString,
+            ),
+            'Diff': grpc.unary_unary_rpc_method_handler(
+                    servicer.Diff,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.DiffRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.DiffResponse.SerializeToString,
+            ),
+            'CopyFrom': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyFrom,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyFromRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyChunk.SerializeToString,
+            ),
+            'CopyTo': grpc.stream_unary_rpc_method_handler(
+                    servicer.CopyTo,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToInput.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -530,6 +702,276 @@ class Containers:
             '/dockyard.api.containers.v1.Containers/Commit',
             dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CommitRequest.SerializeToString,
             dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/dockyard.api.containers.v1.Containers/Attach',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.AttachInput.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.AttachOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Restart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/Restart',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.StopContainerRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/Pause',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PauseContainerRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unpause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/Unpause',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PauseContainerRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rename(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/Rename',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.RenameContainerRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/Prune',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PruneContainersRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.PruneContainersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Top(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/Top',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.TopRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.TopResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Diff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/Diff',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.DiffRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.DiffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyFrom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/CopyFrom',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyFromRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyTo(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/dockyard.api.containers.v1.Containers/CopyTo',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToInput.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,6 +79,31 @@ class ImagesStub:
                 request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.HistoryRequest.SerializeToString,
                 response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.HistoryResponse.FromString,
                 _registered_method=True)
+        self.Save = channel.unary_stream(
+                '/dockyard.api.images.v1.Images/Save',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.SaveRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.SaveChunk.FromString,
+                _registered_method=True)
+        self.Load = channel.stream_unary(
+                '/dockyard.api.images.v1.Images/Load',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoadChunk.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoadResponse.FromString,
+                _registered_method=True)
+        self.Login = channel.unary_unary(
+                '/dockyard.api.images.v1.Images/Login',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoginRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/dockyard.api.images.v1.Images/Logout',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LogoutResponse.FromString,
+                _registered_method=True)
+        self.DiskUsage = channel.unary_unary(
+                '/dockyard.api.images.v1.Images/DiskUsage',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageResponse.FromString,
+                _registered_method=True)
 
 
 class ImagesServicer:
@@ -148,6 +173,40 @@ class ImagesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Save(self, request, context):
+        """Save streams images as one tar: an OCI image layout (default) or a docker-archive.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Load(self, request_iterator, context):
+        """Load reads a tar streamed by the client (OCI layout or docker-archive) into the store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Login(self, request, context):
+        """Login checks credentials against a registry and keeps them (0600) for pull and push.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiskUsage(self, request, context):
+        """DiskUsage reports images with their shared and unique size (docker system df -v).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +254,31 @@ def add_ImagesServicer_to_server(servicer, server):
                     servicer.History,
                     request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.HistoryRequest.FromString,
                     response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.HistoryResponse.SerializeToString,
+            ),
+            'Save': grpc.unary_stream_rpc_method_handler(
+                    servicer.Save,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.SaveRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.SaveChunk.SerializeToString,
+            ),
+            'Load': grpc.stream_unary_rpc_method_handler(
+                    servicer.Load,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoadChunk.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoadResponse.SerializeToString,
+            ),
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoginRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoginResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LogoutRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LogoutResponse.SerializeToString,
+            ),
+            'DiskUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiskUsage,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +524,141 @@ class Images:
             '/dockyard.api.images.v1.Images/History',
             dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.HistoryRequest.SerializeToString,
             dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.HistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Save(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/Save',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.SaveRequest.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.SaveChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Load(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/dockyard.api.images.v1.Images/Load',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoadChunk.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/Login',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoginRequest.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/Logout',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LogoutRequest.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiskUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/DiskUsage',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageRequest.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
