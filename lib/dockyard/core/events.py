@@ -36,13 +36,23 @@ class Subject(StrEnum):
     REGISTRY_GC_FINISHED = "dockyard.registry.gc_finished"
     # images (runtime's local store)
     IMAGE_PULLED = "dockyard.image.pulled"
+    IMAGE_PUSHED = "dockyard.image.pushed"
     IMAGE_IMPORTED = "dockyard.image.imported"
+    IMAGE_LOADED = "dockyard.image.loaded"
     IMAGE_TAGGED = "dockyard.image.tagged"
+    IMAGE_UNTAGGED = "dockyard.image.untagged"
     IMAGE_REMOVED = "dockyard.image.removed"
+    IMAGE_COMMITTED = "dockyard.image.committed"
     # containers
     CONTAINER_CREATED = "dockyard.container.created"
     CONTAINER_STARTED = "dockyard.container.started"
     CONTAINER_DIED = "dockyard.container.died"
+    CONTAINER_STOPPED = "dockyard.container.stopped"
+    CONTAINER_KILLED = "dockyard.container.killed"
+    CONTAINER_PAUSED = "dockyard.container.paused"
+    CONTAINER_UNPAUSED = "dockyard.container.unpaused"
+    CONTAINER_RENAMED = "dockyard.container.renamed"
+    CONTAINER_EXEC = "dockyard.container.exec"
     CONTAINER_REMOVED = "dockyard.container.removed"
     # builds
     BUILD_STARTED = "dockyard.build.started"
