@@ -1,0 +1,139 @@
+"""Image references as docker and podman write them, without an implied Docker Hub.
+
+Grammar (that of the distribution project's ``reference`` package)::
+
+    reference  := name [ ":" tag ] [ "@" digest ]
+    name       := [ domain "/" ] component ( "/" component )*
+    domain     := host [ ":" port ]          first part of a name, when it holds "." or ":" or is
+                                              "localhost" (otherwise it is a path component)
+    component  := [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
+    tag        := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+    digest     := sha256:<64 lowercase hex>
+
+Unlike docker, a bare name (``busybox``) is *not* rewritten to ``docker.io/library/busybox``:
+no registry on the internet is reachable here, and the local store keeps names as written. A
+reference with neither tag nor digest gets the tag ``latest``. ``str()`` is the canonical form
+(``busybox:latest``, ``127.0.0.1:5000/team/app:1``, ``x@sha256:…``); the store keys tags by it.
+Pulling needs a registry: ``Reference.domain`` raises InvalidArgument for a bare name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from dockyard.core.errors import InvalidArgument
+from dockyard.runtime.images.content import check_digest
+
+DEFAULT_TAG = "latest"
+MAX_NAME = 255
+
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = re.compile(
+    rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])"  # a host name, an IPv4 or an [IPv6] literal
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A parsed image reference. ``registry`` is ``host[:port]`` or None for a bare name."""
+
+    registry: str | None
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def name(self) -> str:
+        """``[registry/]repository``: the part before the tag or digest."""
+        return f"{self.registry}/{self.repository}" if self.registry else self.repository
+
+    @property
+    def domain(self) -> str:
+        """The registry to pull from or push to; InvalidArgument for a bare name."""
+        if not self.registry:
+            raise InvalidArgument(
+                f"no registry in {self.name!r}: use HOST[:PORT]/{self.repository}", reference=str(self)
+            )
+        return self.registry
+
+    @property
+    def is_digested(self) -> bool:
+        return self.digest is not None
+
+    def with_tag(self, tag: str) -> Reference:
+        if _TAG.fullmatch(tag) is None:
+            raise InvalidArgument(f"invalid tag {tag!r}")
+        return replace(self, tag=tag, digest=None)
+
+    def with_digest(self, digest: str) -> Reference:
+        check_digest(digest)
+        return replace(self, tag=None, digest=digest)
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag is not None:
+            out += f":{self.tag}"
+        if self.digest is not None:
+            out += f"@{self.digest}"
+        return out
+
+
+def _bad(raw: str, why: str) -> InvalidArgument:
+    return InvalidArgument(f"invalid reference {raw[:300]!r}: {why}", reference=raw[:300])
+
+
+def parse(raw: str) -> Reference:
+    """Parse ``raw``; InvalidArgument naming what is wrong otherwise. Adds tag ``latest`` if none."""
+    if not isinstance(raw, str) or not raw:
+        raise _bad(str(raw), "empty")
+    if raw != raw.strip() or any(c.isspace() for c in raw):
+        raise _bad(raw, "contains whitespace")
+    rest, at, digest = raw.partition("@")
+    if at:
+        try:
+            check_digest(digest)
+        except InvalidArgument:
+            raise _bad(raw, "the digest must be sha256:<64 lowercase hex>") from None
+    # The tag is after the last ":" that comes after the last "/" (a port's ":" precedes a "/").
+    tag: str | None = None
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+        if _TAG.fullmatch(tag) is None:
+            raise _bad(raw, f"invalid tag {tag!r} (letters, digits, '_', '.', '-'; at most 128)")
+    if not rest:
+        raise _bad(raw, "no repository name")
+    registry: str | None = None
+    parts = rest.split("/")
+    first = parts[0]
+    if len(parts) > 1 and ("." in first or ":" in first or first == "localhost"):
+        registry = first
+        parts = parts[1:]
+        m = _DOMAIN.fullmatch(first)
+        if m is None or (m.group("port") is not None and not 0 < int(m.group("port")) < 65536):
+            raise _bad(raw, f"invalid registry {first!r} (want HOST[:PORT])")
+    repository = "/".join(parts)
+    for component in parts:
+        if _COMPONENT.fullmatch(component) is None:
+            if _COMPONENT.fullmatch(component.lower()) is not None:
+                raise _bad(raw, "repository name must be lowercase")
+            raise _bad(
+                raw,
+                f"invalid name component {component!r} "
+                "(lowercase letters, digits and single separators '.', '_', '__', '-')",
+            )
+    if len(rest) > MAX_NAME:
+        raise _bad(raw, f"name longer than {MAX_NAME} characters")
+    if tag is None and not at:
+        tag = DEFAULT_TAG
+    return Reference(registry, repository, tag, digest if at else None)
+
+
+def normalize(raw: str) -> str:
+    """The canonical string of a reference (``busybox`` → ``busybox:latest``)."""
+    return str(parse(raw))
