@@ -1,0 +1,94 @@
+"""Composition root of the runtime: image store, snapshots, monitor, network → containers → gRPC.
+
+Runs inside the node namespace (see ``userns``): the rootless facts were decided by the
+real user before entering it and are passed in, never re-probed from inside.
+
+    <state-dir>/
+      pause.pid  facts.json  outbox/
+      images/        the image store (dockyard.runtime.images.store)
+      snapshots/     container writable layers (dockyard.runtime.snapshot)
+      containers/    container records, bundles, logs (dockyard.runtime.containers)
+      runc/          runc's own state (--root)
+      auth.json      registry credentials, 0600
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+from dockyard.adapters.host import HostConfig, ServiceHost
+from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
+from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
+from dockyard.core.rootless import RootlessFacts
+from dockyard.core.service import ServiceInfo, ServiceState
+from dockyard.runtime import ocispec
+from dockyard.runtime.containers import ContainerManager
+from dockyard.runtime.images.credentials import CredentialStore
+from dockyard.runtime.images.store import ImageStore
+from dockyard.runtime.monitor import Monitor
+from dockyard.runtime.network import Slirp
+from dockyard.runtime.servicer import ContainersServicer, ImagesServicer
+from dockyard.runtime.snapshot import snapshotter_for
+from dockyard.runtime.transfer import Transfers
+
+
+class Recovery:
+    """Adopt the containers a previous service left (start), stop watching them (stop)."""
+
+    def __init__(self, manager: ContainerManager) -> None:
+        self.manager = manager
+
+    async def start(self) -> None:
+        await self.manager.recover()
+
+    async def stop(self) -> None:
+        await self.manager.close()
+
+
+def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
+    """Wire the runtime. Must run inside the event loop (gRPC aio objects bind to it)."""
+    root = host_config.state_dir
+    started = ServiceInfo("runtime", ServiceState.SERVING, node=host_config.node)
+    host = ServiceHost(host_config, lambda: info())
+    store = ImageStore(root / "images", host.publisher, host_config.source)
+    snapshots = snapshotter_for(facts.snapshotter, root / "snapshots")
+    monitor = Monitor(root / "runc", runtime=str(facts.oci_runtime) if facts.ok else "runc")
+
+    @cache
+    def seccomp() -> dict[str, Any] | None:
+        return ocispec.load_seccomp(caps=set(ocispec.DEFAULT_CAPS), arch=platform.machine())
+
+    manager = ContainerManager(
+        root / "containers", store, snapshots, monitor, Slirp(), host.publisher, host_config.source, seccomp
+    )
+    transfers = Transfers(store, CredentialStore(root / "auth.json"), host.publisher, host_config.source)
+
+    def info() -> ServiceInfo:
+        running = sum(1 for r in manager.list_containers())
+        return replace(
+            started,
+            details={
+                "grpc": host_config.grpc_listen,
+                "snapshotter": str(facts.snapshotter),
+                "oci_runtime": str(facts.oci_runtime),
+                "containers_running": str(running),
+                "images": str(len(store.list())),
+                "events_pending": str(len(host.outbox)),
+            },
+        )
+
+    host.server.add_servicer(
+        images_pb2_grpc.add_ImagesServicer_to_server,
+        ImagesServicer(store, manager, transfers),
+        images_pb2.DESCRIPTOR.services_by_name["Images"].full_name,
+    )
+    host.server.add_servicer(
+        containers_pb2_grpc.add_ContainersServicer_to_server,
+        ContainersServicer(manager, host_config.node),
+        containers_pb2.DESCRIPTOR.services_by_name["Containers"].full_name,
+    )
+    host.add_component(Recovery(manager))
+    return host

@@ -1,0 +1,806 @@
+"""Containers on this node: the lifecycle core, with no gRPC in it.
+
+A container is an image's read-only layers plus its own writable layer (a snapshot) and a
+process run by runc under conmon. Its record is the one truth about it, written atomically
+after every change, so a restarted service finds every container, running or not::
+
+    <state>/containers/<id>/
+      container.json     the record (ContainerRecord): config, state, times, exit code, ports
+      bundle/            the OCI bundle and conmon's files (see dockyard.runtime.monitor)
+      etc/               hosts, resolv.conf, hostname bind-mounted into the container
+      ctr.log  exit  oom slirp.pid slirp.sock
+    <state>/snapshots/<id>/{upper,work,merged}    the writable layer (dockyard.runtime.snapshot)
+
+States: created → running ⇄ paused → exited (→ running again on start) ; dead when the
+process could not be recovered. Every transition is persisted, then published as an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+import structlog
+
+from dockyard.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from dockyard.core.events import Publisher, Subject, new_event
+from dockyard.runtime import ocispec
+from dockyard.runtime.execs import ExecSession
+from dockyard.runtime.monitor import AttachStream, Monitor, Paths, parse_signal
+from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
+
+log = structlog.get_logger(__name__)
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+DEFAULT_STOP_TIMEOUT = 10
+ADOPTED_POLL_S = 0.5
+
+
+class State(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    EXITED = "exited"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerConfig:
+    """What the user asked for (docker run's flags), as persisted. Transport-free."""
+
+    image: str
+    name: str = ""
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str = ""
+    user: str = ""
+    tty: bool = False
+    interactive: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    binds: list[str] = field(default_factory=list)  # "-v" syntax: /host:/ctr[:ro]
+    ports: list[str] = field(default_factory=list)  # "-p" syntax
+    publish_all: bool = False
+    network: str = "slirp4netns"
+    read_only: bool = False
+    auto_remove: bool = False
+    hostname: str = ""
+    tmpfs: list[str] = field(default_factory=list)
+    stop_signal: str = ""
+    stop_timeout: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecord:
+    """One container, as stored in container.json."""
+
+    id: str
+    name: str
+    config: ContainerConfig
+    image_id: str
+    created: str
+    state: State = State.CREATED
+    exit_code: int = 0
+    pid: int = 0
+    started: str = ""
+    finished: str = ""
+    ports: list[PortForward] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
+    error: str = ""
+    oom_killed: bool = False
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> ContainerRecord:
+        d = json.loads(text)
+        d["config"] = ContainerConfig(**d["config"])
+        d["state"] = State(d["state"])
+        d["ports"] = [PortForward(**p) for p in d.get("ports", [])]
+        return cls(**d)
+
+
+class ImageSource(Protocol):
+    """What the container core needs of the image store."""
+
+    def resolve(self, ref: str) -> Any: ...
+
+    def config(self, record: Any) -> dict[str, Any]: ...
+
+    def layer_dirs(self, record: Any) -> list[Path]: ...
+
+    def commit_layer(
+        self,
+        parent: Any,
+        layer_tar: Path,
+        changes: list[str],
+        message: str,
+        author: str,
+        created_by: str,
+        config_overrides: dict[str, Any] | None,
+        reference: str | None,
+    ) -> Any: ...
+
+
+class Snapshots(Protocol):
+    def prepare(self, key: str, lowers: Sequence[Path]) -> Path: ...
+
+    def mount(self, key: str, lowers: Sequence[Path]) -> Path: ...
+
+    def unmount(self, key: str) -> None: ...
+
+    def remove(self, key: str) -> None: ...
+
+    def upper(self, key: str) -> Path: ...
+
+    def changes(self, key: str, lowers: Sequence[Path]) -> list[Any]: ...
+
+    def write_layer(self, key: str, lowers: Sequence[Path], out: BinaryIO) -> tuple[str, int]: ...
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+_ADJECTIVES = (
+    "brave calm eager fond gentle happy jolly keen lucid merry noble proud quick sharp tidy vivid wise zen"
+)
+_NOUNS = (
+    "archimedes bohr curie darwin euler fermi gauss hopper joule kepler lovelace mendel newton pascal tesla"
+)
+
+
+def random_name() -> str:
+    return f"{random.choice(_ADJECTIVES.split())}_{random.choice(_NOUNS.split())}"
+
+
+class _Live:
+    """In-memory companion of a record: its lock, exit notification, exit watcher."""
+
+    def __init__(self, record: ContainerRecord) -> None:
+        self.record = record
+        self.lock = asyncio.Lock()
+        self.exited = asyncio.Event()
+        if record.state not in (State.RUNNING, State.PAUSED):
+            self.exited.set()
+        self.watcher: asyncio.Task[None] | None = None
+
+
+class ContainerManager:
+    """Create, run, stop and remove containers; the servicer calls one method per RPC."""
+
+    def __init__(
+        self,
+        root: Path,
+        images: ImageSource,
+        snapshots: Snapshots,
+        monitor: Monitor,
+        slirp: Slirp,
+        publisher: Publisher,
+        source: str,
+        seccomp: Callable[[], dict[str, Any] | None] = lambda: None,
+    ) -> None:
+        self.root = root
+        self.images = images
+        self.snapshots = snapshots
+        self.monitor = monitor
+        self.slirp = slirp
+        self.publisher = publisher
+        self.source = source
+        self.seccomp = seccomp
+        self._live: dict[str, _Live] = {}
+        self._names_lock = asyncio.Lock()
+        root.mkdir(parents=True, exist_ok=True)
+
+    # --- records -------------------------------------------------------------------------------------
+
+    def _dir(self, cid: str) -> Path:
+        return self.root / cid
+
+    def _paths(self, cid: str) -> Paths:
+        return Paths(self._dir(cid))
+
+    def _save(self, record: ContainerRecord) -> ContainerRecord:
+        """Persist ``record`` atomically and make it the live one."""
+        d = self._dir(record.id)
+        tmp = d / "container.json.tmp"
+        with open(tmp, "w") as f:
+            f.write(record.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(d / "container.json")
+        live = self._live.get(record.id)
+        if live is not None:
+            live.record = record
+        return record
+
+    def _emit(self, subject: Subject, record: ContainerRecord, **data: Any) -> None:
+        payload = {"id": record.id, "name": record.name, "image": record.config.image, **data}
+        self.publisher.publish(new_event(subject, self.source, record.id, payload))
+
+    def get(self, ref: str) -> ContainerRecord:
+        return self._find(ref).record
+
+    def _find(self, ref: str) -> _Live:
+        """By full id, name, or unique id prefix — as docker resolves them."""
+        if not ref:
+            raise InvalidArgument("a container name or id is required")
+        live = self._live.get(ref)
+        if live is not None:
+            return live
+        for candidate in self._live.values():
+            if candidate.record.name == ref.lstrip("/"):
+                return candidate
+        matches = [c for cid, c in self._live.items() if cid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"ambiguous container id prefix {ref!r}: {len(matches)} containers match")
+        raise NotFound(f"no such container: {ref}")
+
+    def list_containers(self, all: bool = False) -> list[ContainerRecord]:
+        records = [c.record for c in self._live.values()]
+        if not all:
+            records = [r for r in records if r.state in (State.RUNNING, State.PAUSED)]
+        return sorted(records, key=lambda r: r.created, reverse=True)
+
+    def users_of_image(self, image_id: str) -> list[str]:
+        """Names of the containers (in any state) made from ``image_id``."""
+        return sorted(c.record.name for c in self._live.values() if c.record.image_id == image_id)
+
+    # --- start-up: adopt what a previous service left ----------------------------------------------
+
+    async def recover(self) -> None:
+        """Load every record; reconcile running ones with what conmon recorded meanwhile."""
+        for d in sorted(self.root.iterdir()):
+            try:
+                record = ContainerRecord.from_json((d / "container.json").read_text())
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                if d.is_dir() and not (d / "container.json").exists():
+                    shutil.rmtree(d, ignore_errors=True)  # a create that died before its record
+                else:
+                    log.warning("unreadable container record", dir=str(d), error=str(exc))
+                continue
+            live = _Live(record)
+            self._live[record.id] = live
+            if record.state in (State.RUNNING, State.PAUSED):
+                paths = self._paths(record.id)
+                if Monitor.exit_code(paths) is not None or not Monitor.monitor_alive(paths):
+                    await self._on_exit(live, Monitor.exit_code(paths))
+                else:
+                    live.watcher = asyncio.create_task(self._watch_adopted(live))
+                    log.info("adopted running container", id=record.short_id, name=record.name)
+
+    async def _watch_adopted(self, live: _Live) -> None:
+        paths = self._paths(live.record.id)
+        # conmon is not our child and its sync pipe died with the previous service: poll its files.
+        while Monitor.exit_code(paths) is None and Monitor.monitor_alive(paths):  # noqa: ASYNC110
+            await asyncio.sleep(ADOPTED_POLL_S)
+        await self._on_exit(live, Monitor.exit_code(paths))
+
+    async def close(self) -> None:
+        """Stop watching (containers keep running; the next service adopts them)."""
+        tasks = [c.watcher for c in self._live.values() if c.watcher is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- create --------------------------------------------------------------------------------------
+
+    async def create(self, config: ContainerConfig) -> ContainerRecord:
+        """Make a container from ``config``: validate everything, snapshot the image, record it."""
+        image = await asyncio.to_thread(self.images.resolve, config.image)
+        image_config = (await asyncio.to_thread(self.images.config, image)).get("config") or {}
+        if config.network not in ("slirp4netns", "none", "host"):
+            raise InvalidArgument(
+                f"network {config.network!r} not found: use none, host, slirp4netns (or bridge)"
+            )
+        run = self._run_config(config)
+        process = ocispec.merge_process(image_config, run)  # validates command, user, signal
+        ports = self._ports(config, image_config)
+        async with self._names_lock:
+            name = config.name or self._unused_name()
+            if not NAME_RE.match(name):
+                raise InvalidArgument(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+            if any(c.record.name == name for c in self._live.values()):
+                raise AlreadyExists(f"the container name {name!r} is already in use")
+            cid = secrets.token_hex(32)
+            d = self._dir(cid)
+            (d / "bundle").mkdir(parents=True)
+            try:
+                lowers = await asyncio.to_thread(self.images.layer_dirs, image)
+                await asyncio.to_thread(self.snapshots.prepare, cid, lowers)
+                record = ContainerRecord(
+                    id=cid,
+                    name=name,
+                    config=replace(config, name=name),
+                    image_id=image.id,
+                    created=now(),
+                    ports=ports,
+                    command=list(process.args),
+                )
+                self._save(record)
+            except BaseException:
+                await asyncio.to_thread(self._discard, cid)
+                raise
+            self._live[cid] = _Live(record)
+        self._emit(Subject.CONTAINER_CREATED, record)
+        return record
+
+    def _unused_name(self) -> str:
+        taken = {c.record.name for c in self._live.values()}
+        for _ in range(100):
+            name = random_name()
+            if name not in taken:
+                return name
+        return f"dockyard_{secrets.token_hex(4)}"
+
+    def _discard(self, cid: str) -> None:
+        with contextlib.suppress(Exception):
+            self.snapshots.remove(cid)
+        shutil.rmtree(self._dir(cid), ignore_errors=True)
+
+    @staticmethod
+    def _run_config(config: ContainerConfig) -> ocispec.RunConfig:
+        return ocispec.RunConfig(
+            command=config.command,
+            entrypoint=config.entrypoint,
+            env=list(config.env),
+            workdir=config.workdir,
+            user=config.user,
+            tty=config.tty,
+            interactive=config.interactive,
+            hostname=config.hostname,
+            read_only=config.read_only,
+            tmpfs=list(config.tmpfs),
+            binds=[ocispec.parse_volume(v) for v in config.binds],
+            network=config.network,
+            labels=dict(config.labels),
+            stop_signal=config.stop_signal,
+        )
+
+    @staticmethod
+    def _ports(config: ContainerConfig, image_config: dict[str, Any]) -> list[PortForward]:
+        if config.network != "slirp4netns":
+            if config.ports:
+                raise InvalidArgument(f"cannot publish ports with --network {config.network}")
+            return []
+        out: list[PortForward] = []
+        for spec in config.ports:
+            p = ocispec.parse_publish(spec)
+            host_port = p.host_port or free_port(p.host_ip, p.protocol)
+            out.append(PortForward(p.host_ip or "0.0.0.0", host_port, p.container_port, p.protocol))
+        if config.publish_all:
+            published = {(p.container_port, p.protocol) for p in out}
+            for exposed in sorted(image_config.get("ExposedPorts") or {}):
+                port, _, proto = exposed.partition("/")
+                if not port.isdigit() or (int(port), proto or "tcp") in published:
+                    continue
+                out.append(PortForward("0.0.0.0", free_port("", proto or "tcp"), int(port), proto or "tcp"))
+        return out
+
+    # --- start / exit --------------------------------------------------------------------------------
+
+    async def start(self, ref: str, before_start: Callable[[], Any] | None = None) -> ContainerRecord:
+        """Run a created or exited container; returns once its process runs.
+
+        ``before_start`` (async) runs after the container is created by runc and before its
+        process starts — attach uses it, so not a byte of output is missed.
+        """
+        live = self._find(ref)
+        async with live.lock:
+            record = live.record
+            if record.state in (State.RUNNING, State.PAUSED):
+                return record
+            return await self._start_locked(live, before_start)
+
+    async def _start_locked(self, live: _Live, before_start: Callable[[], Any] | None) -> ContainerRecord:
+        record = live.record
+        cid = record.id
+        paths = self._paths(cid)
+        image = await asyncio.to_thread(self.images.resolve, record.image_id)
+        lowers = await asyncio.to_thread(self.images.layer_dirs, image)
+        rootfs = await asyncio.to_thread(self.snapshots.mount, cid, lowers)
+        image_config = (await asyncio.to_thread(self.images.config, image)).get("config") or {}
+        sync_fd = -1
+        try:
+            spec = await asyncio.to_thread(self._write_bundle, record, rootfs, image_config)
+            pid, sync_fd = await self.monitor.create(
+                cid, record.name, paths, tty=record.config.tty, stdin=record.config.interactive
+            )
+            if record.config.network == "slirp4netns":
+                await self.slirp.attach(pid, self._dir(cid), record.ports)
+            if before_start is not None:
+                await before_start()
+            await self.monitor.start(cid)
+        except BaseException as exc:
+            if sync_fd >= 0:
+                os.close(sync_fd)
+            await self._abort_start(record, exc)
+            raise
+        live.exited.clear()
+        record = self._save(
+            replace(
+                record,
+                state=State.RUNNING,
+                pid=pid,
+                started=now(),
+                finished="",
+                exit_code=0,
+                error="",
+                oom_killed=False,
+                command=list(spec["process"]["args"]),
+            )
+        )
+        live.watcher = asyncio.create_task(self._watch(live, sync_fd))
+        self._emit(Subject.CONTAINER_STARTED, record, pid=pid)
+        return record
+
+    def _write_bundle(
+        self, record: ContainerRecord, rootfs: Path, image_config: dict[str, Any]
+    ) -> dict[str, Any]:
+        d = self._dir(record.id)
+        run = self._run_config(record.config)
+        process = ocispec.merge_process(image_config, run)
+        uid, gid, gids = ocispec.resolve_user(rootfs, process.user)
+        hostname = record.config.hostname or record.short_id
+        etc = d / "etc"
+        etc.mkdir(exist_ok=True)
+        hosts, resolv, hostname_file = ocispec.etc_files(etc, hostname, record.config.network)
+        netns = None
+        spec = ocispec.build_spec(
+            process,
+            rootfs,
+            run,
+            uid=uid,
+            gid=gid,
+            gids=gids,
+            hostname=hostname,
+            netns_path=netns,
+            hosts_file=hosts,
+            resolv_file=resolv,
+            hostname_file=hostname_file,
+            seccomp=self.seccomp(),
+        )
+        tmp = d / "bundle" / "config.json.tmp"
+        tmp.write_text(json.dumps(spec))
+        tmp.replace(d / "bundle" / "config.json")
+        return spec
+
+    async def _abort_start(self, record: ContainerRecord, exc: BaseException) -> None:
+        """Undo a start that failed half-way; the container stays, marked with why."""
+        self.slirp.detach(self._dir(record.id))
+        await self.monitor.kill(record.id, signal.SIGKILL)
+        await self.monitor.delete(record.id)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.snapshots.unmount, record.id)
+        message = str(exc)
+        code = 127 if "not found" in message or "no such file" in message.lower() else 126
+        if isinstance(exc, asyncio.CancelledError):
+            code = 125
+        self._save(replace(record, exit_code=code, error=message))
+
+    async def _watch(self, live: _Live, sync_fd: int) -> None:
+        code = await Monitor.wait_sync(sync_fd)
+        if code is None:  # conmon went away without a word; trust its exit file if any
+            code = Monitor.exit_code(self._paths(live.record.id))
+        await self._on_exit(live, code)
+
+    async def _on_exit(self, live: _Live, code: int | None) -> None:
+        record = live.record
+        paths = self._paths(record.id)
+        self.slirp.detach(self._dir(record.id))
+        await self.monitor.delete(record.id)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.snapshots.unmount, record.id)
+        oom = paths.oom.exists()
+        error = "" if code is not None else "the container's monitor ended without an exit code"
+        record = self._save(
+            replace(
+                record,
+                state=State.EXITED,
+                exit_code=255 if code is None else code,
+                finished=now(),
+                pid=0,
+                oom_killed=oom,
+                error=error,
+            )
+        )
+        live.exited.set()
+        live.watcher = None
+        self._emit(Subject.CONTAINER_DIED, record, exitCode=record.exit_code, oomKilled=oom)
+        if record.config.auto_remove:
+            with contextlib.suppress(NotFound):
+                await self.remove(record.id, force=True)
+
+    # --- signals -------------------------------------------------------------------------------------
+
+    async def kill(self, ref: str, sig: str | int | None = None) -> ContainerRecord:
+        live = self._find(ref)
+        number = parse_signal(sig)
+        if live.record.state not in (State.RUNNING, State.PAUSED):
+            raise FailedPrecondition(f"container {live.record.name} is not running")
+        await self.monitor.kill(live.record.id, number)
+        self._emit(Subject.CONTAINER_KILLED, live.record, signal=number)
+        return live.record
+
+    async def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
+        """Stop signal, then SIGKILL after ``timeout`` seconds. Idempotent."""
+        live = self._find(ref)
+        record = live.record
+        if record.state not in (State.RUNNING, State.PAUSED):
+            return record
+        grace = timeout if timeout is not None and timeout >= 0 else None
+        if grace is None:
+            grace = record.config.stop_timeout or DEFAULT_STOP_TIMEOUT
+        image_signal = ""
+        with contextlib.suppress(NotFound):
+            image = await asyncio.to_thread(self.images.resolve, record.image_id)
+            image_signal = ((await asyncio.to_thread(self.images.config, image)).get("config") or {}).get(
+                "StopSignal", ""
+            )
+        sig = parse_signal(record.config.stop_signal or image_signal, default=signal.SIGTERM)
+        if record.state is State.PAUSED:
+            await self.monitor.resume(record.id)
+        await self.monitor.kill(record.id, sig)
+        try:
+            await asyncio.wait_for(live.exited.wait(), grace)
+        except TimeoutError:
+            await self.monitor.kill(record.id, signal.SIGKILL, all_processes=True)
+            await live.exited.wait()
+        self._emit(Subject.CONTAINER_STOPPED, live.record)
+        return live.record
+
+    async def restart(self, ref: str, timeout: int | None = None) -> ContainerRecord:
+        await self.stop(ref, timeout)
+        return await self.start(ref)
+
+    async def wait(self, ref: str) -> int:
+        live = self._find(ref)
+        await live.exited.wait()
+        return live.record.exit_code
+
+    async def pause(self, ref: str, pause: bool) -> ContainerRecord:
+        live = self._find(ref)
+        async with live.lock:
+            record = live.record
+            want, have = (State.PAUSED, State.RUNNING) if pause else (State.RUNNING, State.PAUSED)
+            if record.state is not have:
+                raise FailedPrecondition(f"container {record.name} is not {have.value}")
+            try:
+                await (self.monitor.pause if pause else self.monitor.resume)(record.id)
+            except FailedPrecondition as exc:
+                raise FailedPrecondition(
+                    f"cannot {'pause' if pause else 'unpause'} {record.name}: it needs a freezer cgroup "
+                    f"this user may write ({exc})"
+                ) from exc
+            record = self._save(replace(record, state=want))
+        self._emit(Subject.CONTAINER_PAUSED if pause else Subject.CONTAINER_UNPAUSED, record)
+        return record
+
+    # --- remove / rename / prune ---------------------------------------------------------------------
+
+    async def remove(self, ref: str, force: bool = False) -> ContainerRecord:
+        live = self._find(ref)
+        record = live.record
+        if record.state in (State.RUNNING, State.PAUSED):
+            if not force:
+                raise FailedPrecondition(
+                    f"cannot remove container {record.name}: it is {record.state.value}; "
+                    "stop it first or use --force"
+                )
+            await self.monitor.kill(record.id, signal.SIGKILL, all_processes=True)
+            await live.exited.wait()
+            if record.config.auto_remove and record.id not in self._live:
+                return record  # its own exit already removed it
+        async with live.lock:
+            if self._live.pop(record.id, None) is None:
+                return record
+            await asyncio.to_thread(self._discard, record.id)
+        self._emit(Subject.CONTAINER_REMOVED, record)
+        return record
+
+    async def rename(self, ref: str, name: str) -> ContainerRecord:
+        live = self._find(ref)
+        if not NAME_RE.match(name):
+            raise InvalidArgument(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        async with self._names_lock:
+            if any(c.record.name == name and c is not live for c in self._live.values()):
+                raise AlreadyExists(f"the container name {name!r} is already in use")
+            old = live.record.name
+            record = self._save(
+                replace(live.record, name=name, config=replace(live.record.config, name=name))
+            )
+        self._emit(Subject.CONTAINER_RENAMED, record, oldName=old)
+        return record
+
+    async def prune(self) -> tuple[list[str], int]:
+        deleted: list[str] = []
+        reclaimed = 0
+        for record in self.list_containers(all=True):
+            if record.state in (State.EXITED, State.CREATED, State.DEAD):
+                reclaimed += await asyncio.to_thread(_du, self.snapshots.upper(record.id))
+                with contextlib.suppress(NotFound, FailedPrecondition):
+                    await self.remove(record.id)
+                    deleted.append(record.id)
+        return deleted, reclaimed
+
+    # --- stdio ---------------------------------------------------------------------------------------
+
+    async def attach(self, ref: str, *, start: bool) -> tuple[ContainerRecord, AttachStream]:
+        """Connect to the container's stdio; with ``start``, start it once connected."""
+        live = self._find(ref)
+        holder: list[AttachStream] = []
+
+        async def connect() -> None:
+            holder.append(await AttachStream.connect(self._paths(live.record.id)))
+
+        if start and live.record.state not in (State.RUNNING, State.PAUSED):
+            record = await self.start(ref, before_start=connect)
+            if holder:
+                return record, holder[0]
+        if live.record.state not in (State.RUNNING, State.PAUSED):
+            raise FailedPrecondition(f"cannot attach to {live.record.name}: it is not running")
+        return live.record, await AttachStream.connect(self._paths(live.record.id))
+
+    def resize(self, ref: str, rows: int, cols: int) -> None:
+        Monitor.resize(self._paths(self._find(ref).record.id), rows, cols)
+
+    async def logs(
+        self, ref: str, *, follow: bool, since: datetime | None, tail: int, timestamps: bool
+    ) -> AsyncIterator[tuple[str, bytes, str]]:
+        """(stream, bytes, RFC3339 time) from the container's log; ``follow`` until it exits."""
+        live = self._find(ref)
+        path = self._paths(live.record.id).log
+        from dockyard.runtime.logs import follow_log
+
+        async for entry in follow_log(path, live.exited, follow=follow, since=since, tail=tail):
+            yield entry
+
+    # --- inside the container ------------------------------------------------------------------------
+
+    def rootfs_for(self, ref: str) -> tuple[ContainerRecord, Path, list[Path]]:
+        """The container's merged rootfs (mounted if it is not running) and its lowers."""
+        record = self._find(ref).record
+        image = self.images.resolve(record.image_id)
+        lowers = self.images.layer_dirs(image)
+        return record, self.snapshots.mount(record.id, lowers), lowers
+
+    async def diff(self, ref: str) -> list[Any]:
+        record = self._find(ref).record
+        image = await asyncio.to_thread(self.images.resolve, record.image_id)
+        lowers = await asyncio.to_thread(self.images.layer_dirs, image)
+        return await asyncio.to_thread(self.snapshots.changes, record.id, lowers)
+
+    async def commit(self, ref: str, *, reference: str, message: str, author: str, changes: list[str]) -> Any:
+        """The writable layer as a new image layer on top of the container's image."""
+        record = self._find(ref).record
+        image = await asyncio.to_thread(self.images.resolve, record.image_id)
+        lowers = await asyncio.to_thread(self.images.layer_dirs, image)
+        fd, tmp_name = tempfile.mkstemp(prefix="commit-", suffix=".tar", dir=self.root)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                await asyncio.to_thread(self.snapshots.write_layer, record.id, lowers, out)
+            overrides = {"Cmd": record.command} if not changes else None
+            created_by = " ".join(record.command)
+            new = await asyncio.to_thread(
+                self.images.commit_layer,
+                image,
+                tmp,
+                changes,
+                message,
+                author,
+                created_by,
+                overrides,
+                reference or None,
+            )
+        finally:
+            await asyncio.to_thread(tmp.unlink, missing_ok=True)
+        return new
+
+    async def top(self, ref: str, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:
+        record = self._find(ref).record
+        if record.state not in (State.RUNNING, State.PAUSED):
+            raise FailedPrecondition(f"container {record.name} is not running")
+        proc = await asyncio.create_subprocess_exec(
+            *self.monitor.runc_argv("ps", "--format", "json", record.id),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise FailedPrecondition(f"top: {err.decode(errors='replace').strip()}")
+        pids = [str(p) for p in json.loads(out or b"[]")]
+        args = ps_args or ["-f"]
+        if any(a.startswith("-") and set(a[1:]) & set("aeAx") for a in args):
+            raise InvalidArgument("top lists the container's processes only: drop -e/-A/-a/-x")
+        proc = await asyncio.create_subprocess_exec(
+            "ps", *args, "-p", ",".join(pids) or "0", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await proc.communicate()
+        lines = out.decode(errors="replace").splitlines()
+        if not lines:
+            return [], []
+        titles = lines[0].split()
+        rows = [ln.split(None, len(titles) - 1) for ln in lines[1:]]
+        return titles, rows
+
+    async def exec(
+        self,
+        ref: str,
+        args: list[str],
+        *,
+        env: list[str],
+        user: str,
+        workdir: str,
+        tty: bool,
+        interactive: bool,
+        rows: int = 0,
+        cols: int = 0,
+    ) -> ExecSession:
+        """Start ``args`` in the running container (docker exec)."""
+        live = self._find(ref)
+        record = live.record
+        if record.state is not State.RUNNING:
+            raise FailedPrecondition(f"container {record.name} is not running")
+        if not args:
+            raise InvalidArgument("exec needs a command")
+        _, rootfs, _ = await asyncio.to_thread(self.rootfs_for, record.id)
+        user = user or self._spec_user(record)
+        uid, gid, _ = await asyncio.to_thread(ocispec.resolve_user, rootfs, user)
+        session = await ExecSession.start(
+            self.monitor.runc_argv(),
+            record.id,
+            args,
+            env=env,
+            cwd=workdir,
+            uid=uid,
+            gid=gid,
+            tty=tty,
+            interactive=interactive,
+            rows=rows,
+            cols=cols,
+        )
+        self._emit(Subject.CONTAINER_EXEC, record, command=args)
+        return session
+
+    def _spec_user(self, record: ContainerRecord) -> str:
+        """The user the container's process runs as, from its bundle ("uid:gid")."""
+        try:
+            spec = json.loads((self._dir(record.id) / "bundle" / "config.json").read_text())
+            u = spec["process"]["user"]
+            return f"{u['uid']}:{u['gid']}"
+        except (OSError, ValueError, KeyError):
+            return record.config.user or "0"
+
+    def container_ip(self, record: ContainerRecord) -> str:
+        return CONTAINER_IP if record.config.network == "slirp4netns" else ""
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+    return total

@@ -1,0 +1,556 @@
+"""gRPC servicers of the runtime: parse the request, call one core method, convert back.
+
+Core errors become status codes in the ErrorInterceptor; nothing here catches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from dockyard.api.containers.v1 import containers_pb2 as cpb
+from dockyard.api.containers.v1 import containers_pb2_grpc
+from dockyard.api.images.v1 import images_pb2 as ipb
+from dockyard.api.images.v1 import images_pb2_grpc
+from dockyard.api.types.v1 import types_pb2
+from dockyard.core.errors import InvalidArgument
+from dockyard.runtime.containers import ContainerConfig, ContainerManager, ContainerRecord, State
+from dockyard.runtime.images.archive import load as load_archive
+from dockyard.runtime.images.archive import save as save_archive
+from dockyard.runtime.images.store import ImageStore
+from dockyard.runtime.transfer import Transfers
+
+CHUNK = 1 << 20
+
+_STATES = {
+    State.CREATED: cpb.CONTAINER_STATE_CREATED,
+    State.RUNNING: cpb.CONTAINER_STATE_RUNNING,
+    State.PAUSED: cpb.CONTAINER_STATE_PAUSED,
+    State.EXITED: cpb.CONTAINER_STATE_EXITED,
+    State.DEAD: cpb.CONTAINER_STATE_DEAD,
+}
+
+
+def _ts(iso: str) -> Timestamp | None:
+    if not iso:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(datetime.fromisoformat(iso))
+    return ts
+
+
+def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
+    c = r.config
+    spec = cpb.ContainerSpec(
+        image=c.image,
+        name=r.name,
+        command=c.command or [],
+        entrypoint=c.entrypoint or [],
+        env=c.env,
+        workdir=c.workdir,
+        user=c.user,
+        tty=c.tty,
+        interactive=c.interactive,
+        labels=c.labels,
+        mounts=[_bind_pb(b) for b in c.binds],
+        network=c.network,
+        read_only=c.read_only,
+        auto_remove=c.auto_remove,
+        hostname=c.hostname,
+        publish_all=c.publish_all,
+        tmpfs=c.tmpfs,
+        stop_signal=c.stop_signal,
+        stop_timeout=c.stop_timeout,
+    )
+    msg = cpb.Container(
+        id=r.id,
+        name=r.name,
+        image=c.image,
+        image_id=r.image_id,
+        state=_STATES[r.state],
+        exit_code=r.exit_code,
+        pid=r.pid,
+        spec=spec,
+        node=node,
+        ports=[
+            cpb.PortMapping(
+                host_port=p.host_port, container_port=p.container_port, protocol=p.protocol, host_ip=p.host_ip
+            )
+            for p in r.ports
+        ],
+        error=r.error,
+        command=r.command,
+        oom_killed=r.oom_killed,
+    )
+    for name in ("created", "started", "finished"):
+        ts = _ts(getattr(r, name))
+        if ts is not None:
+            getattr(msg, name).CopyFrom(ts)
+    return msg
+
+
+def _bind_pb(spec: str) -> cpb.Mount:
+    parts = spec.split(":")
+    return cpb.Mount(
+        source=parts[0], target=parts[1] if len(parts) > 1 else "", read_only="ro" in parts[2:], type="bind"
+    )
+
+
+def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
+    if not spec.image:
+        raise InvalidArgument("an image is required")
+    binds = []
+    for m in spec.mounts:
+        if m.type not in ("", "bind"):
+            raise InvalidArgument(f"mount type {m.type!r} is not supported yet: use a bind mount")
+        binds.append(f"{m.source}:{m.target}{':ro' if m.read_only else ''}")
+    ports = []
+    for p in spec.ports:
+        host = f"{p.host_ip}:" if p.host_ip else ""
+        host += f"{p.host_port}:" if p.host_port else ""
+        ports.append(f"{host}{p.container_port}/{p.protocol or 'tcp'}")
+    network = spec.network or "slirp4netns"
+    if network in ("bridge", "default", "slirp"):
+        network = "slirp4netns"
+    return ContainerConfig(
+        image=spec.image,
+        name=spec.name,
+        command=list(spec.command) or None,
+        entrypoint=list(spec.entrypoint) if spec.entrypoint else None,
+        env=list(spec.env),
+        workdir=spec.workdir,
+        user=spec.user,
+        tty=spec.tty,
+        interactive=spec.interactive,
+        labels=dict(spec.labels),
+        binds=binds,
+        ports=ports,
+        publish_all=spec.publish_all,
+        network=network,
+        read_only=spec.read_only,
+        auto_remove=spec.auto_remove,
+        hostname=spec.hostname,
+        tmpfs=list(spec.tmpfs),
+        stop_signal=spec.stop_signal,
+        stop_timeout=spec.stop_timeout,
+    )
+
+
+class ContainersServicer(containers_pb2_grpc.ContainersServicer):
+    def __init__(self, manager: ContainerManager, node: str) -> None:
+        self.m = manager
+        self.node = node
+
+    def _pb(self, record: ContainerRecord) -> cpb.Container:
+        return container_to_pb(record, self.node)
+
+    async def Create(self, request: cpb.CreateContainerRequest, context: Any) -> cpb.Container:
+        return self._pb(await self.m.create(config_from_pb(request.spec)))
+
+    async def Start(self, request: cpb.StartContainerRequest, context: Any) -> cpb.Container:
+        return self._pb(await self.m.start(request.id))
+
+    async def Stop(self, request: cpb.StopContainerRequest, context: Any) -> cpb.Container:
+        timeout = request.timeout_seconds if request.HasField("timeout_seconds") else None
+        return self._pb(await self.m.stop(request.id, timeout))
+
+    async def Restart(self, request: cpb.StopContainerRequest, context: Any) -> cpb.Container:
+        timeout = request.timeout_seconds if request.HasField("timeout_seconds") else None
+        return self._pb(await self.m.restart(request.id, timeout))
+
+    async def Kill(self, request: cpb.KillContainerRequest, context: Any) -> cpb.KillContainerResponse:
+        await self.m.kill(request.id, request.signal or None)
+        return cpb.KillContainerResponse()
+
+    async def Remove(self, request: cpb.RemoveContainerRequest, context: Any) -> cpb.RemoveContainerResponse:
+        await self.m.remove(request.id, request.force)
+        return cpb.RemoveContainerResponse()
+
+    async def List(self, request: cpb.ListContainersRequest, context: Any) -> cpb.ListContainersResponse:
+        return cpb.ListContainersResponse(containers=[self._pb(r) for r in self.m.list_containers(request.all)])
+
+    async def Inspect(self, request: cpb.InspectContainerRequest, context: Any) -> cpb.Container:
+        return self._pb(self.m.get(request.id))
+
+    async def Wait(self, request: cpb.WaitContainerRequest, context: Any) -> cpb.WaitContainerResponse:
+        return cpb.WaitContainerResponse(exit_code=await self.m.wait(request.id))
+
+    async def Pause(self, request: cpb.PauseContainerRequest, context: Any) -> cpb.Container:
+        return self._pb(await self.m.pause(request.id, True))
+
+    async def Unpause(self, request: cpb.PauseContainerRequest, context: Any) -> cpb.Container:
+        return self._pb(await self.m.pause(request.id, False))
+
+    async def Rename(self, request: cpb.RenameContainerRequest, context: Any) -> cpb.Container:
+        return self._pb(await self.m.rename(request.id, request.name))
+
+    async def Prune(self, request: cpb.PruneContainersRequest, context: Any) -> cpb.PruneContainersResponse:
+        deleted, reclaimed = await self.m.prune()
+        return cpb.PruneContainersResponse(deleted=deleted, space_reclaimed=reclaimed)
+
+    async def Top(self, request: cpb.TopRequest, context: Any) -> cpb.TopResponse:
+        titles, rows = await self.m.top(request.id, list(request.ps_args))
+        return cpb.TopResponse(titles=titles, processes=[cpb.TopResponse.Process(fields=r) for r in rows])
+
+    async def Diff(self, request: cpb.DiffRequest, context: Any) -> cpb.DiffResponse:
+        changes = await self.m.diff(request.id)
+        return cpb.DiffResponse(changes=[cpb.Change(kind=c.kind, path=c.path) for c in changes])
+
+    async def Commit(self, request: cpb.CommitRequest, context: Any) -> cpb.CommitResponse:
+        image = await self.m.commit(
+            request.container_id,
+            reference=request.reference,
+            message=request.message,
+            author=request.author,
+            changes=list(request.changes),
+        )
+        return cpb.CommitResponse(image_id=image.id)
+
+    async def Logs(self, request: cpb.LogsRequest, context: Any) -> AsyncIterator[cpb.LogEntry]:
+        since = request.since.ToDatetime(tzinfo=_utc()) if request.HasField("since") else None
+        async for stream, data, when in self.m.logs(
+            request.id, follow=request.follow, since=since, tail=request.tail, timestamps=request.timestamps
+        ):
+            entry = cpb.LogEntry(
+                stream=cpb.STREAM_STDERR if stream == "stderr" else cpb.STREAM_STDOUT, data=data
+            )
+            from dockyard.runtime.logs import parse_time
+
+            t = parse_time(when)
+            if t is not None:
+                entry.time.FromDatetime(t)
+            yield entry
+
+    async def Attach(
+        self, request_iterator: AsyncIterator[cpb.AttachInput], context: Any
+    ) -> AsyncIterator[cpb.AttachOutput]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("start"):
+            raise InvalidArgument("the first Attach message must be AttachStart")
+        start = first.start
+        record, stream = await self.m.attach(start.container_id, start=start.start)
+        if start.rows and start.cols:
+            self.m.resize(record.id, start.rows, start.cols)
+
+        async def pump_input() -> None:
+            async for message in request_iterator:
+                kind = message.WhichOneof("input")
+                if kind == "stdin" and start.stdin:
+                    await stream.write(message.stdin)
+                elif kind == "stdin_eof":
+                    stream.close_stdin()
+                elif kind == "resize":
+                    self.m.resize(record.id, message.resize.rows, message.resize.cols)
+
+        feeder = asyncio.create_task(pump_input())
+        try:
+            async for pipe, data in stream.output():
+                if pipe == 3:
+                    yield cpb.AttachOutput(stderr=data)
+                else:
+                    yield cpb.AttachOutput(stdout=data)
+            if start.wait:
+                yield cpb.AttachOutput(exit_code=await self.m.wait(record.id))
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeder
+            stream.close()
+
+    async def Exec(
+        self, request_iterator: AsyncIterator[cpb.ExecInput], context: Any
+    ) -> AsyncIterator[cpb.ExecOutput]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("start"):
+            raise InvalidArgument("the first Exec message must be ExecStart")
+        s = first.start
+        session = await self.m.exec(
+            s.container_id,
+            list(s.command),
+            env=list(s.env),
+            user=s.user,
+            workdir=s.workdir,
+            tty=s.tty,
+            interactive=s.interactive,
+            rows=s.rows,
+            cols=s.cols,
+        )
+
+        async def pump_input() -> None:
+            async for message in request_iterator:
+                kind = message.WhichOneof("input")
+                if kind == "stdin":
+                    await session.write(message.stdin)
+                elif kind == "stdin_eof":
+                    session.close_stdin()
+                elif kind == "resize":
+                    session.resize(message.resize.rows, message.resize.cols)
+
+        feeder = asyncio.create_task(pump_input())
+        try:
+            async for name, data in session.output():
+                yield cpb.ExecOutput(stderr=data) if name == "stderr" else cpb.ExecOutput(stdout=data)
+            yield cpb.ExecOutput(exit_code=await session.wait())
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeder
+            session.kill()
+
+    async def CopyFrom(self, request: cpb.CopyFromRequest, context: Any) -> AsyncIterator[cpb.CopyChunk]:
+        from dockyard.runtime import layerdiff
+
+        _, rootfs, _ = await asyncio.to_thread(self.m.rootfs_for, request.id)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+        loop = asyncio.get_running_loop()
+
+        class _Writer:
+            def write(self, data: bytes) -> int:
+                asyncio.run_coroutine_threadsafe(queue.put(bytes(data)), loop).result()
+                return len(data)
+
+            def flush(self) -> None:
+                pass
+
+        async def produce() -> None:
+            try:
+                await asyncio.to_thread(layerdiff.tar_path, rootfs, request.path, _Writer())
+            finally:
+                await queue.put(None)
+
+        producer = asyncio.create_task(produce())
+        buf = b""
+        while (chunk := await queue.get()) is not None:
+            buf += chunk
+            if len(buf) >= CHUNK:
+                yield cpb.CopyChunk(data=buf)
+                buf = b""
+        if buf:
+            yield cpb.CopyChunk(data=buf)
+        await producer  # raises the copy's error, if any
+
+    async def CopyTo(
+        self, request_iterator: AsyncIterator[cpb.CopyToInput], context: Any
+    ) -> cpb.CopyToResponse:
+        from dockyard.runtime import layerdiff
+
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("target"):
+            raise InvalidArgument("the first CopyTo message must name the container and directory")
+        _, rootfs, _ = await asyncio.to_thread(self.m.rootfs_for, first.target.id)
+        chunks = _ThreadFeed(request_iterator, lambda m: m.data)
+        await chunks.run(layerdiff.untar_into, rootfs, first.target.path)
+        return cpb.CopyToResponse()
+
+
+class _ThreadFeed:
+    """Hand an async stream of client chunks to blocking code running in a worker thread."""
+
+    def __init__(self, source: AsyncIterator[Any], pick: Any) -> None:
+        self._source = source
+        self._pick = pick
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+
+    def _iter(self, loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
+        while True:
+            item = asyncio.run_coroutine_threadsafe(self._queue.get(), loop).result()
+            if item is None:
+                return
+            yield item
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+
+        async def feed() -> None:
+            try:
+                async for message in self._source:
+                    data = self._pick(message)
+                    if data:
+                        await self._queue.put(data)
+            finally:
+                await self._queue.put(None)
+
+        feeder = asyncio.create_task(feed())
+        try:
+            return await asyncio.to_thread(fn, *args, self._iter(loop))  # type: ignore[call-arg]
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeder
+
+
+def _utc() -> Any:
+    from datetime import UTC
+
+    return UTC
+
+
+# --- images -------------------------------------------------------------------------------------------
+
+
+def image_to_pb(store: ImageStore, record: Any) -> ipb.Image:
+    config = store.config(record)
+    msg = ipb.Image(
+        id=record.id,
+        repo_tags=list(record.repo_tags),
+        repo_digests=list(record.repo_digests),
+        manifest=types_pb2.Descriptor(
+            media_type=record.manifest_media_type, digest=record.manifest_digest, size=0
+        ),
+        platform=types_pb2.Platform(
+            os=config.get("os", ""),
+            architecture=config.get("architecture", ""),
+            variant=config.get("variant", ""),
+        ),
+        size=record.size,
+        labels=(config.get("config") or {}).get("Labels") or {},
+        config=json.dumps(config).encode(),
+        layers=list(record.diff_ids),
+    )
+    created = _ts(config.get("created", "") or "")
+    if created is not None:
+        msg.created.CopyFrom(created)
+    return msg
+
+
+class ImagesServicer(images_pb2_grpc.ImagesServicer):
+    def __init__(self, store: ImageStore, manager: ContainerManager, transfers: Transfers) -> None:
+        self.store = store
+        self.m = manager
+        self.transfers = transfers
+
+    def _pb(self, record: Any) -> ipb.Image:
+        return image_to_pb(self.store, record)
+
+    async def List(self, request: ipb.ListImagesRequest, context: Any) -> ipb.ListImagesResponse:
+        records = await asyncio.to_thread(self.store.list)
+        return ipb.ListImagesResponse(images=[self._pb(r) for r in records])
+
+    async def Inspect(self, request: ipb.InspectImageRequest, context: Any) -> ipb.Image:
+        return self._pb(await asyncio.to_thread(self.store.resolve, request.reference))
+
+    async def Tag(self, request: ipb.TagRequest, context: Any) -> ipb.TagResponse:
+        await asyncio.to_thread(self.store.tag, request.source, request.target)
+        return ipb.TagResponse()
+
+    async def Remove(self, request: ipb.RemoveImageRequest, context: Any) -> ipb.RemoveImageResponse:
+        untagged, deleted = await asyncio.to_thread(
+            self.store.remove, request.reference, request.force, self.m.users_of_image
+        )
+        return ipb.RemoveImageResponse(untagged=untagged, deleted=deleted)
+
+    async def Prune(self, request: ipb.PruneImagesRequest, context: Any) -> ipb.PruneImagesResponse:
+        deleted, reclaimed = await asyncio.to_thread(self.store.prune, request.all, self.m.users_of_image)
+        return ipb.PruneImagesResponse(deleted=deleted, space_reclaimed=reclaimed)
+
+    async def History(self, request: ipb.HistoryRequest, context: Any) -> ipb.HistoryResponse:
+        rows = await asyncio.to_thread(self.store.history, request.reference)
+        out = []
+        for row in rows:
+            entry = ipb.HistoryEntry(
+                id=row.id,
+                created_by=row.created_by,
+                size=row.size,
+                comment=row.comment,
+                empty_layer=row.empty_layer,
+            )
+            ts = _ts(row.created or "")
+            if ts is not None:
+                entry.created.CopyFrom(ts)
+            out.append(entry)
+        return ipb.HistoryResponse(entries=out)
+
+    async def Import(self, request_iterator: AsyncIterator[ipb.ImportChunk], context: Any) -> ipb.Image:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            raise InvalidArgument("import: no data")
+        reference, changes, message = first.reference or None, list(first.changes), first.message
+
+        async def chunks() -> AsyncIterator[ipb.ImportChunk]:
+            yield first
+            async for m in request_iterator:
+                yield m
+
+        feed = _ThreadFeed(chunks(), lambda m: m.data)
+        record = await feed.run(lambda it: self.store.import_rootfs(it, reference, changes, message))
+        return self._pb(record)
+
+    async def Save(self, request: ipb.SaveRequest, context: Any) -> AsyncIterator[ipb.SaveChunk]:
+        fmt = request.format or "oci"
+        if fmt not in ("oci", "oci-archive", "docker-archive"):
+            raise InvalidArgument(f"unknown format {fmt!r}: use oci or docker-archive")
+        fmt = "oci" if fmt == "oci-archive" else fmt
+        refs = list(request.references)
+        if not refs:
+            raise InvalidArgument("save: name at least one image")
+        for ref in refs:  # fail before streaming anything
+            await asyncio.to_thread(self.store.resolve, ref)
+        it = save_archive(self.store, refs, fmt)
+        buf = b""
+        while (chunk := await asyncio.to_thread(lambda: next(it, None))) is not None:
+            buf += chunk
+            if len(buf) >= CHUNK:
+                yield ipb.SaveChunk(data=buf)
+                buf = b""
+        if buf:
+            yield ipb.SaveChunk(data=buf)
+
+    async def Load(self, request_iterator: AsyncIterator[ipb.LoadChunk], context: Any) -> ipb.LoadResponse:
+        feed = _ThreadFeed(request_iterator, lambda m: m.data)
+        records = await feed.run(lambda it: load_archive(self.store, it))
+        return ipb.LoadResponse(images=[self._pb(r) for r in records])
+
+    async def Pull(self, request: ipb.PullRequest, context: Any) -> AsyncIterator[ipb.PullProgress]:
+        async for progress, record in self.transfers.pull(request.reference, insecure=request.insecure):
+            if record is not None:
+                yield ipb.PullProgress(image=self._pb(record))
+            else:
+                yield ipb.PullProgress(progress=progress)
+
+    async def Push(self, request: ipb.PushRequest, context: Any) -> AsyncIterator[ipb.PushProgress]:
+        async for progress, descriptor in self.transfers.push(request.reference, insecure=request.insecure):
+            if descriptor is not None:
+                yield ipb.PushProgress(manifest=descriptor)
+            else:
+                yield ipb.PushProgress(progress=progress)
+
+    async def Login(self, request: ipb.LoginRequest, context: Any) -> ipb.LoginResponse:
+        await self.transfers.login(request.registry, request.username, request.password, request.insecure)
+        return ipb.LoginResponse()
+
+    async def Logout(self, request: ipb.LogoutRequest, context: Any) -> ipb.LogoutResponse:
+        self.transfers.logout(request.registry)
+        return ipb.LogoutResponse()
+
+    async def DiskUsage(self, request: ipb.DiskUsageRequest, context: Any) -> ipb.DiskUsageResponse:
+        rows = await asyncio.to_thread(self.store.disk_usage, self.m.users_of_image)
+        images = [
+            ipb.ImageUsage(
+                image=self._pb(row.image),
+                shared_size=row.shared_size,
+                unique_size=row.unique_size,
+                containers=row.containers,
+            )
+            for row in rows
+        ]
+        containers = self.m.list_containers(all=True)
+        return ipb.DiskUsageResponse(
+            images=images,
+            images_size=sum(r.unique_size for r in rows) + _shared_once(rows),
+            containers=len(containers),
+            containers_size=0,
+        )
+
+
+def _shared_once(rows: Any) -> int:
+    return max((r.shared_size for r in rows), default=0)
+
+
+_ = grpc  # the servicer base classes come from grpc-generated modules
