@@ -99,11 +99,8 @@ def layer(seed: str, *more: tuple[str, bytes]) -> bytes:
     return tb.bytes()
 
 
-def put_image(
-    content: ContentStore, layers: list[bytes], *, gzipped: bool = False, config_extra: dict | None = None
-) -> bytes:
-    """Store a config and layers in ``content``; return the OCI manifest (not stored) naming them."""
-    blobs = [gzip.compress(t, mtime=0) if gzipped else t for t in layers]
+def image_config(layers: list[bytes], config_extra: dict | None = None) -> bytes:
+    """The config ``put_image`` stores for ``layers`` (its digest is the image id)."""
     config = {
         "architecture": "amd64",
         "os": "linux",
@@ -115,7 +112,15 @@ def put_image(
         ],
         **(config_extra or {}),
     }
-    raw_config = json.dumps(config).encode()
+    return json.dumps(config).encode()
+
+
+def put_image(
+    content: ContentStore, layers: list[bytes], *, gzipped: bool = False, config_extra: dict | None = None
+) -> bytes:
+    """Store a config and layers in ``content``; return the OCI manifest (not stored) naming them."""
+    blobs = [gzip.compress(t, mtime=0) if gzipped else t for t in layers]
+    raw_config = image_config(layers, config_extra)
     content.write_bytes(raw_config)
     for blob in blobs:
         content.write_bytes(blob)

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from image_test_support import ListPublisher, TarBuilder, layer, put_image, sha
+from image_test_support import ListPublisher, TarBuilder, image_config, layer, put_image, sha
 
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.runtime.images.store import ImageStore, chain_ids, goarch
@@ -82,11 +82,17 @@ def test_resolve_forms(store: ImageStore) -> None:
         store.resolve("busybox:other")
     with pytest.raises(InvalidArgument):
         store.resolve("Bad Name")
-    other = store.add_image(put_image(store.content, [layer("b")]), None)
-    common = os.path.commonprefix([rec.id, other.id])
-    if len(common) >= 11:  # 4+ shared hex digits: astronomically rare, but then it is ambiguous
-        with pytest.raises(InvalidArgument, match="ambiguous"):
-            store.resolve(common)
+    # two images whose ids share their first 4 hex digits (a birthday search over config seeds)
+    seen: dict[str, int] = {}
+    for seed in range(100_000):
+        prefix = sha(image_config([layer("b")], {"seed": seed}))[7:11]
+        if prefix in seen:
+            break
+        seen[prefix] = seed
+    for s in (seen[prefix], seed):
+        store.add_image(put_image(store.content, [layer("b")], config_extra={"seed": s}), None)
+    with pytest.raises(InvalidArgument, match="ambiguous"):
+        store.resolve(prefix)
 
 
 def test_tag_moves_and_leaves_old_dangling(store: ImageStore, publisher: ListPublisher) -> None:
@@ -134,7 +140,7 @@ def test_remove_by_id_with_several_tags_needs_force(store: ImageStore) -> None:
 def test_remove_in_use(store: ImageStore) -> None:
     rec = store.add_image(put_image(store.content, [layer("a")]), "a")
     users = {rec.id: ["web"]}.get
-    with pytest.raises(FailedPrecondition, match="in use by container.*web"):
+    with pytest.raises(FailedPrecondition, match=r"in use by container.*web"):
         store.remove("a", False, lambda i: users(i) or [])
     untagged, deleted = store.remove("a", True, lambda i: users(i) or [])
     assert (untagged, deleted) == (["a:latest"], [])
