@@ -210,7 +210,7 @@ def transfer_retry(**overrides: Any) -> AsyncRetrying:
     """
     kwargs: dict[str, Any] = {
         "stop": stop_after_attempt(4),
-        "wait": wait_exponential_jitter(initial=0.1, max=2.0),
+        "wait": wait_exponential_jitter(multiplier=0.1, max=2.0),
         "retry": retry_if_exception(_transient),
         "reraise": True,
     }
@@ -295,14 +295,15 @@ class _Remote:
         challenged = False
         while True:
             hdrs = dict(headers or {})
-            hdrs.update(self._authorization(scopes))
+            sent = self._authorization(scopes)
+            hdrs.update(sent)
             data = body() if callable(body) else body
             resp = await self.session.request(method, url, headers=hdrs, data=data)
             if resp.status != 401 or challenged:
                 return resp
             challenged = True
             try:
-                again = await self._answer(resp.headers.get("WWW-Authenticate", ""), scopes)
+                again = await self._answer(resp.headers.get("WWW-Authenticate", ""), scopes, sent)
             except BaseException:
                 resp.release()
                 raise
@@ -312,16 +313,18 @@ class _Remote:
 
     def _authorization(self, scopes: tuple[str, ...]) -> dict[str, str]:
         if self._basic and self.credentials:
-            raw = f"{self.credentials[0]}:{self.credentials[1]}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+            return _basic(self.credentials)
         token = self._tokens.get(frozenset(scopes))
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    async def _answer(self, challenge: str, scopes: tuple[str, ...]) -> bool:
-        """React to a 401's challenge; True when a repeat of the request may now succeed."""
+    async def _answer(self, challenge: str, scopes: tuple[str, ...], sent: dict[str, str]) -> bool:
+        """React to a 401's challenge to a request sent with ``sent`` (its Authorization, if any);
+        True when a repeat may now succeed. Concurrent requests share what one of them learnt:
+        a challenge to a request that went out before the answer was known just repeats it.
+        """
         scheme, params = parse_challenge(challenge)
         if scheme == "basic":
-            if self.credentials is None or self._basic:
+            if self.credentials is None or sent == _basic(self.credentials):
                 return False
             self._basic = True
             return True
@@ -329,6 +332,9 @@ class _Remote:
             return False
         key = frozenset(scopes)
         async with self._token_lock:
+            current = self._tokens.get(key)
+            if current is not None and sent.get("Authorization") != f"Bearer {current}":
+                return True  # another request fetched a token meanwhile
             wanted = list(scopes)
             for extra in params.get("scope", "").split(" "):
                 if extra and extra not in wanted:
@@ -342,10 +348,10 @@ class _Remote:
         if self.credentials:
             query.append(("account", self.credentials[0]))
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
-        auth = aiohttp.BasicAuth(*self.credentials) if self.credentials else None
+        headers = _basic(self.credentials) if self.credentials else {}
         async for attempt in transfer_retry():
             with attempt:
-                async with self.session.get(url, auth=auth) as resp:
+                async with self.session.get(url, headers=headers) as resp:
                     if resp.status in (401, 403):
                         if self.credentials is None:
                             raise Unauthenticated(
@@ -371,6 +377,11 @@ class _Remote:
         if not isinstance(token, str) or not token:
             raise Unauthenticated(f"the token service of {self.registry} returned no token")
         return token
+
+
+def _basic(credentials: tuple[str, str]) -> dict[str, str]:
+    raw = f"{credentials[0]}:{credentials[1]}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
 
 
 @contextlib.asynccontextmanager
@@ -888,7 +899,7 @@ class _Push:
         path = await asyncio.to_thread(self.content.path, digest)
         size = tracker.total
         repo = self.ref.repository
-        name = f"{self.ref.name}@{digest}"
+        name = str(self.ref)  # what the user pushes: errors name it, not one of its blobs
         async for attempt in transfer_retry():
             with attempt:
                 tracker.restart()

@@ -1,0 +1,389 @@
+"""The runtime's distribution client against real registries, with skopeo as the independent client.
+
+Images get into registries through skopeo (from OCI layouts written here by hand), come out through
+our ``pull``, go back through our ``push``, and skopeo inspects the result. Registries: Dockyard's
+own (no auth, token auth) and Debian's CNCF distribution 2.8 (no auth, htpasswd basic auth).
+
+``DOCKYARD_BENCH=1`` adds the measurement: a 300 MiB image pulled from the Dockyard registry on
+loopback by our client and by ``skopeo copy``, wall times printed side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from distribution_support import (
+    CncfRegistry,
+    RegistryAuth,
+    RegistryServer,
+    TransferStore,
+    big_layout,
+    cncf_registry,
+    digest_of,
+    dockyard_registry,
+    free_port,
+    make_image,
+    oci_index_layout,
+    oci_layout,
+    skopeo,
+    skopeo_inspect,
+    skopeo_push,
+    start_cncf,
+    stop_cncf,
+)
+
+from dockyard.core.errors import InvalidArgument, NotFound, Unauthenticated, Unavailable
+from dockyard.runtime.images.credentials import CredentialStore, StaticCredentials
+from dockyard.runtime.images.distribution import (
+    MEDIA_DOCKER_MANIFEST,
+    Progress,
+    classify,
+    host_platform,
+    login,
+    parse_challenge,
+    pull,
+    push,
+)
+
+__all__ = ["cncf_registry", "dockyard_registry"]  # fixtures, used by name
+
+TOKEN = RegistryAuth("token", {"alice": "wonderland"})
+
+
+def statuses(events: list[Progress], digest: str) -> list[str]:
+    """The distinct statuses of one layer's events, in order."""
+    out: list[str] = []
+    for e in events:
+        if e.id == digest[7:19] and (not out or out[-1] != e.status):
+            out.append(e.status)
+    return out
+
+
+def published(tmp_path: Path, registry: str, repo: str, seed: str = "a", layers: int = 2, *extra: str):  # type: ignore[no-untyped-def]
+    image = make_image(seed, layers)
+    layout = oci_layout(tmp_path / f"layout-{seed}", "1", image)
+    skopeo_push(layout, "1", f"{registry}/{repo}", *extra)
+    return image
+
+
+# -- pull and push, OCI media types ----------------------------------------------------------
+
+
+async def test_pull_from_dockyard_push_to_distribution_and_back(
+    tmp_path: Path, dockyard_registry: RegistryServer, cncf_registry: CncfRegistry
+) -> None:
+    src = dockyard_registry.address
+    image = published(tmp_path, src, "team/x:1", "a", 3)
+    store = TransferStore(tmp_path / "store")
+    events: list[Progress] = []
+
+    record = await pull(store, f"{src}/team/x:1", progress=events.append)
+
+    assert record.manifest_digest == image.digest
+    assert record.repo_digests == [f"{src}/team/x@{image.digest}"]
+    assert store.content.read_bytes(image.digest) == image.manifest
+    assert store.content.read_bytes(digest_of(image.config)) == image.config
+    for layer, data in zip(image.layer_digests, image.layers, strict=True):
+        assert store.content.read_bytes(layer) == data
+        seen = statuses(events, layer)
+        assert seen[0] == "Pulling fs layer" and seen[-2:] == ["Download complete", "Pull complete"], seen
+    assert events[-1].status == f"Status: Downloaded newer image for {src}/team/x:1"
+    assert not list((tmp_path / "store/ingest").iterdir())
+
+    # Pulled again: nothing to fetch.
+    again: list[Progress] = []
+    await pull(store, f"{src}/team/x:1", progress=again.append)
+    assert all(statuses(again, d) == ["Already exists"] for d in image.layer_digests)
+    assert again[-1].status.startswith("Status: Image is up to date")
+
+    # Push to CNCF distribution: same bytes, same digest, as skopeo sees it.
+    dst = f"{cncf_registry.address}/copy/x:2"
+    pushed: list[Progress] = []
+    desc = await push(store, dst, source_reference=f"{src}/team/x:1", progress=pushed.append)
+    assert desc.digest == image.digest and desc.size == len(image.manifest)
+    info = skopeo_inspect(dst)
+    assert info["Digest"] == image.digest
+    assert info["Layers"] == image.layer_digests
+    assert (
+        skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{dst}").stdout.encode() == image.manifest
+    )
+    for layer in image.layer_digests:
+        assert statuses(pushed, layer)[0] == "Preparing" and statuses(pushed, layer)[-1] == "Pushed"
+
+    # A second push uploads nothing: every layer is found by HEAD.
+    uploads_before = cncf_registry.log().count('"POST /v2/copy/x/blobs/uploads/')
+    second: list[Progress] = []
+    await push(store, dst, source_reference=f"{src}/team/x:1", progress=second.append)
+    assert all(statuses(second, d)[-1] == "Layer already exists" for d in image.layer_digests)
+    assert cncf_registry.log().count('"POST /v2/copy/x/blobs/uploads/') == uploads_before
+
+
+async def test_pull_by_digest_and_unknown_manifest(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
+    src = dockyard_registry.address
+    image = published(tmp_path, src, "team/x:1")
+    store = TransferStore(tmp_path / "store")
+
+    record = await pull(store, f"{src}/team/x@{image.digest}")
+    assert record.manifest_digest == image.digest
+    assert record.repo_tags == []  # a pull by digest names no tag
+
+    with pytest.raises(NotFound, match=f"manifest unknown: {src}/team/x:nope"):
+        await pull(store, f"{src}/team/x:nope")
+    with pytest.raises(NotFound, match="manifest unknown"):
+        await pull(store, f"{src}/team/x@sha256:{'0' * 64}")
+
+
+async def test_docker_schema2_pull_and_push(
+    tmp_path: Path, dockyard_registry: RegistryServer, cncf_registry: CncfRegistry
+) -> None:
+    src = dockyard_registry.address
+    published(tmp_path, src, "team/d:1", "d", 2, "--format", "v2s2")
+    served = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{src}/team/d:1").stdout.encode()
+    assert json.loads(served)["mediaType"] == MEDIA_DOCKER_MANIFEST
+    store = TransferStore(tmp_path / "store")
+
+    record = await pull(store, f"{src}/team/d:1")
+    assert record.manifest_digest == digest_of(served)
+    assert record.manifest_media_type == MEDIA_DOCKER_MANIFEST
+
+    desc = await push(store, f"{cncf_registry.address}/d:1", source_reference=f"{src}/team/d:1")
+    assert desc.media_type == MEDIA_DOCKER_MANIFEST
+    assert skopeo_inspect(f"{cncf_registry.address}/d:1")["Digest"] == digest_of(served)
+
+
+async def test_index_resolves_to_this_platform(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
+    assert host_platform() == ("linux", "amd64", "")  # this machine kind
+    src = dockyard_registry.address
+    amd, arm = make_image("amd", 2, "amd64"), make_image("arm", 2, "arm64")
+    index = oci_index_layout(tmp_path / "multi", "1", {"amd64": amd, "arm64": arm})
+    skopeo_push(tmp_path / "multi", "1", f"{src}/team/multi:1", "--all")
+    store = TransferStore(tmp_path / "store")
+
+    record = await pull(store, f"{src}/team/multi:1")
+    assert record.manifest_digest == amd.digest
+    assert record.repo_digests == [f"{src}/team/multi@{digest_of(index)}"]  # what the tag names
+    assert all(store.content.has(d) for d in amd.layer_digests)
+    assert not any(store.content.has(d) for d in arm.layer_digests)
+
+    other = TransferStore(tmp_path / "arm")
+    assert (
+        await pull(other, f"{src}/team/multi:1", platform=("linux", "arm64", ""))
+    ).manifest_digest == arm.digest
+    with pytest.raises(NotFound, match=r"no image for linux/s390x in .*: it has linux/amd64, linux/arm64/v8"):
+        await pull(other, f"{src}/team/multi:1", platform=("linux", "s390x", ""))
+
+
+async def test_cross_repository_mount(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
+    src = dockyard_registry.address
+    image = published(tmp_path, src, "team/x:1")
+    store = TransferStore(tmp_path / "store")
+    await pull(store, f"{src}/team/x:1")
+
+    events: list[Progress] = []
+    desc = await push(store, f"{src}/team/y:1", source_reference=f"{src}/team/x:1", progress=events.append)
+    assert desc.digest == image.digest
+    assert all(statuses(events, d)[-1] == "Mounted from team/x" for d in image.layer_digests)
+    assert skopeo_inspect(f"{src}/team/y:1")["Digest"] == image.digest
+
+
+# -- verification ---------------------------------------------------------------------------
+
+
+async def test_wrong_bytes_from_the_registry_are_refused(tmp_path: Path, cncf_registry: CncfRegistry) -> None:
+    image = published(tmp_path, cncf_registry.address, "bad/x:1", "z", 2)
+    victim = image.layer_digests[1]
+    data = cncf_registry.blob_data(victim)
+    good = data.read_bytes()
+    data.write_bytes(bytes(b ^ 0xFF for b in good))  # same size, other bytes: only a hash notices
+    store = TransferStore(tmp_path / "store")
+
+    with pytest.raises(
+        InvalidArgument, match=f"blob {victim[7:19]} from {cncf_registry.address} failed verification"
+    ):
+        await pull(store, f"{cncf_registry.address}/bad/x:1")
+    assert not store.content.has(victim)
+    assert store.records == {}
+    assert not list((tmp_path / "store/ingest").iterdir())
+
+    data.write_bytes(good + b"extra")  # longer than the descriptor says
+    with pytest.raises(InvalidArgument, match="failed verification"):
+        await pull(store, f"{cncf_registry.address}/bad/x:1")
+    assert not store.content.has(victim)
+
+
+def test_schema1_is_refused_with_a_reason() -> None:
+    body = json.dumps({"schemaVersion": 1, "name": "x", "tag": "1", "fsLayers": []}).encode()
+    with pytest.raises(InvalidArgument, match="Docker schema1"):
+        classify(body, "application/vnd.docker.distribution.manifest.v1+prettyjws")
+
+
+# -- auth -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dockyard_registry", [TOKEN], indirect=True)
+async def test_token_auth(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
+    src = dockyard_registry.address
+    image = published(tmp_path, src, "team/x:1", "t", 2, "--dest-creds", "alice:wonderland")
+    store = TransferStore(tmp_path / "store")
+
+    with pytest.raises(
+        Unauthenticated, match=rf"pull access denied for {src}/team/x:1: log in with `dockyard login {src}`"
+    ):
+        await pull(store, f"{src}/team/x:1")
+    with pytest.raises(Unauthenticated, match=f"{src} refused the credentials of 'alice'"):
+        await pull(store, f"{src}/team/x:1", credentials=StaticCredentials({src: ("alice", "wrong")}))
+    with pytest.raises(Unauthenticated, match="refused"):
+        await login(src, "alice", "wrong")
+
+    await login(src, "alice", "wonderland")
+    creds = CredentialStore(tmp_path / "state/auth.json")
+    creds.set(src, "alice", "wonderland")
+    record = await pull(store, f"{src}/team/x:1", credentials=creds)
+    assert record.manifest_digest == image.digest
+
+    events: list[Progress] = []
+    await push(
+        store,
+        f"{src}/team/z:1",
+        source_reference=f"{src}/team/x:1",
+        credentials=creds,
+        progress=events.append,
+    )
+    assert all(statuses(events, d)[-1] == "Mounted from team/x" for d in image.layer_digests)
+    info = skopeo_inspect(f"{src}/team/z:1", "--creds", "alice:wonderland")
+    assert info["Digest"] == image.digest
+
+
+async def test_basic_auth_on_distribution(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
+    image = published(tmp_path, dockyard_registry.address, "team/x:1", "b")
+    store = TransferStore(tmp_path / "store")
+    await pull(store, f"{dockyard_registry.address}/team/x:1")
+    cncf = start_cncf(tmp_path / "cncf-auth", user=("bob", "builder"))
+    try:
+        dst = f"{cncf.address}/b/x:1"
+        with pytest.raises(Unauthenticated, match=f"push access denied for {dst}: log in with"):
+            await push(store, dst, source_reference=f"{dockyard_registry.address}/team/x:1")
+        with pytest.raises(Unauthenticated):
+            await login(cncf.address, "bob", "nope")
+        await login(cncf.address, "bob", "builder")
+        good = StaticCredentials({cncf.address: ("bob", "builder")})
+        await push(store, dst, source_reference=f"{dockyard_registry.address}/team/x:1", credentials=good)
+        assert skopeo_inspect(dst, "--creds", "bob:builder")["Digest"] == image.digest
+        other = TransferStore(tmp_path / "other")
+        assert (await pull(other, dst, credentials=good)).manifest_digest == image.digest
+    finally:
+        stop_cncf(cncf)
+
+
+# -- reachability and names -------------------------------------------------------------------
+
+
+async def test_unreachable_registry_and_bare_names(tmp_path: Path) -> None:
+    store = TransferStore(tmp_path / "store")
+    dead = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match=f"registry {dead} is unreachable at http://{dead}"):
+        await pull(store, f"{dead}/x:1")
+    assert time.monotonic() - started < 10  # a few short retries, not a hang
+    with pytest.raises(InvalidArgument, match="no registry in 'busybox': use HOST\\[:PORT\\]/busybox"):
+        await pull(store, "busybox")
+    with pytest.raises(Unavailable, match=dead):
+        await login(dead, "u", "p")
+
+
+def test_parse_challenge() -> None:
+    scheme, params = parse_challenge(
+        'Bearer realm="http://h:1/token",service="reg",scope="repository:a/b:pull,push",error="x\\"y"'
+    )
+    assert scheme == "bearer"
+    assert params == {
+        "realm": "http://h:1/token",
+        "service": "reg",
+        "scope": "repository:a/b:pull,push",
+        "error": 'x"y',
+    }
+    assert parse_challenge('Basic realm="r"') == ("basic", {"realm": "r"})
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+
+def test_credential_store(tmp_path: Path) -> None:
+    path = tmp_path / "state/auth.json"
+    creds = CredentialStore(path)
+    assert creds.get("h:1") is None
+    creds.set("h:1", "alice", "p:ss")
+    creds.set("https://other.example/v1/", "bob", "x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    doc = json.loads(path.read_text())
+    assert set(doc["auths"]) == {"h:1", "other.example"}
+    assert doc["auths"]["h:1"] == {"auth": "YWxpY2U6cDpzcw=="}  # base64("alice:p:ss"), docker's shape
+    assert creds.get("h:1") == ("alice", "p:ss")
+    assert creds.get("http://OTHER.example") == ("bob", "x")
+    assert creds.registries() == ["h:1", "other.example"]
+
+    doc["credsStore"] = "kept"  # something another tool wrote
+    path.write_text(json.dumps(doc))
+    assert creds.remove("h:1") is True
+    assert creds.remove("h:1") is False
+    assert json.loads(path.read_text())["credsStore"] == "kept"
+    assert creds.get("h:1") is None
+    assert [p.name for p in path.parent.iterdir()] == ["auth.json"]  # no temporary left behind
+    with pytest.raises(InvalidArgument):
+        creds.set("h:1", "a:b", "x")
+
+
+# -- measurement ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not os.environ.get("DOCKYARD_BENCH"), reason="measurement; set DOCKYARD_BENCH=1")
+async def test_measure_300mib_pull_vs_skopeo(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
+    src = dockyard_registry.address
+    image = big_layout(tmp_path / "big", "1", 3, 100)
+    skopeo_push(tmp_path / "big", "1", f"{src}/bench/big:1")
+    total = sum(x["size"] for x in json.loads(image.manifest)["layers"])
+
+    lag = 0.0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:  # how long the event loop is ever held up
+        nonlocal lag
+        while not stop.is_set():
+            t = time.monotonic()
+            await asyncio.sleep(0.005)
+            lag = max(lag, time.monotonic() - t - 0.005)
+
+    results: dict[str, float] = {}
+    for run in range(3):
+        store = TransferStore(tmp_path / f"store-{run}")
+        events: list[Progress] = []
+        tick = asyncio.create_task(ticker())
+        t0 = time.monotonic()
+        await pull(store, f"{src}/bench/big:1", progress=events.append)
+        results.setdefault("dockyard", 1e9)
+        results["dockyard"] = min(results["dockyard"], time.monotonic() - t0)
+        stop.set()
+        await tick
+        stop.clear()
+        layer_digests = [x["digest"] for x in json.loads(image.manifest)["layers"]]
+        per_layer = [sum(1 for e in events if e.id == d[7:19]) for d in layer_digests]
+        assert max(per_layer) < 200, per_layer  # throttled, not one per chunk
+
+        t0 = time.monotonic()
+        skopeo("copy", "--src-tls-verify=false", f"docker://{src}/bench/big:1", f"oci:{tmp_path}/sk-{run}:1")
+        results.setdefault("skopeo", 1e9)
+        results["skopeo"] = min(results["skopeo"], time.monotonic() - t0)
+    mib = total / (1 << 20)
+    print(
+        f"\npull {mib:.0f} MiB (3 layers) from the Dockyard registry on loopback, best of 3:"
+        f"\n  dockyard pull  {results['dockyard']:.2f} s  ({mib / results['dockyard']:.0f} MiB/s)"
+        f"\n  skopeo copy    {results['skopeo']:.2f} s  ({mib / results['skopeo']:.0f} MiB/s)"
+        f"\n  max event-loop lag during our pulls: {lag * 1000:.1f} ms"
+        f"\n  progress events per layer: {per_layer}"
+    )
