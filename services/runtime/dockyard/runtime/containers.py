@@ -565,7 +565,7 @@ class ContainerManager:
         try:
             await asyncio.wait_for(live.exited.wait(), grace)
         except TimeoutError:
-            await self.monitor.kill(record.id, signal.SIGKILL, all_processes=True)
+            await self.monitor.kill(record.id, signal.SIGKILL)
             await live.exited.wait()
         self._emit(Subject.CONTAINER_STOPPED, live.record)
         return live.record
@@ -608,7 +608,7 @@ class ContainerManager:
                     f"cannot remove container {record.name}: it is {record.state.value}; "
                     "stop it first or use --force"
                 )
-            await self.monitor.kill(record.id, signal.SIGKILL, all_processes=True)
+            await self.monitor.kill(record.id, signal.SIGKILL)
             await live.exited.wait()
             if record.config.auto_remove and record.id not in self._live:
                 return record  # its own exit already removed it

@@ -204,9 +204,10 @@ class Monitor:
     async def start(self, cid: str) -> None:
         await self._run_runc("start", cid)
 
-    async def kill(self, cid: str, sig: int, *, all_processes: bool = False) -> None:
-        args = ["kill", *(["--all"] if all_processes else []), cid, str(sig)]
-        await self._run_runc(*args, missing_ok=True)
+    async def kill(self, cid: str, sig: int) -> None:
+        """Signal the container's init. SIGKILL to it ends every process: it is its pid namespace's
+        init. (``runc kill --all`` needs a cgroup, which a rootless container may not have.)"""
+        await self._run_runc("kill", cid, str(sig), missing_ok=True)
 
     async def pause(self, cid: str) -> None:
         await self._run_runc("pause", cid)

@@ -22,8 +22,6 @@ from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.api.types.v1 import types_pb2
 from dockyard.core.errors import InvalidArgument
 from dockyard.runtime.containers import ContainerConfig, ContainerManager, ContainerRecord, State
-from dockyard.runtime.images.archive import load as load_archive
-from dockyard.runtime.images.archive import save as save_archive
 from dockyard.runtime.images.store import ImageStore
 from dockyard.runtime.transfer import Transfers
 
@@ -174,7 +172,9 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         return cpb.RemoveContainerResponse()
 
     async def List(self, request: cpb.ListContainersRequest, context: Any) -> cpb.ListContainersResponse:
-        return cpb.ListContainersResponse(containers=[self._pb(r) for r in self.m.list_containers(request.all)])
+        return cpb.ListContainersResponse(
+            containers=[self._pb(r) for r in self.m.list_containers(request.all)]
+        )
 
     async def Inspect(self, request: cpb.InspectContainerRequest, context: Any) -> cpb.Container:
         return self._pb(self.m.get(request.id))
@@ -492,7 +492,9 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             raise InvalidArgument("save: name at least one image")
         for ref in refs:  # fail before streaming anything
             await asyncio.to_thread(self.store.resolve, ref)
-        it = save_archive(self.store, refs, fmt)
+        from dockyard.runtime.images.archive import save
+
+        it = save(self.store, refs, fmt)
         buf = b""
         while (chunk := await asyncio.to_thread(lambda: next(it, None))) is not None:
             buf += chunk
@@ -504,7 +506,9 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
     async def Load(self, request_iterator: AsyncIterator[ipb.LoadChunk], context: Any) -> ipb.LoadResponse:
         feed = _ThreadFeed(request_iterator, lambda m: m.data)
-        records = await feed.run(lambda it: load_archive(self.store, it))
+        from dockyard.runtime.images.archive import load
+
+        records = await feed.run(lambda it: load(self.store, it))
         return ipb.LoadResponse(images=[self._pb(r) for r in records])
 
     async def Pull(self, request: ipb.PullRequest, context: Any) -> AsyncIterator[ipb.PullProgress]:
