@@ -1,0 +1,80 @@
+"""``dockyard inspect``: containers and images as a JSON array, like docker inspect.
+
+Each object is the API message in proto JSON form (lowerCamelCase fields); an image's ``config``
+is the OCI image config, parsed. Without ``--type`` a name is looked up as a container first, then
+as an image.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--type", choices=("container", "image"), default=None, help="only this kind")
+    parser.add_argument("names", nargs="+", metavar="NAME|ID")
+
+
+def image_dict(image: Any) -> dict[str, Any]:
+    """An Image message as a dict, its config bytes parsed as JSON (kept as text if not JSON)."""
+    import json
+
+    from google.protobuf.json_format import MessageToDict
+
+    out = MessageToDict(image)
+    raw = bytes(image.config)
+    out.pop("config", None)
+    if raw:
+        try:
+            out["config"] = json.loads(raw)
+        except ValueError:
+            out["config"] = raw.decode(errors="replace")
+    return out
+
+
+def container_dict(container: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    from dockyard.cli.human import state_name
+
+    out = MessageToDict(container)
+    out["state"] = state_name(container.state)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import grpc
+
+    from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
+    from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
+    from dockyard.cli.client import channel
+    from dockyard.cli.output import emit_json, fail
+    from dockyard.core.errors import NotFound
+
+    kind = args.type or getattr(args, "inspect_kind", None)
+    found: list[dict[str, Any]] = []
+    status = 0
+    with channel(args.host) as ch:
+        containers = containers_pb2_grpc.ContainersStub(ch)
+        images = images_pb2_grpc.ImagesStub(ch)
+        for name in args.names:
+            try:
+                if kind != "image":
+                    try:
+                        c = containers.Inspect(containers_pb2.InspectContainerRequest(id=name))
+                        found.append(container_dict(c))
+                        continue
+                    except grpc.RpcError as exc:
+                        if kind == "container" or exc.code() != grpc.StatusCode.NOT_FOUND:
+                            raise
+                try:
+                    found.append(image_dict(images.Inspect(images_pb2.InspectImageRequest(reference=name))))
+                except grpc.RpcError as exc:
+                    if kind is None and exc.code() == grpc.StatusCode.NOT_FOUND:
+                        raise NotFound(f"no such object: {name}") from None
+                    raise
+            except Exception as exc:
+                status = fail(exc)
+    emit_json(found)
+    return status

@@ -1,0 +1,21 @@
+"""``dockyard kill``: send a signal (default KILL) to containers' init process."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--signal", default="KILL", help="signal name or number (default KILL)")
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dockyard.api.containers.v1 import containers_pb2 as pb
+    from dockyard.api.containers.v1 import containers_pb2_grpc
+    from dockyard.cli.client import channel
+    from dockyard.cli.each import each
+
+    with channel(args.host) as ch:
+        stub = containers_pb2_grpc.ContainersStub(ch)
+        return each(args.containers, lambda c: stub.Kill(pb.KillContainerRequest(id=c, signal=args.signal)))

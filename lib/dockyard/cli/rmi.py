@@ -1,0 +1,30 @@
+"""``dockyard rmi``: untag and delete images ("Untagged: …", "Deleted: …" like docker)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--force", action="store_true", help="remove even if a container uses it")
+    parser.add_argument("--no-prune", action="store_true", help="accepted for docker compatibility")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dockyard.api.images.v1 import images_pb2 as pb
+    from dockyard.api.images.v1 import images_pb2_grpc
+    from dockyard.cli.client import channel
+    from dockyard.cli.each import each
+
+    with channel(args.host) as ch:
+        stub = images_pb2_grpc.ImagesStub(ch)
+
+        def remove(ref: str) -> None:
+            result = stub.Remove(pb.RemoveImageRequest(reference=ref, force=args.force))
+            for name in result.untagged:
+                print(f"Untagged: {name}")
+            for digest in result.deleted:
+                print(f"Deleted: {digest}")
+
+        return each(args.images, remove, echo=False)

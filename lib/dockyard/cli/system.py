@@ -1,0 +1,96 @@
+"""``dockyard system df``: the disk used by images and containers (``-v``: per image)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    df = sub.add_parser("df", help="show disk usage", description="Show disk usage of images and containers")
+    df.add_argument("-v", "--verbose", action="store_true", help="one row per image and container")
+    df.add_argument("--format", choices=("table", "json"), default="table", help="json: one object a line")
+
+
+def percent(part: int, whole: int) -> str:
+    return f" ({round(100 * part / whole)}%)" if whole else ""
+
+
+def summary(usage: Any, running: int) -> list[dict[str, str]]:
+    """The TYPE rows of ``docker system df`` from a DiskUsageResponse and the running count."""
+    from dockyard.cli.human import human_size
+
+    active = [i for i in usage.images if i.containers > 0]
+    reclaimable = sum(i.unique_size for i in usage.images if i.containers == 0)
+    # The API gives one total for containers' writable layers: all of it is reclaimable only
+    # when nothing runs.
+    c_reclaim = usage.containers_size if running == 0 else 0
+    return [
+        {
+            "Type": "Images",
+            "TotalCount": str(len(usage.images)),
+            "Active": str(len(active)),
+            "Size": human_size(usage.images_size),
+            "Reclaimable": human_size(reclaimable) + percent(reclaimable, usage.images_size),
+        },
+        {
+            "Type": "Containers",
+            "TotalCount": str(usage.containers),
+            "Active": str(running),
+            "Size": human_size(usage.containers_size),
+            "Reclaimable": human_size(c_reclaim) + percent(c_reclaim, usage.containers_size),
+        },
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
+    from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
+    from dockyard.cli import human
+    from dockyard.cli.client import channel
+    from dockyard.cli.output import table
+
+    with channel(args.host) as ch:
+        usage = images_pb2_grpc.ImagesStub(ch).DiskUsage(images_pb2.DiskUsageRequest())
+        listing = containers_pb2_grpc.ContainersStub(ch).List(containers_pb2.ListContainersRequest(all=True))
+    running = sum(1 for c in listing.containers if human.state_name(c.state) in ("running", "paused"))
+    rows = summary(usage, running)
+    if args.format == "json":
+        for r in rows:
+            print(human.json_line(r))
+        return 0
+    if not args.verbose:
+        keys = ("Type", "TotalCount", "Active", "Size", "Reclaimable")
+        table(("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"), [[r[k] for k in keys] for r in rows])
+        return 0
+    print("Images space usage:\n")
+    image_rows = []
+    for u in usage.images:
+        names = [human.split_repo_tag(t) for t in u.image.repo_tags] or [(human.NONE, human.NONE)]
+        for repo, tag in names:
+            image_rows.append(
+                (
+                    repo,
+                    tag,
+                    human.short_id(u.image.id),
+                    human.ago(human.epoch(u.image.created)),
+                    human.human_size(u.image.size),
+                    human.human_size(u.shared_size),
+                    human.human_size(u.unique_size),
+                    u.containers,
+                )
+            )
+    table(
+        ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"),
+        image_rows,
+    )
+    print("\nContainers space usage:\n")
+    from dockyard.cli.ps import row
+
+    ckeys = ("ID", "Image", "Command", "RunningFor", "Status", "Names")
+    table(
+        ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"),
+        [[row(c)[k] for k in ckeys] for c in listing.containers],
+    )
+    return 0
