@@ -33,7 +33,8 @@ Everything here is pure except where it says it reads: :func:`resolve_user` (the
 /etc/passwd and /etc/group, which are untrusted), :func:`load_seccomp` (the profile, once per
 cap set and architecture), :func:`bind_mount`/:func:`parse_volume` (the host source must exist),
 :func:`etc_files` (writes three files) and :func:`build_spec` (``getrlimit``, ``statvfs`` of bind
-sources). A ``build_spec`` call with a cached seccomp profile costs about 0.05 ms.
+sources). Measured here: ``build_spec`` with a cached seccomp profile ≈ 0.02 ms a call (its
+``json.dumps`` ≈ 0.08 ms more); converting the profile the first time ≈ 0.4 ms.
 """
 
 from __future__ import annotations
