@@ -6,6 +6,8 @@
 #     so a repeated run is fast and works offline);
 #   - an unprivileged user (default `dockyard`, env DOCKYARD_USER) with home /home/<user>, /bin/bash,
 #     and 65536 subordinate uids and gids in /etc/subuid and /etc/subgid that overlap no other entry;
+#   - a group `dockyard` (env DOCKYARD_GROUP) with that user in it: its members may use the platform's
+#     socket; and a user `dockyard-outsider`, in no such group, that the tests prove is refused;
 #   - /dev/fuse and /dev/net/tun are rw for everyone (chmod now, a udev rule for after reboot);
 #   - unprivileged user namespaces are enabled (warns only: a sysctl is the admin's call);
 #   - every parent directory of this checkout is o+x, so the user can run the venv's python.
@@ -20,6 +22,8 @@ readonly PACKAGES=(
 )
 readonly USER_NAME="${DOCKYARD_USER:-dockyard}"
 readonly USER_HOME="/home/${USER_NAME}"
+readonly GROUP_NAME="${DOCKYARD_GROUP:-dockyard}"
+readonly OUTSIDER_NAME=dockyard-outsider
 readonly SUBID_COUNT=65536
 readonly SUBID_FLOOR=100000
 readonly UDEV_RULE=/etc/udev/rules.d/70-dockyard-rootless.rules
@@ -79,6 +83,21 @@ fi
 if [ ! -d "$USER_HOME" ]; then
     install -d -m 0750 -o "$USER_NAME" -g "$(id -gn "$USER_NAME")" "$USER_HOME"
     act "created ${USER_HOME}"
+fi
+
+# --- the platform's group, and an outsider to test access with --------------------------------------
+step="group"
+if ! getent group "$GROUP_NAME" >/dev/null; then
+    groupadd --system "$GROUP_NAME" || die "groupadd ${GROUP_NAME} failed"
+    act "created group ${GROUP_NAME}"
+fi
+if ! id -nG "$USER_NAME" | tr ' ' '\n' | grep -qx "$GROUP_NAME"; then
+    usermod -a -G "$GROUP_NAME" "$USER_NAME" || die "usermod -aG ${GROUP_NAME} ${USER_NAME} failed"
+    act "added ${USER_NAME} to group ${GROUP_NAME}"
+fi
+if ! getent passwd "$OUTSIDER_NAME" >/dev/null; then
+    useradd --no-create-home --shell /usr/sbin/nologin "$OUTSIDER_NAME" || die "useradd ${OUTSIDER_NAME} failed"
+    act "created user ${OUTSIDER_NAME} (for the access tests: in no dockyard group)"
 fi
 
 # --- subordinate ids ---------------------------------------------------------------------------------

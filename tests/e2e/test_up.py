@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -53,26 +54,6 @@ def _as_user() -> list[str]:
     return ["setpriv", "--reuid", USER, "--regid", USER, "--init-groups", "--"]
 
 
-def _free_block(n: int) -> int:
-    """A base port with n free ports after it (best effort)."""
-    for _ in range(50):
-        base = free_port()
-        if base + n < 65000 and all(_port_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no free port block")
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _push_tiny_image(registry: str, repository: str, tag: str) -> None:
     """An OCI image of one empty config and no layers, pushed over the Distribution API."""
     config = b"{}"
@@ -97,10 +78,11 @@ def _push_tiny_image(registry: str, repository: str, tag: str) -> None:
         assert reply.status == 201
 
 
-def start(state_dir: Path, ports: tuple[int, int, int]) -> Platform:
-    base, nats_port, http_port = ports
+def start(state_dir: Path, ports: tuple[int, int]) -> Platform:
+    nats_port, http_port = ports
     output = state_dir.parent / f"up-{time.monotonic_ns()}.out"
     env = {**os.environ, "HOME": str(state_dir.parent), "DOCKYARD_LOG_LEVEL": "info"}
+    env.pop("XDG_RUNTIME_DIR", None)  # so the gateway's socket is the fallback, <state-dir>/dockyard.sock
     cmd = [
         *_as_user(),
         PYTHON,
@@ -109,8 +91,6 @@ def start(state_dir: Path, ports: tuple[int, int, int]) -> Platform:
         "up",
         "--state-dir",
         str(state_dir),
-        "--grpc-base-port",
-        str(base),
         "--nats-port",
         str(nats_port),
         "--registry-listen",
@@ -118,7 +98,8 @@ def start(state_dir: Path, ports: tuple[int, int, int]) -> Platform:
     ]
     with open(output, "w") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
-    platform = Platform(process, state_dir, f"127.0.0.1:{base}", f"127.0.0.1:{http_port}", output)
+    gateway = f"unix://{state_dir}/dockyard.sock"
+    platform = Platform(process, state_dir, gateway, f"127.0.0.1:{http_port}", output)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -151,7 +132,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
-    ports = (_free_block(4), free_port(), free_port())
+    ports = (free_port(), free_port())
     state = workdir / "state"
     platform = start(state, ports)
     try:
@@ -163,8 +144,19 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
         assert set(backends) == {"registry", "runtime", "builder"}
         assert all(b["health"] == "SERVING" for b in backends.values()), backends
         assert backends["registry"]["info"]["state"] == "SERVICE_STATE_SERVING"
-        assert backends["runtime"]["info"]["state"] == "SERVICE_STATE_NOT_IMPLEMENTED"
+        assert backends["runtime"]["info"]["state"] == "SERVICE_STATE_SERVING"
+        assert backends["builder"]["info"]["state"] == "SERVICE_STATE_NOT_IMPLEMENTED"
         assert status["gateway"]["version"]
+
+        # access: the gateway on a unix socket only its user and group may open, the backends on
+        # private sockets in a 0700 directory
+        gateway = state / "dockyard.sock"
+        assert gateway.is_socket() and stat.S_IMODE(gateway.stat().st_mode) == 0o660
+        assert stat.S_IMODE((state / "sockets").stat().st_mode) == 0o700
+        assert {b["address"] for b in backends.values()} == {
+            f"unix:{state}/sockets/{name}.sock" for name in ("registry", "runtime", "builder")
+        }
+        assert status["gateway"]["details"]["grpc"] == f"unix:{gateway}"
         text = platform.cli("info")
         assert text.returncode == 0 and "registry" in text.stdout and "not_implemented" in text.stdout
 
@@ -260,12 +252,23 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
         assert stop(platform) == 0
 
 
-def test_cli_without_a_platform_says_so_in_one_line() -> None:
+@pytest.mark.parametrize("where", ["tcp", "socket", "stale-socket"])
+def test_cli_without_a_platform_says_so_in_one_line(where: str, tmp_path: Path) -> None:
+    host = {"tcp": f"127.0.0.1:{free_port()}", "socket": f"unix://{tmp_path}/none.sock"}.get(where, "")
+    if where == "stale-socket":  # a socket file whose server died
+        import socket
+
+        path = tmp_path / "dead.sock"
+        with socket.socket(socket.AF_UNIX) as dead:
+            dead.bind(str(path))
+        host = f"unix://{path}"
     result = subprocess.run(
-        [PYTHON, "-m", "dockyard.cli", "-H", f"127.0.0.1:{free_port()}", "info", "--timeout", "1"],
+        [PYTHON, "-m", "dockyard.cli", "-H", host, "info", "--timeout", "1"],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("dockyard: ") and result.stderr.count("\n") == 1, result.stderr
+    if where != "tcp":
+        assert host in result.stderr and "dockyard up" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
 from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
 from dockyard.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
+from dockyard.core.errors import FailedPrecondition
 from dockyard.core.events import Subject, new_event
 from dockyard.core.service import ServiceInfo, ServiceState
 from dockyard.gateway.app import GatewayConfig, build
@@ -47,7 +49,12 @@ async def rig(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Rig]:
     stream = StreamSettings(name="T_GATEWAY")
 
     def host_config(name: str) -> HostConfig:
-        return HostConfig(name, f"127.0.0.1:{free_port()}", tmp_path / name, nats_server.url, "n1", stream)
+        # as under `dockyard up`: backends on private sockets, the gateway on its public one
+        if name == "gateway":
+            listen, mode = f"unix:{tmp_path / 'dockyard.sock'}", 0o660
+        else:
+            listen, mode = f"unix:{tmp_path / 'sockets' / f'{name}.sock'}", 0o600
+        return HostConfig(name, listen, tmp_path / name, nats_server.url, "n1", stream, socket_mode=mode)
 
     registry_host, _ = registry_app.build(
         RegistryConfig(root=tmp_path / "registry" / "storage", port=free_port()), host_config("registry")
@@ -63,7 +70,7 @@ async def rig(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Rig]:
             )
         ],
     )
-    dead_builder = f"127.0.0.1:{free_port()}"  # nothing listens here
+    dead_builder = f"unix:{tmp_path / 'sockets' / 'builder.sock'}"  # nothing listens here
     gateway_host, backends, events = build(
         GatewayConfig(
             host_config("gateway"),
@@ -84,6 +91,17 @@ async def rig(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Rig]:
         await events.close()
         for backend in backends:
             await backend.close()
+
+
+async def test_the_gateway_serves_its_socket_0660_and_refuses_tcp_without_mutual_tls(
+    rig: Rig, tmp_path: Path
+) -> None:
+    socket = tmp_path / "dockyard.sock"
+    assert socket.is_socket() and stat.S_IMODE(socket.stat().st_mode) == 0o660
+    assert stat.S_IMODE((tmp_path / "sockets" / "registry.sock").stat().st_mode) == 0o600
+    tcp = HostConfig("gateway", f"127.0.0.1:{free_port()}", tmp_path / "gateway-tcp")
+    with pytest.raises(FailedPrecondition, match="without mutual TLS"):
+        build(GatewayConfig(tcp, "unix:/nowhere/r.sock", "unix:/nowhere/x.sock", "unix:/nowhere/b.sock"))
 
 
 async def test_status_reports_every_backend_without_failing_on_a_dead_one(rig: Rig) -> None:

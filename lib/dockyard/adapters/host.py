@@ -11,6 +11,13 @@ State under ``--state-dir``::
     <state-dir>/
       outbox/          events not yet acknowledged by JetStream (see dockyard.core.outbox)
       ...              whatever the service keeps (registry storage, runtime state)
+
+gRPC listens on a unix socket by default, next to the state directory, where ``dockyard up``
+puts it too, so a service run alone and one run by ``up`` are found at the same place::
+
+    <state-dir>/../sockets/<service>.sock     the directory 0700, the socket 0600
+
+(the gateway's is public: see :func:`public_socket`). ``--grpc-listen host:port`` serves TCP.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ import structlog
 
 from dockyard.adapters.grpc import system
 from dockyard.adapters.grpc.server import GrpcServer
+from dockyard.adapters.grpc.tls import ServerTls
 from dockyard.adapters.nats.bus import OutboxDrainer, StreamSettings
+from dockyard.core.errors import DockyardError
 from dockyard.core.events import Subject, new_event
 from dockyard.core.outbox import Outbox, OutboxPublisher
 from dockyard.core.service import ServiceInfo, event_source
@@ -38,6 +47,37 @@ from dockyard.core.service import ServiceInfo, event_source
 log = structlog.get_logger(__name__)
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+SYSTEM_RUN_DIR = Path("/run/dockyard")
+SOCKET_NAME = "dockyard.sock"
+PLATFORM_GROUP = "dockyard"
+
+
+def run_dir() -> Path:
+    """Where root's platform puts its public socket: /run/dockyard (``$DOCKYARD_RUN_DIR``)."""
+    return Path(os.environ.get("DOCKYARD_RUN_DIR") or SYSTEM_RUN_DIR)
+
+
+def platform_group() -> str:
+    """The group whose members may use the platform's socket (``$DOCKYARD_GROUP``, default dockyard)."""
+    return os.environ.get("DOCKYARD_GROUP") or PLATFORM_GROUP
+
+
+def public_socket(state_dir: Path, *, root: bool | None = None) -> Path:
+    """The gateway's default socket: /run/dockyard/dockyard.sock for a platform root starts,
+    else ``$XDG_RUNTIME_DIR/dockyard/dockyard.sock``, else ``<state_dir>/dockyard.sock``."""
+    if root is None:
+        root = os.geteuid() == 0
+    if root:
+        return run_dir() / SOCKET_NAME
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "dockyard" / SOCKET_NAME
+    return state_dir / SOCKET_NAME
+
+
+def backend_socket(platform_dir: Path, service: str) -> str:
+    """A backend's private socket address under a platform state directory."""
+    return f"unix:{platform_dir / 'sockets' / f'{service}.sock'}"
 
 
 class Component(Protocol):
@@ -58,6 +98,9 @@ class HostConfig:
     nats_url: str = DEFAULT_NATS_URL
     node: str = field(default_factory=socket.gethostname)
     stream: StreamSettings = field(default_factory=StreamSettings)
+    tls: ServerTls | None = None  # mutual TLS on a TCP address
+    socket_mode: int = 0o600  # of a unix socket
+    socket_group: str | None = None  # group of a unix socket (None: the process's)
 
     @property
     def source(self) -> str:
@@ -65,10 +108,11 @@ class HostConfig:
 
     @classmethod
     def from_args(cls, service: str, args: argparse.Namespace) -> HostConfig:
+        state_dir = Path(args.state_dir).resolve()
         return cls(
             service=service,
-            grpc_listen=args.grpc_listen,
-            state_dir=Path(args.state_dir).resolve(),
+            grpc_listen=args.grpc_listen or backend_socket(state_dir.parent, service),
+            state_dir=state_dir,
             nats_url=args.nats_url,
             node=args.node,
             stream=StreamSettings.from_env(),
@@ -76,7 +120,10 @@ class HostConfig:
 
 
 def add_host_flags(parser: argparse.ArgumentParser, service: str, grpc_port: int) -> None:
-    """Add --grpc-listen, --state-dir, --nats-url, --node, each defaulting from the environment."""
+    """Add --grpc-listen, --state-dir, --nats-url, --node, each defaulting from the environment.
+
+    ``grpc_port`` is the service's conventional TCP port, shown in --help as the TCP example.
+    """
     prefix = f"DOCKYARD_{service.upper()}_"
     home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
 
@@ -86,8 +133,9 @@ def add_host_flags(parser: argparse.ArgumentParser, service: str, grpc_port: int
     group = parser.add_argument_group("service")
     group.add_argument(
         "--grpc-listen",
-        default=env("GRPC_LISTEN", f"127.0.0.1:{grpc_port}"),
-        help=f"gRPC address, host:port [{prefix}GRPC_LISTEN, default 127.0.0.1:{grpc_port}]",
+        default=env("GRPC_LISTEN", ""),
+        help=f"gRPC address: unix:/path or host:port (e.g. 127.0.0.1:{grpc_port}) [{prefix}GRPC_LISTEN, "
+        f"default unix:<state-dir>/../sockets/{service}.sock]",
     )
     group.add_argument(
         "--state-dir",
@@ -110,12 +158,12 @@ def add_host_flags(parser: argparse.ArgumentParser, service: str, grpc_port: int
 def run_service(service: str, serve: Callable[[], Coroutine[Any, Any, None]]) -> int:
     """Run ``serve`` (which builds and runs a ServiceHost inside the loop) to completion.
 
-    A port that cannot be bound or a directory that cannot be written is one line on stderr and
-    exit status 1, not a traceback.
+    A port that cannot be bound, a directory that cannot be written or a refused configuration
+    is one line on stderr and exit status 1, not a traceback.
     """
     try:
         asyncio.run(serve())
-    except OSError as exc:
+    except (OSError, DockyardError) as exc:
         print(f"dockyard-{service}: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -138,7 +186,13 @@ class ServiceHost:
         self.drainer = OutboxDrainer(
             self.outbox, config.nats_url, config.stream, name=f"dockyard-{config.service}"
         )
-        self.server = GrpcServer(config.grpc_listen, [system.registration(info), *services])
+        self.server = GrpcServer(
+            config.grpc_listen,
+            [system.registration(info), *services],
+            tls=config.tls,
+            socket_mode=config.socket_mode,
+            socket_group=config.socket_group,
+        )
         self.components = list(components)
         self._stop = asyncio.Event()
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
+
+from dockyard.cli import client
 
 # verb -> (module in dockyard.cli, one-line help). Modules expose add_arguments(parser) and run(args).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,12 +31,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         description="Dockyard: build, ship and run containers without root.",
         epilog="Run 'dockyard COMMAND --help' for a command's flags.",
     )
-    parser.add_argument(
-        "-H",
-        "--host",
-        default=os.environ.get("DOCKYARD_HOST", "127.0.0.1:7070"),
-        help="gateway address [DOCKYARD_HOST, default 127.0.0.1:7070]",
-    )
+    client.add_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, summary) in COMMANDS.items():
         cmd = sub.add_parser(name, help=summary, description=summary)
@@ -55,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from dockyard.cli.output import fail
 
     try:
+        args.host = client.endpoint(args)  # commands pass it to client.channel; str() prints it
         code: int = importlib.import_module(f"dockyard.cli.{args.module}").run(args)
         return code
     except KeyboardInterrupt:

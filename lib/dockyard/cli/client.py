@@ -1,10 +1,175 @@
-"""The CLI's connection to the gateway."""
+"""The CLI's connection to the gateway: where it is, how to reach it, and one clear line if not.
+
+Where (``-H``/``--host``, else ``$DOCKYARD_HOST``, else the first socket that exists of)::
+
+    /run/dockyard/dockyard.sock                      a platform root started (dockyard up as root)
+    $XDG_RUNTIME_DIR/dockyard/dockyard.sock          your own platform
+    ${DOCKYARD_STATE_DIR:-~/.local/share/dockyard}/dockyard.sock    the same, without XDG_RUNTIME_DIR
+
+``-H`` takes ``unix:///path``, ``tcp://host:port`` or ``host:port``. TCP goes in the clear unless
+TLS is asked for, like docker: ``--tlsverify`` (``$DOCKYARD_TLS_VERIFY``) or any of ``--tlscacert
+--tlscert --tlskey``, whose defaults are ``ca.pem cert.pem key.pem`` in ``$DOCKYARD_CERT_PATH``
+(default ``~/.dockyard``). The gateway refuses TCP clients without a certificate its CA signed.
+
+Standard library only until a channel is made, so parsing stays fast.
+"""
 
 from __future__ import annotations
 
-import grpc
+import argparse
+import errno
+import grp
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dockyard.core.errors import InvalidArgument, PermissionDenied, Unavailable
+
+if TYPE_CHECKING:
+    import grpc
+
+    from dockyard.adapters.grpc.tls import ClientTls
+
+SYSTEM_SOCKET = Path("/run/dockyard/dockyard.sock")
 
 
-def channel(host: str) -> grpc.Channel:
-    """A blocking channel to the gateway at ``host`` (host:port)."""
-    return grpc.insecure_channel(host, options=[("grpc.enable_retries", 1)])
+def socket_candidates() -> list[Path]:
+    """Where a local gateway's socket may be, in the order they are tried."""
+    run_dir = os.environ.get("DOCKYARD_RUN_DIR")
+    found = [Path(run_dir) / "dockyard.sock" if run_dir else SYSTEM_SOCKET]
+    if runtime := os.environ.get("XDG_RUNTIME_DIR"):
+        found.append(Path(runtime) / "dockyard" / "dockyard.sock")
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    found.append(
+        Path(os.environ.get("DOCKYARD_STATE_DIR") or os.path.join(data_home, "dockyard")) / "dockyard.sock"
+    )
+    return found
+
+
+def default_host() -> str:
+    """The first candidate socket that exists (else the first one, for the error message).
+
+    One we may not even look at counts as existing: the error then says "permission denied".
+    """
+    candidates = socket_candidates()
+    for path in candidates:
+        try:
+            if path.exists():
+                return f"unix://{path}"
+        except PermissionError:
+            return f"unix://{path}"
+    return f"unix://{candidates[0]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A resolved ``-H``: the grpc target, what to print, and TLS for a TCP gateway."""
+
+    target: str  # unix:/abs/path or host:port
+    tls: ClientTls | None = None
+
+    @property
+    def socket(self) -> Path | None:
+        return Path(self.target.removeprefix("unix:")) if self.target.startswith("unix:") else None
+
+    def __str__(self) -> str:
+        path = self.socket
+        return f"unix://{path}" if path is not None else f"tcp://{self.target}"
+
+    @classmethod
+    def parse(cls, host: str, tls: ClientTls | None = None) -> Endpoint:
+        """``unix:///p``, ``unix:/p``, ``/p``, ``tcp://h:p`` or ``h:p``; TLS applies to TCP only."""
+        text = host.strip()
+        if text.startswith("unix:") or text.startswith("/"):
+            path = text.removeprefix("unix:")
+            path = path[2:] if path.startswith("//") else path
+            if not path:
+                raise InvalidArgument(f"-H {host}: no socket path")
+            return cls(f"unix:{os.path.abspath(path)}")
+        hostport = text.removeprefix("tcp://")
+        name, _, port = hostport.rpartition(":")
+        if "://" in hostport or not name or not port.isdigit():
+            raise InvalidArgument(f"-H {host}: expected unix:///path, tcp://host:port or host:port")
+        return cls(hostport, tls)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """-H and docker's TLS flags, on the top-level parser."""
+    parser.add_argument(
+        "-H",
+        "--host",
+        default=os.environ.get("DOCKYARD_HOST"),
+        help="gateway: unix:///path, tcp://host:port or host:port [DOCKYARD_HOST, default the first "
+        "that exists of /run/dockyard/dockyard.sock, $XDG_RUNTIME_DIR/dockyard/dockyard.sock]",
+    )
+    parser.add_argument(
+        "--tlsverify",
+        action="store_true",
+        default=os.environ.get("DOCKYARD_TLS_VERIFY", "") not in ("", "0", "false"),
+        help="TCP: use TLS, verify the gateway, present a client certificate [DOCKYARD_TLS_VERIFY]",
+    )
+    for flag, name in (("--tlscacert", "ca.pem"), ("--tlscert", "cert.pem"), ("--tlskey", "key.pem")):
+        parser.add_argument(flag, help=f"PEM file (implies TLS) [default $DOCKYARD_CERT_PATH/{name}]")
+
+
+def endpoint(args: argparse.Namespace) -> Endpoint:
+    """The gateway ``args`` point at (flags, then environment, then the local sockets)."""
+    tls = None
+    if args.tlsverify or args.tlscacert or args.tlscert or args.tlskey:
+        from dockyard.adapters.grpc.tls import ClientTls
+
+        base = Path(os.environ.get("DOCKYARD_CERT_PATH") or os.path.expanduser("~/.dockyard"))
+        cert = Path(args.tlscert) if args.tlscert else base / "cert.pem"
+        key = Path(args.tlskey) if args.tlskey else base / "key.pem"
+        if args.tlscert is None and args.tlskey is None and not (cert.exists() and key.exists()):
+            tls = ClientTls(Path(args.tlscacert) if args.tlscacert else base / "ca.pem")
+        else:
+            tls = ClientTls(Path(args.tlscacert) if args.tlscacert else base / "ca.pem", cert, key)
+    return Endpoint.parse(args.host or default_host(), tls)
+
+
+def _check_socket(path: Path) -> None:
+    """One connect to a unix socket, so that "no platform" and "not allowed" are clear lines."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(os.fspath(path))
+        except (FileNotFoundError, NotADirectoryError):
+            raise Unavailable(
+                f"no Dockyard gateway at unix://{path}: is `dockyard up` running? "
+                "(-H or DOCKYARD_HOST picks another)"
+            ) from None
+        except PermissionError:
+            raise PermissionDenied(
+                f"permission denied on unix://{path}: only root and members of the `{_group_of(path)}` "
+                "group may use Dockyard (an admin can add you: usermod -aG dockyard $USER)"
+            ) from None
+        except OSError as exc:
+            if exc.errno != errno.ECONNREFUSED:
+                raise Unavailable(f"cannot reach the gateway at unix://{path}: {exc.strerror}") from None
+            raise Unavailable(f"nothing answers at unix://{path} (`dockyard up` is not running)") from None
+
+
+def _group_of(path: Path) -> str:
+    for candidate in (path, path.parent):
+        try:
+            return grp.getgrgid(candidate.stat().st_gid).gr_name
+        except (OSError, KeyError):
+            continue
+    return "dockyard"
+
+
+def channel(host: Endpoint | str) -> grpc.Channel:
+    """A blocking channel to the gateway; a unix socket is probed first (one line if unusable)."""
+    import grpc
+
+    where = host if isinstance(host, Endpoint) else Endpoint.parse(host)
+    options = [("grpc.enable_retries", 1)]
+    if where.socket is not None:
+        _check_socket(where.socket)
+        return grpc.insecure_channel(where.target, options=options)
+    if where.tls is not None:
+        return grpc.secure_channel(where.target, where.tls.channel_credentials(), options=options)
+    return grpc.insecure_channel(where.target, options=options)

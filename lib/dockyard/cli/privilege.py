@@ -7,6 +7,7 @@ or ``$DOCKYARD_USER``) with ``setpriv``, keeping the ``DOCKYARD_*`` environment.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -36,6 +37,25 @@ def give_to(user: pwd.struct_passwd, directory: Path) -> None:
     for root, dirs, files in os.walk(directory):
         for entry in (root, *(os.path.join(root, n) for n in dirs + files)):
             os.lchown(entry, user.pw_uid, user.pw_gid)
+
+
+def give_socket_dir(user: pwd.struct_passwd, directory: Path) -> None:
+    """Prepare the directory of the gateway's socket for ``user``: 0750, ``user``:dockyard.
+
+    Only a directory this creates, or the platform's own run directory (/run/dockyard), is
+    changed: an existing directory someone pointed ``--listen`` into is left as it is.
+    """
+    from dockyard.adapters.host import platform_group, run_dir
+
+    if directory.exists() and directory.resolve() != run_dir().resolve():
+        return
+    directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+    try:
+        gid = grp.getgrnam(platform_group()).gr_gid
+    except KeyError:
+        gid = user.pw_gid
+    os.chown(directory, user.pw_uid, gid)
+    directory.chmod(0o750)
 
 
 def reexec_as(user: pwd.struct_passwd, cli_args: list[str]) -> NoReturn:

@@ -5,6 +5,12 @@ the state directory to the unprivileged user (``dockyard``, made by ``make setup
 ``$DOCKYARD_USER``) and re-executes itself as that user with ``setpriv``, so every service —
 and every container the runtime starts — is rootless. ``--allow-root`` skips that (for
 debugging only).
+
+Access (who may use the platform): the gateway listens on a unix socket, mode 0660 and group
+``dockyard`` — ``/run/dockyard/dockyard.sock`` when root starts it (root makes /run/dockyard,
+0750 dockyard:dockyard, before dropping), else ``$XDG_RUNTIME_DIR/dockyard/dockyard.sock``, else
+``<state-dir>/dockyard.sock``. ``--listen tcp://HOST:PORT`` serves TCP instead, with mutual TLS
+only: the CA, a server and a client certificate are made in ``<state-dir>/tls/``.
 """
 
 from __future__ import annotations
@@ -28,18 +34,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the registry's HTTP address [DOCKYARD_REGISTRY_LISTEN, default 127.0.0.1:5000]",
     )
     parser.add_argument(
-        "--grpc-base-port",
-        type=int,
-        default=int(os.environ.get("DOCKYARD_GRPC_BASE_PORT", "7070")),
-        help="gateway on this port, registry/runtime/builder on the next three [default 7070]",
+        "--listen",
+        default=os.environ.get("DOCKYARD_LISTEN", ""),
+        help="the gateway's address: unix:///path, or tcp://host:port with mutual TLS (certificates "
+        "in <state-dir>/tls) [DOCKYARD_LISTEN, default unix:///run/dockyard/dockyard.sock as root, "
+        "else $XDG_RUNTIME_DIR/dockyard/dockyard.sock, else <state-dir>/dockyard.sock]",
     )
     parser.add_argument("--allow-root", action="store_true", help="run the services as root (not rootless)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dockyard.adapters.grpc.server import grpc_target
+    from dockyard.adapters.host import platform_group, public_socket
+    from dockyard.core.errors import InvalidArgument
+
     state_dir = Path(args.state_dir).resolve()
+    try:
+        listen = grpc_target(args.listen or f"unix:{public_socket(state_dir)}")
+    except ValueError as exc:
+        raise InvalidArgument(f"--listen: {exc}") from None
     if os.geteuid() == 0 and not args.allow_root:
-        _become_unprivileged(state_dir, args)  # does not return
+        _become_unprivileged(state_dir, listen, args)  # does not return
 
     import asyncio
 
@@ -47,20 +62,23 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.local.supervisor import PlatformConfig, Supervisor
 
     logging.configure("up")
-    base = args.grpc_base_port
     config = PlatformConfig(
         state_dir=state_dir,
         nats_port=args.nats_port,
         registry_http=args.registry_listen,
-        gateway_grpc=f"127.0.0.1:{base}",
-        registry_grpc=f"127.0.0.1:{base + 1}",
-        runtime_grpc=f"127.0.0.1:{base + 2}",
-        builder_grpc=f"127.0.0.1:{base + 3}",
+        gateway_listen=listen,
+        socket_group=platform_group(),
     )
 
     def ready(sup: Supervisor) -> None:
         print(f"dockyard up: platform ready (state in {state_dir}, uid {os.geteuid()})", flush=True)
-        print(f"  gateway   {config.gateway_grpc}   (dockyard -H {config.gateway_grpc} info)")
+        if config.tls is None:
+            where = f"unix://{config.gateway_socket}"
+            print(f"  gateway   {where}   (dockyard -H {where} info)")
+        else:
+            certs, where = config.tls.directory, f"tcp://{config.gateway_grpc}"
+            print(f"  gateway   {where}   mutual TLS, certificates in {certs}")
+            print(f"            (DOCKYARD_CERT_PATH={certs} dockyard --tlsverify -H {where} info)")
         print(f"  registry  http://{config.registry_http}   admin {config.registry_grpc}")
         print(f"  runtime   {config.runtime_grpc}")
         print(f"  builder   {config.builder_grpc}")
@@ -70,13 +88,17 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(Supervisor(config).run(on_ready=ready))
 
 
-def _become_unprivileged(state_dir: Path, args: argparse.Namespace) -> None:
-    from dockyard.cli.privilege import give_to, platform_user, reexec_as
+def _become_unprivileged(state_dir: Path, listen: str, args: argparse.Namespace) -> None:
+    from dockyard.adapters.grpc.server import unix_path
+    from dockyard.cli.privilege import give_socket_dir, give_to, platform_user, reexec_as
 
     user = platform_user()
     give_to(user, state_dir)
+    socket = unix_path(listen)
+    if socket is not None:
+        give_socket_dir(user, socket.parent)
     reexec_as(
         user,
         ["up", "--state-dir", str(state_dir), "--nats-port", str(args.nats_port),
-         "--registry-listen", args.registry_listen, "--grpc-base-port", str(args.grpc_base_port)],
+         "--registry-listen", args.registry_listen, "--listen", listen],
     )  # fmt: skip

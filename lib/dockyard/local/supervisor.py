@@ -12,7 +12,13 @@ State, all under one directory, so a second ``dockyard up`` finds everything int
       up.lock            held while a supervisor runs (a second one on the same dir refuses)
       nats/              JetStream store (the event stream survives restarts)
       registry/ runtime/ builder/ gateway/   each service's own --state-dir
+      sockets/           0700: registry.sock runtime.sock builder.sock, reached by the gateway only
+      tls/               only with a TCP gateway: CA, server and client certificates (see adapters.grpc.tls)
       logs/<name>.log    each child's output
+
+Access: the gateway listens on ``gateway_grpc`` — a unix socket (0660, group ``dockyard``) in a
+0750 directory by default, or TCP with mutual TLS. The backends' sockets are in ``sockets/``,
+which only the platform's user can enter; the registry's OCI HTTP port keeps its own auth.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -33,6 +39,9 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from dockyard.adapters.grpc.server import grpc_target, unix_path
+from dockyard.adapters.grpc.tls import ClientTls, Material, ensure_material
+from dockyard.adapters.host import PLATFORM_GROUP, backend_socket, public_socket
 from dockyard.adapters.nats.bus import StreamSettings, close_quietly, connect, ensure_stream
 from dockyard.adapters.nats.server import NatsServer
 from dockyard.core import retry
@@ -50,10 +59,8 @@ class PlatformConfig:
     state_dir: Path
     nats_port: int = 4222
     registry_http: str = "127.0.0.1:5000"
-    gateway_grpc: str = "127.0.0.1:7070"
-    registry_grpc: str = "127.0.0.1:7071"
-    runtime_grpc: str = "127.0.0.1:7072"
-    builder_grpc: str = "127.0.0.1:7073"
+    gateway_listen: str = ""  # unix:/path or host:port (TCP: mutual TLS); "" = public_socket(state_dir)
+    socket_group: str = PLATFORM_GROUP
     ready_timeout_s: float = 60.0
     stream: StreamSettings = field(default_factory=StreamSettings.from_env)
 
@@ -61,12 +68,50 @@ class PlatformConfig:
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.nats_port}"
 
+    @property
+    def gateway_grpc(self) -> str:
+        """The gateway's address in grpc form: ``unix:/path`` or ``host:port``."""
+        return grpc_target(self.gateway_listen or f"unix:{public_socket(self.state_dir)}")
+
+    @property
+    def gateway_socket(self) -> Path | None:
+        return unix_path(self.gateway_grpc)
+
+    @property
+    def sockets_dir(self) -> Path:
+        return self.state_dir / "sockets"
+
+    @property
+    def tls(self) -> Material | None:
+        """The TLS material of a TCP gateway (made on start), None for a unix socket."""
+        return None if self.gateway_socket is not None else Material(self.state_dir / "tls")
+
+    @property
+    def registry_grpc(self) -> str:
+        return backend_socket(self.state_dir, "registry")
+
+    @property
+    def runtime_grpc(self) -> str:
+        return backend_socket(self.state_dir, "runtime")
+
+    @property
+    def builder_grpc(self) -> str:
+        return backend_socket(self.state_dir, "builder")
+
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
     name: str
     grpc: str
     argv: tuple[str, ...]
+    tls: ClientTls | None = None  # what the health check presents to a TCP gateway
+
+    @property
+    def health_target(self) -> str:
+        """Where to check health: a wildcard TCP listen address is checked on loopback."""
+        target = grpc_target(self.grpc)
+        host, _, port = target.rpartition(":")
+        return f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "::") else target
 
 
 def child_specs(config: PlatformConfig) -> list[ChildSpec]:
@@ -88,20 +133,27 @@ def child_specs(config: PlatformConfig) -> list[ChildSpec]:
         return ChildSpec(name, grpc_addr, (*argv, *common))
 
     http_host, _, http_port = config.registry_http.rpartition(":")
+    access: tuple[str, ...] = ("--socket-group", config.socket_group)
+    tls = config.tls
+    if tls is not None:
+        server = tls.server
+        access = ("--tlscacert", str(server.ca), "--tlscert", str(server.cert), "--tlskey", str(server.key))
+    gateway = svc(
+        "gateway",
+        config.gateway_grpc,
+        "--registry",
+        config.registry_grpc,
+        "--runtime",
+        config.runtime_grpc,
+        "--builder",
+        config.builder_grpc,
+        *access,
+    )
     return [
         svc("registry", config.registry_grpc, "serve", "--host", http_host, "--port", http_port),
         svc("runtime", config.runtime_grpc),
         svc("builder", config.builder_grpc),
-        svc(
-            "gateway",
-            config.gateway_grpc,
-            "--registry",
-            config.registry_grpc,
-            "--runtime",
-            config.runtime_grpc,
-            "--builder",
-            config.builder_grpc,
-        ),
+        replace(gateway, tls=tls.client if tls is not None else None),
     ]
 
 
@@ -128,7 +180,12 @@ class Child:
     async def wait_ready(self, deadline_s: float) -> None:
         """Return when health says SERVING; raise Unavailable with the log's tail if it dies or times out."""
         assert self.process is not None
-        async with grpc.aio.insecure_channel(self.spec.grpc) as channel:
+        target = self.spec.health_target
+        if self.spec.tls is not None:
+            channel = grpc.aio.secure_channel(target, self.spec.tls.channel_credentials())
+        else:
+            channel = grpc.aio.insecure_channel(target)
+        async with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             async for attempt in retry.startup(deadline_s):
                 with attempt:
@@ -179,6 +236,7 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with _exclusive(self.config.state_dir / "up.lock"):
             try:
+                await asyncio.to_thread(self._prepare_access)
                 await self._start_all()
                 if on_ready is not None:
                     on_ready(self)
@@ -190,6 +248,19 @@ class Supervisor:
             finally:
                 await self._stop_all()
         return 0
+
+    def _prepare_access(self) -> None:
+        """The private sockets directory, the gateway's socket directory or its TLS material."""
+        sockets = self.config.sockets_dir
+        sockets.mkdir(mode=0o700, exist_ok=True)
+        sockets.chmod(0o700)
+        public = self.config.gateway_socket
+        if public is not None:
+            if not public.parent.exists():
+                public.parent.mkdir(mode=0o750, parents=True)
+        else:
+            host = self.config.gateway_grpc.rpartition(":")[0]
+            ensure_material(self.config.state_dir / "tls", host.strip("[]"))
 
     async def _start_all(self) -> None:
         await asyncio.to_thread(self.nats.start)

@@ -6,14 +6,26 @@
 - ``ErrorInterceptor``: typed core errors become status codes; an unexpected exception is
   logged with its traceback and answered INTERNAL; each call's log lines carry a request id,
 - graceful stop: health flips to NOT_SERVING, then in-flight calls get ``grace`` seconds.
+
+Where it listens (``address``, see :func:`grpc_target`): a unix socket (``unix:/path``, the
+default everywhere: file permissions decide who may call) or TCP (``host:port``), optionally
+with mutual TLS (:class:`dockyard.adapters.grpc.tls.ServerTls`). A unix socket is created with
+mode 0600 and then given its ``socket_mode`` and ``socket_group`` before anything is served; a
+stale socket file left by a dead process is removed, a live one is never taken over.
 """
 
 from __future__ import annotations
 
+import errno
+import grp
 import inspect
+import os
+import socket
+import stat
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -22,6 +34,9 @@ from grpc_reflection.v1alpha import reflection
 
 from dockyard.adapters.grpc.errors import to_status
 from dockyard.core.errors import DockyardError
+
+if TYPE_CHECKING:
+    from dockyard.adapters.grpc.tls import ServerTls
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +112,80 @@ except ImportError:  # pragma: no cover
     _CancelledError = BaseException  # type: ignore[misc, assignment]
 
 
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+
+
+def grpc_target(address: str) -> str:
+    """The form grpc takes for an address people write.
+
+    ``unix:///p``, ``unix:/p``, ``unix:p`` (relative) and a bare ``/p`` become ``unix:/abs/p``;
+    ``tcp://host:port`` and ``host:port`` become ``host:port``. Raises ValueError otherwise.
+    """
+    address = address.strip()
+    if address.startswith("unix:") or address.startswith("/"):
+        path = address.removeprefix("unix:")
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ValueError(f"no socket path in {address!r}")
+        return f"unix:{os.path.abspath(path)}"
+    hostport = address.removeprefix("tcp://")
+    if "://" in hostport:
+        raise ValueError(f"unsupported address {address!r}: use unix:///path or tcp://host:port")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address {address!r} is not host:port, tcp://host:port or unix:///path")
+    return hostport
+
+
+def unix_path(address: str) -> Path | None:
+    """The socket path of a unix address, None for TCP."""
+    target = grpc_target(address)
+    return Path(target.removeprefix("unix:")) if target.startswith("unix:") else None
+
+
+def _claim_socket_path(path: Path) -> None:
+    """Make ``path`` bindable: parent present, short enough, no live server on it.
+
+    A socket file nobody answers on (its process died) is removed; a live one raises OSError,
+    because grpc would silently unlink it and steal the address from the running server.
+    """
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        raise OSError(f"socket path {path} is longer than {UNIX_PATH_MAX} bytes: pick a shorter one")
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True)
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(f"cannot listen on {path}: it exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(os.fspath(path))
+        except ConnectionRefusedError:
+            log.info("removing stale socket", path=str(path))
+            path.unlink(missing_ok=True)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+                raise
+            path.unlink(missing_ok=True)
+            return
+    raise OSError(f"cannot listen on {path}: another server answers there")
+
+
+def _group_id(name: str | None) -> int:
+    if name is None:
+        return -1
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        log.warning("socket group does not exist; keeping the process's group", group=name)
+        return -1
+
+
 class GrpcServer:
     """One service's gRPC server: register servicers, ``start``, ``stop``.
 
@@ -111,8 +200,14 @@ class GrpcServer:
         services: Iterable[tuple[AddServicer, Any, str]],
         *,
         max_message_bytes: int = 16 * 1024 * 1024,
+        tls: ServerTls | None = None,
+        socket_mode: int = 0o600,
+        socket_group: str | None = None,
     ) -> None:
         self.address = address
+        self.tls = tls
+        self.socket_mode = socket_mode
+        self.socket_group = socket_group
         self._server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
             options=[
@@ -139,14 +234,34 @@ class GrpcServer:
         self._names.append(name)
 
     async def start(self) -> int:
-        """Bind and start serving; returns the bound port (useful with ``:0``)."""
+        """Bind and start serving; returns the bound port (useful with ``:0``; 1 for a unix socket)."""
         reflection.enable_server_reflection(self._names, self._server)
         try:
-            self.port = self._server.add_insecure_port(self.address)
+            target = grpc_target(self.address)
+        except ValueError as exc:
+            raise OSError(str(exc)) from None
+        path = unix_path(target)
+        if path is not None:
+            _claim_socket_path(path)
+        old_umask = os.umask(0o177) if path is not None else None  # born 0600, widened below
+        try:
+            if self.tls is not None:
+                self.port = self._server.add_secure_port(target, self.tls.server_credentials())
+            else:
+                self.port = self._server.add_insecure_port(target)
         except RuntimeError:  # grpc's way of saying the address is taken or invalid
             self.port = 0
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
         if self.port == 0:
             raise OSError(f"cannot listen for gRPC on {self.address} (in use, or not a local address)")
+        if path is not None:  # before serving: nobody outside mode/group ever reaches it
+            try:
+                os.chown(path, -1, _group_id(self.socket_group))
+            except PermissionError:
+                log.warning("not a member of the socket group", group=self.socket_group, path=str(path))
+            os.chmod(path, self.socket_mode)
         await self._server.start()
         for name in ["", *self._names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

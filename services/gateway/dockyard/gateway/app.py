@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from dockyard.adapters.grpc.server import unix_path
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
+from dockyard.core.errors import FailedPrecondition
 from dockyard.core.service import ServiceInfo, ServiceState
 from dockyard.gateway.backends import ROUTES, Backend, ForwardingHandler
 from dockyard.gateway.events import EventSource
@@ -22,7 +24,12 @@ class GatewayConfig:
 
 
 def build(config: GatewayConfig) -> tuple[ServiceHost, list[Backend], EventSource]:
-    """Wire the gateway. Must run inside the event loop (gRPC aio objects bind to it)."""
+    """Wire the gateway. Must run inside the event loop (gRPC aio objects bind to it).
+
+    Refuses a TCP address without mutual TLS: the gateway hands out containers.
+    """
+    if unix_path(config.host.grpc_listen) is None and config.host.tls is None:
+        raise FailedPrecondition(f"refusing to serve {config.host.grpc_listen} without mutual TLS")
     backends = [
         Backend("registry", config.registry),
         Backend("runtime", config.runtime),

@@ -20,6 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dockyard.adapters.grpc.convert import info_from_pb
+from dockyard.adapters.grpc.server import grpc_target
 from dockyard.api.builds.v1 import builds_pb2
 from dockyard.api.containers.v1 import containers_pb2
 from dockyard.api.images.v1 import images_pb2
@@ -47,12 +48,16 @@ class BackendStatus:
 
 
 class Backend:
-    """One backend service: a channel, its health and its Info, each call bounded by a deadline."""
+    """One backend service: a channel, its health and its Info, each call bounded by a deadline.
+
+    ``address`` is ``unix:/path`` (a private socket only the platform's user can open: how
+    ``dockyard up`` runs them) or ``host:port``; the channel carries no credentials.
+    """
 
     def __init__(self, name: str, address: str) -> None:
         self.name = name
         self.address = address
-        self.channel = grpc.aio.insecure_channel(address)
+        self.channel = grpc.aio.insecure_channel(grpc_target(address))
 
     async def status(self, timeout: float = 1.0) -> BackendStatus:
         """Health and Info; never raises: an unreachable backend is reported as such."""

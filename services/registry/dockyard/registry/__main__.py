@@ -102,17 +102,20 @@ def _gc_online(address: str, dry_run: bool, grace: float | None) -> dict[str, ob
     """Ask the registry serving at ``address`` to collect; None when nothing answers there.
 
     Online is the safe way while the registry serves: the sweep runs in the serving process,
-    which knows the uploads and manifest pushes in flight.
+    which knows the uploads and manifest pushes in flight. ``address`` is the registry's
+    ``--grpc-listen``: by default its private socket ``<state-dir>/../sockets/registry.sock``,
+    where ``dockyard up`` runs it too (reachable by its user and root only).
     """
     import grpc
 
     from dockyard.adapters.grpc.errors import to_native
+    from dockyard.adapters.grpc.server import grpc_target
     from dockyard.api.registry.v1 import registry_pb2, registry_pb2_grpc
 
     request = registry_pb2.GarbageCollectRequest(dry_run=dry_run)
     if grace is not None:
         request.grace_seconds = int(grace)
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(grpc_target(address)) as channel:
         try:
             reply = registry_pb2_grpc.RegistryAdminStub(channel).GarbageCollect(request, timeout=3600)
         except grpc.RpcError as exc:
