@@ -36,7 +36,7 @@ from dockyard.core.errors import InvalidArgument
 
 _PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?")
 _SIGNAL = re.compile(r"(?:SIG)?[A-Z][A-Z0-9+-]*|\d{1,2}")
-_KEY = re.compile(r"[^\s=]+")
+_KEY = re.compile(r"[^=]+")
 
 
 def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
