@@ -144,9 +144,9 @@ def _walk(top_fd: int, prefix: str = "") -> Iterator[_Entry]:
                 continue
             try:
                 cfd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-            except (FileNotFoundError, NotADirectoryError, OSError) as e:
-                if isinstance(e, FileNotFoundError | NotADirectoryError) or e.errno == errno.ELOOP:
-                    continue  # replaced while we walk
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    continue  # deleted or replaced (by a symlink) while we walk
                 raise
             children = tuple(sorted(os.listdir(cfd)))
             stack.append((cfd, rel + "/", iter(children)))
@@ -158,12 +158,16 @@ def _walk(top_fd: int, prefix: str = "") -> Iterator[_Entry]:
 
 
 @contextlib.contextmanager
-def _opendir(path: Path | str) -> Iterator[int]:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _owned(fd: int) -> Iterator[int]:
+    """Close ``fd`` at the end of the block."""
     try:
         yield fd
     finally:
         os.close(fd)
+
+
+def _opendir(path: Path | str) -> contextlib.AbstractContextManager[int]:
+    return _owned(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
 
 
 def _upper_opaque(e: _Entry) -> bool:
@@ -562,33 +566,28 @@ def tar_path(root: Path, path: str, out: Sink) -> int:
     """
     tw = _TarWriter(out)
     p = "/" + path.lstrip("/")
+    follow = p.endswith("/") or posixpath.basename(p) == ".."
+    name = posixpath.basename(posixpath.normpath(p))
     with _opendir(root) as root_fd:
-        if p.endswith("/.") or p == "/":
-            with contextlib.closing(_FdBox(_open_in_root(root_fd, p, _DIR_FLAGS & ~os.O_NOFOLLOW))) as d:
-                for e in _walk(d.fd):
+        if p.endswith("/.") or not name:  # the contents of a dir, without the dir
+            with _owned(_open_in_root(root_fd, p, _DIR_FLAGS & ~os.O_NOFOLLOW)) as d:
+                for e in _walk(d):
                     tw.entry(e.rel, e)
-            return tw.close()[1]
-        parent, name = posixpath.split(p.rstrip("/"))
-        if p.endswith("/") or name == "..":  # follow the last component: resolve it in full
-            parent, name = posixpath.split(posixpath.normpath(p))
-            real_fd = _open_in_root(root_fd, p, os.O_PATH | os.O_DIRECTORY)
-            os.close(real_fd)  # only to prove it is a dir inside root; read below through its parent
-        with contextlib.closing(_FdBox(_open_in_root(root_fd, parent, os.O_PATH | os.O_DIRECTORY))) as pd:
-            try:
-                st = os.stat(name, dir_fd=pd.fd, follow_symlinks=False)
-            except FileNotFoundError:
-                raise NotFound(f"no such file or directory: {path}", path=path) from None
-            if p.endswith("/") and stat.S_ISLNK(st.st_mode):
-                with contextlib.closing(_FdBox(_open_in_root(root_fd, p, _DIR_FLAGS & ~os.O_NOFOLLOW))) as d:
-                    top = _Entry(name, name, os.fstat(d.fd), d.fd)
-                    _tar_tree(tw, top, d.fd)
-                return tw.close()[1]
-            top = _Entry(name, name, st, pd.fd)
-            if stat.S_ISDIR(st.st_mode):
-                with contextlib.closing(_FdBox(os.open(name, _DIR_FLAGS, dir_fd=pd.fd))) as d:
-                    _tar_tree(tw, top, d.fd)
-            else:
-                tw.entry(name, top)
+        elif follow:  # the dir the path leads to, under its name
+            with _owned(_open_in_root(root_fd, p, _DIR_FLAGS & ~os.O_NOFOLLOW)) as d:
+                _tar_tree(tw, _Entry(name, name, os.fstat(d), d), d)
+        else:  # the last component itself
+            with _owned(_open_in_root(root_fd, posixpath.dirname(p), os.O_PATH | os.O_DIRECTORY)) as pd:
+                try:
+                    st = os.stat(name, dir_fd=pd, follow_symlinks=False)
+                except FileNotFoundError:
+                    raise NotFound(f"no such file or directory: {path}", path=path) from None
+                top = _Entry(name, name, st, pd)
+                if stat.S_ISDIR(st.st_mode):
+                    with _owned(os.open(name, _DIR_FLAGS, dir_fd=pd)) as d:
+                        _tar_tree(tw, top, d)
+                else:
+                    tw.entry(name, top)
     return tw.close()[1]
 
 
@@ -596,14 +595,6 @@ def _tar_tree(tw: _TarWriter, top: _Entry, fd: int) -> None:
     tw.entry(top.rel, top)
     for e in _walk(fd, top.rel + "/"):
         tw.entry(e.rel, e)
-
-
-class _FdBox:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 class _Chunks(io.RawIOBase):
@@ -655,8 +646,8 @@ def untar_into(root: Path, dest: str, chunks: Iterable[bytes], *, keep_owner: bo
                     if not parts or m.ischr() or m.isblk():
                         continue
                     parent = posixpath.join(base, *parts[:-1])
-                    with contextlib.closing(_FdBox(_mkdirs_in_root(root_fd, parent))) as pd:
-                        if _extract_one(tf, m, root_fd, base, pd.fd, parts[-1], keep_owner):
+                    with _owned(_mkdirs_in_root(root_fd, parent)) as pd:
+                        if _extract_one(tf, m, root_fd, base, pd, parts[-1], keep_owner):
                             written += 1
                             if m.isdir():
                                 dirs.append((posixpath.join(parent, parts[-1]), m))
@@ -665,9 +656,9 @@ def untar_into(root: Path, dest: str, chunks: Iterable[bytes], *, keep_owner: bo
         for path, m in reversed(dirs):  # dir times last: extracting their contents moved them
             with (
                 contextlib.suppress(OSError, NotFound),
-                contextlib.closing(_FdBox(_open_in_root(root_fd, path, os.O_RDONLY | os.O_DIRECTORY))) as d,
+                _owned(_open_in_root(root_fd, path, os.O_RDONLY | os.O_DIRECTORY)) as d,
             ):
-                os.utime(d.fd, (m.mtime, m.mtime))
+                os.utime(d, (m.mtime, m.mtime))
     return written
 
 
@@ -678,9 +669,9 @@ def _mkdirs_in_root(root_fd: int, path: str) -> int:
     except NotFound:
         pass
     parent, name = posixpath.split(path.rstrip("/"))
-    with contextlib.closing(_FdBox(_mkdirs_in_root(root_fd, parent))) as pd:
+    with _owned(_mkdirs_in_root(root_fd, parent)) as pd:
         with contextlib.suppress(FileExistsError):
-            os.mkdir(name, 0o755, dir_fd=pd.fd)
+            os.mkdir(name, 0o755, dir_fd=pd)
         return _open_in_root(root_fd, path, os.O_PATH | os.O_DIRECTORY)
 
 
@@ -737,8 +728,8 @@ def _extract_one(
         if not parts or ".." in parts:
             raise InvalidArgument(f"hard link {m.name!r} points outside the archive", member=m.name)
         src_parent = posixpath.join(base, *parts[:-1])
-        with contextlib.closing(_FdBox(_open_in_root(root_fd, src_parent, os.O_PATH | os.O_DIRECTORY))) as s:
-            os.link(parts[-1], name, src_dir_fd=s.fd, dst_dir_fd=pfd, follow_symlinks=False)
+        with _owned(_open_in_root(root_fd, src_parent, os.O_PATH | os.O_DIRECTORY)) as s:
+            os.link(parts[-1], name, src_dir_fd=s, dst_dir_fd=pfd, follow_symlinks=False)
         return True
     elif m.isfifo():
         os.mkfifo(name, mode, dir_fd=pfd)
