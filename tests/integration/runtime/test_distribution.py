@@ -217,6 +217,23 @@ async def test_wrong_bytes_from_the_registry_are_refused(tmp_path: Path, cncf_re
     assert not store.content.has(victim)
 
 
+async def test_a_manifest_that_does_not_match_its_digest_is_refused(
+    tmp_path: Path, cncf_registry: CncfRegistry
+) -> None:
+    image = published(tmp_path, cncf_registry.address, "bad/m:1", "m", 1)
+    altered = image.manifest + b"\n"  # still valid JSON, another digest
+    cncf_registry.blob_data(image.digest).write_bytes(altered)
+    store = TransferStore(tmp_path / "store")
+    with pytest.raises(InvalidArgument, match=f"hashes to {digest_of(altered)}"):
+        await pull(store, f"{cncf_registry.address}/bad/m@{image.digest}")
+    with pytest.raises(
+        InvalidArgument, match=f"hashes to {digest_of(altered)}, the registry says {image.digest}"
+    ):
+        await pull(store, f"{cncf_registry.address}/bad/m:1")
+    assert not store.content.has(digest_of(altered))
+    assert store.records == {}
+
+
 def test_schema1_is_refused_with_a_reason() -> None:
     body = json.dumps({"schemaVersion": 1, "name": "x", "tag": "1", "fsLayers": []}).encode()
     with pytest.raises(InvalidArgument, match="Docker schema1"):

@@ -500,12 +500,17 @@ async def _ingest_response(
                 return
             yield block
 
+    work = loop.run_in_executor(None, functools.partial(content.ingest, blocks(), expected, size))
     try:
-        await asyncio.to_thread(content.ingest, blocks(), expected, size)
+        await asyncio.shield(work)
     except BaseException:
+        # Cancelled (a sibling blob failed, or the caller gave up) or failed: stop the thread and
+        # wait until it has removed its partial file, so nothing is in flight once pull returns.
         stop.set()
         for future in pending:
             future.cancel()
+        with contextlib.suppress(BaseException):
+            await work
         raise
 
 
