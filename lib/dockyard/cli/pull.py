@@ -49,19 +49,23 @@ def run(args: argparse.Namespace) -> int:
     view = None if args.quiet else ProgressView()
     image = None
     moved = False
+    said: set[str] = set()  # the server's own summary lines ("Digest: …", "Status: …")
     with channel(args.host) as ch:
         for msg in images_pb2_grpc.ImagesStub(ch).Pull(request):
             if msg.HasField("progress"):
                 p = msg.progress
                 moved = moved or p.current > 0
+                if not p.id:
+                    said.add(p.status.partition(":")[0])
                 if view:
                     view.update(p.id, p.status, p.current, p.total)
             if msg.HasField("image"):
                 image = msg.image
     if image is not None and not args.quiet:
-        if image.repo_digests:
+        if image.repo_digests and "Digest" not in said:
             print(f"Digest: {image.repo_digests[0].split('@', 1)[-1]}")
-        state = "Downloaded newer image" if moved else "Image is up to date"
-        print(f"Status: {state} for {args.reference}")
+        if "Status" not in said:
+            state = "Downloaded newer image" if moved else "Image is up to date"
+            print(f"Status: {state} for {args.reference}")
     print(args.reference)
     return 0

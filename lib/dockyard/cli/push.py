@@ -22,14 +22,16 @@ def run(args: argparse.Namespace) -> int:
     request = pb.PushRequest(reference=args.reference, insecure=not args.tls_verify)
     view = None if args.quiet else ProgressView()
     manifest = None
+    said = False  # the server printed the digest line itself
     with channel(args.host) as ch:
         for msg in images_pb2_grpc.ImagesStub(ch).Push(request):
             if view and msg.HasField("progress"):
                 p = msg.progress
+                said = said or (not p.id and " digest: " in p.status)
                 view.update(p.id, p.status, p.current, p.total)
             if msg.HasField("manifest"):
                 manifest = msg.manifest
-    if manifest is not None:
+    if manifest is not None and (args.quiet or not said):
         tag = args.reference.rsplit("/", 1)[-1].partition("@")[0]
         tag = tag.rpartition(":")[2] if ":" in tag else "latest"
         print(f"{tag}: digest: {manifest.digest} size: {manifest.size}")

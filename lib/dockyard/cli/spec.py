@@ -202,8 +202,16 @@ def build_spec(args: argparse.Namespace) -> Any:
 
     env: list[str] = []
     for path in args.env_file:
-        with open(path, encoding="utf-8") as fh:
-            env.extend(parse_env_file(fh.read()))
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            from dockyard.core.errors import InvalidArgument
+
+            raise InvalidArgument(
+                f"cannot read --env-file {path}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        env.extend(parse_env_file(text))
     env.extend(parse_env(args.env))
     spec = pb.ContainerSpec(
         image=args.image,
