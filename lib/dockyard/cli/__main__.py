@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from dockyard.cli import client
+from dockyard.cli.verbs import VERBS
 
 # verb -> (module in dockyard.cli, one-line help). Modules expose add_arguments(parser) and run(args).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -21,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "Check this host's rootless prerequisites and say what to fix"),
     "registry": ("registry", "Administer the registry: ls, tags, inspect, rm, gc, du"),
     "version": ("version", "Show the client version"),
+    **VERBS,
 }
 
 

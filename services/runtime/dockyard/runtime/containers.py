@@ -407,11 +407,17 @@ class ContainerManager:
         process starts — attach uses it, so not a byte of output is missed.
         """
         live = self._find(ref)
-        async with live.lock:
-            record = live.record
-            if record.state in (State.RUNNING, State.PAUSED):
-                return record
-            return await self._start_locked(live, before_start)
+        try:
+            async with live.lock:
+                record = live.record
+                if record.state in (State.RUNNING, State.PAUSED):
+                    return record
+                return await self._start_locked(live, before_start)
+        except Exception:
+            if live.record.config.auto_remove:  # docker run --rm: a container that never ran goes too
+                with contextlib.suppress(NotFound):
+                    await self.remove(live.record.id, force=True)
+            raise
 
     async def _start_locked(self, live: _Live, before_start: Callable[[], Any] | None) -> ContainerRecord:
         record = live.record

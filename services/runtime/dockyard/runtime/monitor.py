@@ -312,11 +312,15 @@ class AttachStream:
     async def connect(cls, paths: Paths) -> AttachStream:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sock.setblocking(False)
+        # The socket's path is longer than a sockaddr_un holds; reach it through an fd of its dir.
+        dir_fd = os.open(paths.attach.parent, os.O_PATH | os.O_DIRECTORY)
         try:
-            await asyncio.get_running_loop().sock_connect(sock, str(paths.attach))
+            await asyncio.get_running_loop().sock_connect(sock, f"/proc/self/fd/{dir_fd}/attach")
         except OSError as exc:
             sock.close()
             raise FailedPrecondition(f"cannot attach: {exc.strerror or exc}") from exc
+        finally:
+            os.close(dir_fd)
         return cls(sock)
 
     async def output(self) -> AsyncIterator[tuple[int, bytes]]:
