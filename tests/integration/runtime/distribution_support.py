@@ -29,7 +29,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,9 @@ from interop_helpers import (
 )
 
 from dockyard.core.errors import NotFound
+from dockyard.core.events import Event
 from dockyard.runtime.images.content import ContentStore
+from dockyard.runtime.images.store import ImageStore
 
 __all__ = ["RegistryAuth", "RegistryServer", "free_port"]
 
@@ -345,8 +347,7 @@ class TransferRecord:
 class TransferStore:
     """A content store plus references, without unpacking: isolates transfer cost in the benchmark.
 
-    Until ``dockyard.runtime.images.store.ImageStore`` lands the tests pull into this; it checks
-    what ``add_image`` is promised (manifest, config and every layer already in content).
+    It checks what ``add_image`` is promised (manifest, config and every layer already in content).
     """
 
     def __init__(self, root: Path) -> None:
@@ -379,3 +380,21 @@ class TransferStore:
 
     def manifest_bytes(self, record: TransferRecord) -> bytes:
         return self.content.read_bytes(record.manifest_digest)
+
+    def announce(self, subject: object, record: TransferRecord) -> None:
+        pass
+
+
+@dataclass
+class ListPublisher:
+    """Keeps the events an ImageStore emits."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def publish(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def new_store(root: Path) -> ImageStore:
+    """A fresh real image store (content, unpacked layers, records) with a list publisher."""
+    return ImageStore(root, ListPublisher(), "runtime-test")

@@ -29,6 +29,7 @@ from distribution_support import (
     dockyard_registry,
     free_port,
     make_image,
+    new_store,
     oci_index_layout,
     oci_layout,
     skopeo,
@@ -80,13 +81,13 @@ async def test_pull_from_dockyard_push_to_distribution_and_back(
 ) -> None:
     src = dockyard_registry.address
     image = published(tmp_path, src, "team/x:1", "a", 3)
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
     events: list[Progress] = []
 
     record = await pull(store, f"{src}/team/x:1", progress=events.append)
 
     assert record.manifest_digest == image.digest
-    assert record.repo_digests == [f"{src}/team/x@{image.digest}"]
+    assert record.repo_digests == (f"{src}/team/x@{image.digest}",)
     assert store.content.read_bytes(image.digest) == image.manifest
     assert store.content.read_bytes(digest_of(image.config)) == image.config
     for layer, data in zip(image.layer_digests, image.layers, strict=True):
@@ -94,7 +95,11 @@ async def test_pull_from_dockyard_push_to_distribution_and_back(
         seen = statuses(events, layer)
         assert seen[0] == "Pulling fs layer" and seen[-2:] == ["Download complete", "Pull complete"], seen
     assert events[-1].status == f"Status: Downloaded newer image for {src}/team/x:1"
-    assert not list((tmp_path / "store/ingest").iterdir())
+    assert record.repo_tags == (f"{src}/team/x:1",)
+    top = store.layer_dirs(record)[-1]  # unpacked by the store, checked against the diff ids
+    assert (top / "data/a-2.txt").read_bytes().startswith(b"a:2:")
+    assert [e.type for e in store.publisher.events] == ["io.dockyard.image.pulled"]
+    assert not list((tmp_path / "store/content/ingest").iterdir())
 
     # Pulled again: nothing to fetch.
     again: list[Progress] = []
@@ -127,11 +132,11 @@ async def test_pull_from_dockyard_push_to_distribution_and_back(
 async def test_pull_by_digest_and_unknown_manifest(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
     src = dockyard_registry.address
     image = published(tmp_path, src, "team/x:1")
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
 
     record = await pull(store, f"{src}/team/x@{image.digest}")
     assert record.manifest_digest == image.digest
-    assert record.repo_tags == []  # a pull by digest names no tag
+    assert record.repo_tags == ()  # a pull by digest names no tag
 
     with pytest.raises(NotFound, match=f"manifest unknown: {src}/team/x:nope"):
         await pull(store, f"{src}/team/x:nope")
@@ -146,7 +151,7 @@ async def test_docker_schema2_pull_and_push(
     published(tmp_path, src, "team/d:1", "d", 2, "--format", "v2s2")
     served = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{src}/team/d:1").stdout.encode()
     assert json.loads(served)["mediaType"] == MEDIA_DOCKER_MANIFEST
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
 
     record = await pull(store, f"{src}/team/d:1")
     assert record.manifest_digest == digest_of(served)
@@ -163,15 +168,15 @@ async def test_index_resolves_to_this_platform(tmp_path: Path, dockyard_registry
     amd, arm = make_image("amd", 2, "amd64"), make_image("arm", 2, "arm64")
     index = oci_index_layout(tmp_path / "multi", "1", {"amd64": amd, "arm64": arm})
     skopeo_push(tmp_path / "multi", "1", f"{src}/team/multi:1", "--all")
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
 
     record = await pull(store, f"{src}/team/multi:1")
     assert record.manifest_digest == amd.digest
-    assert record.repo_digests == [f"{src}/team/multi@{digest_of(index)}"]  # what the tag names
+    assert record.repo_digests == (f"{src}/team/multi@{digest_of(index)}",)  # what the tag names
     assert all(store.content.has(d) for d in amd.layer_digests)
     assert not any(store.content.has(d) for d in arm.layer_digests)
 
-    other = TransferStore(tmp_path / "arm")
+    other = new_store(tmp_path / "arm")
     assert (
         await pull(other, f"{src}/team/multi:1", platform=("linux", "arm64", ""))
     ).manifest_digest == arm.digest
@@ -182,7 +187,7 @@ async def test_index_resolves_to_this_platform(tmp_path: Path, dockyard_registry
 async def test_cross_repository_mount(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
     src = dockyard_registry.address
     image = published(tmp_path, src, "team/x:1")
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
     await pull(store, f"{src}/team/x:1")
 
     events: list[Progress] = []
@@ -201,15 +206,15 @@ async def test_wrong_bytes_from_the_registry_are_refused(tmp_path: Path, cncf_re
     data = cncf_registry.blob_data(victim)
     good = data.read_bytes()
     data.write_bytes(bytes(b ^ 0xFF for b in good))  # same size, other bytes: only a hash notices
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
 
     with pytest.raises(
         InvalidArgument, match=f"blob {victim[7:19]} from {cncf_registry.address} failed verification"
     ):
         await pull(store, f"{cncf_registry.address}/bad/x:1")
     assert not store.content.has(victim)
-    assert store.records == {}
-    assert not list((tmp_path / "store/ingest").iterdir())
+    assert store.list() == []
+    assert not list((tmp_path / "store/content/ingest").iterdir())
 
     data.write_bytes(good + b"extra")  # longer than the descriptor says
     with pytest.raises(InvalidArgument, match="failed verification"):
@@ -223,7 +228,7 @@ async def test_a_manifest_that_does_not_match_its_digest_is_refused(
     image = published(tmp_path, cncf_registry.address, "bad/m:1", "m", 1)
     altered = image.manifest + b"\n"  # still valid JSON, another digest
     cncf_registry.blob_data(image.digest).write_bytes(altered)
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
     with pytest.raises(InvalidArgument, match=f"hashes to {digest_of(altered)}"):
         await pull(store, f"{cncf_registry.address}/bad/m@{image.digest}")
     with pytest.raises(
@@ -231,7 +236,7 @@ async def test_a_manifest_that_does_not_match_its_digest_is_refused(
     ):
         await pull(store, f"{cncf_registry.address}/bad/m:1")
     assert not store.content.has(digest_of(altered))
-    assert store.records == {}
+    assert store.list() == []
 
 
 def test_schema1_is_refused_with_a_reason() -> None:
@@ -247,7 +252,7 @@ def test_schema1_is_refused_with_a_reason() -> None:
 async def test_token_auth(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
     src = dockyard_registry.address
     image = published(tmp_path, src, "team/x:1", "t", 2, "--dest-creds", "alice:wonderland")
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
 
     with pytest.raises(
         Unauthenticated, match=rf"pull access denied for {src}/team/x:1: log in with `dockyard login {src}`"
@@ -279,7 +284,7 @@ async def test_token_auth(tmp_path: Path, dockyard_registry: RegistryServer) -> 
 
 async def test_basic_auth_on_distribution(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
     image = published(tmp_path, dockyard_registry.address, "team/x:1", "b")
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
     await pull(store, f"{dockyard_registry.address}/team/x:1")
     cncf = start_cncf(tmp_path / "cncf-auth", user=("bob", "builder"))
     try:
@@ -292,7 +297,7 @@ async def test_basic_auth_on_distribution(tmp_path: Path, dockyard_registry: Reg
         good = StaticCredentials({cncf.address: ("bob", "builder")})
         await push(store, dst, source_reference=f"{dockyard_registry.address}/team/x:1", credentials=good)
         assert skopeo_inspect(dst, "--creds", "bob:builder")["Digest"] == image.digest
-        other = TransferStore(tmp_path / "other")
+        other = new_store(tmp_path / "other")
         assert (await pull(other, dst, credentials=good)).manifest_digest == image.digest
     finally:
         stop_cncf(cncf)
@@ -302,7 +307,7 @@ async def test_basic_auth_on_distribution(tmp_path: Path, dockyard_registry: Reg
 
 
 async def test_unreachable_registry_and_bare_names(tmp_path: Path) -> None:
-    store = TransferStore(tmp_path / "store")
+    store = new_store(tmp_path / "store")
     dead = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(Unavailable, match=f"registry {dead} is unreachable at http://{dead}"):

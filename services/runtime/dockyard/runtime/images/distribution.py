@@ -79,9 +79,11 @@ from dockyard.core.errors import (
     Unauthenticated,
     Unavailable,
 )
+from dockyard.core.events import Subject
 from dockyard.runtime.images.content import ContentStore, check_digest, sha256_digest
 from dockyard.runtime.images.credentials import Credentials, normalize_registry
 from dockyard.runtime.images.reference import Reference, parse
+from dockyard.runtime.images.store import ImageRecord
 
 log = structlog.get_logger("dockyard.runtime.distribution")
 
@@ -160,11 +162,15 @@ class ImageStoreLike(Protocol):
     @property
     def content(self) -> ContentStore: ...
 
-    def add_image(self, manifest: bytes, reference: str | None, repo_digest: str | None = None) -> Any: ...
+    def add_image(
+        self, manifest: bytes, reference: str | None, repo_digest: str | None = None
+    ) -> ImageRecord: ...
 
-    def resolve(self, ref: str) -> Any: ...
+    def resolve(self, ref: str) -> ImageRecord: ...
 
-    def manifest_bytes(self, record: Any) -> bytes: ...
+    def manifest_bytes(self, record: ImageRecord) -> bytes: ...
+
+    def announce(self, subject: Subject, record: ImageRecord) -> None: ...
 
 
 ProgressFn = Callable[[Progress], None]
@@ -630,11 +636,12 @@ async def pull(
     insecure: bool = False,
     credentials: Credentials | None = None,
     progress: ProgressFn | None = None,
-) -> Any:
+) -> ImageRecord:
     """Pull ``reference`` (``HOST[:PORT]/NAME[:TAG|@DIGEST]``) into ``store``; returns its ImageRecord.
 
     An index / manifest list resolves to ``platform`` (default: this node's). The record's repo
-    digest is that of what the reference names (the index, for a multi-platform image). Cost: one
+    digest is that of what the reference names (the index, for a multi-platform image). Emits
+    ``dockyard.image.pulled`` (``store.announce``) once the image is recorded. Cost: one
     manifest request (two for an index), then one GET per blob not yet in content,
     MAX_CONCURRENT at a time; bytes are written once, by the content store.
     """
@@ -666,7 +673,7 @@ class _Pull:
         if self.emit is not None:
             self.emit(Progress("", status))
 
-    async def run(self) -> Any:
+    async def run(self) -> ImageRecord:
         ref = self.ref
         self._event(f"Pulling from {ref.repository}")
         started = time.monotonic()
@@ -707,6 +714,9 @@ class _Pull:
 
         reference = None if ref.digest else str(ref)
         record = await asyncio.to_thread(self.store.add_image, body, reference, repo_digest)
+        await asyncio.to_thread(
+            self.store.announce, Subject.IMAGE_PULLED, record
+        )  # the store leaves it to us
         for digest in downloaded:
             _LayerProgress(self.emit, digest, 0, "").event("Pull complete")
         self._event(f"Digest: {repo_digest.rpartition('@')[2]}")
@@ -811,7 +821,7 @@ async def push(
     registry = ref.domain
     record = await asyncio.to_thread(store.resolve, source_reference or reference)
     manifest = await asyncio.to_thread(store.manifest_bytes, record)
-    media, doc = classify(manifest, str(getattr(record, "manifest_media_type", "") or ""))
+    media, doc = classify(manifest, record.manifest_media_type)
     if media not in MANIFEST_TYPES:
         raise FailedPrecondition(f"{source_reference or reference} is not a single-platform image manifest")
     digest = sha256_digest(manifest)
@@ -819,7 +829,7 @@ async def push(
         raise InvalidArgument(f"{reference}: the local image's manifest is {digest}, not {ref.digest}")
     config = _descriptor(doc.get("config"), "the config")
     layers = [_descriptor(x, f"layer {i}") for i, x in enumerate(doc.get("layers") or [])]
-    mount_from = _mount_source(getattr(record, "repo_digests", ()) or (), registry, ref.repository)
+    mount_from = _mount_source(record.repo_digests, registry, ref.repository)
     creds = await _credentials_for(credentials, registry)
     async with _open(registry, insecure=insecure, credentials=creds) as remote:
         return await _Push(store, ref, remote, progress, mount_from).run(
@@ -827,7 +837,7 @@ async def push(
         )
 
 
-def _mount_source(repo_digests: Any, registry: str, repository: str) -> str | None:
+def _mount_source(repo_digests: tuple[str, ...], registry: str, repository: str) -> str | None:
     """Another repository of ``registry`` this image was pulled from (for cross-repo mounts)."""
     for raw in repo_digests:
         try:
