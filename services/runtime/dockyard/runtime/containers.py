@@ -728,28 +728,21 @@ class ContainerManager:
         record = self._find(ref).record
         if record.state not in (State.RUNNING, State.PAUSED):
             raise FailedPrecondition(f"container {record.name} is not running")
+        pids = await asyncio.to_thread(_pid_namespace_members, record.pid)
+        # As docker: run ps with the user's options, keep the rows of the container's processes.
         proc = await asyncio.create_subprocess_exec(
-            *self.monitor.runc_argv("ps", "--format", "json", record.id),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            "ps", *(ps_args or ["-ef"]), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
         out, err = await proc.communicate()
         if proc.returncode != 0:
-            raise FailedPrecondition(f"top: {err.decode(errors='replace').strip()}")
-        pids = [str(p) for p in json.loads(out or b"[]")]
-        args = ps_args or ["-f"]
-        if any(a.startswith("-") and set(a[1:]) & set("aeAx") for a in args):
-            raise InvalidArgument("top lists the container's processes only: drop -e/-A/-a/-x")
-        proc = await asyncio.create_subprocess_exec(
-            "ps", *args, "-p", ",".join(pids) or "0", stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await proc.communicate()
+            raise InvalidArgument(f"ps {' '.join(ps_args)}: {err.decode(errors='replace').strip()}")
         lines = out.decode(errors="replace").splitlines()
-        if not lines:
-            return [], []
-        titles = lines[0].split()
+        titles = lines[0].split() if lines else []
+        if "PID" not in titles:
+            raise InvalidArgument("top: the ps options must include the PID column")
+        column = titles.index("PID")
         rows = [ln.split(None, len(titles) - 1) for ln in lines[1:]]
-        return titles, rows
+        return titles, [r for r in rows if len(r) > column and r[column] in set(pids)]
 
     async def exec(
         self,
@@ -801,6 +794,21 @@ class ContainerManager:
 
     def container_ip(self, record: ContainerRecord) -> str:
         return CONTAINER_IP if record.config.network == "slirp4netns" else ""
+
+
+def _pid_namespace_members(init_pid: int) -> list[str]:
+    """Pids of every process in ``init_pid``'s pid namespace (``runc ps`` would need a cgroup)."""
+    try:
+        ns = os.readlink(f"/proc/{init_pid}/ns/pid")
+    except OSError:
+        return []
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                    members.append(entry)
+    return members
 
 
 def _du(path: Path) -> int:

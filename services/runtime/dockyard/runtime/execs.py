@@ -7,23 +7,19 @@ us the pty master over a console socket (SCM_RIGHTS) and we relay it.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import fcntl
 import os
-import socket
+import signal
 import struct
-import tempfile
 import termios
 from collections.abc import AsyncIterator
-from pathlib import Path
-
-from dockyard.core.errors import FailedPrecondition
 
 STDOUT = "stdout"
 STDERR = "stderr"
 CHUNK = 1 << 15
+NOT_FOUND = b"executable file not found"
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:
@@ -41,6 +37,7 @@ class ExecSession:
         self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=64)
         self._readers: list[asyncio.Task[None]] = []
         self._finisher: asyncio.Task[None] | None = None
+        self._not_found = False
 
     @classmethod
     async def start(
@@ -80,37 +77,16 @@ class ExecSession:
             ]
             session._finisher = asyncio.create_task(session._finish())
             return session
-        with tempfile.TemporaryDirectory(prefix="dockyard-exec-") as tmp:
-            path = Path(tmp) / "console.sock"
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listener.bind(str(path))
-            listener.listen(1)
-            listener.setblocking(False)
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                "-t",
-                "--console-socket",
-                str(path),
-                cid,
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            loop = asyncio.get_running_loop()
-            accept = asyncio.ensure_future(loop.sock_accept(listener))
-            exited = asyncio.ensure_future(proc.wait())
-            done, _ = await asyncio.wait({accept, exited}, return_when=asyncio.FIRST_COMPLETED)
-            if accept not in done:
-                accept.cancel()
-                listener.close()
-                err = await proc.stderr.read() if proc.stderr else b""
-                raise FailedPrecondition(f"exec failed: {err.decode(errors='replace').strip()}")
-            conn, _ = accept.result()
-            listener.close()
-            master = await loop.run_in_executor(None, _recv_fd, conn)
-            conn.close()
+        # runc relays a terminal it makes in the container to its own stdio when that is a tty:
+        # give it the slave side of a pty of ours and relay the master.
+        master, slave = os.openpty()
         set_winsize(master, rows, cols)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, "-t", cid, *args, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+            )
+        finally:
+            os.close(slave)
         os.set_blocking(master, False)
         session = cls(proc, master)
         session._readers = [asyncio.create_task(session._pump_pty(master))]
@@ -119,6 +95,9 @@ class ExecSession:
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
         while chunk := await stream.read(CHUNK):
+            if name == STDERR and chunk.startswith(b"time=") and b"level=error" in chunk:
+                chunk = _runc_message(chunk)  # runc's own failure, not the process's output
+                self._not_found = NOT_FOUND in chunk
             await self._queue.put((name, chunk))
 
     async def _pump_pty(self, fd: int) -> None:
@@ -166,6 +145,8 @@ class ExecSession:
     def resize(self, rows: int, cols: int) -> None:
         if self._master is not None:
             set_winsize(self._master, rows, cols)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._proc.pid, signal.SIGWINCH)  # runc copies the new size into the container
 
     async def wait(self) -> int:
         code = await self._proc.wait()
@@ -174,6 +155,8 @@ class ExecSession:
             with contextlib.suppress(OSError):
                 os.close(self._master)
             self._master = None
+        if code == 255 and self._not_found:
+            return 127  # as docker: the command does not exist in the container
         return code if code >= 0 else 128 - code
 
     def kill(self) -> None:
@@ -181,15 +164,10 @@ class ExecSession:
             self._proc.kill()
 
 
-def _recv_fd(conn: socket.socket) -> int:
-    conn.setblocking(True)
-    fds = array.array("i")
-    _msg, ancdata, _flags, _addr = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: fds.itemsize])
-            return fds[0]
-    raise FailedPrecondition("runc did not send a terminal")
+def _runc_message(line: bytes) -> bytes:
+    """``time=… level=error msg="exec failed: …"`` → ``exec failed: …`` and a newline."""
+    _, _, msg = line.partition(b'msg="')
+    return msg.rstrip().removesuffix(b'"').replace(b'\\"', b'"') + b"\n" if msg else line
 
 
 def _write_all(fd: int, data: bytes) -> None:

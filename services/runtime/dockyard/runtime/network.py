@@ -69,7 +69,7 @@ class Slirp:
             "--configure",
             "--mtu=65520",
             "--disable-host-loopback",
-            f"--api-socket={sock}",
+            "--api-socket=slirp.sock",  # relative to cwd: the full path outgrows sockaddr_un
             f"--ready-fd={ready_w}",
             str(pid),
             "tap0",
@@ -82,6 +82,7 @@ class Slirp:
                 stderr=asyncio.subprocess.DEVNULL,
                 pass_fds=(ready_w,),
                 start_new_session=True,
+                cwd=root,
             )
         except OSError as exc:
             os.close(ready_r)
@@ -114,7 +115,11 @@ class Slirp:
                 "guest_port": port.container_port,
             },
         }
-        reader, writer = await asyncio.open_unix_connection(str(sock))
+        dir_fd = os.open(sock.parent, os.O_PATH | os.O_DIRECTORY)
+        try:
+            reader, writer = await asyncio.open_unix_connection(f"/proc/self/fd/{dir_fd}/{sock.name}")
+        finally:
+            os.close(dir_fd)
         try:
             writer.write(json.dumps(request).encode())
             writer.write_eof()
