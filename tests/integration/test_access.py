@@ -244,9 +244,12 @@ def test_tcp_serves_only_clients_with_a_certificate_from_its_ca(
         info("--tlscacert", str(tls / "ca.pem"), "--tlscert", str(stranger.directory / "cert.pem"),
              "--tlskey", str(stranger.directory / "key.pem")),
     ]  # fmt: skip
-    for result in refused:
+    for result, says in zip(
+        refused, ("mutual TLS", "certificate its CA signed", "gateway's CA"), strict=True
+    ):
         assert result.returncode == 1, result
         assert result.stderr.startswith("dockyard: ") and result.stderr.count("\n") == 1, result.stderr
+        assert says in result.stderr, result.stderr
 
     # served: the generated client certificate, by flags or by docker-style environment
     served = [

@@ -171,5 +171,39 @@ def channel(host: Endpoint | str) -> grpc.Channel:
         _check_socket(where.socket)
         return grpc.insecure_channel(where.target, options=options)
     if where.tls is not None:
-        return grpc.secure_channel(where.target, where.tls.channel_credentials(), options=options)
-    return grpc.insecure_channel(where.target, options=options)
+        tcp = grpc.secure_channel(where.target, where.tls.channel_credentials(), options=options)
+    else:
+        tcp = grpc.insecure_channel(where.target, options=options)
+    _check_tcp(tcp, where)
+    return tcp
+
+
+def _check_tcp(ch: grpc.Channel, where: Endpoint, timeout: float = 10.0) -> None:
+    """Connect once (TCP + TLS handshake): a refusal is one line saying what the gateway wants."""
+    import threading
+
+    import grpc
+
+    settled = threading.Event()
+    state: list[grpc.ChannelConnectivity] = []
+
+    def seen(now: grpc.ChannelConnectivity) -> None:
+        if now in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+            state.append(now)
+            settled.set()
+
+    ch.subscribe(seen, try_to_connect=True)
+    try:
+        settled.wait(timeout)
+    finally:
+        ch.unsubscribe(seen)
+    if state and state[0] == grpc.ChannelConnectivity.READY:
+        return
+    ch.close()
+    if where.tls is None:
+        hint = "a TCP gateway accepts only mutual TLS: --tlsverify with DOCKYARD_CERT_PATH"
+    elif where.tls.cert is None:
+        hint = "it accepts only clients with a certificate its CA signed: --tlscert/--tlskey"
+    else:
+        hint = f"is {where.tls.cert} signed by the gateway's CA?"
+    raise Unavailable(f"cannot connect to the gateway at {where}: nothing answers, or it refused us ({hint})")
