@@ -366,46 +366,55 @@ def test_credential_store(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not os.environ.get("DOCKYARD_BENCH"), reason="measurement; set DOCKYARD_BENCH=1")
 async def test_measure_300mib_pull_vs_skopeo(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
+    """Best of 3, each into a fresh store: our pull (transfer only, and into the real ImageStore,
+    which also unpacks) against ``skopeo copy docker://… oci:…`` (transfer only), plus how long the
+    event loop was ever held up during our pulls (a 5 ms ticker)."""
     src = dockyard_registry.address
-    image = big_layout(tmp_path / "big", "1", 3, 100)
+    big_layout(tmp_path / "big", "1", 3, 100)
+    # skopeo compresses uncompressed layers on the way to a registry: measure what is served.
     skopeo_push(tmp_path / "big", "1", f"{src}/bench/big:1")
-    total = sum(x["size"] for x in json.loads(image.manifest)["layers"])
+    served = json.loads(
+        skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{src}/bench/big:1").stdout
+    )
+    layer_digests = [x["digest"] for x in served["layers"]]
+    mib = sum(x["size"] for x in served["layers"]) / (1 << 20)
 
-    lag = 0.0
-    stop = asyncio.Event()
+    lags: list[float] = []
 
-    async def ticker() -> None:  # how long the event loop is ever held up
-        nonlocal lag
+    async def ticker(stop: asyncio.Event) -> None:
         while not stop.is_set():
             t = time.monotonic()
             await asyncio.sleep(0.005)
-            lag = max(lag, time.monotonic() - t - 0.005)
+            lags.append(time.monotonic() - t - 0.005)
 
-    results: dict[str, float] = {}
-    for run in range(3):
-        store = TransferStore(tmp_path / f"store-{run}")
+    best: dict[str, float] = {}
+    per_layer: list[int] = []
+
+    async def ours(kind: str, store: object) -> None:
         events: list[Progress] = []
-        tick = asyncio.create_task(ticker())
+        stop = asyncio.Event()
+        tick = asyncio.create_task(ticker(stop))
         t0 = time.monotonic()
-        await pull(store, f"{src}/bench/big:1", progress=events.append)
-        results.setdefault("dockyard", 1e9)
-        results["dockyard"] = min(results["dockyard"], time.monotonic() - t0)
+        await pull(store, f"{src}/bench/big:1", progress=events.append)  # type: ignore[arg-type]
+        best[kind] = min(best.get(kind, 1e9), time.monotonic() - t0)
         stop.set()
         await tick
-        stop.clear()
-        layer_digests = [x["digest"] for x in json.loads(image.manifest)["layers"]]
-        per_layer = [sum(1 for e in events if e.id == d[7:19]) for d in layer_digests]
-        assert max(per_layer) < 200, per_layer  # throttled, not one per chunk
+        per_layer[:] = [sum(1 for e in events if e.id == d[7:19]) for d in layer_digests]
+        assert all(3 <= n < 200 for n in per_layer), per_layer  # reported, and throttled
 
+    for run in range(3):
+        await ours("transfer", TransferStore(tmp_path / f"t-{run}"))
+        await ours("store", new_store(tmp_path / f"s-{run}"))
         t0 = time.monotonic()
         skopeo("copy", "--src-tls-verify=false", f"docker://{src}/bench/big:1", f"oci:{tmp_path}/sk-{run}:1")
-        results.setdefault("skopeo", 1e9)
-        results["skopeo"] = min(results["skopeo"], time.monotonic() - t0)
-    mib = total / (1 << 20)
+        best["skopeo"] = min(best.get("skopeo", 1e9), time.monotonic() - t0)
+    lags.sort()
     print(
-        f"\npull {mib:.0f} MiB (3 layers) from the Dockyard registry on loopback, best of 3:"
-        f"\n  dockyard pull  {results['dockyard']:.2f} s  ({mib / results['dockyard']:.0f} MiB/s)"
-        f"\n  skopeo copy    {results['skopeo']:.2f} s  ({mib / results['skopeo']:.0f} MiB/s)"
-        f"\n  max event-loop lag during our pulls: {lag * 1000:.1f} ms"
-        f"\n  progress events per layer: {per_layer}"
+        f"\npull {mib:.0f} MiB (3 gzip layers, random bytes) from Dockyard registry, loopback, best of 3:"
+        f"\n  dockyard pull, content only    {best['transfer']:.2f} s  ({mib / best['transfer']:.0f} MiB/s)"
+        f"\n  dockyard pull into ImageStore  {best['store']:.2f} s  (+ unpack)"
+        f"\n  skopeo copy docker:// oci:     {best['skopeo']:.2f} s  ({mib / best['skopeo']:.0f} MiB/s)"
+        f"\n  event-loop lag during our pulls: p50 {lags[len(lags) // 2] * 1000:.1f} ms,"
+        f" p99 {lags[int(len(lags) * 0.99)] * 1000:.1f} ms, max {lags[-1] * 1000:.1f} ms"
+        f"\n  progress events per layer (last run): {per_layer}"
     )
