@@ -239,6 +239,33 @@ async def test_a_manifest_that_does_not_match_its_digest_is_refused(
     assert store.list() == []
 
 
+async def test_a_cancelled_pull_leaves_nothing_behind(
+    tmp_path: Path, dockyard_registry: RegistryServer
+) -> None:
+    src = dockyard_registry.address
+    big_layout(tmp_path / "big", "1", 2, 24)
+    skopeo_push(tmp_path / "big", "1", f"{src}/team/big:1")
+    store = new_store(tmp_path / "store")
+    downloading = asyncio.Event()
+
+    def on_progress(e: Progress) -> None:
+        if e.status == "Downloading" and 0 < e.current < e.total:
+            downloading.set()
+
+    task = asyncio.create_task(pull(store, f"{src}/team/big:1", progress=on_progress))
+    await asyncio.wait_for(downloading.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Returned only after the writing threads stopped: no partial blob, no stray thread writing.
+    assert not list((tmp_path / "store/content/ingest").iterdir())
+    assert store.list() == []
+    await asyncio.sleep(0.2)
+    assert not list((tmp_path / "store/content/ingest").iterdir())
+    record = await pull(store, f"{src}/team/big:1")  # and a retry completes
+    assert len(record.layer_digests) == 2
+
+
 def test_schema1_is_refused_with_a_reason() -> None:
     body = json.dumps({"schemaVersion": 1, "name": "x", "tag": "1", "fsLayers": []}).encode()
     with pytest.raises(InvalidArgument, match="Docker schema1"):

@@ -216,7 +216,7 @@ def transfer_retry(**overrides: Any) -> AsyncRetrying:
     """
     kwargs: dict[str, Any] = {
         "stop": stop_after_attempt(4),
-        "wait": wait_exponential_jitter(multiplier=0.1, max=2.0),
+        "wait": wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
         "retry": retry_if_exception(_transient),
         "reraise": True,
     }
