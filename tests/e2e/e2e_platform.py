@@ -1,0 +1,142 @@
+"""A real `dockyard up` for end-to-end tests, run as the unprivileged user when the tests run as root.
+
+Not a test module: the e2e tests import it (pytest puts this directory on sys.path).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+USER = os.environ.get("DOCKYARD_USER", "dockyard")
+BUSYBOX = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.exists(p)), "/bin/busybox")
+
+
+@dataclass
+class Platform:
+    process: subprocess.Popen[str]
+    state_dir: Path
+    gateway: str
+    registry_http: str
+    output: Path
+
+    def cli(
+        self, *args: str, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "dockyard.cli", "-H", self.gateway, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+
+    def ok(self, *args: str, timeout: float = 60) -> str:
+        """Run the CLI; fail the test with its stderr unless it exits 0; return stdout."""
+        done = self.cli(*args, timeout=timeout)
+        assert done.returncode == 0, f"dockyard {' '.join(args)} → {done.returncode}: {done.stderr}"
+        return done.stdout
+
+
+def as_user() -> list[str]:
+    """Run as the unprivileged user when we are root (CI), as ourselves otherwise."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        pytest.fail(f"user {USER!r} missing: run `make setup` (it creates the unprivileged user)")
+    return ["setpriv", "--reuid", USER, "--regid", USER, "--init-groups", "--"]
+
+
+def make_workdir(path: Path) -> Path:
+    """``path`` world-traversable and owned by the platform's user (it keeps its state there)."""
+    path.chmod(0o755)
+    for parent in path.parents:
+        if parent == Path("/"):
+            break
+        if not parent.stat().st_mode & 0o001:
+            parent.chmod(parent.stat().st_mode | 0o001)
+    if os.geteuid() == 0:
+        shutil.chown(path, USER, USER)
+    return path
+
+
+def start(state_dir: Path, ports: tuple[int, int]) -> Platform:
+    nats_port, http_port = ports
+    output = state_dir.parent / f"up-{time.monotonic_ns()}.out"
+    env = {**os.environ, "HOME": str(state_dir.parent), "DOCKYARD_LOG_LEVEL": "info"}
+    env.pop("XDG_RUNTIME_DIR", None)  # so the gateway's socket is the fallback, <state-dir>/dockyard.sock
+    cmd = [
+        *as_user(),
+        PYTHON,
+        "-m",
+        "dockyard.cli",
+        "up",
+        "--state-dir",
+        str(state_dir),
+        "--nats-port",
+        str(nats_port),
+        "--registry-listen",
+        f"127.0.0.1:{http_port}",
+        "--listen",
+        f"unix://{state_dir}/dockyard.sock",
+    ]
+    with open(output, "w") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+    gateway = f"unix://{state_dir}/dockyard.sock"
+    platform = Platform(process, state_dir, gateway, f"127.0.0.1:{http_port}", output)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"dockyard up exited {process.returncode}:\n{output.read_text()}")
+        if "platform ready" in output.read_text():
+            return platform
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail(f"dockyard up not ready in 90 s:\n{output.read_text()}")
+
+
+def stop(platform: Platform) -> int:
+    platform.process.send_signal(signal.SIGTERM)
+    return platform.process.wait(timeout=60)
+
+
+def busybox_rootfs_tar(path: Path) -> Path:
+    """A busybox rootfs tarball (Debian's static busybox, an applet link each, a web root owned by 33)."""
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+
+    def entry(name: str, kind: bytes, mode: int, uid: int = 0, data: bytes = b"", link: str = "") -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode, uid, uid, 1700000000
+        info.size, info.linkname = len(data), link
+        tar.addfile(info, io.BytesIO(data) if data else None)
+
+    with tarfile.open(path, "w") as tar:
+        for d, mode in (("bin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("root", 0o700), ("var", 0o755)):
+            entry(d, tarfile.DIRTYPE, mode)
+        entry("var/www", tarfile.DIRTYPE, 0o755, uid=33)
+        entry("var/www/index.html", tarfile.REGTYPE, 0o644, uid=33, data=b"hello from dockyard\n")
+        tar.add(BUSYBOX, "bin/busybox")
+        for applet in applets:
+            if applet != "busybox":
+                entry(f"bin/{applet}", tarfile.SYMTYPE, 0o777, link="busybox")
+        passwd = b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/sh\n"
+        entry("etc/passwd", tarfile.REGTYPE, 0o644, data=passwd)
+        entry("etc/group", tarfile.REGTYPE, 0o644, data=b"root:x:0:\nwww-data:x:33:\n")
+    path.chmod(0o644)
+    return path

@@ -1,0 +1,277 @@
+"""End to end: rootless containers through the CLI, the gateway and `dockyard up`, as the unprivileged user.
+
+One platform for the module (start-up costs seconds); each test names its own containers and images.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_platform import USER, Platform, busybox_rootfs_tar, make_workdir, start, stop
+
+from dockyard.adapters.nats.server import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
+from interop_helpers import Podman
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_workdir(Path(tmp_path_factory.mktemp("runtime-e2e", numbered=True)))
+
+
+@pytest.fixture(scope="module")
+def platform(workdir: Path) -> Iterator[Platform]:
+    p = start(workdir / "state", (free_port(), free_port()))
+    try:
+        tar = busybox_rootfs_tar(workdir / "busybox.tar")
+        p.ok("import", str(tar), "busybox:latest", "-c", 'CMD ["sh"]')
+        yield p
+    finally:
+        for cid in p.cli("ps", "-aq").stdout.split():
+            p.cli("rm", "-f", cid)
+        assert stop(p) == 0, p.output.read_text()[-3000:]
+        _kill_pause(workdir / "state" / "runtime")
+
+
+def _kill_pause(runtime_state: Path) -> None:
+    """The node namespace's pause process outlives the platform by design; a test must not."""
+    try:
+        pid = int((runtime_state / "pause.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+def _runtime_pid(state: Path) -> int:
+    out = subprocess.run(
+        ["pgrep", "-f", f"dockyard.runtime .*--state-dir {state}/runtime"], capture_output=True, text=True
+    ).stdout.split()
+    assert out, "the runtime service is not running"
+    return int(out[0])
+
+
+def test_run_echo_exit_codes_and_rootless(platform: Platform) -> None:
+    assert platform.cli("run", "--rm", "busybox", "echo", "hello").stdout == "hello\n"
+    done = platform.cli("run", "--name", "three", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    missing = platform.cli("run", "--rm", "busybox", "nosuchcommand")
+    assert missing.returncode == 127
+    assert missing.stderr.count("\n") == 1 and "nosuchcommand" in missing.stderr
+    no_image = platform.cli("run", "--rm", "nosuchimage")
+    assert no_image.returncode == 125 and no_image.stderr.startswith("dockyard: ")
+
+    # rootless: the container's root is the platform's user on the host; uid 33 in the image is a
+    # subordinate id outside, and 33 again inside
+    platform.ok("run", "-d", "--name", "rootless", "busybox", "sleep", "60")
+    pid = json.loads(platform.ok("inspect", "rootless"))[0]["pid"]
+    host_uid = int(
+        next(
+            ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("Uid:")
+        ).split()[1]
+    )
+    if os.geteuid() == 0:
+        assert host_uid == pwd.getpwnam(USER).pw_uid
+    assert platform.ok("exec", "rootless", "stat", "-c", "%u:%g", "/var/www/index.html").strip() == "33:33"
+    assert platform.ok("exec", "rootless", "id", "-u").strip() == "0"
+    platform.ok("rm", "-f", "rootless")
+
+
+def test_writable_layer_is_the_containers_own(platform: Platform) -> None:
+    platform.ok("run", "--name", "writer", "busybox", "sh", "-c", "echo mine > /data.txt")
+    other = platform.cli("run", "--rm", "busybox", "cat", "/data.txt")
+    assert other.returncode == 1 and "No such file" in other.stderr
+    assert "A /data.txt" in platform.ok("diff", "writer").splitlines()
+
+
+def test_commit_keeps_additions_and_deletions(platform: Platform) -> None:
+    platform.ok("run", "--name", "changer", "busybox", "sh", "-c", "echo new > /added && rm /etc/group")
+    diff = platform.ok("diff", "changer").splitlines()
+    assert "A /added" in diff and "D /etc/group" in diff
+    image_id = platform.ok("commit", "-m", "add and delete", "changer", "committed:1").strip()
+    assert image_id.startswith("sha256:")
+    out = platform.ok("run", "--rm", "committed:1", "sh", "-c", "cat /added; test -e /etc/group || echo gone")
+    assert out == "new\ngone\n"
+    history = [
+        json.loads(line) for line in platform.ok("history", "--format", "json", "committed:1").splitlines()
+    ]
+    assert len(history) == 2 and history[0]["Comment"] == "add and delete"
+    # the deletion is a whiteout in the new layer: the layer exists even though it removes a file
+    assert history[0]["Size"] != "0B"
+
+    # rmi refuses while a container uses the image, naming it; after rm it goes
+    platform.ok("create", "--name", "user-of-committed", "committed:1", "true")
+    refused = platform.cli("rmi", "committed:1")
+    assert refused.returncode == 1 and "user-of-committed" in refused.stderr
+    platform.ok("rm", "user-of-committed")
+    platform.ok("rmi", "committed:1")
+    assert "committed" not in platform.ok("images")
+
+
+def test_logs_follow_until_exit(platform: Platform) -> None:
+    platform.ok(
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo tick $i; sleep 0.3; done",
+    )
+    started = time.monotonic()
+    follow = platform.cli("logs", "-f", "ticker", timeout=30)
+    assert follow.returncode == 0 and follow.stdout == "tick 1\ntick 2\ntick 3\n"
+    assert time.monotonic() - started >= 0.4  # it waited for lines still to come
+    assert platform.ok("logs", "--tail", "1", "ticker") == "tick 3\n"
+
+
+def test_exec_and_published_port(platform: Platform) -> None:
+    port = free_port()
+    platform.ok(
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        f"{port}:80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/var/www",
+    )
+    assert platform.ok("exec", "web", "sh", "-c", "echo $((6*7))") == "42\n"
+    assert platform.cli("exec", "web", "sh", "-c", "exit 5").returncode == 5
+    body = _get(f"http://127.0.0.1:{port}/index.html")
+    assert body == b"hello from dockyard\n"
+    assert f"0.0.0.0:{port}->80/tcp" in platform.ok("ps")
+
+    # kill -9 of the runtime service: the container keeps serving, and the restarted service
+    # (dockyard up restarts it) finds it running, then sees its exit code when it stops
+    os.kill(_runtime_pid(platform.state_dir), signal.SIGKILL)
+    assert _get(f"http://127.0.0.1:{port}/index.html") == b"hello from dockyard\n"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ps = platform.cli("ps", "--format", "json")
+        if ps.returncode == 0:
+            break
+        time.sleep(0.5)
+    running = {c["Names"]: c for c in map(json.loads, ps.stdout.splitlines())}
+    assert running["web"]["State"] == "running"
+    assert platform.ok("exec", "web", "cat", "/var/www/index.html") == "hello from dockyard\n"
+    platform.ok("stop", "-t", "1", "web")
+    assert json.loads(platform.ok("inspect", "web"))[0]["exitCode"] == 137
+
+
+def test_hostile_layer_is_refused(platform: Platform, workdir: Path) -> None:
+    evil = workdir / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    evil.chmod(0o644)
+    before = platform.ok("images", "-q")
+    done = platform.cli("import", str(evil), "evil:1")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and ".." in done.stderr
+    assert platform.ok("images", "-q") == before
+    assert not (workdir / "escaped").exists() and not (workdir / "state" / "escaped").exists()
+
+
+def test_push_pull_and_podman_runs_what_dockyard_committed(platform: Platform, workdir: Path) -> None:
+    registry = platform.registry_http
+    platform.ok("run", "--name", "for-podman", "busybox", "sh", "-c", "echo made-in-dockyard > /proof")
+    platform.ok("commit", "for-podman", f"{registry}/team/proof:1")
+    platform.ok("push", f"{registry}/team/proof:1")
+    platform.ok("rmi", "-f", f"{registry}/team/proof:1")
+    platform.ok("rm", "for-podman")
+    platform.ok("pull", f"{registry}/team/proof:1")
+    assert platform.ok("run", "--rm", f"{registry}/team/proof:1", "cat", "/proof") == "made-in-dockyard\n"
+
+    podman = Podman()
+    try:
+        (podman.dir / "containers.conf").write_text(
+            '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "runc"\n'
+        )
+        out = podman.run(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--tls-verify=false",
+            f"{registry}/team/proof:1",
+            "cat",
+            "/proof",
+        )
+        assert out.stdout == "made-in-dockyard\n"
+        # and the other way: what podman pushes runs in Dockyard
+        podman.import_base("localhost/from-podman:1")
+        podman.run(
+            "push", "--tls-verify=false", "localhost/from-podman:1", f"docker://{registry}/team/from-podman:1"
+        )
+    finally:
+        podman.close()
+    platform.ok("pull", f"{registry}/team/from-podman:1")
+    assert platform.ok("run", "--rm", f"{registry}/team/from-podman:1", "sh", "-c", "echo ran") == "ran\n"
+
+
+def test_pull_from_cncf_distribution(platform: Platform, workdir: Path) -> None:
+    port = free_port()
+    config = workdir / "distribution.yml"
+    config.write_text(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "
+        f"{workdir / 'distribution'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/v2/")
+        saved = workdir / "busybox-oci.tar"
+        saved.write_bytes(subprocess.run(
+            [sys.executable, "-m", "dockyard.cli", "-H", platform.gateway, "save", "busybox"],
+            capture_output=True, check=True,
+        ).stdout)  # fmt: skip
+        subprocess.run(
+            ["skopeo", "copy", "--dest-tls-verify=false", f"oci-archive:{saved}", f"docker://127.0.0.1:{port}/lib/busybox:1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        platform.ok("pull", f"127.0.0.1:{port}/lib/busybox:1")
+        assert (
+            platform.ok("run", "--rm", f"127.0.0.1:{port}/lib/busybox:1", "echo", "from distribution")
+            == "from distribution\n"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        body: bytes = reply.read()
+        return body
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            _get(url)
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"{url} did not answer")
