@@ -57,7 +57,7 @@ def _lines(f: BinaryIO) -> Iterator[bytes]:
 
 def _open(path: Path) -> BinaryIO | None:
     try:
-        return open(path, "rb")  # noqa: SIM115 — the caller holds it while following
+        return open(path, "rb")
     except FileNotFoundError:
         return None
 
