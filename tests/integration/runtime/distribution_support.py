@@ -102,9 +102,13 @@ class CncfRegistry:
         return self.log_path.read_text(errors="replace")
 
 
-def start_cncf(base: Path, user: tuple[str, str] | None = None) -> CncfRegistry:
+def start_cncf(
+    base: Path, user: tuple[str, str] | None = None, *, port: int | None = None, wait: bool = True
+) -> CncfRegistry:
+    """Start docker-registry with storage under ``base`` (reused if there); ``wait=False`` returns
+    at once, before it listens."""
     base.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     config: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "info", "accesslog": {"disabled": False}},
@@ -118,13 +122,15 @@ def start_cncf(base: Path, user: tuple[str, str] | None = None) -> CncfRegistry:
         config["auth"] = {"htpasswd": {"realm": "cncf", "path": str(base / "htpasswd")}}
     (base / "config.yml").write_text(json.dumps(config))  # JSON is YAML
     log_path = base / "server.log"
-    with log_path.open("wb") as log_file:
+    with log_path.open("ab") as log_file:
         proc = subprocess.Popen(
             ["/usr/bin/docker-registry", "serve", str(base / "config.yml")],
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
     server = CncfRegistry(port, base / "storage", log_path, proc, user)
+    if not wait:
+        return server
     deadline = time.monotonic() + 20
     while True:
         if proc.poll() is not None:

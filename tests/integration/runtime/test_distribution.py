@@ -346,6 +346,38 @@ async def test_unreachable_registry_and_bare_names(tmp_path: Path) -> None:
         await login(dead, "u", "p")
 
 
+async def test_retries_a_registry_that_comes_up_late_and_names_one_that_fails(tmp_path: Path) -> None:
+    first = start_cncf(tmp_path / "cncf")
+    image = published(tmp_path, first.address, "late/x:1", "l")
+    stop_cncf(first)
+    port = free_port()
+    servers: list[CncfRegistry] = []
+
+    async def start_late() -> None:
+        await asyncio.sleep(0.15)  # the first two attempts are refused
+        servers.append(start_cncf(tmp_path / "cncf", port=port, wait=False))
+
+    try:
+        store = new_store(tmp_path / "store")
+        late = asyncio.create_task(start_late())
+        started = time.monotonic()
+        record = await pull(store, f"127.0.0.1:{port}/late/x:1")
+        assert time.monotonic() - started > 0.15
+        assert record.manifest_digest == image.digest
+        await late
+
+        # A blob the registry cannot read: HTTP 500, retried, then Unavailable naming the registry.
+        blob = servers[0].blob_data(image.layer_digests[0])
+        blob.unlink()
+        blob.symlink_to(blob.name)  # a loop: the storage driver's stat fails with ELOOP
+        with pytest.raises(Unavailable, match=f"registry 127.0.0.1:{port} failed: HTTP 500"):
+            await pull(new_store(tmp_path / "other"), f"127.0.0.1:{port}/late/x:1")
+        assert servers[0].log().count(f'GET /v2/late/x/blobs/{image.layer_digests[0]} HTTP/1.1" 500') == 4
+    finally:
+        for server in servers:
+            stop_cncf(server)
+
+
 def test_parse_challenge() -> None:
     scheme, params = parse_challenge(
         'Bearer realm="http://h:1/token",service="reg",scope="repository:a/b:pull,push",error="x\\"y"'
