@@ -93,8 +93,6 @@ def start(state_dir: Path, ports: tuple[int, int]) -> Platform:
         str(nats_port),
         "--registry-listen",
         f"127.0.0.1:{http_port}",
-        "--listen",
-        f"unix://{state_dir}/dockyard.sock",
     ]
     with open(output, "w") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)

@@ -6,52 +6,17 @@ import hashlib
 import json
 import os
 import pwd
-import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e_platform import PYTHON, USER, as_user, make_workdir, start, stop
 
 from dockyard.adapters.nats.server import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
-USER = os.environ.get("DOCKYARD_USER", "dockyard")
-
-
-@dataclass
-class Platform:
-    process: subprocess.Popen[str]
-    state_dir: Path
-    gateway: str
-    registry_http: str
-    output: Path
-
-    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [PYTHON, "-m", "dockyard.cli", "-H", self.gateway, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-
-def _as_user() -> list[str]:
-    """Run the platform as the unprivileged user when we are root (CI), as ourselves otherwise."""
-    if os.geteuid() != 0:
-        return []
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        pytest.fail(f"user {USER!r} missing: run `make setup` (it creates the unprivileged user)")
-    return ["setpriv", "--reuid", USER, "--regid", USER, "--init-groups", "--"]
 
 
 def _push_tiny_image(registry: str, repository: str, tag: str) -> None:
@@ -78,57 +43,10 @@ def _push_tiny_image(registry: str, repository: str, tag: str) -> None:
         assert reply.status == 201
 
 
-def start(state_dir: Path, ports: tuple[int, int]) -> Platform:
-    nats_port, http_port = ports
-    output = state_dir.parent / f"up-{time.monotonic_ns()}.out"
-    env = {**os.environ, "HOME": str(state_dir.parent), "DOCKYARD_LOG_LEVEL": "info"}
-    env.pop("XDG_RUNTIME_DIR", None)  # so the gateway's socket is the fallback, <state-dir>/dockyard.sock
-    cmd = [
-        *_as_user(),
-        PYTHON,
-        "-m",
-        "dockyard.cli",
-        "up",
-        "--state-dir",
-        str(state_dir),
-        "--nats-port",
-        str(nats_port),
-        "--registry-listen",
-        f"127.0.0.1:{http_port}",
-    ]
-    with open(output, "w") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
-    gateway = f"unix://{state_dir}/dockyard.sock"
-    platform = Platform(process, state_dir, gateway, f"127.0.0.1:{http_port}", output)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"dockyard up exited {process.returncode}:\n{output.read_text()}")
-        if "platform ready" in output.read_text():
-            return platform
-        time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"dockyard up not ready in 90 s:\n{output.read_text()}")
-
-
-def stop(platform: Platform) -> int:
-    platform.process.send_signal(signal.SIGTERM)
-    return platform.process.wait(timeout=60)
-
-
 @pytest.fixture
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Under /tmp, world-traversable, owned by the user who runs the platform.
-    path = Path(tmp_path_factory.mktemp("e2e", numbered=True))
-    path.chmod(0o755)
-    for parent in path.parents:
-        if parent == Path("/"):
-            break
-        if not parent.stat().st_mode & 0o001:
-            parent.chmod(parent.stat().st_mode | 0o001)
-    if os.geteuid() == 0:
-        shutil.chown(path, USER, USER)
-    yield path
+    return make_workdir(Path(tmp_path_factory.mktemp("e2e", numbered=True)))
 
 
 def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
@@ -230,7 +148,7 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
 
         # a second `up` on the same state directory refuses while the first runs
         second = subprocess.run(
-            [*_as_user(), PYTHON, "-m", "dockyard.cli", "up", "--state-dir", str(state)],
+            [*as_user(), PYTHON, "-m", "dockyard.cli", "up", "--state-dir", str(state)],
             capture_output=True,
             text=True,
             timeout=30,
