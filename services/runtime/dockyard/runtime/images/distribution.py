@@ -28,7 +28,7 @@ Contracts and costs:
   ``ContentStore.ingest`` in a worker thread that pulls blocks (≤ 1 MiB) from the response on the
   loop; aiohttp keeps reading ahead (up to ``2 * READ_BUFFER``) while the thread writes, so network
   and disk overlap. An upload reads the blob file in a worker thread, 1 MiB at a time. Memory per
-  transfer is bounded by a few MiB whatever the blob size.
+  transfer is bounded (≈ 2 * READ_BUFFER + BLOCK = 9 MiB per download) whatever the blob size.
 * Nothing unverified becomes visible: a blob whose digest or size differs from its descriptor
   is refused by ingest (InvalidArgument) and leaves nothing in content; a manifest pulled by
   digest must hash to that digest. The image is recorded only after every blob is in content.
