@@ -13,7 +13,7 @@ DOCKYARD_USER ?= dockyard
 PY_SRC   := lib services tests bench
 
 .PHONY: help setup host venv protos check-protos lint fmt typecheck test test-unit test-integration \
-        test-e2e run bench bench-registry conformance clean
+        test-e2e run bench bench-registry bench-runtime conformance clean
 
 help: ## List targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -60,10 +60,13 @@ test-unit: venv ## Unit tests only (fast)
 run: setup ## Start the whole platform on this machine (dockyard up); Ctrl-C stops it
 	$(BIN)/dockyard up --state-dir $(STATE)
 
-bench: bench-registry ## All benchmarks (side by side with their peers)
+bench: bench-registry bench-runtime ## All benchmarks (side by side with their peers)
 
 bench-registry: setup ## Registry push/pull vs CNCF distribution, medians and ratios
 	$(BIN)/python bench/registry_bench.py
+
+bench-runtime: setup ## Runtime (run --rm, 50 at once, memory, pull, commit) vs rootless podman and bare runc
+	$(BIN)/python bench/runtime_bench.py
 
 conformance: setup ## OCI distribution-spec conformance suite against Dockyard's registry
 	tests/conformance/build.sh && tests/conformance/run-dockyard.sh
