@@ -3,12 +3,15 @@
 Exit status is docker's: the container's own code; 125 when the platform fails before the
 container runs (no such image, a bad flag the server refuses); 126/127 when its command cannot be
 executed / is not found. ``-d`` prints the id and returns. ``--rm`` is done by the server.
+An image that is not on the node is pulled first when its name says which registry holds it
+(``--pull missing``, docker's default); ``--pull always`` pulls every time, ``never`` never.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from typing import Any
 
 from dockyard.cli import spec
@@ -16,7 +19,28 @@ from dockyard.cli import spec
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    parser.add_argument(
+        "--pull",
+        choices=("missing", "always", "never"),
+        default="missing",
+        help="pull the image first: missing (default), always, never",
+    )
     spec.add_arguments(parser)
+
+
+def _has_registry(image: str) -> bool:
+    first, slash, _ = image.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def _pull(args: argparse.Namespace) -> None:
+    from dockyard.cli import pull
+
+    pull_args = argparse.Namespace(
+        host=args.host, reference=args.image, quiet=False, platform="", tls_verify=True
+    )
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the container's
+        pull.run(pull_args)
 
 
 def attach(ch: Any, container_id: str, *, interactive: bool, tty: bool, start: bool) -> int | None:
@@ -46,6 +70,8 @@ def attach(ch: Any, container_id: str, *, interactive: bool, tty: bool, start: b
 
 
 def run(args: argparse.Namespace) -> int:
+    import grpc
+
     from dockyard.api.containers.v1 import containers_pb2 as pb
     from dockyard.api.containers.v1 import containers_pb2_grpc
     from dockyard.cli.client import channel
@@ -60,7 +86,17 @@ def run(args: argparse.Namespace) -> int:
     with channel(args.host) as ch:
         stub = containers_pb2_grpc.ContainersStub(ch)
         try:
-            container = stub.Create(request)
+            if args.pull == "always":
+                _pull(args)
+            try:
+                container = stub.Create(request)
+            except grpc.RpcError as exc:
+                missing = exc.code() == grpc.StatusCode.NOT_FOUND and "no such image" in _details(exc)
+                if not (missing and args.pull == "missing" and _has_registry(args.image)):
+                    raise
+                print(f"Unable to find image '{args.image}' locally", file=sys.stderr)
+                _pull(args)
+                container = stub.Create(request)
         except Exception as exc:
             fail(exc)
             return 125
