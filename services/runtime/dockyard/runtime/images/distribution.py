@@ -79,7 +79,6 @@ from dockyard.core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from dockyard.core.events import Subject
 from dockyard.runtime.images.content import ContentStore, check_digest, sha256_digest
 from dockyard.runtime.images.credentials import Credentials, normalize_registry
 from dockyard.runtime.images.reference import Reference, parse
@@ -169,8 +168,6 @@ class ImageStoreLike(Protocol):
     def resolve(self, ref: str) -> ImageRecord: ...
 
     def manifest_bytes(self, record: ImageRecord) -> bytes: ...
-
-    def announce(self, subject: Subject, record: ImageRecord) -> None: ...
 
 
 ProgressFn = Callable[[Progress], None]
@@ -640,8 +637,8 @@ async def pull(
     """Pull ``reference`` (``HOST[:PORT]/NAME[:TAG|@DIGEST]``) into ``store``; returns its ImageRecord.
 
     An index / manifest list resolves to ``platform`` (default: this node's). The record's repo
-    digest is that of what the reference names (the index, for a multi-platform image). Emits
-    ``dockyard.image.pulled`` (``store.announce``) once the image is recorded. Cost: one
+    digest is that of what the reference names (the index, for a multi-platform image). Emits no
+    event: the caller does (``dockyard.runtime.transfer``), once this returns. Cost: one
     manifest request (two for an index), then one GET per blob not yet in content,
     MAX_CONCURRENT at a time; bytes are written once, by the content store.
     """
@@ -714,9 +711,6 @@ class _Pull:
 
         reference = None if ref.digest else str(ref)
         record = await asyncio.to_thread(self.store.add_image, body, reference, repo_digest)
-        await asyncio.to_thread(
-            self.store.announce, Subject.IMAGE_PULLED, record
-        )  # the store leaves it to us
         for digest in downloaded:
             _LayerProgress(self.emit, digest, 0, "").event("Pull complete")
         self._event(f"Digest: {repo_digest.rpartition('@')[2]}")
