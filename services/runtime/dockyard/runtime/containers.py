@@ -40,7 +40,7 @@ from dockyard.core.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.runtime import ocispec
 from dockyard.runtime.execs import ExecSession
-from dockyard.runtime.monitor import AttachStream, Monitor, Paths, parse_signal
+from dockyard.runtime.monitor import AttachStream, Monitor, Paths
 from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
 
 log = structlog.get_logger(__name__)
@@ -263,6 +263,10 @@ class ContainerManager:
             records = [r for r in records if r.state in (State.RUNNING, State.PAUSED)]
         return sorted(records, key=lambda r: r.created, reverse=True)
 
+    def writable_size(self) -> int:
+        """Bytes in every container's writable layer (docker system df's containers row)."""
+        return sum(_du(self.snapshots.upper(cid)) for cid in list(self._live))
+
     def users_of_image(self, image_id: str) -> list[str]:
         """Names of the containers (in any state) made from ``image_id``."""
         return sorted(c.record.name for c in self._live.values() if c.record.image_id == image_id)
@@ -310,11 +314,7 @@ class ContainerManager:
         """Make a container from ``config``: validate everything, snapshot the image, record it."""
         image = await asyncio.to_thread(self.images.resolve, config.image)
         image_config = (await asyncio.to_thread(self.images.config, image)).get("config") or {}
-        if config.network not in ("slirp4netns", "none", "host"):
-            raise InvalidArgument(
-                f"network {config.network!r} not found: use none, host, slirp4netns (or bridge)"
-            )
-        run = self._run_config(config)
+        run = self._run_config(config)  # validates the network mode, binds and tmpfs
         process = ocispec.merge_process(image_config, run)  # validates command, user, signal
         ports = self._ports(config, image_config)
         async with self._names_lock:
@@ -542,7 +542,7 @@ class ContainerManager:
 
     async def kill(self, ref: str, sig: str | int | None = None) -> ContainerRecord:
         live = self._find(ref)
-        number = parse_signal(sig)
+        number = ocispec.parse_signal(str(sig)) if sig else signal.SIGKILL
         if live.record.state not in (State.RUNNING, State.PAUSED):
             raise FailedPrecondition(f"container {live.record.name} is not running")
         await self.monitor.kill(live.record.id, number)
@@ -564,7 +564,7 @@ class ContainerManager:
             image_signal = ((await asyncio.to_thread(self.images.config, image)).get("config") or {}).get(
                 "StopSignal", ""
             )
-        sig = parse_signal(record.config.stop_signal or image_signal, default=signal.SIGTERM)
+        sig = ocispec.parse_signal(record.config.stop_signal or image_signal or "SIGTERM")
         if record.state is State.PAUSED:
             await self.monitor.resume(record.id)
         await self.monitor.kill(record.id, sig)

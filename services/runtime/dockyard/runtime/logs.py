@@ -33,8 +33,8 @@ def parse_time(text: str) -> datetime | None:
     """conmon's nanosecond RFC3339 → datetime (microseconds kept)."""
     try:
         head, _, rest = text.partition(".")
-        frac = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(frac) :] or "+00:00"
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        frac, zone = rest[:digits], rest[digits:] or "+00:00"
         return datetime.fromisoformat(f"{head}.{frac[:6].ljust(6, '0')}{zone.replace('Z', '+00:00')}")
     except ValueError:
         return None

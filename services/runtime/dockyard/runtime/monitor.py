@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import structlog
 
-from dockyard.core.errors import FailedPrecondition, InvalidArgument, Unavailable
+from dockyard.core.errors import FailedPrecondition, Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -100,26 +99,6 @@ def alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def parse_signal(value: str | int | None, default: int = signal.SIGKILL) -> int:
-    """``"TERM"``, ``"SIGTERM"``, ``"15"`` or 15 → 15; empty → ``default``."""
-    if value is None or value == "":
-        return int(default)
-    if isinstance(value, int):
-        number = value
-    elif value.isdigit():
-        number = int(value)
-    else:
-        name = value.upper()
-        name = name if name.startswith("SIG") else f"SIG{name}"
-        try:
-            number = int(signal.Signals[name])
-        except KeyError:
-            raise InvalidArgument(f"invalid signal: {value}") from None
-    if not 0 < number < 65:
-        raise InvalidArgument(f"invalid signal: {value}")
-    return number
 
 
 class Monitor:

@@ -9,10 +9,9 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dockyard.api.containers.v1 import containers_pb2 as cpb
@@ -214,7 +213,7 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         return cpb.CommitResponse(image_id=image.id)
 
     async def Logs(self, request: cpb.LogsRequest, context: Any) -> AsyncIterator[cpb.LogEntry]:
-        since = request.since.ToDatetime(tzinfo=_utc()) if request.HasField("since") else None
+        since = request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None
         async for stream, data, when in self.m.logs(
             request.id, follow=request.follow, since=since, tail=request.tail, timestamps=request.timestamps
         ):
@@ -386,12 +385,6 @@ class _ThreadFeed:
                 await feeder
 
 
-def _utc() -> Any:
-    from datetime import UTC
-
-    return UTC
-
-
 # --- images -------------------------------------------------------------------------------------------
 
 
@@ -547,14 +540,7 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         containers = self.m.list_containers(all=True)
         return ipb.DiskUsageResponse(
             images=images,
-            images_size=sum(r.unique_size for r in rows) + _shared_once(rows),
+            images_size=await asyncio.to_thread(self.store.total_size),
             containers=len(containers),
-            containers_size=0,
+            containers_size=await asyncio.to_thread(self.m.writable_size),
         )
-
-
-def _shared_once(rows: Any) -> int:
-    return max((r.shared_size for r in rows), default=0)
-
-
-_ = grpc  # the servicer base classes come from grpc-generated modules

@@ -761,6 +761,10 @@ class ImageStore:
             rows.append(DiskUsageRow(r, shared, unique, len(users(r.id))))
         return rows
 
+    def total_size(self) -> int:
+        """Bytes of every unpacked layer, each counted once however many images share it."""
+        return sum(self._layer_size(c) for c in {c for r in self.list() for c in r.chain_ids})
+
     def dump(self, record: ImageRecord) -> dict[str, Any]:
         """The record as a plain dict (for inspect output and tests)."""
         return asdict(record)

@@ -1,0 +1,80 @@
+"""Pure pieces of the container core: conmon's log format, runc's error lines, the persisted record."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dockyard.runtime.containers import ContainerConfig, ContainerRecord, State
+from dockyard.runtime.logs import follow_log, parse_line, parse_time
+from dockyard.runtime.monitor import _runtime_error
+from dockyard.runtime.network import PortForward
+
+LOG = (
+    b"2026-11-22T17:40:00.000000001+00:00 stdout F first line\n"
+    b"2026-11-22T17:40:01.500000000+00:00 stderr P part one, \n"
+    b"2026-11-22T17:40:01.600000000+00:00 stderr F part two\n"
+    b"2026-11-22T17:40:02.000000000Z stdout F \n"
+    b"garbage\n"
+    b"2026-11-22T17:40:03.000000000+00:00 stdout F unfinished"  # no newline yet: not read
+)
+
+
+def test_parse_line_full_partial_and_empty() -> None:
+    assert parse_line(b"2026-11-22T17:40:00.1+00:00 stdout F hello\n") == (
+        "stdout",
+        b"hello\n",
+        "2026-11-22T17:40:00.1+00:00",
+    )
+    assert parse_line(b"2026-11-22T17:40:00.1+00:00 stderr P hel\n")[:2] == ("stderr", b"hel")
+    assert parse_line(b"2026-11-22T17:40:00.1+00:00 stdout F\n")[:2] == ("stdout", b"\n")
+    assert parse_line(b"garbage\n") is None
+
+
+def test_parse_time_keeps_microseconds_and_zone() -> None:
+    assert parse_time("2026-11-22T17:40:01.500000123+00:00") == datetime(2026, 11, 22, 17, 40, 1, 500000, UTC)
+    assert parse_time("2026-11-22T17:40:02.000000000Z") == datetime(2026, 11, 22, 17, 40, 2, tzinfo=UTC)
+    assert parse_time("yesterday") is None
+
+
+def _read(path: Path, **kw: object) -> list[tuple[str, bytes, str]]:
+    async def collect() -> list[tuple[str, bytes, str]]:
+        done = asyncio.Event()
+        done.set()
+        return [e async for e in follow_log(path, done, **kw)]  # type: ignore[arg-type]
+
+    return asyncio.run(collect())
+
+
+def test_follow_log_since_tail_and_unfinished_lines(tmp_path: Path) -> None:
+    log = tmp_path / "ctr.log"
+    log.write_bytes(LOG)
+    everything = _read(log, follow=False, since=None, tail=0)
+    assert b"".join(d for _, d, _ in everything) == b"first line\npart one, part two\n\n"
+    assert [d for _, d, _ in _read(log, follow=False, since=None, tail=1)] == [b"\n"]
+    since = datetime(2026, 11, 22, 17, 40, 1, 550000, UTC)
+    assert [d for _, d, _ in _read(log, follow=False, since=since, tail=0)] == [b"part two\n", b"\n"]
+    assert _read(tmp_path / "absent.log", follow=True, since=None, tail=0) == []
+
+
+def test_runtime_error_takes_runcs_message() -> None:
+    line = 'time="2026" level=error msg="runc create failed: exec: \\"nope\\": executable file not found"\n'
+    assert _runtime_error("noise\n" + line) == 'runc create failed: exec: "nope": executable file not found'
+    assert _runtime_error("") == "the OCI runtime failed without a message"
+
+
+def test_record_round_trips_through_json() -> None:
+    record = ContainerRecord(
+        id="ab" * 32,
+        name="web",
+        config=ContainerConfig(image="busybox", command=["httpd"], ports=["8080:80"], labels={"a": "b"}),
+        image_id="sha256:" + "cd" * 32,
+        created="2026-11-22T17:40:00.000000+00:00",
+        state=State.EXITED,
+        exit_code=137,
+        ports=[PortForward("0.0.0.0", 8080, 80)],
+        oom_killed=True,
+    )
+    again = ContainerRecord.from_json(record.to_json())
+    assert again == record and again.state is State.EXITED and again.short_id == "ab" * 6
