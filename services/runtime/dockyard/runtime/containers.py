@@ -523,7 +523,7 @@ class ContainerManager:
         record = self._save(
             replace(
                 record,
-                state=State.EXITED,
+                state=State.EXITED if code is not None else State.DEAD,
                 exit_code=255 if code is None else code,
                 finished=now(),
                 pid=0,

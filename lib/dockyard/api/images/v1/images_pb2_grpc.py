@@ -139,7 +139,8 @@ class ImagesServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Import(self, request_iterator, context):
-        """Import a tar (OCI layout or rootfs tarball) streamed by the client as an image.
+        """Import a rootfs tarball streamed by the client as a one-layer image (docker import);
+        OCI layouts and docker-archives go through Load.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
