@@ -330,6 +330,13 @@ class Dockyard:
         rest = [p for p in rest if p not in containers]
         return Mem.of(beside), Mem.of([rt]), Mem.of(rest)
 
+    def clear(self) -> None:
+        """Remove every container (after a failed part)."""
+        with contextlib.suppress(Exception):
+            ids = self.ids()
+            if ids:
+                run(self.cli("rm", "-f", *ids), self.env)
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -400,6 +407,10 @@ class Podman:
         containers = {c for p in conmons for c in descendants(p, kids)}
         pause = self.pause_pid()
         return Mem.of([p for p in [*mine, *([pause] if pause else [])] if p not in containers])
+
+    def clear(self) -> None:
+        with contextlib.suppress(Exception):
+            run(self.cli("rm", "-af", "-t", "0"), self.env)
 
     def stop(self) -> None:
         if not self.used:
@@ -869,17 +880,26 @@ def main(argv: list[str] | None = None) -> int:
             res["storage"][OURS] = snap[0] if snap else "?"
             print(f"dockyard snapshotter: {res['storage'][OURS]}", flush=True)
         floor = RuncFloor(user, scratch, scratch / "busybox.tar")
-        if "run" in parts:
-            bench_run_rm(dy, pm, args.runs, res)
-        if "api" in parts:
-            bench_api(dy, floor, args.runs, res)
-        if "concurrent" in parts:
-            bench_concurrent(dy, pm, args.concurrent, args.rounds, res)
-        if "pull" in parts:
-            bench_pull(dy, pm, scratch, args, res)
-        if "commit" in parts:
-            bench_commit(dy, pm, args.reps, args.commit_mb, res)
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("run", lambda: bench_run_rm(dy, pm, args.runs, res)),
+            ("api", lambda: bench_api(dy, floor, args.runs, res)),
+            ("concurrent", lambda: bench_concurrent(dy, pm, args.concurrent, args.rounds, res)),
+            ("pull", lambda: bench_pull(dy, pm, scratch, args, res)),
+            ("commit", lambda: bench_commit(dy, pm, args.reps, args.commit_mb, res)),
+        ]
+        for part, step in steps:
+            if part not in parts:
+                continue
+            try:
+                step()
+            except Exception as exc:  # one part failing is a result too: report it, clean up, go on
+                res.setdefault("errors", {})[part] = str(exc)
+                print(f"  {part}: FAILED: {exc}", flush=True)
+                dy.clear()
+                pm.clear()
         rows = report(res, args)
+        for part, message in res.get("errors", {}).items():
+            rows.append([f"{part}: FAILED (see errors in the JSON)", message[:60], "", "", "", ""])
     finally:
         res["versions"] = versions(pm)
         dy.stop()
