@@ -256,6 +256,7 @@ class Dockyard:
         self.channel: Any = None
         self.stub: Any = None
         self.pb: Any = None
+        self.phases: dict[str, list[float]] = {}  # the API run's RPCs, seconds each
 
     def start(self) -> None:
         cmd = [*self.user.prefix(), str(VENV_BIN / "dockyard"), "up", "--state-dir", str(self.state)]
@@ -292,13 +293,18 @@ class Dockyard:
         started = time.perf_counter()
         spec = pb.ContainerSpec(image=IMAGE, command=["true"], network=network)
         c = self.stub.Create(pb.CreateContainerRequest(spec=spec), timeout=60)
+        created = time.perf_counter()
         first = pb.AttachInput(start=pb.AttachStart(container_id=c.id, start=True, wait=True))
         code = None
         for out in self.stub.Attach(iter([first]), timeout=60):
             if out.WhichOneof("output") == "exit_code":
                 code = out.exit_code
+        exited = time.perf_counter()
         self.stub.Remove(pb.RemoveContainerRequest(id=c.id), timeout=60)
         elapsed = time.perf_counter() - started
+        for phase, t in (("create", created - started), ("attach", exited - created)):
+            self.phases.setdefault(phase, []).append(t)
+        self.phases.setdefault("remove", []).append(started + elapsed - exited)
         if code != 0:
             raise RuntimeError(f"API run of `true` ended with exit code {code}")
         return elapsed
@@ -539,6 +545,7 @@ def bench_api(dy: Dockyard, floor: RuncFloor, runs: int, res: dict[str, Any]) ->
         dy.api_run("none")
         dy.api_run("")
         floor.run()
+    dy.phases.clear()
     t_none: list[float] = []
     t_slirp: list[float] = []
     t_floor: list[float] = []
@@ -548,10 +555,13 @@ def bench_api(dy: Dockyard, floor: RuncFloor, runs: int, res: dict[str, Any]) ->
         t_floor.append(b)
         t_slirp.append(dy.api_run(""))
     res["api_run_rm"] = {"dockyard_none": t_none, "dockyard_default": t_slirp, "runc": t_floor}
+    res["api_run_rm"]["dockyard_rpc_s"] = dy.phases  # both networks
+    phases = "  ".join(f"{k} {median(v) * 1000:.0f} ms" for k, v in dy.phases.items())
     print(
         f"  API run --rm: network none median {median(t_none) * 1000:4.0f} ms p90 {p90(t_none) * 1000:4.0f}"
         f" | slirp4netns median {median(t_slirp) * 1000:4.0f} ms | runc floor median "
-        f"{median(t_floor) * 1000:4.0f} ms p90 {p90(t_floor) * 1000:4.0f}",
+        f"{median(t_floor) * 1000:4.0f} ms p90 {p90(t_floor) * 1000:4.0f}\n"
+        f"    API medians per RPC (both networks): {phases}",
         flush=True,
     )
 
@@ -847,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.only.split(","))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
+    load_before = os.getloadavg()
     tar = busybox_tar()
     # /tmp: world-traversable and short (the gateway socket path must fit in sockaddr_un)
     scratch = Path(tempfile.mkdtemp(prefix="dyrtb-"))
@@ -923,6 +934,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": stamp,
         "duration_s": round(time.monotonic() - started, 1),
         "args": vars(args),
+        "loadavg_1_5_15": {"before": load_before, "after": os.getloadavg()},
         "table": {"header": header, "rows": rows},
         **res,
     }
@@ -930,7 +942,11 @@ def main(argv: list[str] | None = None) -> int:
     out = CACHE_DIR / "runtime.json"
     out.write_text(json.dumps(result, indent=2))
     (CACHE_DIR / f"runtime-{stamp}.json").write_text(json.dumps(result, indent=2))
-    print(f"\nresults: {out}  (total {result['duration_s']} s)")
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\nresults: {out}  (total {result['duration_s']} s; "
+        f"load average now {load}, before {load_before[0]:.1f})"
+    )
     return 0
 
 
