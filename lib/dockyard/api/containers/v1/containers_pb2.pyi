@@ -70,11 +70,19 @@ class Mount(_message.Message):
     TARGET_FIELD_NUMBER: _builtins.int
     READ_ONLY_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
+    NO_COPY_FIELD_NUMBER: _builtins.int
+    TMPFS_SIZE_FIELD_NUMBER: _builtins.int
+    TMPFS_MODE_FIELD_NUMBER: _builtins.int
     source: _builtins.str
     target: _builtins.str
     read_only: _builtins.bool
     type: _builtins.str
     """"bind", "volume", "tmpfs"."""
+    no_copy: _builtins.bool
+    """Volumes (issue 7). type "volume": an empty volume is not filled from the image (nocopy)."""
+    tmpfs_size: _builtins.int
+    """type "tmpfs": size in bytes (0: unbounded) and permission bits (0: 1777)."""
+    tmpfs_mode: _builtins.int
     def __init__(
         self,
         *,
@@ -82,10 +90,13 @@ class Mount(_message.Message):
         target: _builtins.str = ...,
         read_only: _builtins.bool = ...,
         type: _builtins.str = ...,
+        no_copy: _builtins.bool = ...,
+        tmpfs_size: _builtins.int = ...,
+        tmpfs_mode: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_only", b"read_only", "source", b"source", "target", b"target", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["no_copy", b"no_copy", "read_only", b"read_only", "source", b"source", "target", b"target", "tmpfs_mode", b"tmpfs_mode", "tmpfs_size", b"tmpfs_size", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -163,6 +174,7 @@ class ContainerSpec(_message.Message):
     TMPFS_FIELD_NUMBER: _builtins.int
     STOP_SIGNAL_FIELD_NUMBER: _builtins.int
     STOP_TIMEOUT_FIELD_NUMBER: _builtins.int
+    VOLUMES_FROM_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     name: _builtins.str
     workdir: _builtins.str
@@ -197,6 +209,12 @@ class ContainerSpec(_message.Message):
     def tmpfs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Paths mounted as tmpfs ("/run" or "/run:size=64m")."""
 
+    @_builtins.property
+    def volumes_from(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Volumes (issue 7; numbers 40-49 are kept for them): containers whose mounts this one
+        gets too, "CONTAINER[:ro|rw]" (docker run --volumes-from).
+        """
+
     def __init__(
         self,
         *,
@@ -220,10 +238,11 @@ class ContainerSpec(_message.Message):
         tmpfs: _abc.Iterable[_builtins.str] | None = ...,
         stop_signal: _builtins.str = ...,
         stop_timeout: _builtins.int = ...,
+        volumes_from: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -417,17 +436,21 @@ class RemoveContainerRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     force: _builtins.bool
+    volumes: _builtins.bool
+    """Also remove its anonymous volumes (docker rm -v); --rm containers always do."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         force: _builtins.bool = ...,
+        volumes: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "id", b"id", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
