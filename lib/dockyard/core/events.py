@@ -54,6 +54,9 @@ class Subject(StrEnum):
     CONTAINER_RENAMED = "dockyard.container.renamed"
     CONTAINER_EXEC = "dockyard.container.exec"
     CONTAINER_REMOVED = "dockyard.container.removed"
+    # volumes (runtime)
+    VOLUME_CREATED = "dockyard.volume.created"
+    VOLUME_REMOVED = "dockyard.volume.removed"
     # builds
     BUILD_STARTED = "dockyard.build.started"
     BUILD_FINISHED = "dockyard.build.finished"
