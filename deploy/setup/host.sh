@@ -10,6 +10,8 @@
 #     socket; and a user `dockyard-outsider`, in no such group, that the tests prove is refused;
 #   - /dev/fuse and /dev/net/tun are rw for everyone (chmod now, a udev rule for after reboot);
 #   - unprivileged user namespaces are enabled (warns only: a sysctl is the admin's call);
+#   - a cgroup subtree `dockyard` owned by the user in every v1 hierarchy (or, on cgroup v2, one with
+#     cpu/io/memory/pids enabled), so runc can enforce resource limits and pause rootless;
 #   - every parent directory of this checkout is o+x, so the user can run the venv's python.
 #
 # Prints one line per action taken, or a single "host ready" line when nothing needed doing.
@@ -144,6 +146,64 @@ if [ ! -f "$UDEV_RULE" ] || [ "$(cat "$UDEV_RULE")" != "$rule" ]; then
     install -d -m 0755 "$(dirname "$UDEV_RULE")"
     printf '%s\n' "$rule" >"$UDEV_RULE"
     act "wrote ${UDEV_RULE} (keeps /dev/fuse and /dev/net/tun 0666 after reboot)"
+fi
+
+# --- cgroups: a subtree the user may write, for resource limits, pause and stats ---------------------
+# (lib/dockyard/core/cgroups.py describes the layout; cgroupfs is not persistent: this runs at every
+# `make run`/`make test`, and after a reboot `make setup` again.)
+step="cgroups"
+readonly CGROUP_SUBTREE=dockyard
+USER_GROUP="$(id -gn "$USER_NAME")"
+give_cgroup() { # $1: a cgroup dir; the user gets it and the files that move processes and enable controllers
+    local d="$1" f changed=1
+    for f in "$d" "$d/cgroup.procs" "$d/tasks" "$d/cgroup.threads" "$d/cgroup.subtree_control"; do
+        [ -e "$f" ] || continue
+        if [ "$(stat -c %U "$f")" != "$USER_NAME" ]; then
+            chown "$USER_NAME:$USER_GROUP" "$f" || die "chown ${f} failed"
+            changed=0
+        fi
+    done
+    return "$changed"
+}
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then # cgroup v2: one subtree, controllers enabled for it
+    d="/sys/fs/cgroup/${CGROUP_SUBTREE}"
+    if [ ! -d "$d" ]; then
+        mkdir "$d" || die "mkdir ${d} failed"
+        act "created cgroup ${d}"
+    fi
+    for c in cpu cpuset io memory pids; do
+        grep -qw "$c" /sys/fs/cgroup/cgroup.controllers || continue
+        for parent in /sys/fs/cgroup "$d"; do
+            if ! grep -qw "$c" "$parent/cgroup.subtree_control"; then
+                if echo "+$c" >"$parent/cgroup.subtree_control" 2>/dev/null; then
+                    act "enabled the ${c} controller in ${parent}/cgroup.subtree_control"
+                else
+                    warn "cannot enable ${c} in ${parent}/cgroup.subtree_control (a process in it?)"
+                fi
+            fi
+        done
+    done
+    if give_cgroup "$d"; then act "gave cgroup ${d} to ${USER_NAME}"; fi
+elif grep -q ' cgroup ' /proc/self/mounts; then # v1 or hybrid: runc uses every v1 hierarchy, so all
+    while read -r _ mnt type _; do
+        [ "$type" = cgroup ] || continue
+        d="${mnt}/${CGROUP_SUBTREE}"
+        if [ ! -d "$d" ]; then
+            mkdir "$d" || die "mkdir ${d} failed"
+            act "created cgroup ${d}"
+        fi
+        if [ -f "$d/cpuset.cpus" ]; then # runc (not root) cannot fill these in for itself
+            for f in cpuset.cpus cpuset.mems; do
+                if [ -z "$(cat "$d/$f")" ]; then
+                    cat "$mnt/$f" >"$d/$f" || die "cannot copy ${mnt}/${f} to ${d}"
+                    act "copied ${f} into ${d}"
+                fi
+            done
+        fi
+        if give_cgroup "$d"; then act "gave cgroup ${d} to ${USER_NAME}"; fi
+    done </proc/self/mounts
+else
+    warn "no cgroup filesystem: container resource limits and pause will be refused"
 fi
 
 # --- user namespaces (warn only) ---------------------------------------------------------------------

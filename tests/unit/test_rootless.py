@@ -142,21 +142,32 @@ def test_delegated_controllers(tmp_path: Path) -> None:
     assert delegated_controllers(tmp_path, 1002) == frozenset()
 
 
-def test_limits_enforceable_only_on_v2_with_full_delegation(tmp_path: Path) -> None:
-    _v2_with_delegation(tmp_path, 1001, "cpu memory pids\n")
+def test_limits_enforceable_with_a_delegated_v1_subtree_in_every_hierarchy(tmp_path: Path) -> None:
+    # hybrid, as on this kind of host: every v1 hierarchy has a dockyard/ subtree (cpuset filled in)
+    for h in ("memory", "cpu,cpuacct", "pids", "freezer", "devices", "blkio", "cpuset", "systemd"):
+        _touch(tmp_path / h / "cgroup.procs")
+        _touch(tmp_path / h / "dockyard" / "cgroup.procs")
+    _touch(tmp_path / "cpuset" / "dockyard" / "cpuset.cpus", "0-1\n")
+    _touch(tmp_path / "cpuset" / "dockyard" / "cpuset.mems", "0\n")
+    _touch(tmp_path / "unified" / "cgroup.controllers", "")
     check = rootless._cgroup_limits(tmp_path, 1001, cgroup_mode(tmp_path))
-    assert check.ok
+    assert check.ok, check.detail
+    assert "--memory" in check.detail and "--pids-limit" in check.detail and "--cpus" in check.detail
 
-    partial = tmp_path / "partial"
-    _v2_with_delegation(partial, 1001, "memory pids\n")
-    check = rootless._cgroup_limits(partial, 1001, cgroup_mode(partial))
+    # one hierarchy without the subtree: runc would fail every container with a cgroupsPath
+    (tmp_path / "devices" / "dockyard" / "cgroup.procs").unlink()
+    (tmp_path / "devices" / "dockyard").rmdir()
+    check = rootless._cgroup_limits(tmp_path, 1001, cgroup_mode(tmp_path))
     assert not check.ok
-    assert "lacks delegated cpu" in check.detail
+    assert "devices/dockyard is missing" in check.detail and "make setup" in check.fix
 
-    check = rootless._cgroup_limits(tmp_path, 1001, CgroupMode.HYBRID)
-    assert not check.ok
-    assert check.detail == "cgroup hybrid: rootless resource limits cannot be enforced"
-    assert "cgroup v2" in check.fix
+
+def test_limits_not_enforceable_without_a_subtree(tmp_path: Path) -> None:
+    _v2_with_delegation(tmp_path, 1001, "cpu memory pids\n")  # systemd's delegation alone is not used
+    check = rootless._cgroup_limits(tmp_path, 1001, cgroup_mode(tmp_path))
+    assert not check.ok and "dockyard is missing" in check.detail
+    check = rootless._cgroup_limits(tmp_path / "none", 1001, CgroupMode.NONE)
+    assert not check.ok and "no cgroup filesystem" in check.detail
 
 
 # --- decisions and records ------------------------------------------------------------------------------

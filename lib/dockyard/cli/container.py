@@ -28,6 +28,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "unpause": ("unpause", "Unpause containers"),
     "rename": ("rename", "Rename a container"),
     "port": ("port", "Show a container's published ports"),
+    "update": ("update", "Change containers' resource limits"),
+    "stats": ("stats", "Live resource usage of containers"),
     "inspect": ("inspect", "Show containers in detail (JSON)"),
     "prune": ("container", "Remove every stopped container"),
 }

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from dockyard.cli import limits
+
 
 @dataclass(frozen=True)
 class Port:
@@ -65,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     a("--stop-signal", default="", help="signal that stops the container (default: image's or SIGTERM)")
     a("--stop-timeout", type=int, default=0, help="seconds before SIGKILL on stop (default 10)")
+    limits.add_arguments(parser)  # resource limits: --memory, --cpus, --pids-limit, …
     a("image", help="image reference")
     a("argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
 
@@ -248,4 +251,5 @@ def build_spec(args: argparse.Namespace) -> Any:
             from dockyard.core.errors import InvalidArgument
 
             raise InvalidArgument(f"bad --tmpfs {item!r}: the path must be absolute")
+    limits.apply(args, spec.resources)  # resource limits
     return spec

@@ -97,6 +97,11 @@ def _become_unprivileged(state_dir: Path, listen: str, args: argparse.Namespace)
     socket = unix_path(listen)
     if socket is not None:
         give_socket_dir(user, socket.parent)
+    # cgroup v2 (resource limits): live inside the delegated /dockyard subtree, so the unprivileged
+    # runtime may move containers into cgroups there; a no-op on v1.
+    from dockyard.core.cgroups import enter_v2_subtree
+
+    enter_v2_subtree(user.pw_uid, user.pw_gid)
     reexec_as(
         user,
         ["up", "--state-dir", str(state_dir), "--nats-port", str(args.nats_port),

@@ -29,6 +29,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "unpause": ("unpause", "Unpause containers"),
     "rename": ("rename", "Rename a container"),
     "port": ("port", "Show a container's published ports"),
+    "update": ("update", "Change containers' resource limits (--memory, --cpus, --pids-limit, ...)"),
+    "stats": ("stats", "Live CPU, memory, network, block I/O and pids of containers"),
     # images
     "images": ("images", "List images"),
     "pull": ("pull", "Pull an image from a registry"),

@@ -73,6 +73,15 @@ class ResourceExhausted(DockyardError):
     code = "RESOURCE_EXHAUSTED"
 
 
+class StorageFull(ResourceExhausted):
+    """The disk (or quota) under a store is full: the server's condition, not the caller's mistake.
+
+    Writes fail until space is freed; reads keep working. Retrying later may succeed.
+    """
+
+    code = "RESOURCE_EXHAUSTED"
+
+
 class Unavailable(DockyardError):
     """A dependency (a backend service, NATS, a node) cannot be reached right now; retrying may work."""
 

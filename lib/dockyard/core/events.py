@@ -54,6 +54,7 @@ class Subject(StrEnum):
     CONTAINER_RENAMED = "dockyard.container.renamed"
     CONTAINER_EXEC = "dockyard.container.exec"
     CONTAINER_REMOVED = "dockyard.container.removed"
+    CONTAINER_UPDATED = "dockyard.container.updated"  # resource limits changed (docker update)
     # volumes (runtime)
     VOLUME_CREATED = "dockyard.volume.created"
     VOLUME_REMOVED = "dockyard.volume.removed"

@@ -441,21 +441,25 @@ def _oci_runtime(name: str, scratch: Path, bundle: Path | None) -> Check:
 
 
 def _cgroup_limits(root: Path, uid: int, mode: CgroupMode) -> Check:
-    """ok exactly when rootless resource limits can be enforced."""
+    """ok exactly when rootless resource limits can be enforced: a cgroup subtree this user may
+    write (``/sys/fs/cgroup/<hierarchy>/dockyard`` on v1, ``/sys/fs/cgroup/dockyard`` with its
+    controllers enabled on v2), the same decision the runtime takes (:mod:`dockyard.core.cgroups`)."""
+    from dockyard.core import cgroups
+
     name = "cgroup limits"
-    fix = (
-        "needs cgroup v2 (boot with systemd.unified_cgroup_hierarchy=1) and systemd delegation "
-        "(Delegate=memory pids cpu in user@.service); "
-        "until then container resource limits cannot be applied rootless"
-    )
-    if mode is not CgroupMode.V2:
-        return Check(name, False, f"cgroup {mode}: rootless resource limits cannot be enforced", fix)
-    have = delegated_controllers(root, uid)
-    missing = LIMIT_CONTROLLERS - have
-    if missing:
-        detail = f"cgroup v2, but user@{uid}.service lacks delegated {', '.join(sorted(missing))}"
-        return Check(name, False, detail, fix)
-    return Check(name, True, f"cgroup v2 with {', '.join(sorted(have))} delegated", fix)
+    fix = f"as root: {cgroups.SETUP_HINT}; it must run again after a reboot (cgroupfs is not persistent)"
+    if mode is CgroupMode.NONE:
+        return Check(name, False, "no cgroup filesystem: resource limits cannot be enforced", fix)
+    # On v2 the platform runs inside the subtree (`dockyard up` as root moves itself there), so
+    # judge the subtree as the runtime will see it, not from this (doctor's) cgroup.
+    delegation = cgroups.probe(root, own_v2=f"/{cgroups.SUBTREE}/{cgroups.PLATFORM_LEAF}")
+    enforced = delegation.enforceable
+    if not delegation.usable:
+        return Check(name, False, delegation.summary(), fix)
+    lacking = [f for f in ("--memory", "--cpus", "--pids-limit") if f not in enforced]
+    if lacking:
+        return Check(name, False, f"{delegation.summary()}; cannot enforce {', '.join(lacking)}", fix)
+    return Check(name, True, delegation.summary(), fix)
 
 
 def _unprivileged(uid: int, user: str) -> Check:

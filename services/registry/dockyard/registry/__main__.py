@@ -47,6 +47,24 @@ _SERVE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--upload-expiry", "upload_expiry", float, "seconds an idle upload session lives (default 3600)"),
     ("--body-idle-timeout", "body_idle_timeout", float, "seconds a stalled body is kept (default 60)"),
     ("--gc-grace", "gc_grace", float, "seconds a new unreferenced blob is safe from GC (default 3600)"),
+    (
+        "--idle-timeout",
+        "idle_timeout",
+        float,
+        "seconds a connection may sit idle or take to send its request head (default 60)",
+    ),
+    (
+        "--max-connections",
+        "max_connections",
+        int,
+        "open HTTP connections; beyond, the longest-idle one is closed (default: from the open-files limit)",
+    ),
+    (
+        "--max-uploads-per-repository",
+        "max_uploads_per_repository",
+        int,
+        "open upload sessions per repository; beyond it POST answers 429 (default 1000)",
+    ),
 ]
 
 

@@ -36,9 +36,16 @@ class RegistryConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     upload_expiry: float = 3600.0
+    max_uploads_per_repository: int = 1000  # open upload sessions; beyond: 429 TOOMANYREQUESTS
     body_idle_timeout: float = 60.0  # a request body that sends nothing this long is dropped
     gc_grace: float = 3600.0
     manifest_max_bytes: int = 4 << 20
+    max_tags_per_push: int = 100  # ?tag= parameters on one manifest PUT (the spec asks for >= 10)
+    # Connections (see dockyard.registry.connections): an idle keep-alive connection, or one that has
+    # not sent a whole request head, is closed after ``idle_timeout``; beyond ``max_connections`` the
+    # longest-idle connection is closed to make room (0: derived from the open-files limit).
+    idle_timeout: float = 60.0
+    max_connections: int = 0
     nats_url: str = ""
     source: str = "/dockyard/registry"  # CloudEvents source of every event
 

@@ -14,7 +14,7 @@ from typing import Protocol
 from dockyard.registry.errors import DigestInvalid
 
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^(sha256|sha512):([a-f0-9]+)$")
+_DIGEST_RE = re.compile(r"(sha256|sha512):([a-f0-9]+)")
 
 
 class Hasher(Protocol):
@@ -33,7 +33,7 @@ class Digest:
     @classmethod
     def parse(cls, raw: str) -> Digest:
         """Parse ``alg:hex``; raises DigestInvalid for anything else (case, length, algorithm)."""
-        m = _DIGEST_RE.match(raw or "")
+        m = _DIGEST_RE.fullmatch(raw or "")
         if m is None or len(m.group(2)) != ALGORITHMS[m.group(1)]:
             raise DigestInvalid(f"invalid digest {raw[:200]!r}", digest=raw[:200])
         return cls(m.group(1), m.group(2))

@@ -64,6 +64,28 @@ class ManifestTooLarge(core.ResourceExhausted):
     oci_code = "SIZE_INVALID"
 
 
+class TooManyUploads(core.ResourceExhausted):
+    """A repository holds as many open upload sessions as the registry allows (429 + Retry-After)."""
+
+    oci_code = "TOOMANYREQUESTS"
+
+
+class TooManyTags(core.ResourceExhausted):
+    """More ``?tag=`` parameters on one manifest push than allowed (414, as the spec suggests)."""
+
+    oci_code = "TAG_INVALID"
+
+
+class StorageFull(core.StorageFull):
+    """ENOSPC/EDQUOT under the storage root: 507 Insufficient Storage, never the client's fault.
+
+    The spec's code list has nothing for it; ``UNAVAILABLE`` is what CNCF distribution uses for a
+    server-side condition a client may retry later.
+    """
+
+    oci_code = "UNAVAILABLE"
+
+
 class TagInvalid(core.InvalidArgument):
     oci_code = "TAG_INVALID"
 

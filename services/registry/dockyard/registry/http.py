@@ -29,20 +29,26 @@ from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 from dockyard.core import errors as core
 from dockyard.registry.auth import Access, Authorizer
 from dockyard.registry.config import RegistryConfig
-from dockyard.registry.digest import Digest, is_digest
+from dockyard.registry.connections import ConnectionGuard
+from dockyard.registry.digest import Digest, is_digest, new_hasher
 from dockyard.registry.errors import (
     BlobUploadInvalid,
     DigestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
     RangeInvalid,
+    StorageFull,
+    TagInvalid,
+    TooManyTags,
+    TooManyUploads,
 )
 from dockyard.registry.manifest import OCI_INDEX, accepts
-from dockyard.registry.registry import ChunkWriter, Registry, UploadStatus
+from dockyard.registry.registry import BlobInfo, ChunkWriter, Registry, UploadStatus
 from dockyard.registry.storage import CHUNK_SIZE
 
 log = structlog.get_logger("dockyard.registry.http")
@@ -51,6 +57,7 @@ API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 REGISTRY_KEY = web.AppKey("registry", Registry)
 REPOSITORY_KEY = web.RequestKey("repository", str)
 AUTH_KEY = web.AppKey("authorizer", Authorizer)
+GUARD_KEY = web.AppKey("connections", ConnectionGuard)
 
 # Spec error code → HTTP status.
 OCI_STATUS: dict[str, int] = {
@@ -68,7 +75,7 @@ OCI_STATUS: dict[str, int] = {
     "UNAUTHORIZED": 401,
     "DENIED": 403,
     "UNSUPPORTED": 405,
-    "TOO_MANY_REQUESTS": 429,
+    "TOOMANYREQUESTS": 429,
 }
 # Core errors without an OCI code of their own (class → (status, code)); most specific first.
 _FALLBACK: list[tuple[type[core.DockyardError], int, str]] = [
@@ -76,7 +83,8 @@ _FALLBACK: list[tuple[type[core.DockyardError], int, str]] = [
     (core.PermissionDenied, 403, "DENIED"),
     (core.NotFound, 404, "NAME_UNKNOWN"),
     (core.OutOfRange, 416, "BLOB_UPLOAD_INVALID"),
-    (core.ResourceExhausted, 429, "TOO_MANY_REQUESTS"),
+    (core.StorageFull, 507, "UNAVAILABLE"),
+    (core.ResourceExhausted, 429, "TOOMANYREQUESTS"),
     (core.Unimplemented, 405, "UNSUPPORTED"),
     (core.Unavailable, 503, "UNAVAILABLE"),
     (core.InvalidArgument, 400, "UNSUPPORTED"),
@@ -84,17 +92,22 @@ _FALLBACK: list[tuple[type[core.DockyardError], int, str]] = [
     (core.AlreadyExists, 409, "UNSUPPORTED"),
 ]
 
+# Matched with fullmatch and DOTALL: a name or reference holding "%0A" (a newline once decoded)
+# reaches its handler and is refused there as invalid, in OCI JSON like every other refusal.
 _ROUTES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^$"), "base"),
-    (re.compile(r"^_catalog$"), "catalog"),
-    (re.compile(r"^(?P<name>.+)/tags/list$"), "tags"),
-    (re.compile(r"^(?P<name>.+)/manifests/(?P<ref>[^/]+)$"), "manifest"),
-    (re.compile(r"^(?P<name>.+)/blobs/uploads/?(?P<upload>[^/]*)$"), "upload"),
-    (re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]+)$"), "blob"),
-    (re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]+)$"), "referrers"),
+    (re.compile(r"", re.DOTALL), "base"),
+    (re.compile(r"_catalog", re.DOTALL), "catalog"),
+    (re.compile(r"(?P<name>.+)/tags/list", re.DOTALL), "tags"),
+    (re.compile(r"(?P<name>.+)/manifests/(?P<ref>[^/]+)", re.DOTALL), "manifest"),
+    (re.compile(r"(?P<name>.+)/blobs/uploads/?(?P<upload>[^/]*)", re.DOTALL), "upload"),
+    (re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)", re.DOTALL), "blob"),
+    (re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)", re.DOTALL), "referrers"),
 ]
 _PULL, _PUSH, _DELETE = frozenset({"pull"}), frozenset({"pull", "push"}), frozenset({"delete"})
 _CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+_INT_RE = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also accepts "²"
+RETRY_AFTER = "30"  # seconds, on 429 and 507
 
 
 def oci_error(
@@ -109,6 +122,12 @@ def _map_error(exc: core.DockyardError) -> tuple[int, str]:
     if code is not None:
         if isinstance(exc, RangeInvalid):
             return 416, code
+        if isinstance(exc, StorageFull):
+            return 507, code  # Insufficient Storage: the server's condition; reads still work
+        if isinstance(exc, TooManyUploads):
+            return 429, code
+        if isinstance(exc, TooManyTags):
+            return 414, code
         if isinstance(exc, core.ResourceExhausted):
             return 413, code
         return OCI_STATUS.get(code, 400), code
@@ -120,6 +139,17 @@ def _map_error(exc: core.DockyardError) -> tuple[int, str]:
 
 @web.middleware
 async def _error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    guard = request.app[GUARD_KEY]
+    guard.begin(request.protocol)  # busy: this connection is not evicted or reaped meanwhile
+    try:
+        return await _handle(request, handler)
+    finally:
+        guard.end(request.protocol)
+
+
+async def _handle(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
@@ -136,6 +166,8 @@ async def _error_middleware(
                 headers["Location"] = f"/v2/{name}/blobs/uploads/{upload}"
         if (challenge := getattr(exc, "challenge", None)) is not None:
             headers["WWW-Authenticate"] = challenge
+        if status in (429, 503, 507):
+            headers["Retry-After"] = RETRY_AFTER
         log_fn = bound.error if status >= 500 else bound.info
         log_fn("request refused", status=status, code=code, error=exc.message)
         detail = {k: v for k, v in exc.detail.items() if isinstance(v, str | int)}
@@ -143,6 +175,8 @@ async def _error_middleware(
         if request.body_exists and not request.content.at_eof():
             # We refused without reading the body: close rather than drain (or misparse) the rest.
             response.force_close()
+    except web.HTTPNotFound:  # no route at all: still an OCI error body
+        response = oci_error(404, "NAME_UNKNOWN", "no such endpoint")
     except web.HTTPException as exc:
         response = exc
     except (ConnectionError, asyncio.CancelledError):
@@ -152,6 +186,9 @@ async def _error_middleware(
         response = oci_error(500, "UNKNOWN", "internal error")
     response.headers.update(API_VERSION_HEADER)
     response.headers["X-Request-Id"] = request_id
+    if not response.prepared:
+        # Send now, while the connection counts as busy: a FileResponse streams the whole blob here.
+        await response.prepare(request)
     bound.debug("request", status=response.status, ms=round((time.monotonic() - started) * 1000, 1))
     return response
 
@@ -159,6 +196,22 @@ async def _error_middleware(
 def _range(offset: int) -> str:
     """The ``Range`` header distribution sends for an upload holding ``offset`` bytes."""
     return f"0-{max(offset - 1, 0)}"
+
+
+def _satisfiable(header: str, size: int) -> bool:
+    """Whether a ``Range`` header names bytes a blob of ``size`` has (RFC 9110 14.1.2).
+
+    One range only (what aiohttp's FileResponse serves); ``bytes=-0`` (a suffix of no bytes) and
+    a start at or past the end are unsatisfiable. Anything else malformed is unsatisfiable too,
+    rather than silently served whole.
+    """
+    m = _RANGE_RE.fullmatch(header.strip())
+    if m is None or (not m.group(1) and not m.group(2)):
+        return False
+    if not m.group(1):  # suffix: the last N bytes
+        return int(m.group(2)) > 0 and size > 0
+    first = int(m.group(1))
+    return first < size and (not m.group(2) or int(m.group(2)) >= first)
 
 
 def _upload_headers(status: UploadStatus) -> dict[str, str]:
@@ -174,7 +227,7 @@ def _int_param(request: web.Request, key: str) -> int | None:
     raw = request.query.get(key)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    if not _INT_RE.fullmatch(raw):
         raise core.InvalidArgument(f"{key} must be a non-negative integer")
     return int(raw)
 
@@ -193,7 +246,7 @@ class _Handlers:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         tail = request.match_info.get("tail", "")
-        found = next(((m, kind) for pattern, kind in _ROUTES if (m := pattern.match(tail))), None)
+        found = next(((m, kind) for pattern, kind in _ROUTES if (m := pattern.fullmatch(tail))), None)
         if found is None:
             return oci_error(404, "NAME_UNKNOWN", "no such endpoint")
         m, kind = found
@@ -253,8 +306,9 @@ class _Handlers:
         items: list[str] = body[key]
         if n is not None and len(items) > n:
             del items[n:]
-            query = urlencode({"n": n, "last": items[-1]})
-            headers["Link"] = f'<{path}?{query}>; rel="next"'
+            if items:  # n=0 asks for an empty page: nothing to continue from
+                query = urlencode({"n": n, "last": items[-1]})
+                headers["Link"] = f'<{path}?{query}>; rel="next"'
         return web.json_response(body, headers=headers)
 
     # ------------------------------------------------------------ blobs
@@ -266,6 +320,13 @@ class _Handlers:
             headers["Content-Length"] = str(info.size)
             headers["Accept-Ranges"] = "bytes"
             return web.Response(status=200, headers=headers)
+        if (wanted := request.headers.get("Range")) is not None and not _satisfiable(wanted, info.size):
+            return oci_error(
+                416,
+                "SIZE_INVALID",
+                f"range {wanted[:100]!r} not satisfiable for a blob of {info.size} bytes",
+                headers={"Content-Range": f"bytes */{info.size}"},
+            )
         local = self.registry.storage.local_path(info.path)
         if local is not None:
             return web.FileResponse(local, chunk_size=CHUNK_SIZE, headers=headers)
@@ -293,19 +354,43 @@ class _Handlers:
     async def upload_post(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
         if upload:
             return oci_error(405, "UNSUPPORTED", "POST goes to /blobs/uploads/")
-        if mount := request.query.get("mount"):
-            digest = Digest.parse(mount)
-            source = request.query.get("from")
-            if source is None or await self._may_pull(request, source):
-                info = await asyncio.to_thread(self.registry.mount_blob, name, digest, source)
-                if info is not None:
-                    headers = {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": str(digest)}
-                    return web.Response(status=201, headers=headers)
-            # Not mountable: the spec says to fall back to an ordinary upload session.
-        status = await asyncio.to_thread(self.registry.start_upload, name)
-        if (raw_digest := request.query.get("digest")) is not None:
-            return await self._finish(request, status, Digest.parse(raw_digest), monolithic=True)
+        # Parse everything before a session exists: a refusal must leave nothing behind.
+        raw_digest = request.query.get("digest")
+        digest = Digest.parse(raw_digest) if raw_digest is not None else None
+        mount = Digest.parse(raw) if (raw := request.query.get("mount")) else None
+        algorithm = digest.algorithm if digest else request.query.get("digest-algorithm") or "sha256"
+        new_hasher(algorithm)  # DigestInvalid for an algorithm we do not know
+        if mount is not None and (info := await self._mount(request, name, mount)) is not None:
+            headers = {"Location": f"/v2/{name}/blobs/{info.digest}", "Docker-Content-Digest": str(mount)}
+            return web.Response(status=201, headers=headers)
+        # Not mountable (or not by this caller): the spec's fallback, an ordinary upload session,
+        # which looks the same whether or not the digest exists anywhere.
+        status = await asyncio.to_thread(self.registry.start_upload, name, algorithm)
+        if digest is not None:
+            return await self._finish(request, status, digest, monolithic=True)
         return web.Response(status=202, headers=_upload_headers(status))
+
+    async def _mount(self, request: web.Request, name: str, digest: Digest) -> BlobInfo | None:
+        """Mount ``digest`` into ``name`` from a repository the caller may pull, if one holds it.
+
+        With ``from`` that repository is the only candidate. Without, and with auth off, any stored
+        blob may be mounted (everyone may pull everything); with auth on, the candidates are the
+        repositories holding the blob that the caller may pull (cost: a walk of repositories/).
+        """
+        source = request.query.get("from")
+        if source is None and not self.auth.enabled:
+            return await asyncio.to_thread(self.registry.mount_blob, name, digest, None)
+        candidates = (
+            [source]
+            if source is not None
+            else await asyncio.to_thread(self.registry.repositories_linking, digest)
+        )
+        for candidate in candidates:
+            if await self._may_pull(request, candidate):
+                info = await asyncio.to_thread(self.registry.mount_blob, name, digest, candidate)
+                if info is not None:
+                    return info
+        return None
 
     async def upload_patch(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
         start, length = self._content_range(request)
@@ -432,25 +517,45 @@ class _Handlers:
         return web.Response(status=200, body=stored.data, headers=headers)
 
     async def manifest_put(self, request: web.Request, name: str, ref: str) -> web.StreamResponse:
-        data = await self._read_bounded(request, self.config.manifest_max_bytes)
+        tags = request.query.getall("tag", [])
+        if tags and not is_digest(ref):
+            raise TagInvalid("?tag= goes with a manifest pushed by digest, not by tag")
+        if len(tags) > self.config.max_tags_per_push:  # before reading a body we would refuse
+            raise TooManyTags(f"at most {self.config.max_tags_per_push} tags per manifest push")
+        data = await self._read_bounded(
+            request, self.config.manifest_max_bytes, self.config.body_idle_timeout
+        )
         content_type = request.headers.get("Content-Type", "")
-        result = await asyncio.to_thread(self.registry.put_manifest, name, ref, data, content_type)
-        headers = {
-            "Location": f"/v2/{name}/manifests/{result.digest}",
-            "Docker-Content-Digest": str(result.digest),
-            "Content-Length": "0",
-        }
+        result = await asyncio.to_thread(self.registry.put_manifest, name, ref, data, content_type, tags)
+        headers = CIMultiDict(
+            {
+                "Location": f"/v2/{name}/manifests/{result.digest}",
+                "Docker-Content-Digest": str(result.digest),
+                "Content-Length": "0",
+            }
+        )
         if result.subject is not None:
             headers["OCI-Subject"] = str(result.subject)
+        if tags:  # the spec: one OCI-Tag header per accepted tag
+            for tag in result.tags:
+                headers.add("OCI-Tag", tag)
         return web.Response(status=201, headers=headers)
 
     @staticmethod
-    async def _read_bounded(request: web.Request, limit: int) -> bytes:
+    async def _read_bounded(request: web.Request, limit: int, idle_timeout: float) -> bytes:
+        """The whole body, at most ``limit`` bytes; a body that stalls ``idle_timeout`` is refused."""
         if request.content_length is not None and request.content_length > limit:
             raise ManifestTooLarge(f"manifest larger than {limit} bytes")
         parts, total = [], 0
         try:
-            async for data in request.content.iter_chunked(64 << 10):
+            while True:
+                try:
+                    async with asyncio.timeout(idle_timeout):
+                        data = await request.content.read(64 << 10)
+                except TimeoutError:
+                    raise BlobUploadInvalid(f"no body bytes for {idle_timeout:g}s") from None
+                if not data:
+                    break
                 total += len(data)
                 if total > limit:
                     raise ManifestTooLarge(f"manifest larger than {limit} bytes")
@@ -497,7 +602,9 @@ async def _sweep_uploads_forever(registry: Registry) -> None:
             log.exception("upload sweep failed")
 
 
-def make_http_app(registry: Registry, authorizer: Authorizer | None = None) -> web.Application:
+def make_http_app(
+    registry: Registry, authorizer: Authorizer | None = None, guard: ConnectionGuard | None = None
+) -> web.Application:
     """The aiohttp application serving ``/v2/…`` (and ``/token`` in token mode) for ``registry``.
 
     Expired upload sessions are swept in the background while the app runs. ``client_max_size`` is
@@ -508,7 +615,10 @@ def make_http_app(registry: Registry, authorizer: Authorizer | None = None) -> w
     app = web.Application(middlewares=[_error_middleware], client_max_size=registry.config.manifest_max_bytes)
     app[REGISTRY_KEY] = registry
     app[AUTH_KEY] = authorizer
-    app.router.add_route("*", "/v2/{tail:.*}", handlers.dispatch)
+    # Bound to the server by app.HttpServer; unbound (it only counts) where a test serves the app.
+    app[GUARD_KEY] = guard or ConnectionGuard(10_000, registry.config.idle_timeout)
+    # [\s\S], not ".": a decoded "%0A" in the path must still reach dispatch (and its OCI errors).
+    app.router.add_route("*", r"/v2/{tail:[\s\S]*}", handlers.dispatch)
     app.router.add_route("*", "/v2", handlers.dispatch)
     app.router.add_get("/token", handlers.token_get)
 

@@ -98,6 +98,8 @@ def parse_manifest(data: bytes, content_type: str = "") -> Manifest:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestInvalid(f"manifest is not JSON: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested "[": no manifest nests deeper than a few levels
+        raise ManifestInvalid("manifest is not JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest is not a JSON object")
     if doc.get("schemaVersion") != 2:

@@ -59,27 +59,30 @@ from dockyard.registry.errors import (
     RangeInvalid,
     SizeInvalid,
     TagInvalid,
+    TooManyTags,
+    TooManyUploads,
 )
 from dockyard.registry.manifest import Descriptor, Manifest, parse_manifest
 from dockyard.registry.storage import CHUNK_SIZE, StorageDriver, Writer
 
 log = structlog.get_logger("dockyard.registry")
 
-NAME_RE = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
-TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
-UPLOAD_ID_RE = re.compile(r"^[a-f0-9]{32}$")
+# Matched with ``fullmatch``: ``$`` would also accept a trailing newline ("name\n").
+NAME_RE = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
+TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")
 NAME_MAX = 255
 
 
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid repository name, else raise NameInvalid (also blocks traversal)."""
-    if len(name) > NAME_MAX or not NAME_RE.match(name):
+    if len(name) > NAME_MAX or not NAME_RE.fullmatch(name):
         raise NameInvalid(f"invalid repository name {name[:300]!r}", name=name[:300])
     return name
 
 
 def validate_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise TagInvalid(f"invalid tag {tag[:200]!r}", tag=tag[:200])
     return tag
 
@@ -114,7 +117,8 @@ class StoredManifest:
 class PutManifestResult:
     digest: Digest
     subject: Digest | None
-    tag: str | None
+    tag: str | None  # the first of ``tags`` (the reference when it was a tag)
+    tags: tuple[str, ...] = ()  # every tag now pointing at ``digest`` because of this push
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +132,10 @@ class Usage:
 class _LiveUpload:
     """In-process state of an upload session; lost on restart (then the bytes are re-hashed)."""
 
-    hasher: Hasher | None  # sha256 of data[0:hashed]
+    hasher: Hasher | None  # hash (of ``algorithm``) of data[0:hashed]
     hashed: int
     busy: bool = False
+    algorithm: str = "sha256"
 
 
 def blob_path(digest: Digest) -> str:
@@ -217,6 +222,8 @@ class Registry:
         self._source = config.source or f"/dockyard/registry/{socket.gethostname()}"
         self._uploads: dict[str, _LiveUpload] = {}
         self._uploads_lock = threading.Lock()
+        # Open sessions per repository (for the cap), loaded from uploads/ on first use.
+        self._open: dict[str, set[str]] | None = None
         # Serialises "make a blob reachable" steps against a GC sweep's deletions (see gc.py).
         self.gc_lock = threading.Lock()
         self._gc_touched: set[Digest] | None = None
@@ -295,11 +302,21 @@ class Registry:
         self.storage.delete(link)
         log.info("blob unlinked", repository=name, digest=str(digest))
 
+    def repositories_linking(self, digest: Digest) -> list[str]:
+        """Repositories that hold ``digest`` as a layer or a manifest. Cost: a walk of repositories/."""
+        return [
+            repo
+            for repo in self.list_repositories()
+            if self.storage.stat(self._layer_link(repo, digest)) is not None
+            or self.storage.stat(self._revision(repo, digest)) is not None
+        ]
+
     def mount_blob(self, name: str, digest: Digest, from_name: str | None) -> BlobInfo | None:
         """Link an existing blob into ``name`` without upload; None if it cannot be mounted.
 
         With ``from_name`` the blob must be linked there (the caller checked pull access to it);
-        without, any stored blob may be mounted: knowing a digest is proof enough of its content.
+        without, any stored blob may be mounted. That is only right where everyone may pull
+        everything (no auth): with auth on, the HTTP layer always names a source the caller may pull.
         """
         validate_name(name)
         if from_name is not None:
@@ -325,24 +342,60 @@ class Registry:
     # ----------------------------------------------------------------- uploads
 
     def _session(self, upload_id: str) -> str:
-        if not UPLOAD_ID_RE.match(upload_id):
+        if not UPLOAD_ID_RE.fullmatch(upload_id):
             raise BlobUploadUnknown(f"upload {upload_id[:100]!r} unknown")
         return f"uploads/{upload_id}"
 
-    def start_upload(self, name: str) -> UploadStatus:
-        """Open an upload session for ``name``; it lives on disk until finished, cancelled or expired."""
+    def start_upload(self, name: str, algorithm: str = "sha256") -> UploadStatus:
+        """Open an upload session for ``name``; it lives on disk until finished, cancelled or expired.
+
+        ``algorithm`` is the digest the client announced (``?digest-algorithm=``): the session hashes
+        with it while bytes stream in. At most ``config.max_uploads_per_repository`` sessions may be
+        open per repository (TooManyUploads beyond). A full disk raises StorageFull and leaves nothing.
+        """
         validate_name(name)
+        hasher = new_hasher(algorithm)
         upload_id = uuid.uuid4().hex
-        base = self._session(upload_id)
-        self.storage.writer(f"{base}/data").close()
-        state = {"repository": name, "started": time.time()}
-        self.storage.put_bytes(f"{base}/state.json", json.dumps(state).encode())
         with self._uploads_lock:
-            self._uploads[upload_id] = _LiveUpload(new_hasher("sha256"), 0)
+            open_ = self._open_sessions()
+            mine = open_.setdefault(name, set())
+            if len(mine) >= self.config.max_uploads_per_repository:
+                raise TooManyUploads(
+                    f"repository {name} has {len(mine)} open upload sessions, the most allowed; "
+                    "finish or cancel some (or wait for them to expire)",
+                    limit=self.config.max_uploads_per_repository,
+                )
+            mine.add(upload_id)
+            # Registered before any file exists, so a sweep running now leaves the session alone.
+            self._uploads[upload_id] = _LiveUpload(hasher, 0, algorithm=algorithm)
+        base = self._session(upload_id)
+        try:
+            self.storage.writer(f"{base}/data").close()
+            state = {"repository": name, "started": time.time(), "algorithm": algorithm}
+            self.storage.put_bytes(f"{base}/state.json", json.dumps(state).encode())
+        except BaseException:
+            self.storage.delete(base)
+            self._forget(upload_id)
+            raise
         log.debug("upload started", repository=name, upload=upload_id)
         return UploadStatus(name, upload_id, 0)
 
+    def _open_sessions(self) -> dict[str, set[str]]:
+        """Open sessions by repository; the first call reads uploads/. Caller holds ``_uploads_lock``."""
+        if self._open is None:
+            self._open = {}
+            for upload_id in self.storage.list("uploads"):
+                try:
+                    state = json.loads(self.storage.read_bytes(f"uploads/{upload_id}/state.json", 64 << 10))
+                    self._open.setdefault(str(state["repository"]), set()).add(upload_id)
+                except Exception:
+                    continue  # half-made or foreign: the sweep will take it
+        return self._open
+
     def upload_status(self, name: str, upload_id: str) -> UploadStatus:
+        return self._upload_state(name, upload_id)[0]
+
+    def _upload_state(self, name: str, upload_id: str) -> tuple[UploadStatus, dict[str, Any]]:
         base = self._session(upload_id)
         validate_name(name)
         try:
@@ -350,15 +403,15 @@ class Registry:
         except Exception:
             raise BlobUploadUnknown(f"upload {upload_id} unknown", upload=upload_id) from None
         info = self.storage.stat(f"{base}/data")
-        if state.get("repository") != name or info is None:
+        if not isinstance(state, dict) or state.get("repository") != name or info is None:
             raise BlobUploadUnknown(f"upload {upload_id} unknown", upload=upload_id)
-        return UploadStatus(name, upload_id, info.size)
+        return UploadStatus(name, upload_id, info.size), state
 
-    def _live(self, upload_id: str) -> _LiveUpload:
+    def _live(self, upload_id: str, algorithm: str = "sha256") -> _LiveUpload:
         with self._uploads_lock:
             live = self._uploads.get(upload_id)
             if live is None:  # the process restarted since the session began
-                live = self._uploads[upload_id] = _LiveUpload(None, 0)
+                live = self._uploads[upload_id] = _LiveUpload(None, 0, algorithm=algorithm)
             return live
 
     def open_chunk(
@@ -377,6 +430,13 @@ class Registry:
                 )
             live.busy = True
         try:
+            # The sweep deletes only sessions that are not busy, under the same lock: once busy is
+            # set, the session either still exists here or was swept before (then it is unknown).
+            status = self.upload_status(name, upload_id)
+            if start is not None and start != status.offset:
+                raise RangeInvalid(
+                    f"chunk must start at {status.offset}", offset=status.offset, upload=upload_id
+                )
             writer = self.storage.writer(f"{self._session(upload_id)}/data", append=True)
         except BaseException:
             live.busy = False
@@ -389,12 +449,13 @@ class Registry:
         On a mismatch the session is discarded (nothing is stored) and DigestInvalid raised. Cost:
         one fsync and two renames; a re-read of the data only when the hash could not be kept live.
         """
-        status = self.upload_status(name, upload_id)
+        status, state = self._upload_state(name, upload_id)
         base = self._session(upload_id)
-        live = self._live(upload_id)
+        live = self._live(upload_id, str(state.get("algorithm") or "sha256"))
         if live.busy:
             raise BlobUploadInvalid("a chunk is still being written to this upload", upload=upload_id)
-        if digest.algorithm == "sha256" and live.hasher is not None and live.hashed == status.offset:
+        live_ok = live.hasher is not None and live.hashed == status.offset
+        if live_ok and live.hasher is not None and digest.algorithm == live.algorithm:
             actual = live.hasher.hexdigest()
         else:
             actual = self._hash_file(f"{base}/data", digest.algorithm)
@@ -428,7 +489,17 @@ class Registry:
 
     def _forget(self, upload_id: str) -> None:
         with self._uploads_lock:
-            self._uploads.pop(upload_id, None)
+            self._forget_locked(upload_id)
+
+    def _forget_locked(self, upload_id: str) -> None:
+        self._uploads.pop(upload_id, None)
+        if self._open is not None:
+            for repo, ids in list(self._open.items()):
+                if upload_id in ids:
+                    ids.discard(upload_id)
+                    if not ids:
+                        del self._open[repo]
+                    break
 
     def active_uploads(self) -> int:
         return len(self.storage.list("uploads"))
@@ -440,14 +511,20 @@ class Registry:
         swept = 0
         for upload_id in self.storage.list("uploads"):
             base = f"uploads/{upload_id}"
-            with self._uploads_lock:
+            # The directory's own time counts: a session start_upload has just made may hold no
+            # file yet, and must not look "idle since forever".
+            here = self.storage.stat(base)
+            if here is None:
+                continue
+            stamps = [here.mtime, *(i.mtime for i in self.storage.walk(base))]
+            if max(stamps) >= cutoff:
+                continue
+            with self._uploads_lock:  # open_chunk marks busy under this lock before touching files
                 if (live := self._uploads.get(upload_id)) is not None and live.busy:
                     continue
-            stamps = [i.mtime for i in self.storage.walk(base)]
-            if not stamps or max(stamps) < cutoff:
                 self.storage.delete(base)
-                self._forget(upload_id)
-                swept += 1
+                self._forget_locked(upload_id)
+            swept += 1
         for info in self.storage.walk("ingest"):
             if info.mtime < cutoff:
                 self.storage.delete(info.path)
@@ -463,7 +540,7 @@ class Registry:
             digest = Digest.parse(reference)
         else:
             # An invalid tag cannot name anything: on reads that is "unknown" (404), not 400.
-            raw = self._read_tag(name, reference) if TAG_RE.match(reference) else None
+            raw = self._read_tag(name, reference) if TAG_RE.fullmatch(reference) else None
             if raw is None:
                 raise self._manifest_unknown(name, reference)
             digest = Digest.parse(raw)
@@ -488,25 +565,30 @@ class Registry:
         return StoredManifest(digest, meta.get("mediaType") or manifest.media_type, data, manifest)
 
     def put_manifest(
-        self, name: str, reference: str, data: bytes, content_type: str = ""
+        self, name: str, reference: str, data: bytes, content_type: str = "", tags: Iterable[str] = ()
     ) -> PutManifestResult:
-        """Validate and store a manifest under a tag or a digest reference.
+        """Validate and store a manifest under a tag or a digest reference, plus ``tags``.
 
         Every blob the manifest references (config, layers; children of an index) must already be in
         ``name``, else ManifestBlobUnknown. When ``reference`` is a digest the body must hash to it.
-        Tag moves publish REGISTRY_TAG_CHANGED; every push REGISTRY_MANIFEST_PUSHED.
+        ``tags`` (the spec's ``?tag=`` parameters) are all validated before anything is stored; at
+        most ``config.max_tags_per_push`` (TooManyTags beyond). Tag moves publish
+        REGISTRY_TAG_CHANGED; every push REGISTRY_MANIFEST_PUSHED.
         """
         validate_name(name)
         if len(data) > self.config.manifest_max_bytes:
             raise ManifestTooLarge(f"manifest larger than {self.config.manifest_max_bytes} bytes")
-        tag: str | None = None
+        wanted = list(dict.fromkeys(([] if is_digest(reference) else [reference]) + list(tags)))
+        if len(wanted) > self.config.max_tags_per_push:
+            raise TooManyTags(f"at most {self.config.max_tags_per_push} tags per manifest push")
+        all_tags = tuple(validate_tag(t) for t in wanted)
+        tag = all_tags[0] if all_tags else None
         if is_digest(reference):
             want = Digest.parse(reference)
             digest = Digest.of(data, want.algorithm)
             if digest != want:
                 raise DigestInvalid(f"manifest body has digest {digest}, not {want}", digest=str(want))
         else:
-            tag = validate_tag(reference)
             digest = Digest.of(data)
         manifest = parse_manifest(data, content_type)
         with self.gc_lock:
@@ -521,12 +603,18 @@ class Registry:
             )
             ref_path = f"{self._referrer_dir(name, manifest.subject.digest)}/{digest.algorithm}-{digest.hex}"
             self.storage.put_bytes(ref_path, json.dumps(entry.to_json()).encode())
-        previous = None
-        if tag is not None:
-            previous = self._read_tag(name, tag)
-            self.storage.put_bytes(self._tag_path(name, tag), str(digest).encode())
+        moved: list[tuple[str, str | None]] = []
+        for each in all_tags:
+            previous = self._read_tag(name, each)
+            self.storage.put_bytes(self._tag_path(name, each), str(digest).encode())
+            if previous != str(digest):
+                moved.append((each, previous))
         log.info(
-            "manifest pushed", repository=name, digest=str(digest), tag=tag, media_type=manifest.media_type
+            "manifest pushed",
+            repository=name,
+            digest=str(digest),
+            tags=list(all_tags),
+            media_type=manifest.media_type,
         )
         self.emit(
             Subject.REGISTRY_MANIFEST_PUSHED,
@@ -536,17 +624,19 @@ class Registry:
             media_type=manifest.media_type,
             size=len(data),
             tag=tag or "",
+            tags=list(all_tags),
         )
-        if tag is not None and previous != str(digest):
+        for each, previous in moved:
             self.emit(
                 Subject.REGISTRY_TAG_CHANGED,
-                f"{name}:{tag}",
+                f"{name}:{each}",
                 repository=name,
-                tag=tag,
+                tag=each,
                 digest=str(digest),
                 previous=previous or "",
             )
-        return PutManifestResult(digest, manifest.subject.digest if manifest.subject else None, tag)
+        subject = manifest.subject.digest if manifest.subject else None
+        return PutManifestResult(digest, subject, tag, all_tags)
 
     def _check_references(self, name: str, manifest: Manifest) -> None:
         for desc in manifest.blobs:
@@ -601,7 +691,7 @@ class Registry:
         self.emit(Subject.REGISTRY_MANIFEST_DELETED, f"{name}@{digest}", repository=name, digest=str(digest))
 
     def delete_tag(self, name: str, tag: str) -> None:
-        previous = self._read_tag(name, tag) if TAG_RE.match(tag) else None
+        previous = self._read_tag(name, tag) if TAG_RE.fullmatch(tag) else None
         if previous is None:
             raise self._manifest_unknown(name, tag)
         self.storage.delete(self._tag_path(name, tag))

@@ -28,6 +28,9 @@ parametrised over drivers so an S3 driver can join it):
 * Missing paths: ``stat`` returns None, ``delete`` is a no-op, ``list``/``walk`` yield nothing,
   ``reader``/``read_bytes`` raise ``dockyard.core.errors.NotFound``.
 
+Full disk: every writing method raises ``dockyard.registry.errors.StorageFull`` on ENOSPC/EDQUOT
+(a chunk being written is then rolled back by its caller); reads keep working.
+
 Durability (filesystem): a file is fsynced before it is renamed into place, and the target
 directory after, so a committed blob, tag or link survives power loss; ``kill -9`` at any point
 leaves at worst a stray file under ``ingest/`` or ``uploads/``, swept by the registry.
@@ -36,6 +39,7 @@ leaves at worst a stray file under ``ingest/`` or ``uploads/``, swept by the reg
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -46,9 +50,32 @@ from typing import BinaryIO, Protocol
 
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.fsutil import fsync_dir, start_writeback
+from dockyard.registry.errors import StorageFull
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough to amortise syscalls, small enough to bound memory
 WRITEBACK_EVERY = 8 << 20  # start writeback of uploads every 8 MiB (see _FileWriter.write)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _disk(what: str) -> Iterator[None]:
+    """Turn "no space left" (or quota) into StorageFull: the server's condition, not the client's."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise StorageFull(f"registry storage is full ({what}: {os.strerror(exc.errno)})") from None
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """Free and total bytes of the filesystem under a storage root (``free`` is what we may use)."""
+
+    free: int
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +146,10 @@ class StorageDriver(Protocol):
         """Remove a file or a whole tree."""
         ...
 
+    def space(self) -> Space:
+        """Free and total bytes of the medium (what ``dockyard info`` shows)."""
+        ...
+
 
 def check_path(path: str) -> str:
     """Reject anything but a clean relative logical path (the last line of path-traversal defence)."""
@@ -129,8 +160,11 @@ def check_path(path: str) -> str:
 
 
 class _FileWriter:
-    def __init__(self, fh: BinaryIO, size: int) -> None:
-        self._fh = fh
+    """Unbuffered: callers write ~1 MiB batches, and a failed write (disk full) must leave no bytes
+    in a user-space buffer that a later flush would append after a rollback."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
         self._size = size
         self._written_back = size
 
@@ -139,29 +173,33 @@ class _FileWriter:
         return self._size
 
     def write(self, data: bytes) -> None:
-        self._fh.write(data)
-        self._size += len(data)
+        view = memoryview(data)
+        with _disk("write"):
+            while view:
+                n = os.write(self._fd, view)
+                self._size += n
+                view = view[n:]
         if self._size - self._written_back >= WRITEBACK_EVERY:
             # Let the disk start on it now, so the fsync that commits the blob is short.
-            self._fh.flush()
-            start_writeback(self._fh.fileno(), self._written_back, self._size - self._written_back)
+            start_writeback(self._fd, self._written_back, self._size - self._written_back)
             self._written_back = self._size
 
     def truncate(self, size: int) -> None:
-        self._fh.flush()
-        self._fh.truncate(size)
-        self._fh.seek(size)
+        os.ftruncate(self._fd, size)
+        os.lseek(self._fd, size, os.SEEK_SET)
         self._size = size
+        self._written_back = min(self._written_back, size)
 
     def close(self, *, sync: bool = False) -> None:
-        if self._fh.closed:
+        if self._fd < 0:
             return
+        fd, self._fd = self._fd, -1
         try:
-            self._fh.flush()
             if sync:
-                os.fsync(self._fh.fileno())
+                with _disk("fsync"):
+                    os.fsync(fd)
         finally:
-            self._fh.close()
+            os.close(fd)
 
 
 class FilesystemDriver:
@@ -205,26 +243,34 @@ class FilesystemDriver:
         target = self._p(path)
         tmp = self.root / "ingest" / uuid.uuid4().hex
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            self._rename(tmp, target)
+            with _disk(f"writing {path}"):
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                self._rename(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
 
     def writer(self, path: str, *, append: bool = False) -> Writer:
         target = self._p(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(target, "r+b" if append and target.exists() else "wb")  # noqa: SIM115
-        fh.seek(0, os.SEEK_END)
-        return _FileWriter(fh, fh.tell())
+        with _disk(f"creating {path}"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if append else os.O_TRUNC)
+            fd = os.open(target, flags, 0o644)
+        return _FileWriter(fd, os.lseek(fd, 0, os.SEEK_END))
 
     def move(self, src: str, dst: str) -> None:
         source = self._p(src)
         if not source.exists():
             raise NotFound(f"{src} not found", path=src)
-        self._rename(source, self._p(dst))
+        with _disk(f"moving {src}"):
+            self._rename(source, self._p(dst))
+
+    def space(self) -> Space:
+        """Free (for an unprivileged writer) and total bytes of the filesystem holding the root."""
+        st = os.statvfs(self.root)
+        return Space(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
 
     def _rename(self, source: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -19,12 +19,16 @@ from dataclasses import replace
 from functools import cache
 from typing import Any
 
+import structlog
+
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
 from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
+from dockyard.core import cgroups as cgroup_delegation
 from dockyard.core.rootless import RootlessFacts
 from dockyard.core.service import ServiceInfo, ServiceState
 from dockyard.runtime import ocispec
+from dockyard.runtime.cgroups import Cgroups
 from dockyard.runtime.containers import ContainerManager
 from dockyard.runtime.images.credentials import CredentialStore
 from dockyard.runtime.images.store import ImageStore
@@ -33,6 +37,8 @@ from dockyard.runtime.network import Slirp
 from dockyard.runtime.servicer import ContainersServicer, ImagesServicer
 from dockyard.runtime.snapshot import snapshotter_for
 from dockyard.runtime.transfer import Transfers
+
+log = structlog.get_logger(__name__)
 
 
 class Recovery:
@@ -61,8 +67,19 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
     def seccomp() -> dict[str, Any] | None:
         return ocispec.load_seccomp(caps=set(ocispec.DEFAULT_CAPS), arch=platform.machine())
 
+    # Resource limits: which cgroup subtree we may write, decided once (dockyard.core.cgroups).
+    cgroups = Cgroups(cgroup_delegation.probe())
+    log.info("cgroups", decision=cgroups.delegation.summary())
     manager = ContainerManager(
-        root / "containers", store, snapshots, monitor, Slirp(), host.publisher, host_config.source, seccomp
+        root / "containers",
+        store,
+        snapshots,
+        monitor,
+        Slirp(),
+        host.publisher,
+        host_config.source,
+        seccomp,
+        cgroups=cgroups,
     )
     transfers = Transfers(store, CredentialStore(root / "auth.json"), host.publisher, host_config.source)
 
@@ -77,6 +94,7 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
                 "containers_running": str(running),
                 "images": str(len(store.list())),
                 "events_pending": str(len(host.outbox)),
+                "resource_limits": ", ".join(cgroups.delegation.enforceable) or "none",
             },
         )
 

@@ -36,9 +36,11 @@ from typing import Any, BinaryIO, Protocol
 
 import structlog
 
+from dockyard.core.cgroups import Delegation
 from dockyard.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.runtime import ocispec
+from dockyard.runtime.cgroups import Cgroups, Limits
 from dockyard.runtime.execs import ExecSession
 from dockyard.runtime.monitor import AttachStream, Monitor, Paths
 from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
@@ -82,6 +84,7 @@ class ContainerConfig:
     tmpfs: list[str] = field(default_factory=list)
     stop_signal: str = ""
     stop_timeout: int = 0
+    limits: Limits = field(default_factory=Limits)  # resource limits (dockyard.runtime.cgroups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,7 @@ class ContainerRecord:
     @classmethod
     def from_json(cls, text: str) -> ContainerRecord:
         d = json.loads(text)
+        d["config"]["limits"] = Limits.from_dict(d["config"].get("limits"))  # resource limits
         d["config"] = ContainerConfig(**d["config"])
         d["state"] = State(d["state"])
         d["ports"] = [PortForward(**p) for p in d.get("ports", [])]
@@ -198,6 +202,7 @@ class ContainerManager:
         publisher: Publisher,
         source: str,
         seccomp: Callable[[], dict[str, Any] | None] = lambda: None,
+        cgroups: Cgroups | None = None,
     ) -> None:
         self.root = root
         self.images = images
@@ -207,6 +212,8 @@ class ContainerManager:
         self.publisher = publisher
         self.source = source
         self.seccomp = seccomp
+        # Resource limits, pause, stats: the delegated cgroup subtree, or none (limits refused).
+        self.cgroups = cgroups or Cgroups(Delegation("none", False, problems=("no cgroup was configured",)))
         self._live: dict[str, _Live] = {}
         self._names_lock = asyncio.Lock()
         root.mkdir(parents=True, exist_ok=True)
@@ -315,6 +322,7 @@ class ContainerManager:
         image = await asyncio.to_thread(self.images.resolve, config.image)
         image_config = (await asyncio.to_thread(self.images.config, image)).get("config") or {}
         run = self._run_config(config)  # validates the network mode, binds and tmpfs
+        self.cgroups.check(config.limits)  # a limit this node cannot enforce is refused, never dropped
         process = ocispec.merge_process(image_config, run)  # validates command, user, signal
         ports = self._ports(config, image_config)
         async with self._names_lock:
@@ -466,6 +474,12 @@ class ContainerManager:
     ) -> dict[str, Any]:
         d = self._dir(record.id)
         run = self._run_config(record.config)
+        if self.cgroups.usable:  # the container's own cgroup, with its limits
+            run = replace(
+                run,
+                cgroups_path=self.cgroups.cgroups_path(record.id),
+                resources=self.cgroups.resources(record.config.limits),
+            )
         process = ocispec.merge_process(image_config, run)
         uid, gid, gids = ocispec.resolve_user(rootfs, process.user)
         hostname = record.config.hostname or record.short_id
@@ -515,10 +529,12 @@ class ContainerManager:
         record = live.record
         paths = self._paths(record.id)
         self.slirp.detach(self._dir(record.id))
+        cgroup_oom = self.cgroups.oom_killed(record.id)  # read before runc delete removes the cgroup
         await self.monitor.delete(record.id)
+        self.cgroups.remove(record.id)  # whatever runc delete left
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.snapshots.unmount, record.id)
-        oom = paths.oom.exists()
+        oom = paths.oom.exists() or cgroup_oom
         error = "" if code is not None else "the container's monitor ended without an exit code"
         record = self._save(
             replace(
@@ -601,6 +617,24 @@ class ContainerManager:
                 ) from exc
             record = self._save(replace(record, state=want))
         self._emit(Subject.CONTAINER_PAUSED if pause else Subject.CONTAINER_UNPAUSED, record)
+        return record
+
+    # --- resource limits (dockyard.runtime.cgroups) ---------------------------------------------------
+
+    async def update(self, ref: str, changes: dict[str, int]) -> ContainerRecord:
+        """docker update: change resource limits (``changes``: Limits field → value), checked as at
+        create; a running or paused container gets them at once (runc update), any other at start."""
+        live = self._find(ref)
+        if not changes:
+            raise InvalidArgument("update: give at least one limit (--memory, --cpus, --pids-limit, …)")
+        async with live.lock:
+            record = live.record
+            limits = record.config.limits.updated(changes).validate()
+            self.cgroups.require(Limits.from_dict(changes))
+            if record.state in (State.RUNNING, State.PAUSED):
+                await self.monitor.update(record.id, self.cgroups.resources(limits, lifting=True))
+            record = self._save(replace(record, config=replace(record.config, limits=limits)))
+        self._emit(Subject.CONTAINER_UPDATED, record, limits=limits.to_dict())
         return record
 
     # --- remove / rename / prune ---------------------------------------------------------------------

@@ -194,6 +194,21 @@ class Monitor:
     async def resume(self, cid: str) -> None:
         await self._run_runc("resume", cid)
 
+    # --- resource limits (dockyard.runtime.cgroups) ---
+    async def update(self, cid: str, resources: dict[str, object]) -> None:
+        """Apply ``linux.resources`` to the running container's cgroup (``runc update -r -``)."""
+        proc = await asyncio.create_subprocess_exec(
+            *self.runc_argv("update", "-r", "-", cid),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate(json.dumps(resources).encode())
+        if proc.returncode != 0:
+            raise FailedPrecondition(f"update: {_runtime_error(err.decode(errors='replace'))}")
+
+    # --- end resource limits ---
+
     async def delete(self, cid: str) -> None:
         """Remove runc's record of a stopped container (force: tolerate a half-made one)."""
         await self._run_runc("delete", "--force", cid, missing_ok=True)

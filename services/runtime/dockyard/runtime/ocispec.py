@@ -162,8 +162,8 @@ class RunConfig:
     A proto repeated field cannot say "unset", so map ``tuple(spec.entrypoint) or None`` and have
     the CLI send ``[""]`` for ``--entrypoint ""``. ``command`` None or empty means "not given".
     Empty strings mean "not given" for ``workdir``, ``user``, ``hostname`` and ``stop_signal``.
-    Resource limits (memory, pids, cpus) are not here yet: they arrive with cgroup delegation
-    (see ``_resources``).
+    ``cgroups_path`` and ``resources`` are the container's ``linux.cgroupsPath`` and
+    ``linux.resources`` as :mod:`dockyard.runtime.cgroups` decided them ("" / empty: no cgroup).
     """
 
     command: Sequence[str] | None = ()
@@ -184,6 +184,10 @@ class RunConfig:
     stop_signal: str = ""
     stop_timeout: int = 10
     auto_remove: bool = False
+    # --- resource limits (dockyard.runtime.cgroups) ---
+    cgroups_path: str = ""
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    # --- end resource limits ---
 
     def __post_init__(self) -> None:
         put = functools.partial(object.__setattr__, self)
@@ -812,12 +816,18 @@ def _nofile() -> int:
 
 
 def _resources(run: RunConfig) -> dict[str, Any]:
-    """``linux.resources`` and ``linux.cgroupsPath`` for the run's limits.
+    """``linux.cgroupsPath`` and ``linux.resources`` for the run's limits.
 
-    Empty for now: runc in a user namespace on cgroup v1 skips cgroups it cannot write. The
-    issue adding --memory/--pids-limit/--cpus fills this (with a delegated cgroupsPath).
+    Nothing without a cgroups path (no writable cgroup on this node: runc in a user namespace
+    then skips cgroups); the path alone when there are no limits (pause, stats, ``runc kill --all``
+    still need the cgroup). :mod:`dockyard.runtime.cgroups` decides both.
     """
-    return {}
+    if not run.cgroups_path:
+        return {}
+    out: dict[str, Any] = {"cgroupsPath": run.cgroups_path}
+    if run.resources:
+        out["resources"] = json.loads(json.dumps(run.resources))
+    return out
 
 
 def _depth(destination: str) -> int:

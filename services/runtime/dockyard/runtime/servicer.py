@@ -10,7 +10,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -20,8 +20,10 @@ from dockyard.api.images.v1 import images_pb2 as ipb
 from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.api.types.v1 import types_pb2
 from dockyard.core.errors import InvalidArgument
+from dockyard.runtime.cgroups import Limits
 from dockyard.runtime.containers import ContainerConfig, ContainerManager, ContainerRecord, State
 from dockyard.runtime.images.store import ImageStore
+from dockyard.runtime.stats import ContainerStats, stream_stats
 from dockyard.runtime.transfer import Transfers
 
 CHUNK = 1 << 20
@@ -65,6 +67,7 @@ def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
         tmpfs=c.tmpfs,
         stop_signal=c.stop_signal,
         stop_timeout=c.stop_timeout,
+        resources=limits_to_pb(c.limits),
     )
     msg = cpb.Container(
         id=r.id,
@@ -137,7 +140,51 @@ def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
         tmpfs=list(spec.tmpfs),
         stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout,
+        limits=Limits.from_dict(limit_changes(spec.resources)),
     )
+
+
+# --- resource limits and stats (dockyard.runtime.cgroups, dockyard.runtime.stats) ---
+_LimitField = Literal["memory", "memory_swap", "nano_cpus", "cpu_shares", "pids_limit"]
+_LIMIT_FIELDS: tuple[_LimitField, ...] = ("memory", "memory_swap", "nano_cpus", "cpu_shares", "pids_limit")
+
+
+def limits_to_pb(limits: Limits) -> cpb.Resources:
+    """Only the limits that are set (unset fields stay absent)."""
+    return cpb.Resources(**{f: getattr(limits, f) for f in _LIMIT_FIELDS if getattr(limits, f)})
+
+
+def limit_changes(resources: cpb.Resources) -> dict[str, int]:
+    """The fields present in ``resources`` (proto3 optional), as Limits field → value."""
+    return {f: getattr(resources, f) for f in _LIMIT_FIELDS if resources.HasField(f)}
+
+
+def stats_to_pb(s: ContainerStats) -> cpb.ContainerStats:
+    sample = s.sample
+    msg = cpb.ContainerStats(
+        id=s.id,
+        name=s.name,
+        cpu_percent=s.cpu_percent,
+        cpu_total_ns=sample.cpu_ns,
+        memory_usage=sample.memory_usage,
+        memory_limit=sample.memory_limit,
+        memory_percent=s.memory_percent,
+        net_rx_bytes=sample.net_rx,
+        net_tx_bytes=sample.net_tx,
+        block_read_bytes=sample.block_read,
+        block_write_bytes=sample.block_write,
+        pids=sample.pids,
+        pids_limit=sample.pids_limit,
+        from_cgroup=s.from_cgroup,
+        state=_STATES[s.state],
+    )
+    ts = _ts(s.read)
+    if ts is not None:
+        msg.read.CopyFrom(ts)
+    return msg
+
+
+# --- end resource limits and stats ---
 
 
 class ContainersServicer(containers_pb2_grpc.ContainersServicer):
@@ -193,6 +240,16 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
     async def Prune(self, request: cpb.PruneContainersRequest, context: Any) -> cpb.PruneContainersResponse:
         deleted, reclaimed = await self.m.prune()
         return cpb.PruneContainersResponse(deleted=deleted, space_reclaimed=reclaimed)
+
+    # --- resource limits and stats ---
+    async def Update(self, request: cpb.UpdateContainerRequest, context: Any) -> cpb.Container:
+        return self._pb(await self.m.update(request.id, limit_changes(request.resources)))
+
+    async def Stats(self, request: cpb.StatsRequest, context: Any) -> AsyncIterator[cpb.StatsResponse]:
+        async for report in stream_stats(self.m, list(request.ids), stream=request.stream):
+            yield cpb.StatsResponse(stats=[stats_to_pb(s) for s in report])
+
+    # --- end resource limits and stats ---
 
     async def Top(self, request: cpb.TopRequest, context: Any) -> cpb.TopResponse:
         titles, rows = await self.m.top(request.id, list(request.ps_args))

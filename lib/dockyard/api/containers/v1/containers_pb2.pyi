@@ -174,6 +174,7 @@ class ContainerSpec(_message.Message):
     TMPFS_FIELD_NUMBER: _builtins.int
     STOP_SIGNAL_FIELD_NUMBER: _builtins.int
     STOP_TIMEOUT_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
     VOLUMES_FROM_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     name: _builtins.str
@@ -210,6 +211,10 @@ class ContainerSpec(_message.Message):
         """Paths mounted as tmpfs ("/run" or "/run:size=64m")."""
 
     @_builtins.property
+    def resources(self) -> Global___Resources:
+        """Resource limits (--memory, --cpus, --pids-limit …), enforced through the node's cgroups."""
+
+    @_builtins.property
     def volumes_from(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Volumes (issue 7; numbers 40-49 are kept for them): containers whose mounts this one
         gets too, "CONTAINER[:ro|rw]" (docker run --volumes-from).
@@ -238,11 +243,12 @@ class ContainerSpec(_message.Message):
         tmpfs: _abc.Iterable[_builtins.str] | None = ...,
         stop_signal: _builtins.str = ...,
         stop_timeout: _builtins.int = ...,
+        resources: Global___Resources | None = ...,
         volumes_from: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1204,3 +1210,208 @@ class CopyToResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CopyToResponse: _TypeAlias = CopyToResponse  # noqa: Y015
+
+@_typing.final
+class Resources(_message.Message):
+    """--- resource limits and stats (cgroups) ---
+
+    Resource limits, docker's meanings. Unset (or 0) means "no limit" in a ContainerSpec and
+    "unchanged" in an UpdateContainerRequest.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORY_FIELD_NUMBER: _builtins.int
+    MEMORY_SWAP_FIELD_NUMBER: _builtins.int
+    NANO_CPUS_FIELD_NUMBER: _builtins.int
+    CPU_SHARES_FIELD_NUMBER: _builtins.int
+    PIDS_LIMIT_FIELD_NUMBER: _builtins.int
+    memory: _builtins.int
+    """Bytes of memory (--memory); at least 6 MiB."""
+    memory_swap: _builtins.int
+    """Bytes of memory plus swap (--memory-swap); -1 unlimited swap; unset: twice `memory`."""
+    nano_cpus: _builtins.int
+    """CPU quota in 1e-9 CPUs (--cpus 0.5 = 500000000)."""
+    cpu_shares: _builtins.int
+    """Relative CPU weight (--cpu-shares, 2..262144; 1024 is the default weight)."""
+    pids_limit: _builtins.int
+    """Most processes at once (--pids-limit); -1 unlimited."""
+    def __init__(
+        self,
+        *,
+        memory: _builtins.int | None = ...,
+        memory_swap: _builtins.int | None = ...,
+        nano_cpus: _builtins.int | None = ...,
+        cpu_shares: _builtins.int | None = ...,
+        pids_limit: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cpu_shares", b"_cpu_shares", "_memory", b"_memory", "_memory_swap", b"_memory_swap", "_nano_cpus", b"_nano_cpus", "_pids_limit", b"_pids_limit", "cpu_shares", b"cpu_shares", "memory", b"memory", "memory_swap", b"memory_swap", "nano_cpus", b"nano_cpus", "pids_limit", b"pids_limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cpu_shares", b"_cpu_shares", "_memory", b"_memory", "_memory_swap", b"_memory_swap", "_nano_cpus", b"_nano_cpus", "_pids_limit", b"_pids_limit", "cpu_shares", b"cpu_shares", "memory", b"memory", "memory_swap", b"memory_swap", "nano_cpus", b"nano_cpus", "pids_limit", b"pids_limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cpu_shares: _TypeAlias = _typing.Literal["cpu_shares"]  # noqa: Y015
+    _WhichOneofArgType__cpu_shares: _TypeAlias = _typing.Literal["_cpu_shares", b"_cpu_shares"]  # noqa: Y015
+    _WhichOneofReturnType__memory: _TypeAlias = _typing.Literal["memory"]  # noqa: Y015
+    _WhichOneofArgType__memory: _TypeAlias = _typing.Literal["_memory", b"_memory"]  # noqa: Y015
+    _WhichOneofReturnType__memory_swap: _TypeAlias = _typing.Literal["memory_swap"]  # noqa: Y015
+    _WhichOneofArgType__memory_swap: _TypeAlias = _typing.Literal["_memory_swap", b"_memory_swap"]  # noqa: Y015
+    _WhichOneofReturnType__nano_cpus: _TypeAlias = _typing.Literal["nano_cpus"]  # noqa: Y015
+    _WhichOneofArgType__nano_cpus: _TypeAlias = _typing.Literal["_nano_cpus", b"_nano_cpus"]  # noqa: Y015
+    _WhichOneofReturnType__pids_limit: _TypeAlias = _typing.Literal["pids_limit"]  # noqa: Y015
+    _WhichOneofArgType__pids_limit: _TypeAlias = _typing.Literal["_pids_limit", b"_pids_limit"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cpu_shares) -> _WhichOneofReturnType__cpu_shares | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__memory) -> _WhichOneofReturnType__memory | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__memory_swap) -> _WhichOneofReturnType__memory_swap | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__nano_cpus) -> _WhichOneofReturnType__nano_cpus | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pids_limit) -> _WhichOneofReturnType__pids_limit | None: ...
+
+Global___Resources: _TypeAlias = Resources  # noqa: Y015
+
+@_typing.final
+class UpdateContainerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def resources(self) -> Global___Resources: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        resources: Global___Resources | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "resources", b"resources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateContainerRequest: _TypeAlias = UpdateContainerRequest  # noqa: Y015
+
+@_typing.final
+class StatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    stream: _builtins.bool
+    """Keep sampling until the client cancels (docker stats); false: one sample (--no-stream)."""
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Containers by id, id prefix or name; none means every running container."""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        stream: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRequest: _TypeAlias = StatsRequest  # noqa: Y015
+
+@_typing.final
+class ContainerStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    READ_FIELD_NUMBER: _builtins.int
+    CPU_PERCENT_FIELD_NUMBER: _builtins.int
+    CPU_TOTAL_NS_FIELD_NUMBER: _builtins.int
+    MEMORY_USAGE_FIELD_NUMBER: _builtins.int
+    MEMORY_LIMIT_FIELD_NUMBER: _builtins.int
+    MEMORY_PERCENT_FIELD_NUMBER: _builtins.int
+    NET_RX_BYTES_FIELD_NUMBER: _builtins.int
+    NET_TX_BYTES_FIELD_NUMBER: _builtins.int
+    BLOCK_READ_BYTES_FIELD_NUMBER: _builtins.int
+    BLOCK_WRITE_BYTES_FIELD_NUMBER: _builtins.int
+    PIDS_FIELD_NUMBER: _builtins.int
+    PIDS_LIMIT_FIELD_NUMBER: _builtins.int
+    FROM_CGROUP_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    cpu_percent: _builtins.float
+    """Percent of one CPU over the last interval (200 = two full cores), as docker shows it."""
+    cpu_total_ns: _builtins.int
+    """CPU time used since the container started, in nanoseconds."""
+    memory_usage: _builtins.int
+    """Bytes in use (without the inactive page cache, as docker counts it) and the limit (the
+    node's memory when there is none).
+    """
+    memory_limit: _builtins.int
+    memory_percent: _builtins.float
+    net_rx_bytes: _builtins.int
+    """Bytes through the container's network namespace (every interface but lo)."""
+    net_tx_bytes: _builtins.int
+    block_read_bytes: _builtins.int
+    """Bytes read and written to block devices."""
+    block_write_bytes: _builtins.int
+    pids: _builtins.int
+    pids_limit: _builtins.int
+    """0 when there is no limit."""
+    from_cgroup: _builtins.bool
+    """False when the container has no cgroup (the numbers then come from /proc: coarser, no block I/O)."""
+    state: Global___ContainerState.ValueType
+    """The container's state at the time of reading (a stopped one reads zero)."""
+    @_builtins.property
+    def read(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        read: _timestamp_pb2.Timestamp | None = ...,
+        cpu_percent: _builtins.float = ...,
+        cpu_total_ns: _builtins.int = ...,
+        memory_usage: _builtins.int = ...,
+        memory_limit: _builtins.int = ...,
+        memory_percent: _builtins.float = ...,
+        net_rx_bytes: _builtins.int = ...,
+        net_tx_bytes: _builtins.int = ...,
+        block_read_bytes: _builtins.int = ...,
+        block_write_bytes: _builtins.int = ...,
+        pids: _builtins.int = ...,
+        pids_limit: _builtins.int = ...,
+        from_cgroup: _builtins.bool = ...,
+        state: Global___ContainerState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read", b"read"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_read_bytes", b"block_read_bytes", "block_write_bytes", b"block_write_bytes", "cpu_percent", b"cpu_percent", "cpu_total_ns", b"cpu_total_ns", "from_cgroup", b"from_cgroup", "id", b"id", "memory_limit", b"memory_limit", "memory_percent", b"memory_percent", "memory_usage", b"memory_usage", "name", b"name", "net_rx_bytes", b"net_rx_bytes", "net_tx_bytes", b"net_tx_bytes", "pids", b"pids", "pids_limit", b"pids_limit", "read", b"read", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContainerStats: _TypeAlias = ContainerStats  # noqa: Y015
+
+@_typing.final
+class StatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerStats]: ...
+    def __init__(
+        self,
+        *,
+        stats: _abc.Iterable[Global___ContainerStats] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsResponse: _TypeAlias = StatsResponse  # noqa: Y015

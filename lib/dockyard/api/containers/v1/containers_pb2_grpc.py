@@ -139,6 +139,16 @@ class ContainersStub:
                 request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToInput.SerializeToString,
                 response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToResponse.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/dockyard.api.containers.v1.Containers/Update',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.UpdateContainerRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_stream(
+                '/dockyard.api.containers.v1.Containers/Stats',
+                request_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.StatsRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServicer:
@@ -296,6 +306,24 @@ class ContainersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Update(self, request, context):
+        """--- resource limits and stats (cgroups) ---
+        Update changes the resource limits of a container (docker update); a running one gets them
+        at once (runc update). FAILED_PRECONDITION when the node cannot enforce a limit given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Stats samples CPU, memory, network, block I/O and pids of running containers (docker stats):
+        one StatsResponse per interval (about 1 s) while `stream`, else exactly one.
+        --- end resource limits and stats ---
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -403,6 +431,16 @@ def add_ContainersServicer_to_server(servicer, server):
                     servicer.CopyTo,
                     request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToInput.FromString,
                     response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.UpdateContainerRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.SerializeToString,
+            ),
+            'Stats': grpc.unary_stream_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.StatsRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -972,6 +1010,60 @@ class Containers:
             '/dockyard.api.containers.v1.Containers/CopyTo',
             dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToInput.SerializeToString,
             dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.CopyToResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/Update',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.UpdateContainerRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.Container.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dockyard.api.containers.v1.Containers/Stats',
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.StatsRequest.SerializeToString,
+            dockyard_dot_api_dot_containers_dot_v1_dot_containers__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
