@@ -79,7 +79,8 @@ class _Words:
             self.add_raw(ch)
 
     def add_raw(self, text: str) -> None:
-        self.buf.append(text)
+        if text:
+            self.buf.append(text)
         self.in_word = True
 
     def add_text(self, text: str) -> None:
