@@ -40,6 +40,9 @@ def container_dict(container: Any) -> dict[str, Any]:
 
     out = MessageToDict(container)
     out["state"] = state_name(container.state)
+    from dockyard.cli.health_restart import inspect_defaults
+
+    inspect_defaults(container, out)  # restartCount and health exit codes even when 0
     return out
 
 

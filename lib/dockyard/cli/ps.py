@@ -63,7 +63,7 @@ def matches(c: Any, filters: dict[str, list[str]]) -> bool:
 
 def row(c: Any, no_trunc: bool = False, now: float | None = None) -> dict[str, str]:
     """The columns of one container, keyed like ``docker ps --format json``."""
-    from dockyard.cli import human
+    from dockyard.cli import health_restart, human
 
     created = human.epoch(c.created)
     return {
@@ -72,8 +72,10 @@ def row(c: Any, no_trunc: bool = False, now: float | None = None) -> dict[str, s
         "Command": human.command_column(list(c.command), no_trunc),
         "CreatedAt": human.rfc3339(created),
         "RunningFor": human.ago(created, now),
-        "Status": human.status_column(
-            c.state, c.exit_code, human.epoch(c.started), human.epoch(c.finished), now
+        "Status": health_restart.status(  # with health and restart state (dockyard.cli.health_restart)
+            c,
+            human.status_column(c.state, c.exit_code, human.epoch(c.started), human.epoch(c.finished), now),
+            now,
         ),
         "State": human.state_name(c.state),
         "Ports": human.port_column(c.ports),

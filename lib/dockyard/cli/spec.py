@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("-P", "--publish-all", action="store_true", help="publish every EXPOSEd port on a free host port")
     a("--network", "--net", default="", help="none, host or slirp4netns (the default)")
     a("--rm", action="store_true", help="remove the container when it exits")
+    from dockyard.cli import health_restart  # --restart and the --health-* flags
+
+    health_restart.add_arguments(parser)
     a("-i", "--interactive", action="store_true", help="keep stdin open")
     a("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     a("--stop-signal", default="", help="signal that stops the container (default: image's or SIGTERM)")
@@ -237,6 +240,9 @@ def build_spec(args: argparse.Namespace) -> Any:
     )
     if args.entrypoint is not None:
         spec.entrypoint.append(args.entrypoint)
+    from dockyard.cli import health_restart  # --restart and the --health-* flags
+
+    health_restart.apply(args, spec)
     for item in args.publish:
         for p in parse_publish(item):
             spec.ports.add(

@@ -53,6 +53,7 @@ class Subject(StrEnum):
     CONTAINER_UNPAUSED = "dockyard.container.unpaused"
     CONTAINER_RENAMED = "dockyard.container.renamed"
     CONTAINER_EXEC = "dockyard.container.exec"
+    CONTAINER_HEALTH_STATUS = "dockyard.container.health_status"  # a health check's status changed
     CONTAINER_REMOVED = "dockyard.container.removed"
     CONTAINER_UPDATED = "dockyard.container.updated"  # resource limits changed (docker update)
     # volumes (runtime)

@@ -42,6 +42,9 @@ log = structlog.get_logger("dockyard.registry.connections")
 RESERVED_FDS = 256  # for blob files being served or written, gRPC, the outbox, logs
 FDS_PER_CONNECTION = 2  # its socket + the blob file it may be reading or writing
 MAX_DEFAULT_CONNECTIONS = 10_000
+# An accepted connection not yet among the server's is pending (its connection_made is a loop turn
+# or two away); one not seen after this long closed before anyone looked.
+PENDING_GRACE = 0.5
 
 
 def raise_nofile_limit() -> int:
@@ -149,7 +152,7 @@ class ConnectionGuard:
         for handler, state in list(self._states.items()):
             if handler in alive:
                 state.seen = True
-            elif state.seen or now - state.idle_since > 5.0:  # closed, or never made it
+            elif state.seen or now - state.idle_since > PENDING_GRACE:  # closed, or never made it
                 del self._states[handler]
                 continue
             live.append((handler, state))
@@ -166,6 +169,7 @@ class ConnectionGuard:
         state = self._states.get(handler)
         if state is not None:
             state.busy += 1
+            state.seen = True  # a request arrived, so connection_made has run
 
     def end(self, handler: Any) -> None:
         state = self._states.get(handler)

@@ -42,8 +42,11 @@ from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.runtime import ocispec
 from dockyard.runtime.cgroups import Cgroups, Limits
 from dockyard.runtime.execs import ExecSession
+from dockyard.runtime.health import HealthChecks, with_image_healthcheck
 from dockyard.runtime.monitor import AttachStream, Monitor, Paths
 from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
+from dockyard.runtime.restart import RestartPolicies
+from dockyard.runtime.restart import validate as validate_restart_policy
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +85,9 @@ class ContainerConfig:
     auto_remove: bool = False
     hostname: str = ""
     tmpfs: list[str] = field(default_factory=list)
+    # health checks and restart policies (dockyard.runtime.health, dockyard.runtime.restart)
+    restart_policy: str = ""  # "no", "always", "unless-stopped", "on-failure[:N]"
+    healthcheck: dict[str, Any] = field(default_factory=dict)  # docker's Healthcheck, merged with the image's
     stop_signal: str = ""
     stop_timeout: int = 0
     limits: Limits = field(default_factory=Limits)  # resource limits (dockyard.runtime.cgroups)
@@ -105,6 +111,11 @@ class ContainerRecord:
     command: list[str] = field(default_factory=list)
     error: str = ""
     oom_killed: bool = False
+    # health checks and restart policies (dockyard.runtime.health, dockyard.runtime.restart)
+    restart_count: int = 0  # restarts by the policy since the user last started it
+    restarting: bool = False  # exited, and the policy starts it again after a back-off
+    manual_stop: bool = False  # stopped by the user: no restarts until the next start
+    health: dict[str, Any] = field(default_factory=dict)  # docker's State.Health; {} without a check
 
     @property
     def short_id(self) -> str:
@@ -216,6 +227,8 @@ class ContainerManager:
         self.cgroups = cgroups or Cgroups(Delegation("none", False, problems=("no cgroup was configured",)))
         self._live: dict[str, _Live] = {}
         self._names_lock = asyncio.Lock()
+        self.health = HealthChecks(self)  # health checks (dockyard.runtime.health)
+        self.restarts = RestartPolicies(self)  # restart policies (dockyard.runtime.restart)
         root.mkdir(parents=True, exist_ok=True)
 
     # --- records -------------------------------------------------------------------------------------
@@ -300,6 +313,8 @@ class ContainerManager:
                 else:
                     live.watcher = asyncio.create_task(self._watch_adopted(live))
                     log.info("adopted running container", id=record.short_id, name=record.name)
+        self.health.recover()  # health checks of adopted containers resume
+        self.restarts.recover()  # restarts owed by the previous service are made
 
     async def _watch_adopted(self, live: _Live) -> None:
         paths = self._paths(live.record.id)
@@ -310,6 +325,8 @@ class ContainerManager:
 
     async def close(self) -> None:
         """Stop watching (containers keep running; the next service adopts them)."""
+        await self.health.close()  # health checks and restart policies: the next service resumes them
+        await self.restarts.close()
         tasks = [c.watcher for c in self._live.values() if c.watcher is not None]
         for t in tasks:
             t.cancel()
@@ -321,6 +338,7 @@ class ContainerManager:
         """Make a container from ``config``: validate everything, snapshot the image, record it."""
         image = await asyncio.to_thread(self.images.resolve, config.image)
         image_config = (await asyncio.to_thread(self.images.config, image)).get("config") or {}
+        config = validate_restart_policy(with_image_healthcheck(config, image_config))  # health, restart
         run = self._run_config(config)  # validates the network mode, binds and tmpfs
         self.cgroups.check(config.limits)  # a limit this node cannot enforce is refused, never dropped
         process = ocispec.merge_process(image_config, run)  # validates command, user, signal
@@ -415,6 +433,7 @@ class ContainerManager:
         process starts — attach uses it, so not a byte of output is missed.
         """
         live = self._find(ref)
+        self.restarts.user_start(live)  # a user's start: restart count and manual stop reset
         try:
             async with live.lock:
                 record = live.record
@@ -467,6 +486,8 @@ class ContainerManager:
         )
         live.watcher = asyncio.create_task(self._watch(live, sync_fd))
         self._emit(Subject.CONTAINER_STARTED, record, pid=pid)
+        self.restarts.started(live)  # health checks and restart policies
+        self.health.start(live)
         return record
 
     def _write_bundle(
@@ -526,6 +547,7 @@ class ContainerManager:
         await self._on_exit(live, code)
 
     async def _on_exit(self, live: _Live, code: int | None) -> None:
+        self.health.stop(live)  # health checks end with the process
         record = live.record
         paths = self._paths(record.id)
         self.slirp.detach(self._dir(record.id))
@@ -550,6 +572,7 @@ class ContainerManager:
         live.exited.set()
         live.watcher = None
         self._emit(Subject.CONTAINER_DIED, record, exitCode=record.exit_code, oomKilled=oom)
+        self.restarts.exited(live)  # the restart policy decides
         if record.config.auto_remove:
             with contextlib.suppress(NotFound):
                 await self.remove(record.id, force=True)
@@ -561,6 +584,7 @@ class ContainerManager:
         number = ocispec.parse_signal(str(sig)) if sig else signal.SIGKILL
         if live.record.state not in (State.RUNNING, State.PAUSED):
             raise FailedPrecondition(f"container {live.record.name} is not running")
+        await self.restarts.user_kill(live, number)  # SIGKILL or the stop signal: a user's stop
         await self.monitor.kill(live.record.id, number)
         self._emit(Subject.CONTAINER_KILLED, live.record, signal=number)
         return live.record
@@ -568,6 +592,7 @@ class ContainerManager:
     async def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
         """Stop signal, then SIGKILL after ``timeout`` seconds. Idempotent."""
         live = self._find(ref)
+        await self.restarts.user_stop(live)  # no restart, until the next start
         record = live.record
         if record.state not in (State.RUNNING, State.PAUSED):
             return record
@@ -641,6 +666,7 @@ class ContainerManager:
 
     async def remove(self, ref: str, force: bool = False) -> ContainerRecord:
         live = self._find(ref)
+        await self.restarts.removing(live, force)  # no restart of what is being removed
         record = live.record
         if record.state in (State.RUNNING, State.PAUSED):
             if not force:

@@ -22,6 +22,7 @@ from dockyard.api.types.v1 import types_pb2
 from dockyard.core.errors import InvalidArgument
 from dockyard.runtime.cgroups import Limits
 from dockyard.runtime.containers import ContainerConfig, ContainerManager, ContainerRecord, State
+from dockyard.runtime.health_convert import fill_container_pb, healthcheck_from_pb
 from dockyard.runtime.images.store import ImageStore
 from dockyard.runtime.stats import ContainerStats, stream_stats
 from dockyard.runtime.transfer import Transfers
@@ -93,6 +94,7 @@ def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
         ts = _ts(getattr(r, name))
         if ts is not None:
             getattr(msg, name).CopyFrom(ts)
+    fill_container_pb(r, msg)  # health checks and restart policies (dockyard.runtime.health_convert)
     return msg
 
 
@@ -136,6 +138,8 @@ def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
         network=network,
         read_only=spec.read_only,
         auto_remove=spec.auto_remove,
+        restart_policy=spec.restart_policy,  # health checks and restart policies
+        healthcheck=healthcheck_from_pb(spec),
         hostname=spec.hostname,
         tmpfs=list(spec.tmpfs),
         stop_signal=spec.stop_signal,

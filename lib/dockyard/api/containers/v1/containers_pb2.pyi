@@ -5,6 +5,7 @@ Containers on a runtime node: rootless, runc-run, fuse-overlayfs rootfs."""
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -176,6 +177,8 @@ class ContainerSpec(_message.Message):
     STOP_TIMEOUT_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     VOLUMES_FROM_FIELD_NUMBER: _builtins.int
+    RESTART_POLICY_FIELD_NUMBER: _builtins.int
+    HEALTHCHECK_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     name: _builtins.str
     workdir: _builtins.str
@@ -194,6 +197,11 @@ class ContainerSpec(_message.Message):
     """Overrides the image's STOPSIGNAL ("SIGTERM", "15")."""
     stop_timeout: _builtins.int
     """Seconds between the stop signal and SIGKILL; 0 means the default (10)."""
+    restart_policy: _builtins.str
+    """--- health checks and restart policies (issue 7; numbers 60-69 are kept for them) ---
+    "no" (the default), "always", "unless-stopped", "on-failure" or "on-failure:N" (at most N
+    restarts). INVALID_ARGUMENT with auto_remove, as docker refuses --rm with a restart policy.
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -218,6 +226,12 @@ class ContainerSpec(_message.Message):
     def volumes_from(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Volumes (issue 7; numbers 40-49 are kept for them): containers whose mounts this one
         gets too, "CONTAINER[:ro|rw]" (docker run --volumes-from).
+        """
+
+    @_builtins.property
+    def healthcheck(self) -> Global___HealthConfig:
+        """Overrides the image's HEALTHCHECK field by field: what is unset is the image's.
+        --- end health checks and restart policies ---
         """
 
     def __init__(
@@ -245,10 +259,12 @@ class ContainerSpec(_message.Message):
         stop_timeout: _builtins.int = ...,
         resources: Global___Resources | None = ...,
         volumes_from: _abc.Iterable[_builtins.str] | None = ...,
+        restart_policy: _builtins.str = ...,
+        healthcheck: Global___HealthConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["healthcheck", b"healthcheck", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "entrypoint", b"entrypoint", "env", b"env", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart_policy", b"restart_policy", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -274,6 +290,9 @@ class Container(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
     OOM_KILLED_FIELD_NUMBER: _builtins.int
+    RESTART_COUNT_FIELD_NUMBER: _builtins.int
+    RESTARTING_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     image: _builtins.str
@@ -287,6 +306,12 @@ class Container(_message.Message):
     """Why a container is dead, or what went wrong at its last start."""
     oom_killed: _builtins.bool
     """Set when the kernel's OOM killer ended the container."""
+    restart_count: _builtins.int
+    """--- health checks and restart policies (numbers 60-69) ---
+    Restarts made by the restart policy since the user last started it (docker's RestartCount).
+    """
+    restarting: _builtins.bool
+    """The container exited and its restart policy starts it again after a back-off delay."""
     @_builtins.property
     def created(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -302,6 +327,12 @@ class Container(_message.Message):
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The command line that runs (entrypoint + cmd after merging with the image)."""
+
+    @_builtins.property
+    def health(self) -> Global___Health:
+        """The health check's state; unset when the container has none.
+        --- end health checks and restart policies ---
+        """
 
     def __init__(
         self,
@@ -322,10 +353,13 @@ class Container(_message.Message):
         error: _builtins.str = ...,
         command: _abc.Iterable[_builtins.str] | None = ...,
         oom_killed: _builtins.bool = ...,
+        restart_count: _builtins.int = ...,
+        restarting: _builtins.bool = ...,
+        health: Global___Health | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "finished", b"finished", "spec", b"spec", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "finished", b"finished", "health", b"health", "spec", b"spec", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created", b"created", "error", b"error", "exit_code", b"exit_code", "finished", b"finished", "id", b"id", "image", b"image", "image_id", b"image_id", "name", b"name", "node", b"node", "oom_killed", b"oom_killed", "pid", b"pid", "ports", b"ports", "spec", b"spec", "started", b"started", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created", b"created", "error", b"error", "exit_code", b"exit_code", "finished", b"finished", "health", b"health", "id", b"id", "image", b"image", "image_id", b"image_id", "name", b"name", "node", b"node", "oom_killed", b"oom_killed", "pid", b"pid", "ports", b"ports", "restart_count", b"restart_count", "restarting", b"restarting", "spec", b"spec", "started", b"started", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1415,3 +1449,116 @@ class StatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatsResponse: _TypeAlias = StatsResponse  # noqa: Y015
+
+@_typing.final
+class HealthConfig(_message.Message):
+    """--- health checks and restart policies ---
+
+    A health check, docker's HEALTHCHECK (an image config's "Healthcheck").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEST_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    START_PERIOD_FIELD_NUMBER: _builtins.int
+    RETRIES_FIELD_NUMBER: _builtins.int
+    retries: _builtins.int
+    """Consecutive failures that make the container unhealthy (default 3)."""
+    @_builtins.property
+    def test(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """["CMD", "arg", …] runs the args; ["CMD-SHELL", "command"] runs /bin/sh -c command; ["NONE"]
+        disables the image's check (--no-healthcheck). Empty: the image's.
+        """
+
+    @_builtins.property
+    def interval(self) -> _duration_pb2.Duration:
+        """Time between checks, from the end of one to the start of the next (default 30 s)."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """A check running longer fails (default 30 s)."""
+
+    @_builtins.property
+    def start_period(self) -> _duration_pb2.Duration:
+        """Failures in this time after the start do not count until a check succeeds (default 0)."""
+
+    def __init__(
+        self,
+        *,
+        test: _abc.Iterable[_builtins.str] | None = ...,
+        interval: _duration_pb2.Duration | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        start_period: _duration_pb2.Duration | None = ...,
+        retries: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "start_period", b"start_period", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "retries", b"retries", "start_period", b"start_period", "test", b"test", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthConfig: _TypeAlias = HealthConfig  # noqa: Y015
+
+@_typing.final
+class HealthResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    exit_code: _builtins.int
+    """The check's exit code: 0 healthy, else a failure; -1 when it timed out or could not run."""
+    output: _builtins.str
+    """Its stdout and stderr together, at most 4096 bytes."""
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+        exit_code: _builtins.int = ...,
+        output: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "exit_code", b"exit_code", "output", b"output", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthResult: _TypeAlias = HealthResult  # noqa: Y015
+
+@_typing.final
+class Health(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    FAILING_STREAK_FIELD_NUMBER: _builtins.int
+    LOG_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """"starting", "healthy" or "unhealthy"."""
+    failing_streak: _builtins.int
+    """Consecutive failed checks."""
+    @_builtins.property
+    def log(self) -> _containers.RepeatedCompositeFieldContainer[Global___HealthResult]:
+        """The last five checks, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        failing_streak: _builtins.int = ...,
+        log: _abc.Iterable[Global___HealthResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failing_streak", b"failing_streak", "log", b"log", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Health: _TypeAlias = Health  # noqa: Y015
