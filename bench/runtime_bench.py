@@ -424,13 +424,21 @@ class Podman:
             return
         with contextlib.suppress(Exception):
             run(self.cli("rm", "-af", "-t", "0"), self.env)
-        with contextlib.suppress(Exception):  # files owned by subordinate ids: remove them inside the userns
-            run(self.cli("unshare", "rm", "-rf", str(self.root), str(self.runroot)), self.env)
+        self._kill_pause()  # its namespace, and the overlay mounts in it, go with it
+        if os.geteuid() != 0:  # files owned by subordinate ids: remove them in a (new) userns
+            with contextlib.suppress(Exception):
+                run(self.cli("unshare", "rm", "-rf", str(self.root), str(self.runroot)), self.env)
+            self._kill_pause()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def _kill_pause(self) -> None:
         pause = self.pause_pid()
         if pause is not None and comm(pause).startswith(("podman", "catatonit")):
             with contextlib.suppress(OSError):  # podman's pause process, holding its user namespace
                 os.kill(pause, signal.SIGKILL)
-        shutil.rmtree(self.home, ignore_errors=True)
+            deadline = time.monotonic() + 5
+            while os.path.exists(f"/proc/{pause}") and comm(pause) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- runc (the floor)
@@ -914,12 +922,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         res["versions"] = versions(pm)
         dy.stop()
+        if os.geteuid() != 0:  # files of our layers owned by subordinate ids: remove them in a userns
+            with contextlib.suppress(Exception):
+                pm.used = True
+                run(pm.cli("unshare", "rm", "-rf", str(scratch / "state")), pm.env)
         pm.stop()
-        if os.geteuid() != 0 and any(scratch.rglob("*")):
-            with contextlib.suppress(
-                Exception
-            ):  # subordinate-id files of our layers: remove them in a userns
-                run(["podman", "unshare", "rm", "-rf", str(scratch / "state")], pm.env)
         shutil.rmtree(scratch, ignore_errors=True)
 
     header = ["measurement", "Dockyard", "peer (podman / runc)", "ratio", "goal", "met?"]
