@@ -298,3 +298,60 @@ def test_run_flags_become_resources() -> None:
     assert list(spec.command) == ["sh", "-c", "x"]
     plain = build_spec(build_parser("run").parse_args(["run", "img"]))
     assert not plain.HasField("resources")
+
+
+# --- stats ---------------------------------------------------------------------------------------------
+
+
+def test_proc_sample_reads_a_live_process() -> None:
+    import os
+
+    from dockyard.runtime.cgroups import proc_sample
+
+    s = proc_sample([str(os.getpid())], os.getpid())
+    assert s.pids == 1 and s.memory_usage > 0 and s.memory_limit > 0 and s.cpu_ns > 0
+
+
+def test_stream_stats_turns_cpu_time_into_percent_of_a_core() -> None:
+    import time
+    from dataclasses import replace as dc_replace
+
+    from dockyard.runtime.cgroups import Sample
+    from dockyard.runtime.containers import ContainerRecord, State
+    from dockyard.runtime.stats import stream_stats
+
+    class HalfACore:
+        usable = True
+
+        def sample(self, cid: str, pid: int) -> Sample:  # CPU time grows at half the wall clock's pace
+            return Sample(cpu_ns=time.monotonic_ns() // 2, memory_usage=10, memory_limit=100, pids=2)
+
+    running = dc_replace(
+        ContainerRecord("c1", "one", ContainerConfig(image="i"), "sha256:x", "t"), state=State.RUNNING, pid=1
+    )
+    stopped = ContainerRecord("c2", "two", ContainerConfig(image="i"), "sha256:x", "t")
+
+    class Manager:
+        cgroups = HalfACore()
+
+        def get(self, ref: str) -> ContainerRecord:
+            return {"one": running, "two": stopped}[ref]
+
+        def list_containers(self) -> list[ContainerRecord]:
+            return [running]
+
+    async def collect(refs: list[str], stream: bool) -> list[list]:
+        out = []
+        async for report in stream_stats(Manager(), refs, stream=stream, interval=0.05):  # type: ignore[arg-type]
+            out.append(report)
+            if len(out) == 3:
+                break
+        return out
+
+    once = asyncio.run(collect([], stream=False))
+    assert len(once) == 1 and [s.name for s in once[0]] == ["one"]
+    assert 45 < once[0][0].cpu_percent < 55 and once[0][0].memory_percent == 10.0 and once[0][0].from_cgroup
+    streamed = asyncio.run(collect(["one", "two"], stream=True))
+    assert len(streamed) == 3
+    two = streamed[0][1]
+    assert two.state is State.CREATED and two.cpu_percent == 0 and two.sample.pids == 0
