@@ -7,7 +7,7 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--force", action="store_true", help="kill and remove a running container")
-    parser.add_argument("-v", "--volumes", action="store_true", help="accepted for docker compatibility")
+    parser.add_argument("-v", "--volumes", action="store_true", help="remove its anonymous volumes too")
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
@@ -19,4 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     with channel(args.host) as ch:
         stub = containers_pb2_grpc.ContainersStub(ch)
-        return each(args.containers, lambda c: stub.Remove(pb.RemoveContainerRequest(id=c, force=args.force)))
+        return each(
+            args.containers,
+            lambda c: stub.Remove(pb.RemoveContainerRequest(id=c, force=args.force, volumes=args.volumes)),
+        )

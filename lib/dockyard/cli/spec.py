@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--stop-signal", default="", help="signal that stops the container (default: image's or SIGTERM)")
     a("--stop-timeout", type=int, default=0, help="seconds before SIGKILL on stop (default 10)")
     limits.add_arguments(parser)  # resource limits: --memory, --cpus, --pids-limit, …
+    from dockyard.cli import mountspec  # volumes: --mount, --volumes-from
+
+    mountspec.add_arguments(parser)
     a("image", help="image reference")
     a("argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
 
@@ -258,4 +261,7 @@ def build_spec(args: argparse.Namespace) -> Any:
 
             raise InvalidArgument(f"bad --tmpfs {item!r}: the path must be absolute")
     limits.apply(args, spec.resources)  # resource limits
+    from dockyard.cli import mountspec  # volumes: --mount, --volumes-from
+
+    mountspec.apply(args, spec)
     return spec

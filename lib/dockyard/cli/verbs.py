@@ -48,4 +48,5 @@ VERBS: dict[str, tuple[str, str]] = {
     "image": ("image", "Manage images: ls, pull, push, tag, rm, prune, history, inspect, import, save, load"),
     "container": ("container", "Manage containers: ls, create, run, start, stop, rm, logs, exec, prune, ..."),
     "system": ("system", "Platform-wide views: df"),
+    "volume": ("volume", "Manage volumes: create, ls, inspect, rm, prune"),
 }

@@ -26,6 +26,7 @@ from dockyard.api.containers.v1 import containers_pb2
 from dockyard.api.images.v1 import images_pb2
 from dockyard.api.registry.v1 import registry_pb2
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
+from dockyard.api.volumes.v1 import volumes_pb2
 from dockyard.core.service import ServiceInfo, ServiceState
 
 log = structlog.get_logger(__name__)
@@ -35,6 +36,7 @@ ROUTES: Mapping[str, ServiceDescriptor] = {
     "registry": registry_pb2.DESCRIPTOR.services_by_name["RegistryAdmin"],
     "runtime:images": images_pb2.DESCRIPTOR.services_by_name["Images"],
     "runtime:containers": containers_pb2.DESCRIPTOR.services_by_name["Containers"],
+    "runtime:volumes": volumes_pb2.DESCRIPTOR.services_by_name["Volumes"],
     "builder": builds_pb2.DESCRIPTOR.services_by_name["Builds"],
 }
 

@@ -8,6 +8,7 @@ real user before entering it and are passed in, never re-probed from inside.
       images/        the image store (dockyard.runtime.images.store)
       snapshots/     container writable layers (dockyard.runtime.snapshot)
       containers/    container records, bundles, logs (dockyard.runtime.containers)
+      volumes/       named and anonymous volumes (dockyard.runtime.volumes)
       runc/          runc's own state (--root)
       auth.json      registry credentials, 0600
 """
@@ -24,6 +25,7 @@ import structlog
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
 from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
+from dockyard.api.volumes.v1 import volumes_pb2, volumes_pb2_grpc
 from dockyard.core import cgroups as cgroup_delegation
 from dockyard.core.rootless import RootlessFacts
 from dockyard.core.service import ServiceInfo, ServiceState
@@ -37,6 +39,8 @@ from dockyard.runtime.network import Slirp
 from dockyard.runtime.servicer import ContainersServicer, ImagesServicer
 from dockyard.runtime.snapshot import snapshotter_for
 from dockyard.runtime.transfer import Transfers
+from dockyard.runtime.volume_servicer import VolumesServicer
+from dockyard.runtime.volumes import VolumeStore
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +74,7 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
     # Resource limits: which cgroup subtree we may write, decided once (dockyard.core.cgroups).
     cgroups = Cgroups(cgroup_delegation.probe())
     log.info("cgroups", decision=cgroups.delegation.summary())
+    volumes = VolumeStore(root / "volumes", host.publisher, host_config.source)
     manager = ContainerManager(
         root / "containers",
         store,
@@ -80,6 +85,7 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
         host_config.source,
         seccomp,
         cgroups=cgroups,
+        volumes=volumes,
     )
     transfers = Transfers(store, CredentialStore(root / "auth.json"), host.publisher, host_config.source)
 
@@ -107,6 +113,11 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
         containers_pb2_grpc.add_ContainersServicer_to_server,
         ContainersServicer(manager, host_config.node),
         containers_pb2.DESCRIPTOR.services_by_name["Containers"].full_name,
+    )
+    host.server.add_servicer(
+        volumes_pb2_grpc.add_VolumesServicer_to_server,
+        VolumesServicer(volumes, host_config.node),
+        volumes_pb2.DESCRIPTOR.services_by_name["Volumes"].full_name,
     )
     host.add_component(Recovery(manager))
     return host

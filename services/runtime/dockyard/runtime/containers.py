@@ -47,6 +47,7 @@ from dockyard.runtime.monitor import AttachStream, Monitor, Paths
 from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
 from dockyard.runtime.restart import RestartPolicies
 from dockyard.runtime.restart import validate as validate_restart_policy
+from dockyard.runtime.volumes import VolumeStore, is_volume
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +91,7 @@ class ContainerConfig:
     healthcheck: dict[str, Any] = field(default_factory=dict)  # docker's Healthcheck, merged with the image's
     stop_signal: str = ""
     stop_timeout: int = 0
+    volumes_from: list[str] = field(default_factory=list)  # --volumes-from (dockyard.runtime.volumes)
     limits: Limits = field(default_factory=Limits)  # resource limits (dockyard.runtime.cgroups)
 
 
@@ -214,6 +216,7 @@ class ContainerManager:
         source: str,
         seccomp: Callable[[], dict[str, Any] | None] = lambda: None,
         cgroups: Cgroups | None = None,
+        volumes: VolumeStore | None = None,
     ) -> None:
         self.root = root
         self.images = images
@@ -225,6 +228,9 @@ class ContainerManager:
         self.seccomp = seccomp
         # Resource limits, pause, stats: the delegated cgroup subtree, or none (limits refused).
         self.cgroups = cgroups or Cgroups(Delegation("none", False, problems=("no cgroup was configured",)))
+        # Volumes (dockyard.runtime.volumes): made at create, mounted at start, released at remove.
+        self.volumes = volumes or VolumeStore(root.parent / "volumes", publisher, source)
+        self.volumes.containers = lambda: self.list_containers(all=True)
         self._live: dict[str, _Live] = {}
         self._names_lock = asyncio.Lock()
         self.health = HealthChecks(self)  # health checks (dockyard.runtime.health)
@@ -349,6 +355,11 @@ class ContainerManager:
                 raise InvalidArgument(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
             if any(c.record.name == name for c in self._live.values()):
                 raise AlreadyExists(f"the container name {name!r} is already in use")
+            # volumes: -v, --mount, --volumes-from and the image's VOLUMEs → mounts; volumes made
+            binds = await self.volumes.resolve(
+                config.binds, config.tmpfs, config.volumes_from, image_config.get("Volumes") or {}, self.get
+            )
+            config = replace(config, binds=binds)
             cid = secrets.token_hex(32)
             d = self._dir(cid)
             (d / "bundle").mkdir(parents=True)
@@ -398,7 +409,7 @@ class ContainerManager:
             hostname=config.hostname,
             read_only=config.read_only,
             tmpfs=list(config.tmpfs),
-            binds=[ocispec.parse_volume(v) for v in config.binds],
+            binds=[ocispec.parse_volume(v) for v in config.binds if not is_volume(v)],  # volumes: at start
             network=config.network,
             labels=dict(config.labels),
             stop_signal=config.stop_signal,
@@ -495,6 +506,7 @@ class ContainerManager:
     ) -> dict[str, Any]:
         d = self._dir(record.id)
         run = self._run_config(record.config)
+        run = replace(run, binds=[*run.binds, *self.volumes.mounts(record.config.binds, rootfs)])  # volumes
         if self.cgroups.usable:  # the container's own cgroup, with its limits
             run = replace(
                 run,
@@ -664,7 +676,7 @@ class ContainerManager:
 
     # --- remove / rename / prune ---------------------------------------------------------------------
 
-    async def remove(self, ref: str, force: bool = False) -> ContainerRecord:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> ContainerRecord:
         live = self._find(ref)
         await self.restarts.removing(live, force)  # no restart of what is being removed
         record = live.record
@@ -683,6 +695,8 @@ class ContainerManager:
                 return record
             await asyncio.to_thread(self._discard, record.id)
         self._emit(Subject.CONTAINER_REMOVED, record)
+        # volumes: rm -v and --rm take the container's anonymous volumes along (unless shared)
+        await self.volumes.release(record.config.binds, volumes or record.config.auto_remove)
         return record
 
     async def rename(self, ref: str, name: str) -> ContainerRecord:

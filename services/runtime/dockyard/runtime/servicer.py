@@ -26,6 +26,7 @@ from dockyard.runtime.health_convert import fill_container_pb, healthcheck_from_
 from dockyard.runtime.images.store import ImageStore
 from dockyard.runtime.stats import ContainerStats, stream_stats
 from dockyard.runtime.transfer import Transfers
+from dockyard.runtime.volume_servicer import mount_fields, mounts_from_pb
 
 CHUNK = 1 << 20
 
@@ -69,6 +70,7 @@ def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
         stop_signal=c.stop_signal,
         stop_timeout=c.stop_timeout,
         resources=limits_to_pb(c.limits),
+        volumes_from=c.volumes_from,
     )
     msg = cpb.Container(
         id=r.id,
@@ -99,20 +101,13 @@ def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
 
 
 def _bind_pb(spec: str) -> cpb.Mount:
-    parts = spec.split(":")
-    return cpb.Mount(
-        source=parts[0], target=parts[1] if len(parts) > 1 else "", read_only="ro" in parts[2:], type="bind"
-    )
+    return cpb.Mount(**mount_fields(spec))  # a bind or a volume (dockyard.runtime.volume_servicer)
 
 
 def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
     if not spec.image:
         raise InvalidArgument("an image is required")
-    binds = []
-    for m in spec.mounts:
-        if m.type not in ("", "bind"):
-            raise InvalidArgument(f"mount type {m.type!r} is not supported yet: use a bind mount")
-        binds.append(f"{m.source}:{m.target}{':ro' if m.read_only else ''}")
+    binds, mount_tmpfs = mounts_from_pb(spec.mounts)  # bind, volume and tmpfs mounts (volumes)
     ports = []
     for p in spec.ports:
         host = f"{p.host_ip}:" if p.host_ip else ""
@@ -141,10 +136,11 @@ def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
         restart_policy=spec.restart_policy,  # health checks and restart policies
         healthcheck=healthcheck_from_pb(spec),
         hostname=spec.hostname,
-        tmpfs=list(spec.tmpfs),
+        tmpfs=[*spec.tmpfs, *mount_tmpfs],
         stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout,
         limits=Limits.from_dict(limit_changes(spec.resources)),
+        volumes_from=list(spec.volumes_from),
     )
 
 
@@ -218,7 +214,7 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         return cpb.KillContainerResponse()
 
     async def Remove(self, request: cpb.RemoveContainerRequest, context: Any) -> cpb.RemoveContainerResponse:
-        await self.m.remove(request.id, request.force)
+        await self.m.remove(request.id, request.force, request.volumes)
         return cpb.RemoveContainerResponse()
 
     async def List(self, request: cpb.ListContainersRequest, context: Any) -> cpb.ListContainersResponse:

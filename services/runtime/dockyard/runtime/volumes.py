@@ -1,0 +1,699 @@
+"""Volumes on this node (docker volume): directories that outlive the containers that mount them.
+
+No gRPC here; :mod:`dockyard.runtime.volume_servicer` is the edge. On disk::
+
+    <state>/volumes/
+      <name>/
+        volume.json   the record (VolumeRecord), replaced atomically (tmp + fsync + rename)
+        _data/        the data: bind-mounted (rbind) into every container that uses the volume
+      .new-<hex>/     a volume being made; renamed to <name> once complete, so a volume is
+                      either whole or absent (a crash leaves only a .new- dir, swept at start)
+      .gone-<hex>/    a volume being removed: renamed out of the way first, then deleted
+
+Files in ``_data`` keep the ids they have in the container: the runtime is root of the node's
+user namespace (see :mod:`dockyard.runtime.userns`) and containers share it, so a file written
+by uid 999 in a container is uid 999 here (and a subordinate id on the host).
+
+How containers use volumes (:class:`dockyard.runtime.containers.ContainerManager` calls these):
+
+- at create, :meth:`VolumeStore.resolve` turns what was asked — ``-v NAME:/p``, ``-v /p``
+  (anonymous), ``--mount`` (already ``-v`` strings or tmpfs by the servicer), ``--volumes-from``
+  and the image's ``VOLUME`` paths — into the container's mounts, persisted in its config as
+  ``-v`` strings: ``/host:/ctr[:ro]`` (a bind) or ``NAME:/ctr[:ro][,nocopy]`` (a volume). Named
+  volumes are created on first use; anonymous ones get a random 64-hex name and are marked so.
+- at start, :meth:`VolumeStore.mounts` gives the bind mounts of the volumes and, the first time
+  a volume is mounted, copies the image's content at the mount path into it if it is empty
+  (docker's copy-up; ``nocopy`` skips it): ownership, modes, times, symlinks, hard links, fifos
+  and xattrs are kept, and the volume's root takes the owner and mode of the image's directory.
+  The copy goes to a scratch directory renamed over the empty ``_data``: never half-visible.
+- at remove, :meth:`VolumeStore.release` removes the container's anonymous volumes when asked
+  (``rm -v``, ``--rm``) unless another container still uses them.
+
+A volume in use by any container, running or not, cannot be removed. Known gap: a volume removed
+between a container's create resolving it and the container's record being saved is made again,
+empty, when that container starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
+
+import structlog
+
+from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from dockyard.core.events import Publisher, Subject, new_event
+from dockyard.core.fsutil import fsync_dir
+from dockyard.runtime import ocispec
+
+log = structlog.get_logger(__name__)
+
+#: docker's volume name rule.
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+DRIVER = "local"
+#: Symlinks followed while resolving a mount path inside an image (as the kernel's limit).
+MAX_SYMLINKS = 40
+#: xattrs never copied: overlay's own bookkeeping and what a user namespace may not set.
+_SKIP_XATTRS = ("user.overlay.", "trusted.", "security.selinux")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRecord:
+    """One volume, as stored in volume.json. ``populated``: its first mount happened (copy-up done)."""
+
+    name: str
+    created: str
+    driver: str = DRIVER
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    anonymous: bool = False
+    populated: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> VolumeRecord:
+        return cls(**json.loads(text))
+
+
+# --- container mounts as "-v" strings ------------------------------------------------------------
+
+
+class MountSpec(NamedTuple):
+    """One container mount. ``kind``: "bind" (source a host path), "volume" (source a volume name)
+    or "anonymous" (a volume still to be made; only before :meth:`VolumeStore.resolve`)."""
+
+    kind: str
+    source: str
+    target: str
+    read_only: bool = False
+    no_copy: bool = False
+
+    def to_bind(self) -> str:
+        """The ``-v`` string: ``SRC:DST[:ro][,nocopy]`` (``DST`` alone for an anonymous volume)."""
+        head = self.target if self.kind == "anonymous" else f"{self.source}:{self.target}"
+        opts = [o for o, on in (("ro", self.read_only), ("nocopy", self.no_copy)) if on]
+        return head + (":" + ",".join(opts) if opts else "")
+
+
+def container_path(path: str, spec: str) -> str:
+    """An absolute container path, normalised; never "/"."""
+    if not path.startswith("/"):
+        raise InvalidArgument(f"invalid mount {spec!r}: the container path {path!r} must be absolute")
+    clean = os.path.normpath(path)
+    if clean in ("/", "//"):
+        raise InvalidArgument(f"invalid mount {spec!r}: the container path cannot be '/'")
+    return clean
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise InvalidArgument(
+            f"invalid volume name {name!r}: it must be 2+ characters of [a-zA-Z0-9_.-], "
+            "starting with a letter or digit (a host path must be absolute)"
+        )
+    return name
+
+
+def parse_mount(spec: str) -> MountSpec:
+    """A ``-v`` string: ``/host:/ctr[:opts]``, ``NAME:/ctr[:opts]`` or ``/ctr[:opts]`` (anonymous).
+
+    Options: ``ro``, ``rw``, ``z``/``Z`` (accepted, no SELinux here) and, for volumes, ``nocopy``.
+    """
+    parts = spec.split(":")
+    if not spec or len(parts) > 3:
+        raise InvalidArgument(f"invalid volume specification: {spec!r}")
+    opts = ""
+    if len(parts) == 3:
+        source, target, opts = parts
+    elif len(parts) == 2 and parts[1].startswith("/"):
+        source, target = parts
+    elif len(parts) == 2 and parts[0].startswith("/"):  # "/ctr:ro"
+        source, target, opts = "", parts[0], parts[1]
+    elif len(parts) == 2:  # "name:relative": refused below, for its path
+        source, target = parts
+    else:
+        source, target = "", parts[0]
+    if len(parts) == 3 and not source:
+        raise InvalidArgument(f"invalid volume specification: {spec!r}")
+    read_only = no_copy = False
+    for opt in filter(None, opts.split(",")):
+        if opt == "ro":
+            read_only = True
+        elif opt == "nocopy" and not source.startswith("/"):
+            no_copy = True
+        elif opt not in ("rw", "z", "Z"):
+            raise InvalidArgument(f"invalid mode {opt!r} in volume specification {spec!r}")
+    target = container_path(target, spec)
+    if not source:
+        return MountSpec("anonymous", "", target, read_only, no_copy)
+    if source.startswith("/"):
+        return MountSpec("bind", os.path.normpath(source), target, read_only)
+    return MountSpec("volume", check_name(source), target, read_only, no_copy)
+
+
+def is_volume(spec: str) -> bool:
+    """Whether a ``-v`` string names a volume (named or anonymous) rather than a host path."""
+    head, sep, _ = spec.partition(":")
+    return not head.startswith("/") or not sep or not spec.split(":")[1].startswith("/")
+
+
+def mount_to_bind(
+    type_: str,
+    source: str,
+    target: str,
+    read_only: bool,
+    no_copy: bool = False,
+    tmpfs_size: int = 0,
+    tmpfs_mode: int = 0,
+) -> tuple[str, str]:
+    """One ``--mount``-style mount → ("bind", a ``-v`` string) or ("tmpfs", a ``--tmpfs`` string).
+
+    ``type_`` "" means "bind" (the API's default before volumes existed). Checks what the flags
+    alone can say; bind sources are checked for existence at create.
+    """
+    what = f"type={type_ or 'bind'},source={source},target={target}"
+    if not target:
+        raise InvalidArgument(f"invalid mount ({what}): a target is required")
+    target = container_path(target, what)
+    if type_ not in ("", "bind", "volume", "tmpfs"):
+        raise InvalidArgument(f"invalid mount type {type_!r}: use bind, volume or tmpfs")
+    if type_ != "tmpfs" and (tmpfs_size or tmpfs_mode):
+        raise InvalidArgument(f"invalid mount ({what}): tmpfs options need type=tmpfs")
+    if type_ != "volume" and no_copy:
+        raise InvalidArgument(f"invalid mount ({what}): volume-nocopy needs type=volume")
+    if type_ == "tmpfs":
+        if source:
+            raise InvalidArgument(f"invalid mount ({what}): a tmpfs has no source")
+        if tmpfs_size < 0 or not 0 <= tmpfs_mode <= 0o7777:
+            raise InvalidArgument(f"invalid mount ({what}): bad tmpfs-size or tmpfs-mode")
+        opts = [f"size={tmpfs_size}"] if tmpfs_size else []
+        opts += [f"mode={tmpfs_mode:04o}"] if tmpfs_mode else []
+        opts += ["ro"] if read_only else []
+        return "tmpfs", target + (":" + ",".join(opts) if opts else "")
+    if type_ == "volume":
+        if source.startswith("/"):
+            raise InvalidArgument(f"invalid mount ({what}): a volume's source is a name; use type=bind")
+        kind = "volume" if source else "anonymous"
+        return "bind", MountSpec(
+            kind, check_name(source) if source else "", target, read_only, no_copy
+        ).to_bind()
+    if not source.startswith("/"):
+        raise InvalidArgument(f"invalid mount ({what}): a bind's source must be an absolute host path")
+    return "bind", MountSpec("bind", os.path.normpath(source), target, read_only).to_bind()
+
+
+# --- copy-up -----------------------------------------------------------------------------------------
+
+
+def resolve_in_root(root: Path, path: str) -> Path | None:
+    """``path`` inside ``root`` as if ``root`` were "/": symlinks (absolute or relative) and ``..``
+    never lead out of it. None when a component is missing. The result is no symlink."""
+    pending = [p for p in PurePosixPath(path).parts if p != "/"]
+    parts: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        candidate = root.joinpath(*parts, part)
+        try:
+            st = os.lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise InvalidArgument(f"too many levels of symbolic links in the image at {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                parts = []
+            pending = [p for p in PurePosixPath(target).parts if p != "/"] + pending
+            continue
+        parts.append(part)
+    return root.joinpath(*parts)
+
+
+def _copy_xattrs(src: str, dst: str) -> None:
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(_SKIP_XATTRS):
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+
+
+def _copy_attrs(src: str, dst: str, st: os.stat_result) -> None:
+    """xattrs, owner, then mode (chown clears set-id bits), then times; symlinks: no mode."""
+    link = stat.S_ISLNK(st.st_mode)
+    _copy_xattrs(src, dst)
+    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not link:
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def copy_tree(src: Path, dst: Path) -> int:
+    """Copy what is inside directory ``src`` into the empty directory ``dst``; returns entries copied.
+
+    Nothing is followed: symlinks are copied as symlinks, files open with O_NOFOLLOW. Hard links
+    within ``src`` stay hard links. Device nodes, which a user namespace cannot make, and sockets
+    are skipped (logged). ``dst`` itself is not touched (see :func:`copy_up`).
+    """
+    seen: dict[tuple[int, int], str] = {}
+    count = 0
+
+    def walk(s: str, d: str) -> None:
+        nonlocal count
+        with os.scandir(s) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            sp, dp = entry.path, os.path.join(d, entry.name)
+            st = entry.stat(follow_symlinks=False)
+            mode = st.st_mode
+            count += 1
+            if stat.S_ISDIR(mode):
+                os.mkdir(dp, 0o700)
+                walk(sp, dp)
+                _copy_attrs(sp, dp, st)
+            elif stat.S_ISLNK(mode):
+                os.symlink(os.readlink(sp), dp)
+                _copy_attrs(sp, dp, st)
+            elif stat.S_ISREG(mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in seen:
+                    os.link(seen[key], dp)
+                    continue
+                fin = os.open(sp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    fout = os.open(dp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    try:
+                        with open(fin, "rb", closefd=False) as r, open(fout, "wb", closefd=False) as w:
+                            shutil.copyfileobj(r, w, 1 << 20)
+                    finally:
+                        os.close(fout)
+                finally:
+                    os.close(fin)
+                _copy_attrs(sp, dp, st)
+                if st.st_nlink > 1:
+                    seen[key] = dp
+            elif stat.S_ISFIFO(mode):
+                os.mkfifo(dp, 0o600)
+                _copy_attrs(sp, dp, st)
+            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                try:
+                    os.mknod(dp, mode, st.st_rdev)
+                    _copy_attrs(sp, dp, st)
+                except PermissionError:
+                    log.warning("copy-up skips a device node (a user namespace cannot make one)", path=sp)
+            else:
+                log.warning("copy-up skips a socket", path=sp)
+
+    walk(os.fspath(src), os.fspath(dst))
+    return count
+
+
+# --- the store ---------------------------------------------------------------------------------------
+
+
+def _users_of(containers: Iterable[Any]) -> dict[str, list[str]]:
+    """volume name → names of the containers (any state) mounting it."""
+    out: dict[str, list[str]] = {}
+    for record in containers:
+        for spec in record.config.binds:
+            with contextlib.suppress(InvalidArgument):
+                m = parse_mount(spec)
+                if m.kind == "volume":
+                    out.setdefault(m.source, []).append(record.name)
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, dirs, files in os.walk(path):
+        for name in files + dirs:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def _label_match(labels: Mapping[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
+def _bool(key: str, value: str) -> bool:
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise InvalidArgument(f"invalid filter {key}={value!r}: expected true or false")
+
+
+def _filter(
+    raw: str, users: Mapping[str, list[str]], allowed: Sequence[str]
+) -> Callable[[VolumeRecord], bool]:
+    """One ``KEY=VALUE`` filter of ``docker volume ls/prune`` as a predicate (``all``: always true)."""
+    key, sep, value = raw.partition("=")
+    if not sep or key not in allowed:
+        raise InvalidArgument(f"invalid filter {raw!r}: use {', '.join(k + '=…' for k in allowed)}")
+    if key in ("dangling", "all"):
+        want = _bool(key, value)
+        if key == "all":  # prune: every unused volume goes either way
+            return lambda r: True
+        return lambda r: (r.name not in users) == want
+    if key == "name":
+        return lambda r: value in r.name
+    if key == "label":
+        return lambda r: _label_match(r.labels, value)
+    if key == "label!":
+        return lambda r: not _label_match(r.labels, value)
+    return lambda r: r.driver == value
+
+
+class VolumeStore:
+    """Create, list, remove and prune volumes; give containers their volume mounts.
+
+    ``containers`` lists every container record (any state); the container manager sets it (it
+    is made after the store). Disk work is synchronous (callers use a thread); methods that need
+    ``containers`` are async and read it on the event loop, where the manager changes it.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        publisher: Publisher,
+        source: str,
+        containers: Callable[[], Iterable[Any]] = lambda: (),
+    ) -> None:
+        self.root = root
+        self.publisher = publisher
+        self.source = source
+        self.containers = containers
+        self._lock = asyncio.Lock()  # create/remove/prune/resolve, on the loop
+        self._disk = threading.RLock()  # the same, and copy-up, across threads
+        root.mkdir(parents=True, exist_ok=True)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        for d in self.root.iterdir():
+            if d.name.startswith((".new-", ".gone-")):
+                shutil.rmtree(d, ignore_errors=True)
+
+    # --- records -------------------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def mountpoint(self, name: str) -> Path:
+        return self._dir(name) / "_data"
+
+    @staticmethod
+    def _write(path: Path, record: VolumeRecord) -> None:
+        tmp = path / "volume.json.tmp"
+        with open(tmp, "w") as f:
+            f.write(record.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path / "volume.json")
+        fsync_dir(path)
+
+    def _read(self, name: str) -> VolumeRecord | None:
+        try:
+            return VolumeRecord.from_json((self._dir(name) / "volume.json").read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("unreadable volume record", name=name, error=str(exc))
+            return None
+
+    def get(self, name: str) -> VolumeRecord:
+        record = self._read(name) if name and "/" not in name and not name.startswith(".") else None
+        if record is None:
+            raise NotFound(f"no such volume: {name}")
+        return record
+
+    def records(self) -> list[VolumeRecord]:
+        out = []
+        for d in sorted(self.root.iterdir()):
+            if not d.name.startswith("."):
+                record = self._read(d.name)
+                if record is not None:
+                    out.append(record)
+        return out
+
+    def _emit(self, subject: Subject, record: VolumeRecord) -> None:
+        data = {"name": record.name, "driver": record.driver, "anonymous": record.anonymous}
+        self.publisher.publish(new_event(subject, self.source, record.name, data, record.labels))
+
+    # --- create / remove (synchronous: disk) ---------------------------------------------------------
+
+    def _create(self, name: str, labels: Mapping[str, str], anonymous: bool) -> tuple[VolumeRecord, bool]:
+        """The volume ``name`` (made, with its event, if absent); and whether it was made now."""
+        with self._disk:
+            existing = self._read(name)
+            if existing is not None:
+                return existing, False
+            record = VolumeRecord(name=name, created=now(), labels=dict(labels), anonymous=anonymous)
+            new = self.root / f".new-{secrets.token_hex(8)}"
+            try:
+                (new / "_data").mkdir(parents=True)
+                (new / "_data").chmod(0o755)
+                self._write(new, record)
+                os.rename(new, self._dir(name))
+            except OSError as exc:
+                shutil.rmtree(new, ignore_errors=True)
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):  # a stray dir without a record
+                    raise FailedPrecondition(
+                        f"cannot create volume {name}: {self._dir(name)} exists without a record"
+                    ) from None
+                raise
+            fsync_dir(self.root)
+        self._emit(Subject.VOLUME_CREATED, record)
+        log.info("volume created", name=name, anonymous=anonymous)
+        return record, True
+
+    def _delete(self, record: VolumeRecord) -> int:
+        """Remove the volume's directory (atomically out of sight first); the bytes it held."""
+        with self._disk:
+            d = self._dir(record.name)
+            size = _du(d / "_data")
+            gone = self.root / f".gone-{secrets.token_hex(8)}"
+            os.rename(d, gone)
+            fsync_dir(self.root)
+        shutil.rmtree(gone, ignore_errors=True)
+        self._emit(Subject.VOLUME_REMOVED, record)
+        log.info("volume removed", name=record.name)
+        return size
+
+    # --- the API (async: the container list is read on the loop) -------------------------------------
+
+    async def create(
+        self,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+        driver: str = "",
+        options: Mapping[str, str] | None = None,
+    ) -> VolumeRecord:
+        """docker volume create: an existing volume is returned as it is."""
+        if driver not in ("", DRIVER):
+            raise InvalidArgument(f"volume driver {driver!r} is not supported: only {DRIVER!r}")
+        if options:
+            raise InvalidArgument(
+                f"the local volume driver takes no options yet (got {', '.join(sorted(options))})"
+            )
+        for key in labels or {}:
+            if not key:
+                raise InvalidArgument("a volume label needs a key")
+        if name:
+            check_name(name)
+        async with self._lock:
+            record, _ = await asyncio.to_thread(
+                self._create, name or secrets.token_hex(32), labels or {}, False
+            )
+        return record
+
+    def users(self) -> dict[str, list[str]]:
+        """volume name → containers using it; call on the event loop."""
+        return _users_of(self.containers())
+
+    def select(self, filters: Sequence[str] = ()) -> list[tuple[VolumeRecord, list[str]]]:
+        """Volumes with their users, filtered as ``docker volume ls -f``; call on the event loop."""
+        users = self.users()
+        checks = [_filter(raw, users, ("dangling", "name", "label", "label!", "driver")) for raw in filters]
+        return [(r, users.get(r.name, [])) for r in self.records() if all(c(r) for c in checks)]
+
+    async def remove(self, name: str, force: bool = False) -> None:
+        """docker volume rm: refused while any container uses it; ``force`` ignores a missing one."""
+        async with self._lock:
+            try:
+                record = self.get(name)
+            except NotFound:
+                if force:
+                    return
+                raise
+            using = self.users().get(record.name)
+            if using:
+                raise FailedPrecondition(
+                    f"cannot remove volume {record.name}: it is in use by container"
+                    f"{'s' if len(using) > 1 else ''} {', '.join(using)}"
+                )
+            await asyncio.to_thread(self._delete, record)
+
+    async def prune(self, filters: Sequence[str] = ()) -> tuple[list[str], int]:
+        """Remove every volume no container uses (named ones too); (names, bytes reclaimed)."""
+        checks = [_filter(raw, {}, ("label", "label!", "all")) for raw in filters]
+        deleted: list[str] = []
+        reclaimed = 0
+        async with self._lock:
+            users = self.users()
+            for record in self.records():
+                if record.name in users or not all(c(record) for c in checks):
+                    continue
+                reclaimed += await asyncio.to_thread(self._delete, record)
+                deleted.append(record.name)
+        return deleted, reclaimed
+
+    # --- containers ----------------------------------------------------------------------------------
+
+    async def resolve(
+        self,
+        binds: Sequence[str],
+        tmpfs: Sequence[str],
+        volumes_from: Sequence[str],
+        image_volumes: Iterable[str],
+        find: Callable[[str], Any],
+    ) -> list[str]:
+        """A new container's mounts as ``-v`` strings, its volumes made (see the module docstring).
+
+        Order: the container's own ``binds`` (anonymous ones get a volume), then what
+        ``--volumes-from CONTAINER[:ro|rw]`` brings (skipping paths already mounted; the mode,
+        when given, replaces the source's), then an anonymous volume for each image ``VOLUME``
+        path nothing mounts yet (tmpfs paths count). Everything is checked before anything is made.
+        """
+        planned: list[MountSpec] = []
+        taken: set[str] = set()
+        for spec in binds:
+            m = parse_mount(spec)
+            if m.kind == "bind":
+                ocispec.bind_mount(m.source, m.target, m.read_only)  # the host path must exist
+            if m.target in taken:
+                raise InvalidArgument(f"duplicate mount point: {m.target}")
+            taken.add(m.target)
+            planned.append(m)
+        taken |= {container_path(t.partition(":")[0], t) for t in tmpfs}
+        for item in volumes_from:
+            ref, _, mode = item.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidArgument(f"invalid --volumes-from {item!r}: the mode must be ro or rw")
+            other = find(ref)
+            for spec in other.config.binds:
+                m = parse_mount(spec)
+                if m.target in taken:
+                    continue
+                taken.add(m.target)
+                planned.append(m._replace(read_only=m.read_only if not mode else mode == "ro"))
+        for path in sorted(image_volumes):
+            target = container_path(path, f"VOLUME {path}")
+            if target not in taken:
+                taken.add(target)
+                planned.append(MountSpec("anonymous", "", target))
+
+        out: list[str] = []
+        async with self._lock:
+            for m in planned:
+                if m.kind == "anonymous":
+                    record, _ = await asyncio.to_thread(self._create, secrets.token_hex(32), {}, True)
+                    m = m._replace(kind="volume", source=record.name)
+                elif m.kind == "volume":
+                    await asyncio.to_thread(self._create, m.source, {}, False)
+                out.append(m.to_bind())
+        return out
+
+    def mounts(self, binds: Sequence[str], rootfs: Path) -> list[ocispec.BindMount]:
+        """The bind mounts of the volumes among ``binds`` (``-v`` strings), for a container about to
+        start on ``rootfs`` (its merged root, not running). Synchronous; may copy (see copy_up).
+
+        A volume that went missing is made again, empty (named volumes are made on use).
+        """
+        out = []
+        for spec in binds:
+            m = parse_mount(spec)
+            if m.kind != "volume":
+                continue
+            with self._disk:
+                record = self._read(m.source)
+                if record is None:
+                    record, _ = self._create(m.source, {}, False)
+                if not record.populated:
+                    if not m.no_copy:
+                        self._copy_up(record, rootfs, m.target)
+                    record = replace(record, populated=True)
+                    self._write(self._dir(record.name), record)
+            out.append(ocispec.BindMount(str(self.mountpoint(record.name)), m.target, m.read_only))
+        return out
+
+    def _copy_up(self, record: VolumeRecord, rootfs: Path, target: str) -> None:
+        """Fill an empty volume with the image's directory at ``target`` (docker's copy-up)."""
+        data = self.mountpoint(record.name)
+        if any(os.scandir(data)):
+            return
+        source = resolve_in_root(rootfs, target)
+        if source is None:
+            return
+        st = os.lstat(source)
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        scratch = self._dir(record.name) / "_copyup"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(mode=0o700)
+        try:
+            count = copy_tree(source, scratch)
+            _copy_attrs(os.fspath(source), os.fspath(scratch), st)
+            os.rename(scratch, data)  # over the empty _data: the volume is never half-filled
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        log.info("volume filled from the image", name=record.name, path=target, entries=count)
+
+    async def release(self, binds: Sequence[str], remove_anonymous: bool) -> list[str]:
+        """After a container is gone: with ``remove_anonymous``, remove its anonymous volumes that no
+        other container uses. Never raises for a volume already gone; returns what was removed."""
+        if not remove_anonymous:
+            return []
+        removed = []
+        async with self._lock:
+            users = self.users()
+            for spec in binds:
+                with contextlib.suppress(InvalidArgument):
+                    m = parse_mount(spec)
+                    record = self._read(m.source) if m.kind == "volume" else None
+                    if record is not None and record.anonymous and m.source not in users:
+                        await asyncio.to_thread(self._delete, record)
+                        removed.append(record.name)
+        return removed
