@@ -68,6 +68,10 @@ bench-registry: setup ## Registry push/pull vs CNCF distribution, medians and ra
 bench-runtime: setup ## Runtime (run --rm, 50 at once, memory, pull, commit) vs rootless podman and bare runc
 	$(BIN)/python bench/runtime_bench.py
 
+.PHONY: bench-network
+bench-network: setup ## User networks (container-to-container, connect latency, -p) vs rootless podman
+	$(BIN)/python bench/network_bench.py
+
 conformance: setup ## OCI distribution-spec conformance suite against Dockyard's registry
 	tests/conformance/build.sh && tests/conformance/run-dockyard.sh
 

@@ -61,7 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="publish a port",
     )
     a("-P", "--publish-all", action="store_true", help="publish every EXPOSEd port on a free host port")
-    a("--network", "--net", default="", help="none, host or slirp4netns (the default)")
+    a("--network", "--net", default="", help="none, host, bridge (slirp4netns: the default) or NAME")
+    from dockyard.cli import network  # networks: --network-alias, --ip, --dns, --add-host
+
+    network.add_run_arguments(parser)
     a("--rm", action="store_true", help="remove the container when it exits")
     from dockyard.cli import health_restart  # --restart and the --health-* flags
 
@@ -264,4 +267,7 @@ def build_spec(args: argparse.Namespace) -> Any:
     from dockyard.cli import mountspec  # volumes: --mount, --volumes-from
 
     mountspec.apply(args, spec)
+    from dockyard.cli import network  # networks: --network-alias, --ip, --dns, --add-host
+
+    network.apply(args, spec)
     return spec

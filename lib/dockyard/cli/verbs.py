@@ -48,5 +48,6 @@ VERBS: dict[str, tuple[str, str]] = {
     "image": ("image", "Manage images: ls, pull, push, tag, rm, prune, history, inspect, import, save, load"),
     "container": ("container", "Manage containers: ls, create, run, start, stop, rm, logs, exec, prune, ..."),
     "system": ("system", "Platform-wide views: df"),
+    "network": ("network", "Manage networks: create, ls, inspect, rm, connect, disconnect, prune"),
     "volume": ("volume", "Manage volumes: create, ls, inspect, rm, prune"),
 }

@@ -59,6 +59,11 @@ class Subject(StrEnum):
     # volumes (runtime)
     VOLUME_CREATED = "dockyard.volume.created"
     VOLUME_REMOVED = "dockyard.volume.removed"
+    # networks (runtime; user-defined bridge networks)
+    NETWORK_CREATED = "dockyard.network.created"
+    NETWORK_REMOVED = "dockyard.network.removed"
+    NETWORK_CONNECTED = "dockyard.network.connected"
+    NETWORK_DISCONNECTED = "dockyard.network.disconnected"
     # builds
     BUILD_STARTED = "dockyard.build.started"
     BUILD_FINISHED = "dockyard.build.finished"

@@ -24,6 +24,7 @@ from dockyard.adapters.grpc.server import grpc_target
 from dockyard.api.builds.v1 import builds_pb2
 from dockyard.api.containers.v1 import containers_pb2
 from dockyard.api.images.v1 import images_pb2
+from dockyard.api.networks.v1 import networks_pb2  # networks
 from dockyard.api.registry.v1 import registry_pb2
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
 from dockyard.api.volumes.v1 import volumes_pb2
@@ -36,6 +37,7 @@ ROUTES: Mapping[str, ServiceDescriptor] = {
     "registry": registry_pb2.DESCRIPTOR.services_by_name["RegistryAdmin"],
     "runtime:images": images_pb2.DESCRIPTOR.services_by_name["Images"],
     "runtime:containers": containers_pb2.DESCRIPTOR.services_by_name["Containers"],
+    "runtime:networks": networks_pb2.DESCRIPTOR.services_by_name["Networks"],  # networks
     "runtime:volumes": volumes_pb2.DESCRIPTOR.services_by_name["Volumes"],
     "builder": builds_pb2.DESCRIPTOR.services_by_name["Builds"],
 }

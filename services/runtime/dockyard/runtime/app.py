@@ -9,6 +9,7 @@ real user before entering it and are passed in, never re-probed from inside.
       snapshots/     container writable layers (dockyard.runtime.snapshot)
       containers/    container records, bundles, logs (dockyard.runtime.containers)
       volumes/       named and anonymous volumes (dockyard.runtime.volumes)
+      networks/      user networks, endpoints, the node network namespace (dockyard.runtime.networks)
       runc/          runc's own state (--root)
       auth.json      registry credentials, 0600
 """
@@ -25,6 +26,7 @@ import structlog
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
 from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
+from dockyard.api.networks.v1 import networks_pb2, networks_pb2_grpc  # networks
 from dockyard.api.volumes.v1 import volumes_pb2, volumes_pb2_grpc
 from dockyard.core import cgroups as cgroup_delegation
 from dockyard.core.rootless import RootlessFacts
@@ -36,6 +38,8 @@ from dockyard.runtime.images.credentials import CredentialStore
 from dockyard.runtime.images.store import ImageStore
 from dockyard.runtime.monitor import Monitor
 from dockyard.runtime.network import Slirp
+from dockyard.runtime.network_servicer import NetworksServicer  # networks
+from dockyard.runtime.networks import NetworkManager  # networks
 from dockyard.runtime.servicer import ContainersServicer, ImagesServicer
 from dockyard.runtime.snapshot import snapshotter_for
 from dockyard.runtime.transfer import Transfers
@@ -75,6 +79,8 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
     cgroups = Cgroups(cgroup_delegation.probe())
     log.info("cgroups", decision=cgroups.delegation.summary())
     volumes = VolumeStore(root / "volumes", host.publisher, host_config.source)
+    # User networks: bridges in the node network namespace (dockyard.runtime.networks, .netns).
+    networks = NetworkManager(root / "networks", host.publisher, host_config.source)
     manager = ContainerManager(
         root / "containers",
         store,
@@ -86,6 +92,7 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
         seccomp,
         cgroups=cgroups,
         volumes=volumes,
+        networks=networks,
     )
     transfers = Transfers(store, CredentialStore(root / "auth.json"), host.publisher, host_config.source)
 
@@ -119,5 +126,13 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
         VolumesServicer(volumes, host_config.node),
         volumes_pb2.DESCRIPTOR.services_by_name["Volumes"].full_name,
     )
+    # --- networks ---
+    host.server.add_servicer(
+        networks_pb2_grpc.add_NetworksServicer_to_server,
+        NetworksServicer(networks, host_config.node),
+        networks_pb2.DESCRIPTOR.services_by_name["Networks"].full_name,
+    )
+    host.add_component(networks)  # re-makes the node network namespace if it is gone
+    # --- end networks ---
     host.add_component(Recovery(manager))
     return host

@@ -45,6 +45,7 @@ from dockyard.runtime.execs import ExecSession
 from dockyard.runtime.health import HealthChecks, with_image_healthcheck
 from dockyard.runtime.monitor import AttachStream, Monitor, Paths
 from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
+from dockyard.runtime.networks import NetworkManager, is_user_network  # user networks
 from dockyard.runtime.restart import RestartPolicies
 from dockyard.runtime.restart import validate as validate_restart_policy
 from dockyard.runtime.volumes import VolumeStore, is_volume
@@ -93,6 +94,11 @@ class ContainerConfig:
     stop_timeout: int = 0
     volumes_from: list[str] = field(default_factory=list)  # --volumes-from (dockyard.runtime.volumes)
     limits: Limits = field(default_factory=Limits)  # resource limits (dockyard.runtime.cgroups)
+    # networks (dockyard.runtime.networks): --dns, --add-host, --network-alias, --ip
+    dns: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)
+    network_aliases: list[str] = field(default_factory=list)
+    ip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +223,7 @@ class ContainerManager:
         seccomp: Callable[[], dict[str, Any] | None] = lambda: None,
         cgroups: Cgroups | None = None,
         volumes: VolumeStore | None = None,
+        networks: NetworkManager | None = None,
     ) -> None:
         self.root = root
         self.images = images
@@ -231,6 +238,10 @@ class ContainerManager:
         # Volumes (dockyard.runtime.volumes): made at create, mounted at start, released at remove.
         self.volumes = volumes or VolumeStore(root.parent / "volumes", publisher, source)
         self.volumes.containers = lambda: self.list_containers(all=True)
+        # User networks (dockyard.runtime.networks): endpoints made at create, wired at start.
+        self.networks = networks
+        if networks is not None:
+            networks.bind(self)
         self._live: dict[str, _Live] = {}
         self._names_lock = asyncio.Lock()
         self.health = HealthChecks(self)  # health checks (dockyard.runtime.health)
@@ -349,6 +360,11 @@ class ContainerManager:
         self.cgroups.check(config.limits)  # a limit this node cannot enforce is refused, never dropped
         process = ocispec.merge_process(image_config, run)  # validates command, user, signal
         ports = self._ports(config, image_config)
+        # networks: the user network exists; --ip, --network-alias, --dns, --add-host are valid
+        if self.networks is not None:
+            self.networks.validate(config)
+        else:
+            ocispec.parse_network(config.network)
         async with self._names_lock:
             name = config.name or self._unused_name()
             if not NAME_RE.match(name):
@@ -376,7 +392,11 @@ class ContainerManager:
                     command=list(process.args),
                 )
                 self._save(record)
+                if self.networks is not None:  # networks: its address on its user network
+                    await self.networks.reserve(record)
             except BaseException:
+                if self.networks is not None:  # networks
+                    await self.networks.release(cid)
                 await asyncio.to_thread(self._discard, cid)
                 raise
             self._live[cid] = _Live(record)
@@ -410,14 +430,15 @@ class ContainerManager:
             read_only=config.read_only,
             tmpfs=list(config.tmpfs),
             binds=[ocispec.parse_volume(v) for v in config.binds if not is_volume(v)],  # volumes: at start
-            network=config.network,
+            # user networks: a network namespace of its own, wired by dockyard.runtime.networks
+            network="none" if is_user_network(config.network) else config.network,
             labels=dict(config.labels),
             stop_signal=config.stop_signal,
         )
 
     @staticmethod
     def _ports(config: ContainerConfig, image_config: dict[str, Any]) -> list[PortForward]:
-        if config.network != "slirp4netns":
+        if config.network in ("none", "host"):  # user networks publish through runtime.portfwd
             if config.ports:
                 raise InvalidArgument(f"cannot publish ports with --network {config.network}")
             return []
@@ -473,6 +494,8 @@ class ContainerManager:
             )
             if record.config.network == "slirp4netns":
                 await self.slirp.attach(pid, self._dir(cid), record.ports)
+            if self.networks is not None:  # networks: veths to user networks' bridges, -p
+                await self.networks.attach(record, pid)
             if before_start is not None:
                 await before_start()
             await self.monitor.start(cid)
@@ -518,7 +541,13 @@ class ContainerManager:
         hostname = record.config.hostname or record.short_id
         etc = d / "etc"
         etc.mkdir(exist_ok=True)
-        hosts, resolv, hostname_file = ocispec.etc_files(etc, hostname, record.config.network)
+        # networks: user networks write their own hosts (peers by name) and resolv.conf
+        if self.networks is not None and is_user_network(record.config.network):
+            hosts, resolv, hostname_file = self.networks.etc_files(record, etc, hostname)
+        else:
+            hosts, resolv, hostname_file = ocispec.etc_files(
+                etc, hostname, record.config.network, record.config.extra_hosts, record.config.dns
+            )
         netns = None
         spec = ocispec.build_spec(
             process,
@@ -542,6 +571,8 @@ class ContainerManager:
     async def _abort_start(self, record: ContainerRecord, exc: BaseException) -> None:
         """Undo a start that failed half-way; the container stays, marked with why."""
         self.slirp.detach(self._dir(record.id))
+        if self.networks is not None:  # networks
+            await self.networks.detach(record)
         await self.monitor.kill(record.id, signal.SIGKILL)
         await self.monitor.delete(record.id)
         with contextlib.suppress(Exception):
@@ -581,6 +612,8 @@ class ContainerManager:
                 error=error,
             )
         )
+        if self.networks is not None:  # networks: its forwarder stops, peers' hosts drop it
+            await self.networks.detach(record)
         live.exited.set()
         live.watcher = None
         self._emit(Subject.CONTAINER_DIED, record, exitCode=record.exit_code, oomKilled=oom)
@@ -694,6 +727,8 @@ class ContainerManager:
             if self._live.pop(record.id, None) is None:
                 return record
             await asyncio.to_thread(self._discard, record.id)
+            if self.networks is not None:  # networks: its addresses are free again
+                await self.networks.release(record.id)
         self._emit(Subject.CONTAINER_REMOVED, record)
         # volumes: rm -v and --rm take the container's anonymous volumes along (unless shared)
         await self.volumes.release(record.config.binds, volumes or record.config.auto_remove)
@@ -710,6 +745,8 @@ class ContainerManager:
             record = self._save(
                 replace(live.record, name=name, config=replace(live.record.config, name=name))
             )
+        if self.networks is not None:  # networks: peers' hosts files know the new name
+            await self.networks.renamed(record.id)
         self._emit(Subject.CONTAINER_RENAMED, record, oldName=old)
         return record
 
@@ -867,6 +904,8 @@ class ContainerManager:
             return record.config.user or "0"
 
     def container_ip(self, record: ContainerRecord) -> str:
+        if self.networks is not None and is_user_network(record.config.network):  # networks
+            return self.networks.container_ip(record)
         return CONTAINER_IP if record.config.network == "slirp4netns" else ""
 
 

@@ -24,6 +24,7 @@ from dockyard.runtime.cgroups import Limits
 from dockyard.runtime.containers import ContainerConfig, ContainerManager, ContainerRecord, State
 from dockyard.runtime.health_convert import fill_container_pb, healthcheck_from_pb
 from dockyard.runtime.images.store import ImageStore
+from dockyard.runtime.network_servicer import add_networks_pb  # networks
 from dockyard.runtime.stats import ContainerStats, stream_stats
 from dockyard.runtime.transfer import Transfers
 from dockyard.runtime.volume_servicer import mount_fields, mounts_from_pb
@@ -141,6 +142,11 @@ def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
         stop_timeout=spec.stop_timeout,
         limits=Limits.from_dict(limit_changes(spec.resources)),
         volumes_from=list(spec.volumes_from),
+        # networks (dockyard.runtime.networks)
+        dns=list(spec.dns),
+        extra_hosts=list(spec.extra_hosts),
+        network_aliases=list(spec.network_aliases),
+        ip=spec.ip,
     )
 
 
@@ -193,7 +199,9 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         self.node = node
 
     def _pb(self, record: ContainerRecord) -> cpb.Container:
-        return container_to_pb(record, self.node)
+        msg = container_to_pb(record, self.node)
+        # networks: --dns/--add-host/--network-alias/--ip, attachments, the address
+        return add_networks_pb(msg, record, self.m.networks, self.m.container_ip(record))
 
     async def Create(self, request: cpb.CreateContainerRequest, context: Any) -> cpb.Container:
         return self._pb(await self.m.create(config_from_pb(request.spec)))

@@ -177,6 +177,10 @@ class ContainerSpec(_message.Message):
     STOP_TIMEOUT_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     VOLUMES_FROM_FIELD_NUMBER: _builtins.int
+    DNS_FIELD_NUMBER: _builtins.int
+    EXTRA_HOSTS_FIELD_NUMBER: _builtins.int
+    NETWORK_ALIASES_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
     RESTART_POLICY_FIELD_NUMBER: _builtins.int
     HEALTHCHECK_FIELD_NUMBER: _builtins.int
     image: _builtins.str
@@ -197,8 +201,11 @@ class ContainerSpec(_message.Message):
     """Overrides the image's STOPSIGNAL ("SIGTERM", "15")."""
     stop_timeout: _builtins.int
     """Seconds between the stop signal and SIGKILL; 0 means the default (10)."""
+    ip: _builtins.str
+    """The container's address on its user network (--ip); default: the lowest free one."""
     restart_policy: _builtins.str
-    """--- health checks and restart policies (issue 7; numbers 60-69 are kept for them) ---
+    """--- end networks ---
+    --- health checks and restart policies (issue 7; numbers 60-69 are kept for them) ---
     "no" (the default), "always", "unless-stopped", "on-failure" or "on-failure:N" (at most N
     restarts). INVALID_ARGUMENT with auto_remove, as docker refuses --rm with a restart policy.
     """
@@ -227,6 +234,20 @@ class ContainerSpec(_message.Message):
         """Volumes (issue 7; numbers 40-49 are kept for them): containers whose mounts this one
         gets too, "CONTAINER[:ro|rw]" (docker run --volumes-from).
         """
+
+    @_builtins.property
+    def dns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """--- networks (issue 7; numbers 50-59 are kept for them) ---
+        DNS servers for resolv.conf (--dns); default: slirp4netns' forwarder, or the node's with host.
+        """
+
+    @_builtins.property
+    def extra_hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Extra /etc/hosts lines, "NAME:IP" (--add-host; IP "host-gateway" is the host as slirp4netns sees it)."""
+
+    @_builtins.property
+    def network_aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names the container also answers to on its user network (--network-alias)."""
 
     @_builtins.property
     def healthcheck(self) -> Global___HealthConfig:
@@ -259,12 +280,16 @@ class ContainerSpec(_message.Message):
         stop_timeout: _builtins.int = ...,
         resources: Global___Resources | None = ...,
         volumes_from: _abc.Iterable[_builtins.str] | None = ...,
+        dns: _abc.Iterable[_builtins.str] | None = ...,
+        extra_hosts: _abc.Iterable[_builtins.str] | None = ...,
+        network_aliases: _abc.Iterable[_builtins.str] | None = ...,
+        ip: _builtins.str = ...,
         restart_policy: _builtins.str = ...,
         healthcheck: Global___HealthConfig | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["healthcheck", b"healthcheck", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "entrypoint", b"entrypoint", "env", b"env", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart_policy", b"restart_policy", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "dns", b"dns", "entrypoint", b"entrypoint", "env", b"env", "extra_hosts", b"extra_hosts", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "ip", b"ip", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart_policy", b"restart_policy", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -290,6 +315,8 @@ class Container(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
     OOM_KILLED_FIELD_NUMBER: _builtins.int
+    NETWORKS_FIELD_NUMBER: _builtins.int
+    IP_ADDRESS_FIELD_NUMBER: _builtins.int
     RESTART_COUNT_FIELD_NUMBER: _builtins.int
     RESTARTING_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
@@ -306,8 +333,11 @@ class Container(_message.Message):
     """Why a container is dead, or what went wrong at its last start."""
     oom_killed: _builtins.bool
     """Set when the kernel's OOM killer ended the container."""
+    ip_address: _builtins.str
+    """The container's address: on its user network, or slirp4netns' 10.0.2.100; empty for none/host."""
     restart_count: _builtins.int
-    """--- health checks and restart policies (numbers 60-69) ---
+    """--- end networks ---
+    --- health checks and restart policies (numbers 60-69) ---
     Restarts made by the restart policy since the user last started it (docker's RestartCount).
     """
     restarting: _builtins.bool
@@ -327,6 +357,12 @@ class Container(_message.Message):
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The command line that runs (entrypoint + cmd after merging with the image)."""
+
+    @_builtins.property
+    def networks(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkAttachment]:
+        """--- networks (numbers 50-59) ---
+        Every user network the container is on (its `network` and those `network connect` added).
+        """
 
     @_builtins.property
     def health(self) -> Global___Health:
@@ -353,13 +389,15 @@ class Container(_message.Message):
         error: _builtins.str = ...,
         command: _abc.Iterable[_builtins.str] | None = ...,
         oom_killed: _builtins.bool = ...,
+        networks: _abc.Iterable[Global___NetworkAttachment] | None = ...,
+        ip_address: _builtins.str = ...,
         restart_count: _builtins.int = ...,
         restarting: _builtins.bool = ...,
         health: Global___Health | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "finished", b"finished", "health", b"health", "spec", b"spec", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created", b"created", "error", b"error", "exit_code", b"exit_code", "finished", b"finished", "health", b"health", "id", b"id", "image", b"image", "image_id", b"image_id", "name", b"name", "node", b"node", "oom_killed", b"oom_killed", "pid", b"pid", "ports", b"ports", "restart_count", b"restart_count", "restarting", b"restarting", "spec", b"spec", "started", b"started", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created", b"created", "error", b"error", "exit_code", b"exit_code", "finished", b"finished", "health", b"health", "id", b"id", "image", b"image", "image_id", b"image_id", "ip_address", b"ip_address", "name", b"name", "networks", b"networks", "node", b"node", "oom_killed", b"oom_killed", "pid", b"pid", "ports", b"ports", "restart_count", b"restart_count", "restarting", b"restarting", "spec", b"spec", "started", b"started", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1562,3 +1600,47 @@ class Health(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Health: _TypeAlias = Health  # noqa: Y015
+
+@_typing.final
+class NetworkAttachment(_message.Message):
+    """--- networks ---
+
+    A container's place on a user network (docker inspect's NetworkSettings.Networks).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_FIELD_NUMBER: _builtins.int
+    NETWORK_ID_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
+    PREFIX_LEN_FIELD_NUMBER: _builtins.int
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    INTERFACE_FIELD_NUMBER: _builtins.int
+    network: _builtins.str
+    network_id: _builtins.str
+    ip: _builtins.str
+    prefix_len: _builtins.int
+    gateway: _builtins.str
+    interface: _builtins.str
+    """The interface inside the container ("eth0", "eth1"…)."""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        network: _builtins.str = ...,
+        network_id: _builtins.str = ...,
+        ip: _builtins.str = ...,
+        prefix_len: _builtins.int = ...,
+        gateway: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+        interface: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "gateway", b"gateway", "interface", b"interface", "ip", b"ip", "network", b"network", "network_id", b"network_id", "prefix_len", b"prefix_len"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkAttachment: _TypeAlias = NetworkAttachment  # noqa: Y015
