@@ -206,12 +206,10 @@ async def probe(
     try:
         code = await asyncio.wait_for(collect(), timeout_s)
     except TimeoutError:
-        _kill_check(proc, pid_file)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
+        await _kill_check(proc, pid_file)
         return -1, f"Health check exceeded timeout ({_duration_text(round(timeout_s * SECOND_NS))})"
     except asyncio.CancelledError:
-        _kill_check(proc, pid_file)
+        await asyncio.shield(_kill_check(proc, pid_file))
         raise
     text = output.decode(errors="replace")
     if code == 255 and text.startswith("time=") and "level=error" in text:
@@ -219,17 +217,34 @@ async def probe(
     return (code if code >= 0 else 128 - code), text
 
 
-def _kill_check(proc: asyncio.subprocess.Process, pid_file: Path) -> None:
-    """The checked process (in the container, runc exec's child) and runc exec itself."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        pid = 0
-    if pid > 0:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+async def _kill_check(proc: asyncio.subprocess.Process, pid_file: Path) -> None:
+    """Kill the checked process (in the container: runc exec's child), then runc exec itself.
+
+    runc writes the pid file once the process runs; a check that timed out while runc was still
+    starting it (a loaded host) is waited for, briefly, rather than left running in the container
+    when runc alone is killed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + KILL_GRACE_S
+    while True:
+        pid = _read_pid(pid_file)
+        if pid > 0:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            break
+        if proc.returncode is not None or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
+
+
+def _read_pid(pid_file: Path) -> int:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return 0
 
 
 def _runc_error(text: str) -> str:
