@@ -9,6 +9,7 @@ import pytest
 from dockyard.api.containers.v1 import containers_pb2 as cpb
 from dockyard.api.volumes.v1 import volumes_pb2 as vpb
 from dockyard.cli.mountspec import Mount, apply, parse_mount
+from dockyard.cli.spec import Volume, parse_volume
 from dockyard.cli.volume import render, volume_dict
 from dockyard.core.errors import InvalidArgument
 
@@ -86,3 +87,11 @@ def test_volume_inspect_shape_and_templates() -> None:
     )
     with pytest.raises(InvalidArgument, match="no field 'Nope'"):
         render("{{.Nope}}", d)
+
+
+def test_v_takes_nocopy_for_volumes_and_a_mode_on_an_anonymous_one() -> None:
+    assert parse_volume("db:/d:ro,nocopy") == Volume("db", "/d", True, "volume", True)
+    assert parse_volume("/cache:ro") == Volume("", "/cache", True, "volume")
+    assert parse_volume("/srv:/srv") == Volume("/srv", "/srv", False, "bind")
+    with pytest.raises(InvalidArgument, match="nocopy for a volume"):
+        parse_volume("/srv:/srv:nocopy")

@@ -30,6 +30,7 @@ class Volume:
     target: str
     read_only: bool
     type: str
+    no_copy: bool = False  # volumes: -v NAME:/path:nocopy leaves an empty volume empty
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,6 +187,8 @@ def parse_volume(spec: str, cwd: str | None = None) -> Volume:
     parts = spec.split(":")
     if len(parts) == 1:
         source, target, opts = "", parts[0], ""
+    elif len(parts) == 2 and parts[0].startswith("/") and not parts[1].startswith("/"):
+        source, target, opts = "", parts[0], parts[1]  # volumes: "/ctr:ro", an anonymous volume
     elif len(parts) == 2:
         source, target, opts = parts[0], parts[1], ""
     elif len(parts) == 3:
@@ -194,18 +197,20 @@ def parse_volume(spec: str, cwd: str | None = None) -> Volume:
         raise InvalidArgument(f"bad -v {spec!r}: expected SRC:DST[:OPTIONS]")
     if not target.startswith("/"):
         raise InvalidArgument(f"bad -v {spec!r}: the container path {target!r} must be absolute")
-    read_only = False
+    read_only = no_copy = False
     for opt in filter(None, opts.split(",")):
         if opt == "ro":
             read_only = True
+        elif opt == "nocopy" and not source.startswith((".", "/", "~")):  # volumes only
+            no_copy = True
         elif opt not in ("rw", "z", "Z"):
-            raise InvalidArgument(f"bad -v {spec!r}: unknown option {opt!r} (ro, rw)")
+            raise InvalidArgument(f"bad -v {spec!r}: unknown option {opt!r} (ro, rw, nocopy for a volume)")
     if not source:
-        return Volume("", target, read_only, "volume")
+        return Volume("", target, read_only, "volume", no_copy)
     if source.startswith((".", "/", "~")):
         path = os.path.expanduser(source)
         return Volume(os.path.normpath(os.path.join(cwd or os.getcwd(), path)), target, read_only, "bind")
-    return Volume(source, target, read_only, "volume")
+    return Volume(source, target, read_only, "volume", no_copy)
 
 
 def build_spec(args: argparse.Namespace) -> Any:
@@ -256,7 +261,9 @@ def build_spec(args: argparse.Namespace) -> Any:
             )
     for item in args.volume:
         v = parse_volume(item)
-        spec.mounts.add(source=v.source, target=v.target, read_only=v.read_only, type=v.type)
+        spec.mounts.add(
+            source=v.source, target=v.target, read_only=v.read_only, type=v.type, no_copy=v.no_copy
+        )
     for item in args.tmpfs:
         path, _, _ = item.partition(":")
         if not path.startswith("/"):
