@@ -76,10 +76,16 @@ def make_workdir(path: Path) -> Path:
     return path
 
 
-def start(state_dir: Path, ports: tuple[int, int]) -> Platform:
+def start(
+    state_dir: Path, ports: tuple[int, int], *extra: str, env: dict[str, str] | None = None
+) -> Platform:
+    """``dockyard up`` on ``state_dir`` with (NATS, registry HTTP) ``ports``, waited for until ready.
+
+    ``extra`` are more ``up`` flags, ``env`` more environment variables.
+    """
     nats_port, http_port = ports
     output = state_dir.parent / f"up-{time.monotonic_ns()}.out"
-    env = {**os.environ, "HOME": str(state_dir.parent), "DOCKYARD_LOG_LEVEL": "info"}
+    env = {**os.environ, "HOME": str(state_dir.parent), "DOCKYARD_LOG_LEVEL": "info", **(env or {})}
     env.pop("XDG_RUNTIME_DIR", None)  # so the gateway's socket is the fallback, <state-dir>/dockyard.sock
     cmd = [
         *as_user(),
@@ -93,6 +99,7 @@ def start(state_dir: Path, ports: tuple[int, int]) -> Platform:
         str(nats_port),
         "--registry-listen",
         f"127.0.0.1:{http_port}",
+        *extra,
     ]
     with open(output, "w") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)

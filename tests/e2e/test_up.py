@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pwd
 import signal
+import socket
 import stat
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from e2e_platform import PYTHON, USER, as_user, make_workdir, start, stop
 
-from dockyard.adapters.nats.server import free_port
+from dockyard.adapters.nats.server import free_port, server_info
+from dockyard.local.ports import tcp_holder
+from dockyard.local.procs import PidRecord, identify
 
 
 def _push_tiny_image(registry: str, repository: str, tag: str) -> None:
@@ -174,8 +179,6 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
 def test_cli_without_a_platform_says_so_in_one_line(where: str, tmp_path: Path) -> None:
     host = {"tcp": f"127.0.0.1:{free_port()}", "socket": f"unix://{tmp_path}/none.sock"}.get(where, "")
     if where == "stale-socket":  # a socket file whose server died
-        import socket
-
         path = tmp_path / "dead.sock"
         with socket.socket(socket.AF_UNIX) as dead:
             dead.bind(str(path))
@@ -190,3 +193,206 @@ def test_cli_without_a_platform_says_so_in_one_line(where: str, tmp_path: Path) 
     assert result.stderr.startswith("dockyard: ") and result.stderr.count("\n") == 1, result.stderr
     if where != "tcp":
         assert host in result.stderr and "dockyard up" in result.stderr
+
+
+# --- the supervisor under failure: kill -9, taken ports, a dead nats-server -------------------------
+
+SERVICES = {"nats", "registry", "runtime", "builder", "gateway"}
+
+
+def _platform_pids(state: Path) -> set[int]:
+    """Every process the OS knows of that serves this state directory (the services and nats-server)."""
+    found = set()
+    for pattern in (f"--state-dir {state}/", f"-sd {state}/nats"):
+        done = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True)
+        found |= {int(pid) for pid in done.stdout.split()}
+    return found
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds:.0f} s: {what}")
+        time.sleep(0.1)
+
+
+def _pause_pid(state: Path) -> int:
+    return int((state / "runtime" / "pause.pid").read_text().split()[0])
+
+
+def _end_pause(state: Path) -> None:
+    """The runtime's pause process outlives the platform on purpose; a test's ends with it."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        os.kill(_pause_pid(state), signal.SIGKILL)
+
+
+def test_kill_9_of_the_supervisor_leaves_no_platform_process_and_the_next_up_stops_leftovers(
+    workdir: Path,
+) -> None:
+    ports = (free_port(), free_port())
+    state = workdir / "state"
+    platform = start(state, ports)
+    try:
+        record = PidRecord(state / "up.pids").read()
+        assert set(record) == SERVICES and all(p.alive() for p in record.values()), record
+        assert _platform_pids(state) == {p.pid for p in record.values()}  # the record misses none
+        pause = identify(_pause_pid(state))
+        assert pause is not None
+
+        # kill -9: the kernel sends each child its death signal; the runtime kept it across its
+        # nsenter re-exec. The pause process is not the supervisor's child: it holds the node's
+        # namespace (and would hold running containers) and outlives the platform by design.
+        os.kill(platform.process.pid, signal.SIGKILL)
+        platform.process.wait(timeout=10)
+        _wait_until(
+            lambda: not any(p.alive() for p in record.values()),
+            20,
+            f"children of a killed supervisor die: {[n for n, p in record.items() if p.alive()]}",
+        )
+        assert not _platform_pids(state)
+        assert pause.alive()
+
+        # A child that cannot act on its death signal (stopped) is a leftover still holding the
+        # ports; the next `up` on the same state directory stops it and serves on the same ports.
+        platform = start(state, ports)
+        record = PidRecord(state / "up.pids").read()
+        for name in ("nats", "registry"):
+            os.kill(record[name].pid, signal.SIGSTOP)
+        os.kill(platform.process.pid, signal.SIGKILL)
+        platform.process.wait(timeout=10)
+        others = [p for n, p in record.items() if n not in ("nats", "registry")]
+        _wait_until(lambda: not any(p.alive() for p in others), 20, "the running children die")
+        assert record["nats"].alive() and record["registry"].alive()
+
+        platform = start(state, ports)
+        assert not record["nats"].alive() and not record["registry"].alive()
+        assert "stopped what a previous `dockyard up` left running" in platform.output.read_text()
+        assert PidRecord(state / "up.pids").read()["nats"] != record["nats"]
+        assert platform.cli("info").returncode == 0
+        assert pause.alive()  # the same node namespace, re-entered
+    finally:
+        code = stop(platform)
+        _end_pause(state)
+    assert code == 0
+    assert not _platform_pids(state) and not (state / "up.pids").exists()
+
+
+def test_a_second_up_on_taken_ports_exits_at_once_naming_the_port(workdir: Path) -> None:
+    ports = (free_port(), free_port())
+    (workdir / "second").mkdir()
+    second = make_workdir(workdir / "second")
+    first = start(workdir / "first", ports)
+    try:
+        record = PidRecord(workdir / "first" / "up.pids").read()
+        registry_listen = f"127.0.0.1:{ports[1]}"
+        taken = {  # what the second `up` is given, what its message must name, whose pid it must name
+            "nats": (("--nats-port", str(ports[0])), f"port {ports[0]} (NATS", record["nats"]),
+            "registry": (
+                ("--registry-listen", registry_listen),
+                f"port {ports[1]} (registry",
+                record["registry"],
+            ),
+            "gateway": (
+                ("--listen", first.gateway),
+                f"socket {workdir}/first/dockyard.sock",
+                record["gateway"],
+            ),
+        }
+        for name, (flags, where, holder) in taken.items():
+            argv = ["--nats-port", str(free_port()), "--registry-listen", f"127.0.0.1:{free_port()}", *flags]
+            began = time.monotonic()
+            done = subprocess.run(
+                [*as_user(), PYTHON, "-m", "dockyard.cli", "up", "--state-dir", str(second), *argv],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            took = time.monotonic() - began
+            assert done.returncode == 1, (name, done.stdout, done.stderr)
+            assert took < 15, (name, took)
+            assert done.stderr.count("\n") == 1 and where in done.stderr, (name, done.stderr)
+            assert f"pid {holder.pid} (" in done.stderr and "user " in done.stderr, (name, done.stderr)
+            assert "platform ready" not in done.stdout
+            assert not _platform_pids(second), name  # nothing of the second platform was started
+
+        # a port held by something that is not a platform at all: the holder's user is named
+        with socket.socket() as foreign:
+            foreign.bind(("127.0.0.1", 0))
+            foreign.listen()
+            port = foreign.getsockname()[1]
+            done = subprocess.run(
+                [*as_user(), PYTHON, "-m", "dockyard.cli", "up", "--state-dir", str(second),
+                 "--nats-port", str(free_port()), "--registry-listen", f"127.0.0.1:{port}"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+        assert done.returncode == 1 and f"port {port} (registry HTTP" in done.stderr, done.stderr
+        assert f"user {pwd.getpwuid(os.geteuid()).pw_name}" in done.stderr, done.stderr
+
+        # the first platform did not notice
+        assert first.process.poll() is None and first.cli("info").returncode == 0
+    finally:
+        assert stop(first) == 0
+        _end_pause(workdir / "first")
+
+
+def test_nats_killed_comes_back_and_the_events_that_waited_arrive(workdir: Path) -> None:
+    ports = (free_port(), free_port())
+    state = workdir / "state"
+    platform = start(state, ports, "--log-max-bytes", "1024", "--log-files", "2")
+    try:
+        nats = PidRecord(state / "up.pids").read()["nats"]
+        # Hold the supervisor while NATS is dead so the outage lasts as long as the test needs.
+        os.kill(platform.process.pid, signal.SIGSTOP)
+        try:
+            os.kill(nats.pid, signal.SIGKILL)
+            _wait_until(lambda: not nats.alive(), 10, "nats-server dies")
+            try:
+                socket.create_connection(("127.0.0.1", ports[0]), timeout=1).close()
+            except OSError:
+                pass  # nothing answers on the NATS port
+            else:
+                pytest.fail(f"port {ports[0]} answers with nats-server dead: {tcp_holder(ports[0])}")
+            _push_tiny_image(platform.registry_http, "lab/outage", "during")
+            pending = state / "registry" / "outbox" / "pending"
+            assert any(pending.iterdir()), "the push's events wait in the registry's outbox"
+        finally:
+            os.kill(platform.process.pid, signal.SIGCONT)
+
+        # the supervisor restarts nats-server (on the same port, the same JetStream store)
+        def restarted() -> bool:
+            again = PidRecord(state / "up.pids").read().get("nats")
+            if again is None or again == nats or not again.alive():
+                return False
+            try:
+                return str(server_info("127.0.0.1", ports[0])["server_name"]).startswith("dockyard-")
+            except (OSError, ValueError):
+                return False
+
+        _wait_until(restarted, 30, "nats-server is restarted")
+
+        # the events that waited are delivered, and the older ones are still in the stream
+        def arrived() -> bool:
+            events = platform.cli("events", "--since", "10m", "--until", "0s", "--format", "json")
+            kinds = {
+                (json.loads(line)["type"], json.loads(line)["subject"]) for line in events.stdout.splitlines()
+            }
+            pushed = any(t == "io.dockyard.registry.manifest_pushed" and "lab/outage" in s for t, s in kinds)
+            return pushed and ("io.dockyard.service.started", "gateway") in kinds
+
+        _wait_until(arrived, 60, "the event pushed during the outage arrives")
+        _wait_until(lambda: not any(pending.iterdir()), 30, "the registry's outbox empties")
+
+        # every log up writes is rotated by size: at most --log-files files of --log-max-bytes each
+        logs = state / "logs"
+        names = {p.name for p in logs.iterdir()}
+        assert "nats.log.1" in names, names  # a nats-server start writes about 2 KiB
+        for name in ("nats", "registry", "runtime", "builder", "gateway"):
+            assert f"{name}.log" in names and f"{name}.log.2" not in names, names
+        assert all(p.stat().st_size <= 1024 for p in logs.iterdir()), {
+            p.name: p.stat().st_size for p in logs.iterdir()
+        }
+    finally:
+        code = stop(platform)
+        _end_pause(state)
+    assert code == 0, platform.output.read_text()

@@ -40,6 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "in <state-dir>/tls) [DOCKYARD_LISTEN, default unix:///run/dockyard/dockyard.sock as root, "
         "else $XDG_RUNTIME_DIR/dockyard/dockyard.sock, else <state-dir>/dockyard.sock]",
     )
+    parser.add_argument(
+        "--log-max-bytes",
+        type=int,
+        default=int(os.environ.get("DOCKYARD_LOG_MAX_BYTES") or 10 * 1024 * 1024),
+        help="rotate each log in <state-dir>/logs at this size [DOCKYARD_LOG_MAX_BYTES, default 10 MiB]",
+    )
+    parser.add_argument(
+        "--log-files",
+        type=int,
+        default=int(os.environ.get("DOCKYARD_LOG_FILES") or 3),
+        help="files kept per log, the current one included [DOCKYARD_LOG_FILES, default 3]",
+    )
     parser.add_argument("--allow-root", action="store_true", help="run the services as root (not rootless)")
 
 
@@ -59,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from dockyard.core import logging
+    from dockyard.local.logs import Rotation
     from dockyard.local.supervisor import PlatformConfig, Supervisor
 
+    try:
+        rotation = Rotation(max_bytes=args.log_max_bytes, files=args.log_files)
+    except ValueError as exc:
+        raise InvalidArgument(f"--log-max-bytes/--log-files: {exc}") from None
     logging.configure("up")
     config = PlatformConfig(
         state_dir=state_dir,
@@ -68,10 +85,12 @@ def run(args: argparse.Namespace) -> int:
         registry_http=args.registry_listen,
         gateway_listen=listen,
         socket_group=platform_group(),
+        logs=rotation,
     )
 
     def ready(sup: Supervisor) -> None:
-        print(f"dockyard up: platform ready (state in {state_dir}, uid {os.geteuid()})", flush=True)
+        took = f"in {sup.ready_after_s:.1f} s, " if sup.ready_after_s is not None else ""
+        print(f"dockyard up: platform ready ({took}state in {state_dir}, uid {os.geteuid()})", flush=True)
         if config.tls is None:
             where = f"unix://{config.gateway_socket}"
             print(f"  gateway   {where}   (dockyard -H {where} info)")
@@ -83,7 +102,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  runtime   {config.runtime_grpc}")
         print(f"  builder   {config.builder_grpc}")
         print(f"  nats      {config.nats_url}   (JetStream in {state_dir / 'nats'})")
-        print(f"  logs      {sup.log_dir}/<service>.log      Ctrl-C stops everything", flush=True)
+        limit = f"{config.logs.max_bytes} bytes x {config.logs.files} files"
+        print(
+            f"  logs      {sup.log_dir}/<service>.log  (rotated: {limit})   Ctrl-C stops everything",
+            flush=True,
+        )
 
     return asyncio.run(Supervisor(config).run(on_ready=ready))
 
@@ -105,5 +128,6 @@ def _become_unprivileged(state_dir: Path, listen: str, args: argparse.Namespace)
     reexec_as(
         user,
         ["up", "--state-dir", str(state_dir), "--nats-port", str(args.nats_port),
-         "--registry-listen", args.registry_listen, "--listen", listen],
+         "--registry-listen", args.registry_listen, "--listen", listen,
+         "--log-max-bytes", str(args.log_max_bytes), "--log-files", str(args.log_files)],
     )  # fmt: skip

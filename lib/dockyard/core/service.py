@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 VERSION = "0.1.0"
+INSTANCE_ENV = "DOCKYARD_INSTANCE_ID"  # set by `dockyard up` in each child's environment
 
 
 class ServiceState(StrEnum):
@@ -27,6 +28,7 @@ class ServiceInfo:
     node: str = field(default_factory=socket.gethostname)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     details: Mapping[str, str] = field(default_factory=dict)
+    instance_id: str = ""  # the `dockyard up` run this process belongs to ("" when run alone)
 
 
 def event_source(service: str, node: str) -> str:

@@ -1,20 +1,44 @@
 """``dockyard up``: the whole platform on one machine, supervised.
 
-Starts, in order: an embedded nats-server with JetStream, the event stream, then the
-registry, runtime, builder and gateway as child processes, each waited for until its gRPC
-health check says SERVING. A child that dies is restarted with backoff (and given up on
-after repeated crashes, leaving the rest running). SIGINT/SIGTERM stop everything in the
-reverse order: gateway first, NATS last, each with a grace period before SIGKILL.
+Start-up, in order:
+
+1. take ``up.lock`` (a second supervisor on the same state directory refuses);
+2. stop what a dead supervisor left running on this state directory (``up.pids``, see
+   :mod:`dockyard.local.procs`);
+3. check that the TCP ports (NATS, the registry's HTTP, a TCP gateway) are free and that no live
+   server answers on the gateway's socket; if not, fail at once with one line naming the port and,
+   where it can be seen, who holds it (:mod:`dockyard.local.ports`);
+4. start nats-server and the four services **at once**, then wait for all of them: nats-server
+   until it answers with this run's server name, each service until its gRPC health says SERVING
+   *and* its System.Info names this run's instance id (a fresh id per run, handed to every child
+   in ``$DOCKYARD_INSTANCE_ID``). So "ready" proves each address reached this platform's own
+   process, never another platform's on the same address. Then the event stream is ensured.
+
+Every child — nats-server included — is supervised the same way: one that dies is restarted with
+backoff (1 s, 2 s, 4 s … 30 s), and given up on after repeated crashes, leaving the rest running.
+A restarted nats-server finds its JetStream store again, and the services' outboxes deliver the
+events that waited meanwhile. SIGINT/SIGTERM stop everything: the gateway first, then the
+backends together, NATS last, each with a grace period before SIGKILL.
+
+Children die with the supervisor: each is started through ``setpriv --pdeathsig TERM``, so the
+kernel sends it SIGTERM when the supervisor dies, however it dies (``kill -9`` included). The
+signal is kept across the child's own ``exec`` (the runtime's ``nsenter`` re-exec: same pid, no
+set-uid bit) and not inherited by its forks, so what the runtime starts to outlive it — the
+pause process holding the node's user namespace, conmon, runc, slirp4netns — keeps running, and
+with it the containers (as with podman). Whatever still runs of a dead supervisor's children is
+stopped by the next ``dockyard up`` on the same state directory (step 2).
 
 State, all under one directory, so a second ``dockyard up`` finds everything intact::
 
     <state-dir>/
       up.lock            held while a supervisor runs (a second one on the same dir refuses)
+      up.pids            the supervisor's children as (pid, start time): what to stop if it dies
       nats/              JetStream store (the event stream survives restarts)
       registry/ runtime/ builder/ gateway/   each service's own --state-dir
       sockets/           0700: registry.sock runtime.sock builder.sock, reached by the gateway only
       tls/               only with a TCP gateway: CA, server and client certificates (see adapters.grpc.tls)
-      logs/<name>.log    each child's output
+      logs/<name>.log    each child's output (nats.log for nats-server), rotated by size:
+                         <name>.log.1 … (see dockyard.local.logs: 10 MiB x 3 files by default)
 
 Access: the gateway listens on ``gateway_grpc`` — a unix socket (0660, group ``dockyard``) in a
 0750 directory by default, or TCP with mutual TLS. The backends' sockets are in ``sockets/``,
@@ -27,13 +51,14 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
 
 import grpc
 import structlog
@@ -43,15 +68,27 @@ from dockyard.adapters.grpc.server import grpc_target, unix_path
 from dockyard.adapters.grpc.tls import ClientTls, Material, ensure_material
 from dockyard.adapters.host import PLATFORM_GROUP, backend_socket, public_socket
 from dockyard.adapters.nats.bus import StreamSettings, close_quietly, connect, ensure_stream
-from dockyard.adapters.nats.server import NatsServer
-from dockyard.core import retry
+from dockyard.adapters.nats.server import NatsServer, server_info
+from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
 from dockyard.core.errors import FailedPrecondition, Unavailable
+from dockyard.core.service import INSTANCE_ENV
+from dockyard.local.logs import RotatingLog, Rotation
+from dockyard.local.ports import require_tcp_free, require_unix_free
+from dockyard.local.procs import PidRecord, ProcessId, identify, stop_leftovers
 
 log = structlog.get_logger("dockyard.up")
 
 STOP_GRACE_S = 10.0
 MAX_RESTARTS = 5  # within RESTART_WINDOW_S, then the service is left down
 RESTART_WINDOW_S = 120.0
+PROBE_TIMEOUT_S = 1.0
+# A channel to a socket that does not exist yet backs off before it tries again (1 s and more by
+# default): poll readiness at the pace we choose instead.
+_FAST_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 250),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +100,7 @@ class PlatformConfig:
     socket_group: str = PLATFORM_GROUP
     ready_timeout_s: float = 60.0
     stream: StreamSettings = field(default_factory=StreamSettings.from_env)
+    logs: Rotation = field(default_factory=Rotation.from_env)
 
     @property
     def nats_url(self) -> str:
@@ -157,45 +195,94 @@ def child_specs(config: PlatformConfig) -> list[ChildSpec]:
     ]
 
 
+def die_with_parent() -> tuple[str, ...]:
+    """The command prefix that makes a child get SIGTERM when the supervisor dies (Linux).
+
+    ``setpriv --pdeathsig`` (util-linux) sets PR_SET_PDEATHSIG and execs the command: no Python
+    runs between fork and exec in this (threaded) process.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise FailedPrecondition("setpriv not found (package util-linux): run `make setup`")
+    return (setpriv, "--pdeathsig", "TERM", "--")
+
+
+class NotOurs(FailedPrecondition):
+    """Something answered at a child's address, but it belongs to another platform."""
+
+
 class Child:
-    """One supervised service process."""
+    """One supervised process: started with the instance id, its output in a rotated log."""
 
-    def __init__(self, spec: ChildSpec, log_dir: Path) -> None:
-        self.spec = spec
-        self.log_path = log_dir / f"{spec.name}.log"
+    def __init__(
+        self, name: str, argv: tuple[str, ...], log_path: Path, instance: str, logs: Rotation
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.instance = instance
+        self.rotation = logs
         self.process: asyncio.subprocess.Process | None = None
-        self._log: IO[bytes] | None = None
+        self.identity: ProcessId | None = None
         self.restarts: list[float] = []
+        self._log: RotatingLog | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - closed in stop(); a local file
+    async def start(self, prefix: tuple[str, ...]) -> None:
+        if self._log is None:
+            self._log = RotatingLog(self.log_path, self.rotation)
         self.process = await asyncio.create_subprocess_exec(
-            *self.spec.argv,
+            *prefix,
+            *self.argv,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # the terminal's Ctrl-C reaches the supervisor only
+            env={**os.environ, INSTANCE_ENV: self.instance},
         )
+        self.identity = identify(self.process.pid)
+        assert self.process.stdout is not None
+        pump = asyncio.create_task(self._pump(self.process.stdout), name=f"log-{self.name}")
+        self._pumps.add(pump)
+        pump.add_done_callback(self._pumps.discard)
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        chunk_size = min(64 * 1024, self.rotation.max_bytes)
+        while chunk := await stream.read(chunk_size):
+            if self._log is not None:
+                self._log.write(chunk)
+
+    async def probe(self) -> None:
+        """Return when this child serves as this platform's; raise otherwise (NotOurs: definitely not)."""
+        raise NotImplementedError
 
     async def wait_ready(self, deadline_s: float) -> None:
-        """Return when health says SERVING; raise Unavailable with the log's tail if it dies or times out."""
+        """Return when :meth:`probe` passes; raise at once if the child exits or another platform
+        answers at its address, and with the last error once ``deadline_s`` has passed."""
         assert self.process is not None
-        target = self.spec.health_target
-        if self.spec.tls is not None:
-            channel = grpc.aio.secure_channel(target, self.spec.tls.channel_credentials())
-        else:
-            channel = grpc.aio.insecure_channel(target)
-        async with channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            async for attempt in retry.startup(deadline_s):
-                with attempt:
-                    if self.process.returncode is not None:
-                        raise FailedPrecondition(
-                            f"{self.spec.name} exited with {self.process.returncode}:\n{self.tail()}"
-                        )
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                    if reply.status != health_pb2.HealthCheckResponse.SERVING:
-                        raise Unavailable(f"{self.spec.name} is not serving yet")
+        deadline = time.monotonic() + deadline_s
+        pause = 0.02
+        while True:
+            if self.process.returncode is not None:
+                await self._drain_output()
+                raise FailedPrecondition(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
+            try:
+                await self.probe()
+                return
+            except NotOurs:
+                raise
+            except Exception as exc:  # any failure to answer means "not yet"
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"{self.name} not ready within {deadline_s:.0f}s ({exc}):\n{self.tail()}"
+                    ) from None
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.2)
+
+    async def _drain_output(self) -> None:
+        """Let the log catch up with what a dead child wrote (its pipe may stay open in grandchildren)."""
+        if self._pumps:
+            await asyncio.wait(set(self._pumps), timeout=0.5)
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -210,44 +297,126 @@ class Child:
             try:
                 await asyncio.wait_for(self.process.wait(), STOP_GRACE_S)
             except TimeoutError:
-                log.warning("service did not stop in time; killing", service=self.spec.name)
+                log.warning("service did not stop in time; killing", service=self.name)
                 self.process.kill()
                 await self.process.wait()
+
+    async def close(self) -> None:
+        """After the last stop: finish copying output, close the log."""
+        await self._drain_output()
+        for pump in set(self._pumps):
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
         if self._log is not None:
             self._log.close()
             self._log = None
 
 
+class ServiceChild(Child):
+    """A Dockyard service: ready when its gRPC health says SERVING and its Info names our instance."""
+
+    def __init__(self, spec: ChildSpec, log_dir: Path, instance: str, logs: Rotation) -> None:
+        super().__init__(spec.name, spec.argv, log_dir / f"{spec.name}.log", instance, logs)
+        self.spec = spec
+
+    async def probe(self) -> None:
+        target = self.spec.health_target
+        path = unix_path(target)
+        if path is not None and not path.exists():
+            raise Unavailable(f"{self.name} has not made {path} yet")
+        if self.spec.tls is not None:
+            channel = grpc.aio.secure_channel(target, self.spec.tls.channel_credentials(), _FAST_RECONNECT)
+        else:
+            channel = grpc.aio.insecure_channel(target, _FAST_RECONNECT)
+        async with channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=PROBE_TIMEOUT_S)
+            if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                raise Unavailable(f"{self.name} is not serving yet")
+            info = await system_pb2_grpc.SystemStub(channel).Info(
+                system_pb2.InfoRequest(), timeout=PROBE_TIMEOUT_S
+            )
+        if info.instance_id != self.instance:
+            raise NotOurs(
+                f"{self.spec.grpc} is answered by {info.service or 'a service'} of another platform "
+                f"(instance {info.instance_id or 'none'}), not by this one's {self.name}"
+            )
+
+
+class NatsChild(Child):
+    """nats-server: ready when what answers on its port calls itself by this run's server name."""
+
+    def __init__(self, server: NatsServer, log_dir: Path, instance: str, logs: Rotation) -> None:
+        super().__init__("nats", tuple(server.command()), log_dir / "nats.log", instance, logs)
+        self.server = server
+
+    async def probe(self) -> None:
+        info = await asyncio.to_thread(server_info, self.server.host, self.server.port, PROBE_TIMEOUT_S)
+        if info.get("server_name") != self.server.name:
+            raise NotOurs(
+                f"port {self.server.port} (NATS) is answered by nats-server {info.get('server_name')!r}, "
+                f"not by this platform's {self.server.name!r}"
+            )
+
+
 class Supervisor:
-    def __init__(self, config: PlatformConfig) -> None:
+    def __init__(self, config: PlatformConfig, instance: str | None = None) -> None:
         self.config = config
+        self.instance = instance or uuid.uuid4().hex
         self.log_dir = config.state_dir / "logs"
+        self.record = PidRecord(config.state_dir / "up.pids")
         self.nats = NatsServer(
-            store_dir=config.state_dir / "nats", port=config.nats_port, log_file=self.log_dir / "nats.log"
+            store_dir=config.state_dir / "nats", port=config.nats_port, name=f"dockyard-{self.instance}"
         )
-        self.children = [Child(spec, self.log_dir) for spec in child_specs(config)]
+        self.nats_child = NatsChild(self.nats, self.log_dir, self.instance, config.logs)
+        self.services = [
+            ServiceChild(spec, self.log_dir, self.instance, config.logs) for spec in child_specs(config)
+        ]
+        self.children: list[Child] = [self.nats_child, *self.services]
+        self.ready_after_s: float | None = None  # seconds from run() to everything ready
         self._stopping = asyncio.Event()
+        self._prefix: tuple[str, ...] = ()
 
     async def run(self, on_ready: Callable[[Supervisor], None] | None = None) -> int:
         """Run until a signal; returns the exit status."""
+        began = time.monotonic()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with _exclusive(self.config.state_dir / "up.lock"):
+            self._prefix = die_with_parent()
+            stopped = await asyncio.to_thread(stop_leftovers, self.record, STOP_GRACE_S)
+            if stopped:
+                log.warning("stopped what a previous `dockyard up` left running", **stopped)
+            await asyncio.to_thread(self._check_addresses)
+            await asyncio.to_thread(self._prepare_access)
             try:
-                await asyncio.to_thread(self._prepare_access)
-                await self._start_all()
-                if on_ready is not None:
-                    on_ready(self)
-                watchers = [asyncio.create_task(self._watch(child)) for child in self.children]
-                await self._stopping.wait()
-                for watcher in watchers:
-                    watcher.cancel()
-                await asyncio.gather(*watchers, return_exceptions=True)
+                if await self._start_all():
+                    self.ready_after_s = time.monotonic() - began
+                    log.info("platform ready", seconds=round(self.ready_after_s, 2), instance=self.instance)
+                    if on_ready is not None:
+                        on_ready(self)
+                    watchers = [asyncio.create_task(self._supervise(child)) for child in self.children]
+                    await self._stopping.wait()
+                    for watcher in watchers:
+                        watcher.cancel()
+                    await asyncio.gather(*watchers, return_exceptions=True)
             finally:
                 await self._stop_all()
         return 0
+
+    def _check_addresses(self) -> None:
+        """Fail with one line when a TCP port or the gateway's socket is taken (see dockyard.local.ports)."""
+        require_tcp_free("127.0.0.1", self.config.nats_port, "NATS, --nats-port")
+        http_host, _, http_port = self.config.registry_http.rpartition(":")
+        require_tcp_free(http_host, int(http_port), "registry HTTP, --registry-listen")
+        socket = self.config.gateway_socket
+        if socket is not None:
+            require_unix_free(socket, "the gateway's, --listen")
+        else:
+            host, _, port = self.config.gateway_grpc.rpartition(":")
+            require_tcp_free(host, int(port), "gateway, --listen")
 
     def _prepare_access(self) -> None:
         """The private sockets directory, the gateway's socket directory or its TLS material."""
@@ -262,21 +431,47 @@ class Supervisor:
             host = self.config.gateway_grpc.rpartition(":")[0]
             ensure_material(self.config.state_dir / "tls", host.strip("[]"))
 
-    async def _start_all(self) -> None:
-        await asyncio.to_thread(self.nats.start)
+    def _record_pids(self) -> None:
+        running = {c.name: c.identity for c in self.children if c.identity is not None}
+        self.record.write(self.instance, running)
+
+    async def _start_all(self) -> bool:
+        """Start every child at once and wait until all are ready; False if told to stop meanwhile."""
+        self.nats.store_dir.mkdir(parents=True, exist_ok=True)
+        for child in self.children:
+            await child.start(self._prefix)
+        self._record_pids()
+        waits = {asyncio.create_task(self._ready(child)): child for child in self.children}
+        stop = asyncio.create_task(self._stopping.wait())
+        pending: set[asyncio.Task[object]] = {*waits, stop}
+        try:
+            while waits.keys() & pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if stop in done:
+                    return False
+                for task in done:
+                    if task.exception() is not None:  # the first failure ends start-up
+                        raise task.exception()  # type: ignore[misc]
+            return True
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _ready(self, child: Child) -> None:
+        await child.wait_ready(self.config.ready_timeout_s)
+        if child is self.nats_child:
+            await self._ensure_stream()
+        log.info("service ready", service=child.name, pid=child.process.pid if child.process else None)
+
+    async def _ensure_stream(self) -> None:
         nc = await connect(self.nats.url, name="dockyard-up")
         try:
             await ensure_stream(nc, self.config.stream)
         finally:
             await close_quietly(nc)
-        for child in self.children:
-            if self._stopping.is_set():
-                return
-            await child.start()
-            await child.wait_ready(self.config.ready_timeout_s)
-            log.info("service ready", service=child.spec.name, grpc=child.spec.grpc)
 
-    async def _watch(self, child: Child) -> None:
+    async def _supervise(self, child: Child) -> None:
         """Restart ``child`` when it dies, with backoff; give up after repeated crashes."""
         while not self._stopping.is_set():
             assert child.process is not None
@@ -287,23 +482,32 @@ class Supervisor:
             child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_S] + [now]
             if len(child.restarts) > MAX_RESTARTS:
                 log.error(
-                    "service keeps crashing; leaving it down",
-                    service=child.spec.name,
-                    log=str(child.log_path),
+                    "service keeps crashing; leaving it down", service=child.name, log=str(child.log_path)
                 )
                 return
             delay = min(2 ** (len(child.restarts) - 1), 30)
-            log.warning("service exited; restarting", service=child.spec.name, code=code, in_s=delay)
-            await asyncio.sleep(delay)
-            await child.stop()  # closes the old log handle
-            await child.start()
-            with contextlib.suppress(Exception):
-                await child.wait_ready(self.config.ready_timeout_s)
+            log.warning("service exited; restarting", service=child.name, code=code, in_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+                return  # stopping
+            await child.start(self._prefix)
+            self._record_pids()
+            try:
+                await self._ready(child)
+            except Exception as exc:  # it is watched again: a crash comes back here
+                log.warning(
+                    "restarted service is not ready", service=child.name, error=str(exc).splitlines()[0]
+                )
 
     async def _stop_all(self) -> None:
-        for child in reversed(self.children):
-            await child.stop()
-        await asyncio.to_thread(self.nats.stop)
+        """The gateway first, then the backends together, NATS last (the services flush events to it)."""
+        gateway, *backends = reversed(self.services)
+        await gateway.stop()
+        await asyncio.gather(*(child.stop() for child in backends))
+        await self.nats_child.stop()
+        for child in self.children:
+            await child.close()
+        self.record.clear()
         log.info("platform stopped")
 
 

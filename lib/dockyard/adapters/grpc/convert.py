@@ -43,6 +43,7 @@ def info_to_pb(info: ServiceInfo) -> system_pb2.InfoResponse:
         node=info.node,
         started_at=timestamp(info.started_at),
         details=dict(info.details),
+        instance_id=info.instance_id,
     )
 
 
@@ -55,6 +56,7 @@ def info_from_pb(pb: system_pb2.InfoResponse) -> ServiceInfo:
         node=pb.node,
         started_at=from_timestamp(pb.started_at) or datetime.now(UTC),
         details=dict(pb.details),
+        instance_id=pb.instance_id,
     )
 
 

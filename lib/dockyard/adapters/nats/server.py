@@ -7,6 +7,7 @@ second start on the same directory finds every stream and message again.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -38,27 +39,63 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def server_info(host: str, port: int, timeout: float = 1.0) -> dict[str, object]:
+    """The INFO a NATS server sends first on a new connection (``server_name``, ``server_id``, …).
+
+    Raises OSError when nothing accepts there, ValueError when what answers is not NATS. Costs one
+    TCP connection and one line; no NATS client, so it is safe in a readiness probe.
+    """
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        line = sock.makefile("rb").readline(64 * 1024)
+    if not line.startswith(b"INFO "):
+        raise ValueError(f"{host}:{port} does not speak NATS (it said {line[:40]!r})")
+    info = json.loads(line[5:])
+    if not isinstance(info, dict):
+        raise ValueError(f"{host}:{port} sent an INFO that is not an object")
+    return info
+
+
 @dataclass
 class NatsServer:
-    """A nats-server child process. ``start`` returns once it accepts connections."""
+    """A nats-server child process. ``start`` returns once it accepts connections.
+
+    ``name`` becomes the server's name (``server_name`` in the INFO every client receives), which
+    lets a readiness check tell this server from another one on the same port.
+    """
 
     store_dir: Path
     port: int = 0
     host: str = "127.0.0.1"
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    name: str = ""
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> NatsServer:
+    def command(self) -> list[str]:
+        """The nats-server command line (JetStream in ``store_dir``); picks a free port if none."""
         if not self.port:
             self.port = free_port(self.host)
+        argv = [
+            nats_server_binary(),
+            "-js",
+            "-sd",
+            str(self.store_dir),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+        ]
+        return [*argv, "--name", self.name] if self.name else argv
+
+    def start(self, timeout: float = 15.0) -> NatsServer:
+        argv = self.command()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self.port)],
+            argv,
             stdout=out,
             stderr=out,
             start_new_session=True,  # Ctrl-C goes to the supervisor, which stops us in order

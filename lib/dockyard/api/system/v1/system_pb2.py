@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#dockyard/api/system/v1/system.proto\x12\x16\x64ockyard.api.system.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\r\n\x0bInfoRequest\"\xa8\x02\n\x0cInfoResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x33\n\x05state\x18\x03 \x01(\x0e\x32$.dockyard.api.system.v1.ServiceState\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x07\x64\x65tails\x18\x07 \x03(\x0b\x32\x31.dockyard.api.system.v1.InfoResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x0f\n\rStatusRequest\"r\n\rBackendStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06health\x18\x03 \x01(\t\x12\x32\n\x04info\x18\x04 \x01(\x0b\x32$.dockyard.api.system.v1.InfoResponse\"\xb1\x01\n\x0eStatusResponse\x12\x35\n\x07gateway\x18\x01 \x01(\x0b\x32$.dockyard.api.system.v1.InfoResponse\x12\x37\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32%.dockyard.api.system.v1.BackendStatus\x12\x18\n\x10\x65vents_connected\x18\x03 \x01(\x08\x12\x15\n\revents_stream\x18\x04 \x01(\t\"\x12\n\x10ListNodesRequest\"\x9d\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x38\n\x06labels\x18\x04 \x03(\x0b\x32(.dockyard.api.system.v1.Node.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x11ListNodesResponse\x12+\n\x05nodes\x18\x01 \x03(\x0b\x32\x1c.dockyard.api.system.v1.Node*\xa9\x01\n\x0cServiceState\x12\x1d\n\x19SERVICE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVICE_STATE_SERVING\x10\x01\x12!\n\x1dSERVICE_STATE_NOT_IMPLEMENTED\x10\x02\x12\x1d\n\x19SERVICE_STATE_UNREACHABLE\x10\x03\x12\x1d\n\x19SERVICE_STATE_NOT_SERVING\x10\x04\x32[\n\x06System\x12Q\n\x04Info\x12#.dockyard.api.system.v1.InfoRequest\x1a$.dockyard.api.system.v1.InfoResponse2\xc5\x01\n\x08Platform\x12W\n\x06Status\x12%.dockyard.api.system.v1.StatusRequest\x1a&.dockyard.api.system.v1.StatusResponse\x12`\n\tListNodes\x12(.dockyard.api.system.v1.ListNodesRequest\x1a).dockyard.api.system.v1.ListNodesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#dockyard/api/system/v1/system.proto\x12\x16\x64ockyard.api.system.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\r\n\x0bInfoRequest\"\xbd\x02\n\x0cInfoResponse\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x33\n\x05state\x18\x03 \x01(\x0e\x32$.dockyard.api.system.v1.ServiceState\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x07\x64\x65tails\x18\x07 \x03(\x0b\x32\x31.dockyard.api.system.v1.InfoResponse.DetailsEntry\x12\x13\n\x0binstance_id\x18\x08 \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x0f\n\rStatusRequest\"r\n\rBackendStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06health\x18\x03 \x01(\t\x12\x32\n\x04info\x18\x04 \x01(\x0b\x32$.dockyard.api.system.v1.InfoResponse\"\xb1\x01\n\x0eStatusResponse\x12\x35\n\x07gateway\x18\x01 \x01(\x0b\x32$.dockyard.api.system.v1.InfoResponse\x12\x37\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32%.dockyard.api.system.v1.BackendStatus\x12\x18\n\x10\x65vents_connected\x18\x03 \x01(\x08\x12\x15\n\revents_stream\x18\x04 \x01(\t\"\x12\n\x10ListNodesRequest\"\x9d\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x38\n\x06labels\x18\x04 \x03(\x0b\x32(.dockyard.api.system.v1.Node.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x11ListNodesResponse\x12+\n\x05nodes\x18\x01 \x03(\x0b\x32\x1c.dockyard.api.system.v1.Node*\xa9\x01\n\x0cServiceState\x12\x1d\n\x19SERVICE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVICE_STATE_SERVING\x10\x01\x12!\n\x1dSERVICE_STATE_NOT_IMPLEMENTED\x10\x02\x12\x1d\n\x19SERVICE_STATE_UNREACHABLE\x10\x03\x12\x1d\n\x19SERVICE_STATE_NOT_SERVING\x10\x04\x32[\n\x06System\x12Q\n\x04Info\x12#.dockyard.api.system.v1.InfoRequest\x1a$.dockyard.api.system.v1.InfoResponse2\xc5\x01\n\x08Platform\x12W\n\x06Status\x12%.dockyard.api.system.v1.StatusRequest\x1a&.dockyard.api.system.v1.StatusResponse\x12`\n\tListNodes\x12(.dockyard.api.system.v1.ListNodesRequest\x1a).dockyard.api.system.v1.ListNodesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,30 +36,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFORESPONSE_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_NODE_LABELSENTRY']._loaded_options = None
   _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SERVICESTATE']._serialized_start=970
-  _globals['_SERVICESTATE']._serialized_end=1139
+  _globals['_SERVICESTATE']._serialized_start=991
+  _globals['_SERVICESTATE']._serialized_end=1160
   _globals['_INFOREQUEST']._serialized_start=96
   _globals['_INFOREQUEST']._serialized_end=109
   _globals['_INFORESPONSE']._serialized_start=112
-  _globals['_INFORESPONSE']._serialized_end=408
-  _globals['_INFORESPONSE_DETAILSENTRY']._serialized_start=362
-  _globals['_INFORESPONSE_DETAILSENTRY']._serialized_end=408
-  _globals['_STATUSREQUEST']._serialized_start=410
-  _globals['_STATUSREQUEST']._serialized_end=425
-  _globals['_BACKENDSTATUS']._serialized_start=427
-  _globals['_BACKENDSTATUS']._serialized_end=541
-  _globals['_STATUSRESPONSE']._serialized_start=544
-  _globals['_STATUSRESPONSE']._serialized_end=721
-  _globals['_LISTNODESREQUEST']._serialized_start=723
-  _globals['_LISTNODESREQUEST']._serialized_end=741
-  _globals['_NODE']._serialized_start=744
-  _globals['_NODE']._serialized_end=901
-  _globals['_NODE_LABELSENTRY']._serialized_start=856
-  _globals['_NODE_LABELSENTRY']._serialized_end=901
-  _globals['_LISTNODESRESPONSE']._serialized_start=903
-  _globals['_LISTNODESRESPONSE']._serialized_end=967
-  _globals['_SYSTEM']._serialized_start=1141
-  _globals['_SYSTEM']._serialized_end=1232
-  _globals['_PLATFORM']._serialized_start=1235
-  _globals['_PLATFORM']._serialized_end=1432
+  _globals['_INFORESPONSE']._serialized_end=429
+  _globals['_INFORESPONSE_DETAILSENTRY']._serialized_start=383
+  _globals['_INFORESPONSE_DETAILSENTRY']._serialized_end=429
+  _globals['_STATUSREQUEST']._serialized_start=431
+  _globals['_STATUSREQUEST']._serialized_end=446
+  _globals['_BACKENDSTATUS']._serialized_start=448
+  _globals['_BACKENDSTATUS']._serialized_end=562
+  _globals['_STATUSRESPONSE']._serialized_start=565
+  _globals['_STATUSRESPONSE']._serialized_end=742
+  _globals['_LISTNODESREQUEST']._serialized_start=744
+  _globals['_LISTNODESREQUEST']._serialized_end=762
+  _globals['_NODE']._serialized_start=765
+  _globals['_NODE']._serialized_end=922
+  _globals['_NODE_LABELSENTRY']._serialized_start=877
+  _globals['_NODE_LABELSENTRY']._serialized_end=922
+  _globals['_LISTNODESRESPONSE']._serialized_start=924
+  _globals['_LISTNODESRESPONSE']._serialized_end=988
+  _globals['_SYSTEM']._serialized_start=1162
+  _globals['_SYSTEM']._serialized_end=1253
+  _globals['_PLATFORM']._serialized_start=1256
+  _globals['_PLATFORM']._serialized_end=1453
 # @@protoc_insertion_point(module_scope)

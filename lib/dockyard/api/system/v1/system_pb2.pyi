@@ -95,6 +95,7 @@ class InfoResponse(_message.Message):
     NODE_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     """"registry", "runtime", "builder", "gateway"."""
     version: _builtins.str
@@ -102,6 +103,11 @@ class InfoResponse(_message.Message):
     message: _builtins.str
     """Human-readable reason when state is not SERVING."""
     node: _builtins.str
+    instance_id: _builtins.str
+    """The platform instance this process belongs to: an id `dockyard up` makes for each run and gives
+    every child it starts (env DOCKYARD_INSTANCE_ID), so its readiness check can tell its own
+    service from another platform's answering at the same address. Empty for a service run alone.
+    """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -118,10 +124,11 @@ class InfoResponse(_message.Message):
         node: _builtins.str = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         details: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        instance_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "message", b"message", "node", b"node", "service", b"service", "started_at", b"started_at", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "instance_id", b"instance_id", "message", b"message", "node", b"node", "service", b"service", "started_at", b"started_at", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
