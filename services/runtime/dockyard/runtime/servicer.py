@@ -20,6 +20,7 @@ from dockyard.api.images.v1 import images_pb2 as ipb
 from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.api.types.v1 import types_pb2
 from dockyard.core.errors import InvalidArgument
+from dockyard.runtime.buildsteps import BuildSteps  # builds
 from dockyard.runtime.cgroups import Limits
 from dockyard.runtime.containers import ContainerConfig, ContainerManager, ContainerRecord, State
 from dockyard.runtime.health_convert import fill_container_pb, healthcheck_from_pb
@@ -483,6 +484,7 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         self.store = store
         self.m = manager
         self.transfers = transfers
+        self.steps = BuildSteps(store, manager)  # builds (dockyard.runtime.buildsteps)
 
     def _pb(self, record: Any) -> ipb.Image:
         return image_to_pb(self.store, record)
@@ -609,3 +611,48 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             containers=len(containers),
             containers_size=await asyncio.to_thread(self.m.writable_size),
         )
+
+    # --- builds (the builder's steps: dockyard.runtime.buildsteps) ---
+
+    async def AddLayer(self, request_iterator: AsyncIterator[ipb.AddLayerInput], context: Any) -> ipb.Image:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("step"):
+            raise InvalidArgument("the first AddLayer message must be the step")
+        step = first.step
+        feed = _ThreadFeed(request_iterator, lambda m: m.data)
+        record = await feed.run(
+            lambda it: self.steps.add_layer(step.parent, it, reference=step.reference or None, **_step(step))
+        )
+        return self._pb(record)
+
+    async def Configure(self, request: ipb.BuildStep, context: Any) -> ipb.Image:
+        ref = request.reference or None
+        record = await asyncio.to_thread(
+            lambda: self.steps.configure(request.parent, reference=ref, **_step(request))
+        )
+        return self._pb(record)
+
+    async def CommitStep(self, request: ipb.BuildStep, context: Any) -> ipb.Image:
+        clamp = request.clamp_mtime if request.HasField("clamp_mtime") else None
+        record = await self.steps.commit_container(
+            request.container_id, clamp_mtime=clamp, reference=request.reference or None, **_step(request)
+        )
+        return self._pb(record)
+
+
+def _step(step: ipb.BuildStep) -> dict[str, Any]:
+    config = None
+    if step.config:
+        try:
+            config = json.loads(step.config)
+        except ValueError as exc:
+            raise InvalidArgument(f"step config is not JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise InvalidArgument("step config must be a JSON object")
+    created = None
+    if step.HasField("created"):
+        created = step.created.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"config": config, "created_by": step.created_by, "created": created, "comment": step.comment}
+
+
+# --- end builds ---

@@ -732,3 +732,87 @@ class DiskUsageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DiskUsageResponse: _TypeAlias = DiskUsageResponse  # noqa: Y015
+
+@_typing.final
+class BuildStep(_message.Message):
+    """--- builds ---
+
+    One build step as the node stores it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    CONTAINER_ID_FIELD_NUMBER: _builtins.int
+    CLAMP_MTIME_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The image the step builds on (id or reference); empty: scratch."""
+    config: _builtins.bytes
+    """The image config's "config" section after the step (JSON object); empty: the parent's."""
+    created_by: _builtins.str
+    """The history entry: docker's created_by ("RUN /bin/sh -c make", "COPY dir:… in /app")."""
+    comment: _builtins.str
+    reference: _builtins.str
+    """Tag the result with this reference; empty: untagged."""
+    container_id: _builtins.str
+    """CommitStep: the container whose writable layer becomes the layer."""
+    clamp_mtime: _builtins.int
+    """CommitStep: file times later than this (seconds since the epoch) become this."""
+    @_builtins.property
+    def created(self) -> _timestamp_pb2.Timestamp:
+        """The entry's and the image's creation time; unset: now."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        config: _builtins.bytes = ...,
+        created_by: _builtins.str = ...,
+        comment: _builtins.str = ...,
+        created: _timestamp_pb2.Timestamp | None = ...,
+        reference: _builtins.str = ...,
+        container_id: _builtins.str = ...,
+        clamp_mtime: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_clamp_mtime", b"_clamp_mtime", "clamp_mtime", b"clamp_mtime", "created", b"created"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clamp_mtime", b"_clamp_mtime", "clamp_mtime", b"clamp_mtime", "comment", b"comment", "config", b"config", "container_id", b"container_id", "created", b"created", "created_by", b"created_by", "parent", b"parent", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__clamp_mtime: _TypeAlias = _typing.Literal["clamp_mtime"]  # noqa: Y015
+    _WhichOneofArgType__clamp_mtime: _TypeAlias = _typing.Literal["_clamp_mtime", b"_clamp_mtime"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__clamp_mtime) -> _WhichOneofReturnType__clamp_mtime | None: ...
+
+Global___BuildStep: _TypeAlias = BuildStep  # noqa: Y015
+
+@_typing.final
+class AddLayerInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Then the layer tar in chunks."""
+    @_builtins.property
+    def step(self) -> Global___BuildStep:
+        """First message."""
+
+    def __init__(
+        self,
+        *,
+        step: Global___BuildStep | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "input", b"input", "step", b"step"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "input", b"input", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_input: _TypeAlias = _typing.Literal["step", "data"]  # noqa: Y015
+    _WhichOneofArgType_input: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_input) -> _WhichOneofReturnType_input | None: ...
+
+Global___AddLayerInput: _TypeAlias = AddLayerInput  # noqa: Y015

@@ -104,6 +104,21 @@ class ImagesStub:
                 request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageRequest.SerializeToString,
                 response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageResponse.FromString,
                 _registered_method=True)
+        self.AddLayer = channel.stream_unary(
+                '/dockyard.api.images.v1.Images/AddLayer',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.AddLayerInput.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
+                _registered_method=True)
+        self.Configure = channel.unary_unary(
+                '/dockyard.api.images.v1.Images/Configure',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.BuildStep.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
+                _registered_method=True)
+        self.CommitStep = channel.unary_unary(
+                '/dockyard.api.images.v1.Images/CommitStep',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.BuildStep.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
+                _registered_method=True)
 
 
 class ImagesServicer:
@@ -208,6 +223,33 @@ class ImagesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddLayer(self, request_iterator, context):
+        """--- builds (the builder's steps; dockyard.runtime.buildsteps) ---
+        AddLayer stores a layer tar streamed by the client (uncompressed) on top of `step.parent`,
+        with a history entry and the step's config: the builder's COPY/ADD layers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Configure(self, request, context):
+        """Configure makes `step.parent` with the step's config and an empty_layer history entry
+        (ENV, LABEL, CMD, ...).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitStep(self, request, context):
+        """CommitStep makes a RUN step's container's writable layer an image on the container's image:
+        the image's config is kept (unless `step.config`), runc's mount stubs are left out, file
+        times are clamped to `step.clamp_mtime` when set.
+        --- end builds ---
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +322,21 @@ def add_ImagesServicer_to_server(servicer, server):
                     servicer.DiskUsage,
                     request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageRequest.FromString,
                     response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageResponse.SerializeToString,
+            ),
+            'AddLayer': grpc.stream_unary_rpc_method_handler(
+                    servicer.AddLayer,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.AddLayerInput.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.SerializeToString,
+            ),
+            'Configure': grpc.unary_unary_rpc_method_handler(
+                    servicer.Configure,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.BuildStep.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.SerializeToString,
+            ),
+            'CommitStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitStep,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.BuildStep.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -660,6 +717,87 @@ class Images:
             '/dockyard.api.images.v1.Images/DiskUsage',
             dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageRequest.SerializeToString,
             dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddLayer(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/dockyard.api.images.v1.Images/AddLayer',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.AddLayerInput.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Configure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/Configure',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.BuildStep.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/CommitStep',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.BuildStep.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
             options,
             channel_credentials,
             insecure,

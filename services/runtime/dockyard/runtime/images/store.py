@@ -490,6 +490,58 @@ class ImageStore:
         self._emit(Subject.IMAGE_COMMITTED, record.id, name=str(ref) if ref else record.id, comment=message)
         return record
 
+    # --- builds (the builder's steps: dockyard.runtime.buildsteps) ---
+
+    def add_step(
+        self,
+        parent: ImageRecord | None,
+        layer_tar: Path | None,
+        *,
+        config: dict[str, Any] | None,
+        created_by: str,
+        created: str | None = None,
+        comment: str = "",
+        reference: str | None = None,
+    ) -> ImageRecord:
+        """One build step on ``parent`` (None: scratch): a layer, or none (an ``empty_layer`` entry).
+
+        ``config`` replaces the config section whole (None keeps the parent's); ``created`` (RFC
+        3339, default now) is the history entry's time and the image's. Nothing else of the parent
+        changes, so the same step on the same parent with the same layer is the same image id.
+        Emits nothing (the builder reports its build).
+        """
+        ref = self._tag_ref(reference) if reference else None
+        if parent is not None:
+            doc = copy.deepcopy(self.config(parent))
+            layers = [
+                (digest, TO_OCI_LAYER.get(mt, mt), self.content.size(digest))
+                for digest, mt in zip(parent.layer_digests, self._media_types(parent), strict=True)
+            ]
+        else:
+            doc = {"architecture": goarch(), "os": "linux", "config": {}, "rootfs": {"type": "layers"}}
+            layers = []
+        for stale in ("container", "container_config", "id", "parent", "docker_version"):
+            doc.pop(stale, None)
+        if config is not None:
+            doc["config"] = config
+        when = created or _now()
+        doc["created"] = when
+        entry: dict[str, Any] = {"created": when, "created_by": created_by}
+        if comment:
+            entry["comment"] = comment
+        diff_ids = list(doc.get("rootfs", {}).get("diff_ids", []))
+        if layer_tar is not None:
+            blob, size = self.content.ingest_file(layer_tar)
+            diff_ids.append(blob)
+            layers.append((blob, OCI_LAYER, size))
+        else:
+            entry["empty_layer"] = True
+        doc["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+        doc["history"] = [*doc.get("history", []), entry]
+        return self._add_built(doc, layers, ref)
+
+    # --- end builds ---
+
     def _media_types(self, record: ImageRecord) -> list[str]:
         if record.layer_media_types:
             return list(record.layer_media_types)

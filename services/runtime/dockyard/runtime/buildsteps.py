@@ -1,0 +1,248 @@
+"""What the builder asks of a node: a build step stored as an image (the builder owns the semantics).
+
+The builder (``dockyard.builder``) decides what every Dockerfile instruction does to an image
+config and makes COPY/ADD layers itself; a node only stores the results, so a step is one call:
+
+- :meth:`BuildSteps.add_layer` — a layer tar (streamed) on a parent, with a history entry and
+  the new config section (COPY, ADD);
+- :meth:`BuildSteps.configure` — the parent with a new config section and an ``empty_layer``
+  history entry (ENV, LABEL, CMD, …);
+- :meth:`BuildSteps.commit_container` — a RUN step's container's writable layer, without the
+  mount stubs runc made (``/proc``, ``/dev``, ``/etc/resolv.conf`` … that the image lacked), with
+  file times clamped to ``clamp_mtime`` when given (reproducible layers), the config unchanged.
+
+Every result is an ordinary (untagged unless asked) image of the node's store; the same step on
+the same parent with the same bytes and times is the same image id. Costs: one pass over a
+streamed layer (spooled to the store's tmp, then ingested); a commit writes the layer once and
+rewrites it once more (filter and clamp) — about twice the bytes of the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import posixpath
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from dockyard.core.errors import InvalidArgument
+from dockyard.runtime.images.store import ImageRecord, ImageStore
+
+_CHUNK = 1 << 20
+
+
+class BuildSteps:
+    """Build steps on one node's store; ``manager`` is the ContainerManager (for RUN commits)."""
+
+    def __init__(self, store: ImageStore, manager: Any) -> None:
+        self.store = store
+        self.m = manager
+
+    def _parent(self, ref: str) -> ImageRecord | None:
+        return self.store.resolve(ref) if ref else None
+
+    def add_layer(
+        self,
+        parent: str,
+        chunks: Iterable[bytes],
+        *,
+        config: dict[str, Any] | None,
+        created_by: str,
+        created: str | None,
+        comment: str = "",
+        reference: str | None = None,
+    ) -> ImageRecord:
+        """``chunks`` (an uncompressed layer tar) on ``parent`` ("" = scratch)."""
+        base = self._parent(parent)
+        fd, name = tempfile.mkstemp(prefix="step-", suffix=".tar", dir=self.store.tmp)
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+            _check_tar(tmp)
+            return self.store.add_step(
+                base,
+                tmp,
+                config=config,
+                created_by=created_by,
+                created=created,
+                comment=comment,
+                reference=reference,
+            )
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def configure(
+        self,
+        parent: str,
+        *,
+        config: dict[str, Any] | None,
+        created_by: str,
+        created: str | None,
+        comment: str = "",
+        reference: str | None = None,
+    ) -> ImageRecord:
+        """``parent`` with a new config section and an empty_layer history entry."""
+        return self.store.add_step(
+            self._parent(parent),
+            None,
+            config=config,
+            created_by=created_by,
+            created=created,
+            comment=comment,
+            reference=reference,
+        )
+
+    async def commit_container(
+        self,
+        container: str,
+        *,
+        created_by: str,
+        created: str | None,
+        clamp_mtime: int | None,
+        config: dict[str, Any] | None = None,
+        comment: str = "",
+        reference: str | None = None,
+    ) -> ImageRecord:
+        """The container's changes as a layer on its image (the image's config kept unless given)."""
+        record = self.m.get(container)
+        image = await asyncio.to_thread(self.store.resolve, record.image_id)
+        lowers = await asyncio.to_thread(self.store.layer_dirs, image)
+        stubs = _mount_targets(self.m.root / record.id / "bundle" / "config.json")
+        fd, raw_name = tempfile.mkstemp(prefix="run-", suffix=".tar", dir=self.store.tmp)
+        raw = Path(raw_name)
+        clean = raw.with_name(raw.name + ".clean")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                await asyncio.to_thread(self.m.snapshots.write_layer, record.id, lowers, out)
+            await asyncio.to_thread(rewrite_layer, raw, clean, stubs, lowers, clamp_mtime)
+            return await asyncio.to_thread(
+                self.store.add_step,
+                image,
+                clean,
+                config=config,
+                created_by=created_by,
+                created=created,
+                comment=comment,
+                reference=reference,
+            )
+        finally:
+            await asyncio.to_thread(_unlink, raw, clean)
+
+
+def _unlink(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _check_tar(path: Path) -> None:
+    try:
+        with tarfile.open(path, "r:") as tf:
+            for m in tf:
+                parts = m.name.split("/")
+                if m.name.startswith("/") or ".." in parts:
+                    raise InvalidArgument(f"layer member {m.name!r} leaves the root")
+    except tarfile.TarError as exc:
+        raise InvalidArgument(f"not an uncompressed tar: {exc}") from None
+
+
+def _mount_targets(config_json: Path) -> set[str]:
+    """The mount destinations of a container's OCI spec, relative (``proc``, ``etc/hosts``)."""
+    try:
+        spec = json.loads(config_json.read_bytes())
+    except (OSError, ValueError):
+        return set()
+    out = set()
+    for mount in spec.get("mounts") or []:
+        dest = posixpath.normpath("/" + str(mount.get("destination") or "")).lstrip("/")
+        if dest:
+            out.add(dest)
+    return out
+
+
+def _in_lowers(rel: str, lowers: list[Path]) -> bool:
+    """Whether ``rel`` exists in the image the lowers make (top layer first; a whiteout hides)."""
+    for lower in reversed(lowers):
+        path = lower / rel
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return True
+        return not (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == 0)
+    return False
+
+
+def _lower_stat(rel: str, lowers: list[Path]) -> os.stat_result | None:
+    for lower in reversed(lowers):
+        try:
+            return os.lstat(lower / rel)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+    return None
+
+
+def rewrite_layer(
+    src: Path, dst: Path, mount_targets: set[str], lowers: list[Path], clamp_mtime: int | None
+) -> None:
+    """Copy layer tar ``src`` to ``dst`` without mount stubs, file times clamped to ``clamp_mtime``.
+
+    A stub is a member at a mount target (or a parent dir made only for one) that the image did
+    not have and that holds nothing else: runc makes them to mount on; docker's builds drop them.
+    Member order and everything else is kept; PAX time records are dropped when clamping.
+    """
+    candidates: set[str] = set()
+    soft: dict[str, os.stat_result] = {}  # parents the image has: dropped only if unchanged
+    for target in mount_targets:
+        path = target
+        while path and not _in_lowers(path, lowers):
+            candidates.add(path)
+            path = posixpath.dirname(path)
+        while path and path != target:
+            low = _lower_stat(path, lowers)
+            if low is not None and stat.S_ISDIR(low.st_mode):
+                soft[path] = low
+                candidates.add(path)
+            path = posixpath.dirname(path)
+    with tarfile.open(src, "r:") as tf:
+        members = tf.getmembers()
+        names = [m.name.rstrip("/") for m in members]
+        keep_under: set[str] = set()  # candidates with a non-candidate member below them
+        for name in names:
+            if name in candidates:
+                continue
+            parent = posixpath.dirname(name)
+            while parent:
+                if parent in candidates:
+                    keep_under.add(parent)
+                parent = posixpath.dirname(parent)
+        drop = candidates - keep_under
+        with open(dst, "wb") as fh, tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as out:
+            for member, name in zip(members, names, strict=True):
+                if name in drop:
+                    low = soft.get(name)
+                    if low is None or (
+                        member.isdir()
+                        and member.mode == stat.S_IMODE(low.st_mode)
+                        and (member.uid, member.gid) == (low.st_uid, low.st_gid)
+                    ):
+                        continue
+                if clamp_mtime is not None and member.mtime > clamp_mtime:
+                    member.mtime = clamp_mtime
+                if clamp_mtime is not None:
+                    times = ("mtime", "atime", "ctime")
+                    member.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in times}
+                member.uname = member.gname = ""
+                data = tf.extractfile(member) if member.isreg() else None
+                with contextlib.closing(data) if data is not None else contextlib.nullcontext():
+                    out.addfile(member, data)
