@@ -32,6 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "update": ("update", "Change containers' resource limits (--memory, --cpus, --pids-limit, ...)"),
     "stats": ("stats", "Live CPU, memory, network, block I/O and pids of containers"),
     # images
+    "build": ("build", "Build an image from a Dockerfile"),
     "images": ("images", "List images"),
     "pull": ("pull", "Pull an image from a registry"),
     "push": ("push", "Push an image to a registry"),

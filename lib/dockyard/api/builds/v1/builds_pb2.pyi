@@ -70,19 +70,29 @@ class BuildOptions(_message.Message):
     PUSH_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
+    DOCKERFILE_CONTENT_FIELD_NUMBER: _builtins.int
+    SOURCE_DATE_EPOCH_FIELD_NUMBER: _builtins.int
     dockerfile: _builtins.str
-    """Path of the Dockerfile inside the context; default "Dockerfile"."""
+    """The Dockerfile's name, for messages ("Dockerfile", "docker/app.Dockerfile")."""
     target: _builtins.str
     no_cache: _builtins.bool
     push: _builtins.bool
-    """Push every tag after a successful build."""
+    """Push every tag after a successful build (not supported yet: INVALID_ARGUMENT)."""
     node: _builtins.str
+    dockerfile_content: _builtins.bytes
+    """The Dockerfile itself (the CLI reads it, wherever -f points)."""
+    source_date_epoch: _builtins.int
+    """Timestamps of the image (history, created, file times clamped); unset: the build-arg
+    SOURCE_DATE_EPOCH, else 0, so that a build is reproducible by default.
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def build_args(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
-    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Labels set on the final image."""
+
     def __init__(
         self,
         *,
@@ -94,12 +104,16 @@ class BuildOptions(_message.Message):
         push: _builtins.bool = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         node: _builtins.str = ...,
+        dockerfile_content: _builtins.bytes = ...,
+        source_date_epoch: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch", "source_date_epoch", b"source_date_epoch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_args", b"build_args", "dockerfile", b"dockerfile", "labels", b"labels", "no_cache", b"no_cache", "node", b"node", "push", b"push", "tags", b"tags", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch", "build_args", b"build_args", "dockerfile", b"dockerfile", "dockerfile_content", b"dockerfile_content", "labels", b"labels", "no_cache", b"no_cache", "node", b"node", "push", b"push", "source_date_epoch", b"source_date_epoch", "tags", b"tags", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__source_date_epoch: _TypeAlias = _typing.Literal["source_date_epoch"]  # noqa: Y015
+    _WhichOneofArgType__source_date_epoch: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__source_date_epoch) -> _WhichOneofReturnType__source_date_epoch | None: ...
 
 Global___BuildOptions: _TypeAlias = BuildOptions  # noqa: Y015
 
@@ -110,7 +124,7 @@ class BuildInput(_message.Message):
     OPTIONS_FIELD_NUMBER: _builtins.int
     CONTEXT_CHUNK_FIELD_NUMBER: _builtins.int
     context_chunk: _builtins.bytes
-    """Then the context tarball in chunks."""
+    """Then the context tarball (uncompressed, the directory after .dockerignore) in chunks."""
     @_builtins.property
     def options(self) -> Global___BuildOptions:
         """First message."""
@@ -140,14 +154,30 @@ class BuildEvent(_message.Message):
     LOG_FIELD_NUMBER: _builtins.int
     IMAGE_ID_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    SECONDS_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    CACHED_STEPS_FIELD_NUMBER: _builtins.int
+    BUILD_ID_FIELD_NUMBER: _builtins.int
     step: _builtins.str
-    """Step number and text, e.g. "[2/5] RUN make"."""
+    """Step number and text, e.g. "[2/5] RUN make" ("[build 2/5] …" in a multi-stage build)."""
     status: _builtins.str
-    """"started", "cached", "done", "error", "log"."""
+    """"started", "cached", "done", "error", "log", "warning", "result"."""
     log: _builtins.bytes
     image_id: _builtins.str
-    """Set on the last message of a successful build."""
+    """Set on the last message ("result") of a successful build."""
     error: _builtins.str
+    index: _builtins.int
+    """The step's position in the whole build (1-based) and the number of steps."""
+    total: _builtins.int
+    seconds: _builtins.float
+    """"cached"/"done": how long the step took."""
+    stream: _builtins.str
+    """"log": "stdout" or "stderr"."""
+    cached_steps: _builtins.int
+    """"result": steps taken from the cache, and the build's id (also in the events)."""
+    build_id: _builtins.str
     def __init__(
         self,
         *,
@@ -156,10 +186,16 @@ class BuildEvent(_message.Message):
         log: _builtins.bytes = ...,
         image_id: _builtins.str = ...,
         error: _builtins.str = ...,
+        index: _builtins.int = ...,
+        total: _builtins.int = ...,
+        seconds: _builtins.float = ...,
+        stream: _builtins.str = ...,
+        cached_steps: _builtins.int = ...,
+        build_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "image_id", b"image_id", "log", b"log", "status", b"status", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_id", b"build_id", "cached_steps", b"cached_steps", "error", b"error", "image_id", b"image_id", "index", b"index", "log", b"log", "seconds", b"seconds", "status", b"status", "step", b"step", "stream", b"stream", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -51,8 +51,9 @@ class BuildsServicer:
 
     def Build(self, request_iterator, context):
         """Build streams the build context (a tar) in and streams progress out: one message per
-        step state change and every output line of RUN steps; the last message carries the image.
-        INVALID_ARGUMENT for a Dockerfile that does not parse, with the line number.
+        step state change and every output chunk of RUN steps; the last message carries the image.
+        INVALID_ARGUMENT for a Dockerfile that does not parse, with the line number;
+        FAILED_PRECONDITION for a RUN step that exits non-zero (its output was streamed before).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

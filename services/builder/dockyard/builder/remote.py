@@ -1,0 +1,148 @@
+"""The engine's ``Runtime`` over gRPC: a runtime node's Images and Containers services.
+
+Every failed call comes back as the core's typed error (``to_native``), so the engine and the
+CLI see "no such image" as NotFound whether the node is here or remote. The channel allows
+16 MiB messages, as the services' servers do; layers and copies go in 1 MiB chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from dockyard.adapters.grpc.errors import to_native
+from dockyard.adapters.grpc.server import grpc_target
+from dockyard.api.containers.v1 import containers_pb2 as cpb
+from dockyard.api.containers.v1 import containers_pb2_grpc
+from dockyard.api.images.v1 import images_pb2 as ipb
+from dockyard.api.images.v1 import images_pb2_grpc
+from dockyard.builder.engine import Image, Output, RunSpec, StepSpec
+
+_MAX = 16 * 1024 * 1024
+
+
+def _image(msg: ipb.Image) -> Image:
+    doc = json.loads(msg.config) if msg.config else {}
+    return Image(msg.id, doc)
+
+
+def _step(step: StepSpec) -> ipb.BuildStep:
+    msg = ipb.BuildStep(parent=step.parent, created_by=step.created_by)
+    if step.config is not None:
+        msg.config = json.dumps(step.config, sort_keys=True, separators=(",", ":")).encode()
+    msg.created.FromSeconds(step.created)
+    if step.clamp_mtime is not None:
+        msg.clamp_mtime = step.clamp_mtime
+    return msg
+
+
+class RemoteRuntime:
+    """A runtime node reached at ``address`` (``unix:/path`` or ``host:port``)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.channel = grpc.aio.insecure_channel(
+            grpc_target(address),
+            options=[("grpc.max_receive_message_length", _MAX), ("grpc.max_send_message_length", _MAX)],
+        )
+        self.images = images_pb2_grpc.ImagesStub(self.channel)
+        self.containers = containers_pb2_grpc.ContainersStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def inspect(self, ref: str) -> Image:
+        try:
+            return _image(await self.images.Inspect(ipb.InspectImageRequest(reference=ref)))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
+    async def add_layer(self, step: StepSpec, chunks: AsyncIterator[bytes]) -> Image:
+        async def requests() -> AsyncIterator[ipb.AddLayerInput]:
+            yield ipb.AddLayerInput(step=_step(step))
+            async for chunk in chunks:
+                yield ipb.AddLayerInput(data=chunk)
+
+        try:
+            return _image(await self.images.AddLayer(requests()))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
+    async def configure(self, step: StepSpec) -> Image:
+        try:
+            return _image(await self.images.Configure(_step(step)))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
+    async def commit(self, container: str, step: StepSpec) -> Image:
+        msg = _step(step)
+        msg.container_id = container
+        try:
+            return _image(await self.images.CommitStep(msg))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
+    async def run(self, spec: RunSpec, output: Output) -> tuple[str, int]:
+        """Create a container for the step, attach, start, stream its output; (id, exit code)."""
+        cspec = cpb.ContainerSpec(
+            image=spec.image,
+            command=spec.argv,
+            entrypoint=[""],
+            env=spec.env,
+            workdir=spec.workdir,
+            user=spec.user,
+            network=spec.network,
+            labels={"dockyard.build": "step"},
+        )
+        try:
+            created = await self.containers.Create(cpb.CreateContainerRequest(spec=cspec))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
+        async def attach() -> AsyncIterator[cpb.AttachInput]:
+            yield cpb.AttachInput(start=cpb.AttachStart(container_id=created.id, start=True, wait=True))
+
+        code = -1
+        try:
+            async for out in self.containers.Attach(attach()):
+                kind = out.WhichOneof("output")
+                if kind == "stdout":
+                    await output("stdout", out.stdout)
+                elif kind == "stderr":
+                    await output("stderr", out.stderr)
+                elif kind == "exit_code":
+                    code = out.exit_code
+        except grpc.aio.AioRpcError as exc:
+            await self.remove_container(created.id)
+            raise to_native(exc) from None
+        return created.id, code
+
+    async def remove_container(self, container: str) -> None:
+        try:
+            await self.containers.Remove(cpb.RemoveContainerRequest(id=container, force=True, volumes=True))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
+    async def copy_from(self, image: str, path: str, out: Callable[[bytes], Any]) -> None:
+        """A tar of ``path`` in ``image`` (docker cp's form), through a created, never started container."""
+        cspec = cpb.ContainerSpec(image=image, command=["true"], entrypoint=[""], network="none")
+        try:
+            created = await self.containers.Create(cpb.CreateContainerRequest(spec=cspec))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+        try:
+            async for chunk in self.containers.CopyFrom(cpb.CopyFromRequest(id=created.id, path=path)):
+                out(chunk.data)
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+        finally:
+            await self.remove_container(created.id)
+
+    async def tag(self, image: str, reference: str) -> None:
+        try:
+            await self.images.Tag(ipb.TagRequest(source=image, target=reference))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
