@@ -213,6 +213,12 @@ class Monitor:
         """Remove runc's record of a stopped container (force: tolerate a half-made one)."""
         await self._run_runc("delete", "--force", cid, missing_ok=True)
 
+    def forget(self, cid: str) -> None:
+        """Drop runc's record of a container conmon saw exit: what ``runc delete`` does for a
+        stopped container without hooks (its cgroup is the caller's to remove), without spawning
+        runc on the path of every exit."""
+        shutil.rmtree(self.runc_root / cid, ignore_errors=True)
+
     async def state(self, cid: str) -> dict[str, object] | None:
         proc = await asyncio.create_subprocess_exec(
             *self.runc_argv("state", cid), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
