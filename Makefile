@@ -73,6 +73,10 @@ bench-runtime: setup ## Runtime (run --rm, 50 at once, memory, pull, commit) vs 
 bench-network: setup ## User networks (container-to-container, connect latency, -p) vs rootless podman
 	$(BIN)/python bench/network_bench.py
 
+.PHONY: bench-build
+bench-build: setup ## Builder (20 MB COPY, two RUNs, metadata: cold and cached build) vs rootless buildah bud --layers
+	$(BIN)/python bench/build_bench.py
+
 .PHONY: conformance-build
 conformance-build: ## Build the OCI conformance suite (Debian's Go + pinned sources); cached, a no-op when built
 	tests/conformance/build.sh
