@@ -94,12 +94,16 @@ class NatsServer:
         argv = self.command()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,  # Ctrl-C goes to the supervisor, which stops us in order
-        )
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # Ctrl-C goes to the test, which stops us
+            )
+        finally:
+            if not isinstance(out, int):
+                out.close()  # the child has its own copy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
