@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_platform import PYTHON, USER, as_user, make_workdir, start, stop
+from e2e_platform import PYTHON, USER, as_user, busybox_rootfs_tar, make_workdir, start, stop
 
 from dockyard.adapters.nats.server import free_port, server_info
 from dockyard.local.ports import tcp_holder
@@ -239,6 +239,11 @@ def test_kill_9_of_the_supervisor_leaves_no_platform_process_and_the_next_up_sto
         assert _platform_pids(state) == {p.pid for p in record.values()}  # the record misses none
         pause = identify(_pause_pid(state))
         assert pause is not None
+        # a running container: conmon, not the runtime, is its parent; it outlives the platform
+        platform.ok("import", str(busybox_rootfs_tar(workdir / "busybox.tar")), "busybox:latest")
+        platform.ok("run", "-d", "--name", "survivor", "busybox", "sleep", "300")
+        container = identify(json.loads(platform.ok("inspect", "survivor"))[0]["pid"])
+        assert container is not None
 
         # kill -9: the kernel sends each child its death signal; the runtime kept it across its
         # nsenter re-exec. The pause process is not the supervisor's child: it holds the node's
@@ -251,7 +256,7 @@ def test_kill_9_of_the_supervisor_leaves_no_platform_process_and_the_next_up_sto
             f"children of a killed supervisor die: {[n for n, p in record.items() if p.alive()]}",
         )
         assert not _platform_pids(state)
-        assert pause.alive()
+        assert pause.alive() and container.alive()
 
         # A child that cannot act on its death signal (stopped) is a leftover still holding the
         # ports; the next `up` on the same state directory stops it and serves on the same ports.
@@ -271,6 +276,9 @@ def test_kill_9_of_the_supervisor_leaves_no_platform_process_and_the_next_up_sto
         assert PidRecord(state / "up.pids").read()["nats"] != record["nats"]
         assert platform.cli("info").returncode == 0
         assert pause.alive()  # the same node namespace, re-entered
+        survivor = json.loads(platform.ok("inspect", "survivor"))[0]  # adopted by the new runtime
+        assert survivor["pid"] == container.pid and container.alive(), survivor
+        platform.ok("rm", "-f", "survivor")
     finally:
         code = stop(platform)
         _end_pause(state)
