@@ -73,6 +73,10 @@ bench-runtime: setup ## Runtime (run --rm, 50 at once, memory, pull, commit) vs 
 bench-network: setup ## User networks (container-to-container, connect latency, -p) vs rootless podman
 	$(BIN)/python bench/network_bench.py
 
+.PHONY: soak
+soak: venv ## Registry soak: mixed push/pull/delete/GC from many clients (SOAK_MINUTES, default 10); errors 0, RSS and fds flat
+	$(BIN)/python bench/soak.py
+
 .PHONY: bench-build
 bench-build: setup ## Builder (20 MB COPY, two RUNs, metadata: cold and cached build) vs rootless buildah bud --layers
 	$(BIN)/python bench/build_bench.py

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import os
 import socket
 import time
 from pathlib import Path
@@ -150,4 +152,36 @@ def test_busy_connections_are_kept_and_newcomers_told_to_retry(tmp_path: Path) -
         for s in uploads:
             with contextlib.suppress(OSError):
                 s.close()
+        stop(proc)
+
+
+def test_keepalive_downloads_are_busy_until_sent(tmp_path: Path) -> None:
+    """A blob being sent counts as busy (not reaped by a 1 s idle timeout while a slow reader takes
+    3 s), and several downloads share one keep-alive connection (the soak found a FileResponse
+    prepared twice, which dropped the connection after every blob)."""
+    proc = start(tmp_path / "registry", "--idle-timeout", "1")
+    try:
+        blob = os.urandom(8 << 20)
+        d = proc.push_blob("big", blob)
+        with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+            for _ in range(2):  # the same connection, twice
+                s.sendall(f"GET /v2/big/blobs/{d} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = s.recv(65536)
+                    assert chunk, f"connection closed before a response head: {received[:200]!r}"
+                    received += chunk
+                head, _, body = received.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), head
+                started = time.monotonic()
+                while len(body) < len(blob):
+                    chunk = s.recv(256 << 10)
+                    assert chunk, f"closed after {len(body)} of {len(blob)} bytes"
+                    body += chunk
+                    if time.monotonic() - started < 3:
+                        time.sleep(0.05)  # a slow reader: the server waits on a full socket
+                assert hashlib.sha256(body).hexdigest() == d.split(":")[1]
+        assert "Unhandled exception" not in proc.log()
+    finally:
         stop(proc)

@@ -141,12 +141,18 @@ def _map_error(exc: core.DockyardError) -> tuple[int, str]:
 async def _error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    guard = request.app[GUARD_KEY]
-    guard.begin(request.protocol)  # busy: this connection is not evicted or reaped meanwhile
-    try:
-        return await _handle(request, handler)
-    finally:
-        guard.end(request.protocol)
+    guard, protocol = request.app[GUARD_KEY], request.protocol
+    guard.begin(protocol)  # busy: this connection is not evicted or reaped meanwhile
+    # Busy until the response is sent, not only until it is built: aiohttp sends it (a FileResponse
+    # streams the whole blob) after the middlewares return, in the same task.
+    task = asyncio.current_task()
+    if task is None:
+        try:
+            return await _handle(request, handler)
+        finally:
+            guard.end(protocol)
+    task.add_done_callback(lambda _: guard.end(protocol))
+    return await _handle(request, handler)
 
 
 async def _handle(
@@ -186,9 +192,6 @@ async def _handle(
         response = oci_error(500, "UNKNOWN", "internal error")
     response.headers.update(API_VERSION_HEADER)
     response.headers["X-Request-Id"] = request_id
-    if not response.prepared:
-        # Send now, while the connection counts as busy: a FileResponse streams the whole blob here.
-        await response.prepare(request)
     bound.debug("request", status=response.status, ms=round((time.monotonic() - started) * 1000, 1))
     return response
 
