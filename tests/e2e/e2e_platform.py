@@ -5,6 +5,7 @@ Not a test module: the e2e tests import it (pytest puts this directory on sys.pa
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pwd
@@ -14,10 +15,13 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from dockyard.adapters.nats.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -145,3 +149,37 @@ def busybox_rootfs_tar(path: Path) -> Path:
         entry("etc/group", tarfile.REGTYPE, 0o644, data=b"root:x:0:\nwww-data:x:33:\n")
     path.chmod(0o644)
     return path
+
+
+#: Processes the runtime starts to outlive it (by design: containers survive the platform), which a
+#: test's platform must not leave behind: the node's pause process and its network holders.
+RUNTIME_KEEPERS = ("pause.pid", "networks/slirp.pid", "networks/netns.pid")
+
+
+def kill_runtime_keepers(state_dir: Path) -> None:
+    for name in RUNTIME_KEEPERS:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int((state_dir / "runtime" / name).read_text().split()[0]), signal.SIGKILL)
+
+
+def clean_stop(platform: Platform) -> None:
+    """Remove every container and user network, stop the platform, kill what it leaves by design."""
+    if platform.process.poll() is None:
+        for cid in platform.cli("ps", "-aq").stdout.split():
+            platform.cli("rm", "-f", cid)
+        platform.cli("network", "prune", "-f")
+        assert stop(platform) == 0, platform.output.read_text()[-3000:]
+    kill_runtime_keepers(platform.state_dir)
+
+
+@contextlib.contextmanager
+def busybox_platform(workdir: Path) -> Iterator[Platform]:
+    """A platform under ``workdir/state`` with ``busybox:latest`` imported; cleaned up after."""
+    platform = start(workdir / "state", (free_port(), free_port()))
+    try:
+        platform.ok(
+            "import", str(busybox_rootfs_tar(workdir / "busybox.tar")), "busybox:latest", "-c", 'CMD ["sh"]'
+        )
+        yield platform
+    finally:
+        clean_stop(platform)

@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_platform import Platform, busybox_rootfs_tar, make_workdir, start, stop
-
-from dockyard.adapters.nats.server import free_port
+from e2e_platform import Platform, busybox_platform, make_workdir
 
 APP = """\
 FROM busybox AS build
@@ -43,20 +40,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def platform(workdir: Path) -> Iterator[Platform]:
-    p = start(workdir / "state", (free_port(), free_port()))
-    try:
-        tar = busybox_rootfs_tar(workdir / "busybox.tar")
-        p.ok("import", str(tar), "busybox:latest", "-c", 'CMD ["sh"]')
+    with busybox_platform(workdir) as p:
         yield p
-    finally:
-        for cid in p.cli("ps", "-aq").stdout.split():
-            p.cli("rm", "-f", cid)
-        assert stop(p) == 0, p.output.read_text()[-3000:]
-        try:
-            pid = int((workdir / "state" / "runtime" / "pause.pid").read_text().split()[0])
-            os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
-            pass
 
 
 def _context(root: Path, dockerfile: str, files: dict[str, str]) -> Path:

@@ -9,7 +9,6 @@ not the old one, is the one that sees the exit.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_platform import Platform, busybox_rootfs_tar, make_workdir, start, stop
+from e2e_platform import Platform, busybox_rootfs_tar, clean_stop, make_workdir, start, stop
 
 from dockyard.adapters.nats.server import free_port
 
@@ -51,17 +50,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         p.ok("load", "-i", str(archive))
         yield box
     finally:
-        p = box.p
-        if p.process.poll() is None:
-            for cid in p.cli("ps", "-aq").stdout.split():
-                p.cli("rm", "-f", cid)
-            assert stop(p) == 0, p.output.read_text()[-3000:]
-        _kill_pause(workdir / "state" / "runtime")
-
-
-def _kill_pause(runtime_state: Path) -> None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        os.kill(int((runtime_state / "pause.pid").read_text().split()[0]), signal.SIGKILL)
+        clean_stop(box.p)
 
 
 def _image_with_healthcheck(workdir: Path, layer: Path) -> Path:

@@ -8,20 +8,16 @@ recorded: an OOM kill, a CPU share, refused forks, a frozen counter.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_platform import Platform, busybox_rootfs_tar, make_workdir, start, stop
+from e2e_platform import Platform, busybox_platform, make_workdir
 
-from dockyard.adapters.nats.server import free_port
 from dockyard.core.cgroups import CGROUP_ROOT, probe
 
 ALLOCATE = 'x=$(head -c {n} /dev/zero | tr "\\0" x); echo kept {n}'  # a shell variable of n bytes
@@ -36,17 +32,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def platform(workdir: Path) -> Iterator[Platform]:
     delegation = probe()
     assert delegation.usable, f"no delegated cgroup subtree ({delegation.problems}): run `make setup` as root"
-    p = start(workdir / "state", (free_port(), free_port()))
-    try:
-        p.ok("import", str(busybox_rootfs_tar(workdir / "busybox.tar")), "busybox:latest", "-c", 'CMD ["sh"]')
+    with busybox_platform(workdir) as p:
         yield p
-    finally:
-        for cid in p.cli("ps", "-aq").stdout.split():
-            p.cli("rm", "-f", cid)
-        assert stop(p) == 0, p.output.read_text()[-3000:]
-        # the node namespace's pause process outlives the platform by design; a test's must not
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            os.kill(int((workdir / "state" / "runtime" / "pause.pid").read_text().split()[0]), signal.SIGKILL)
 
 
 def _id(platform: Platform, name: str) -> str:

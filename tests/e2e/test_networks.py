@@ -6,7 +6,6 @@ One platform for the module; each test names its own networks and containers.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import os
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_platform import Platform, busybox_rootfs_tar, make_workdir, start, stop
+from e2e_platform import Platform, busybox_platform, make_workdir
 
 from dockyard.adapters.nats.server import free_port
 
@@ -34,24 +33,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def platform(workdir: Path) -> Iterator[Platform]:
-    p = start(workdir / "state", (free_port(), free_port()))
-    try:
-        tar = busybox_rootfs_tar(workdir / "busybox.tar")
-        p.ok("import", str(tar), "busybox:latest", "-c", 'CMD ["sh"]')
+    with busybox_platform(workdir) as p:
         yield p
-    finally:
-        for cid in p.cli("ps", "-aq").stdout.split():
-            p.cli("rm", "-f", cid)
-        p.cli("network", "prune", "-f")
-        assert stop(p) == 0, p.output.read_text()[-3000:]
-        runtime = workdir / "state" / "runtime"
-        for pid_file in (
-            runtime / "networks" / "slirp.pid",
-            runtime / "networks" / "netns.pid",
-            runtime / "pause.pid",
-        ):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
 
 
 def _wget(platform: Platform, container: str, url: str) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_platform import USER, Platform, busybox_rootfs_tar, make_workdir, start, stop
+from e2e_platform import USER, Platform, busybox_platform, make_workdir
 
 from dockyard.adapters.nats.server import free_port
 
@@ -34,25 +34,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def platform(workdir: Path) -> Iterator[Platform]:
-    p = start(workdir / "state", (free_port(), free_port()))
-    try:
-        tar = busybox_rootfs_tar(workdir / "busybox.tar")
-        p.ok("import", str(tar), "busybox:latest", "-c", 'CMD ["sh"]')
+    with busybox_platform(workdir) as p:
         yield p
-    finally:
-        for cid in p.cli("ps", "-aq").stdout.split():
-            p.cli("rm", "-f", cid)
-        assert stop(p) == 0, p.output.read_text()[-3000:]
-        _kill_pause(workdir / "state" / "runtime")
-
-
-def _kill_pause(runtime_state: Path) -> None:
-    """The node namespace's pause process outlives the platform by design; a test must not."""
-    try:
-        pid = int((runtime_state / "pause.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
-    except (OSError, ValueError, IndexError):
-        pass
 
 
 def _runtime_pid(state: Path) -> int:

@@ -7,19 +7,15 @@ refusal while used, prune, --mount, --volumes-from, anonymous volumes and their 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pwd
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_platform import USER, Platform, busybox_rootfs_tar, make_workdir, start, stop
-
-from dockyard.adapters.nats.server import free_port
+from e2e_platform import USER, Platform, busybox_platform, make_workdir
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -31,10 +27,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def platform(workdir: Path) -> Iterator[Platform]:
-    p = start(workdir / "state", (free_port(), free_port()))
-    try:
-        tar = busybox_rootfs_tar(workdir / "busybox.tar")
-        p.ok("import", str(tar), "busybox:latest", "-c", 'CMD ["sh"]')
+    with busybox_platform(workdir) as p:
         # an image with content at /srv/app owned by uid 999 (0750), and a VOLUME /cache with a file
         p.ok(
             "run",
@@ -49,12 +42,6 @@ def platform(workdir: Path) -> Iterator[Platform]:
         p.ok("commit", "-c", "VOLUME /cache", "volprep", "volimg:1")
         p.ok("rm", "volprep")
         yield p
-    finally:
-        for cid in p.cli("ps", "-aq").stdout.split():
-            p.cli("rm", "-f", cid)
-        assert stop(p) == 0, p.output.read_text()[-3000:]
-        with contextlib.suppress(OSError, ValueError, IndexError):  # the node namespace's pause process
-            os.kill(int((workdir / "state" / "runtime" / "pause.pid").read_text().split()[0]), signal.SIGKILL)
 
 
 def _inspect(platform: Platform, name: str) -> dict[str, object]:
