@@ -16,7 +16,7 @@ import argparse
 import io
 import os
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
 CHUNK = 1 << 20
@@ -39,28 +39,6 @@ def split_arg(arg: str) -> tuple[str | None, str]:
     if not sep or container.startswith(".") or not container:
         return None, arg
     return container, path
-
-
-class _ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte chunks (the gRPC stream)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self._buffer:
-            try:
-                self._buffer = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
 
 
 def _inside(path: str, root: str) -> bool:
@@ -205,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
                     out.write(block)
                 out.flush()
                 return 0
-            reader = io.BufferedReader(_ChunkReader(chunks), CHUNK)
+            from dockyard.core.streams import ChunkReader
+
+            reader = io.BufferedReader(ChunkReader(chunks), CHUNK)
             base = os.path.basename(os.path.normpath(src))
             if src.endswith("/.") or not base or base == "/":  # the server sends what is inside
                 os.makedirs(dst, exist_ok=True)

@@ -32,9 +32,10 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from dockyard.core.errors import InvalidArgument, NotFound
+from dockyard.core.streams import ChunkReader
 
 BUF = 1 << 20
 _TYPES = {
@@ -46,29 +47,6 @@ _TYPES = {
 
 
 # --- the context ---------------------------------------------------------------------------------------
-
-
-class ChunkReader(io.RawIOBase):
-    """A readable stream over an iterator of byte chunks (a gRPC request stream fed to a thread)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._it = iter(chunks)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any, /) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._pending:
-            chunk = next(self._it, None)
-            if chunk is None:
-                return 0
-            self._pending = bytes(chunk)
-        n = min(len(view), len(self._pending))
-        view[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
 
 
 def _safe_parts(name: str) -> list[str]:

@@ -40,9 +40,10 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from dockyard.core.errors import InvalidArgument, NotFound, Unavailable
+from dockyard.core.streams import ChunkReader
 
 OPAQUE_MARKER = ".wh..wh..opq"
 WHITEOUT_PREFIX = ".wh."
@@ -597,29 +598,6 @@ def _tar_tree(tw: _TarWriter, top: _Entry, fd: int) -> None:
         tw.entry(e.rel, e)
 
 
-class _Chunks(io.RawIOBase):
-    """A readable stream over an iterable of byte chunks (a gRPC request stream)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._it = iter(chunks)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any, /) -> int:
-        b = memoryview(buffer).cast("B")
-        while not self._pending:
-            chunk = next(self._it, None)
-            if chunk is None:
-                return 0
-            self._pending = bytes(chunk)
-        n = min(len(b), len(self._pending))
-        b[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-
 def untar_into(root: Path, dest: str, chunks: Iterable[bytes], *, keep_owner: bool = False) -> int:
     """Extract the tar in ``chunks`` into dir ``dest`` of the rootfs ``root`` (``docker cp - C:DEST``).
 
@@ -634,7 +612,7 @@ def untar_into(root: Path, dest: str, chunks: Iterable[bytes], *, keep_owner: bo
     base = "/" + dest.lstrip("/")
     with _opendir(root) as root_fd:
         os.close(_open_in_root(root_fd, base, os.O_PATH | os.O_DIRECTORY))  # NotFound / InvalidArgument
-        stream = io.BufferedReader(_Chunks(chunks), _BUFSIZE)
+        stream = io.BufferedReader(ChunkReader(chunks), _BUFSIZE)
         try:
             with tarfile.open(fileobj=stream, mode="r|*") as tf:
                 for m in tf:

@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.events import Subject
+from dockyard.core.streams import ChunkReader
 from dockyard.runtime.images import reference as refs
 from dockyard.runtime.images.content import CHUNK_SIZE, check_digest
 from dockyard.runtime.images.store import (
@@ -192,28 +193,6 @@ def _decompress(store: ImageStore, digest: str, media_type: str) -> Iterator[byt
 # -- load ---------------------------------------------------------------------------------------
 
 
-class _ChunkReader(io.RawIOBase):
-    """A file-like view of an iterable of byte chunks (the client's stream)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._it = iter(chunks)
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = next(self._it)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._buf))
-        buffer[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
 class _Loaded:
     """What one pass over the archive gathered."""
 
@@ -253,7 +232,7 @@ def load(store: ImageStore, chunks: Iterable[bytes]) -> list[ImageRecord]:
 
 
 def _read(store: ImageStore, chunks: Iterable[bytes], loaded: _Loaded) -> _Loaded:
-    stream = io.BufferedReader(_ChunkReader(chunks), CHUNK_SIZE)
+    stream = io.BufferedReader(ChunkReader(chunks), CHUNK_SIZE)
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
