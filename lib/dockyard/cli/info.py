@@ -40,4 +40,30 @@ def run(args: argparse.Namespace) -> int:
         for b in status.backends
     ]
     table(("SERVICE", "ADDRESS", "HEALTH", "STATE", "VERSION", "MESSAGE"), rows)
+    for b in status.backends:
+        if line := storage_line(b.name, dict(b.info.details)):
+            print(line)
     return 0
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1024
+    return f"{n} B"
+
+
+def storage_line(service: str, details: dict[str, str]) -> str:
+    """``Storage:  registry 1.2 GiB free of 20.0 GiB (6 %) at /path`` from a backend's Info details,
+    or "" when it reports none. Under 5 % free it says so: writes will soon answer "storage full"."""
+    free, total = details.get("storage_free_bytes", ""), details.get("storage_total_bytes", "")
+    if not free:
+        return ""
+    where = f" at {details['storage']}" if details.get("storage") else ""
+    if not (free.isdigit() and total.isdigit() and int(total) > 0):
+        return f"Storage:   {service} free space {free}{where}"
+    pct = 100 * int(free) // int(total)
+    low = "  LOW: pushes will be refused when it is full" if pct < 5 else ""
+    return f"Storage:   {service} {_size(int(free))} free of {_size(int(total))} ({pct} %){where}{low}"

@@ -165,3 +165,13 @@ def test_connection_limit_leaves_room_and_loop_errors_are_rate_limited(
 class _Null:
     def publish(self, event: object) -> None:
         pass
+
+
+def test_info_shows_the_registry_free_space() -> None:
+    from dockyard.cli.info import storage_line
+
+    details = {"storage_free_bytes": str(3 << 30), "storage_total_bytes": str(20 << 30), "storage": "/s"}
+    assert storage_line("registry", details) == "Storage:   registry 3.0 GiB free of 20.0 GiB (15 %) at /s"
+    nearly_full = {"storage_free_bytes": "1000", "storage_total_bytes": str(4 << 20)}
+    assert "LOW" in storage_line("registry", nearly_full)
+    assert storage_line("runtime", {}) == ""
