@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -321,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         alive = proc.poll() is None
     finally:
         terminate(proc)
+        shutil.rmtree(work / "root", ignore_errors=True)  # gigabytes of blobs; the log stays
     warmup = 12 if args.minutes >= 3 else 2  # samples are 5 s apart: one minute
     rss_ok, rss_first, rss_last = flat([s[1] for s in samples], warmup, 0.15)
     fds_ok, fds_first, fds_last = flat([s[2] for s in samples], warmup, 0.0, 32)
