@@ -14,7 +14,9 @@ import asyncio
 import json
 import os
 import stat
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,10 +38,12 @@ from distribution_support import (
     skopeo_inspect,
     skopeo_push,
     start_cncf,
+    start_registry,
     stop_cncf,
+    stop_registry,
 )
 
-from dockyard.core.errors import InvalidArgument, NotFound, Unauthenticated, Unavailable
+from dockyard.core.errors import InvalidArgument, NotFound, StorageFull, Unauthenticated, Unavailable
 from dockyard.runtime.images.credentials import CredentialStore, StaticCredentials
 from dockyard.runtime.images.distribution import (
     MEDIA_DOCKER_MANIFEST,
@@ -195,6 +199,37 @@ async def test_cross_repository_mount(tmp_path: Path, dockyard_registry: Registr
     assert desc.digest == image.digest
     assert all(statuses(events, d)[-1] == "Mounted from team/x" for d in image.layer_digests)
     assert skopeo_inspect(f"{src}/team/y:1")["Digest"] == image.digest
+
+
+@pytest.fixture
+def full_registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    """A registry whose storage is a 1 MiB tmpfs (mounting one needs root, as CI has)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(disk)], check=True)
+    try:
+        server = start_registry(disk, RegistryAuth())
+        try:
+            yield server
+        finally:
+            stop_registry(server)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+async def test_a_registry_with_a_full_disk_is_reported_as_such(
+    tmp_path: Path, dockyard_registry: RegistryServer, full_registry: RegistryServer
+) -> None:
+    """A 507 from the registry is StorageFull naming it, at once: not retried into Unavailable."""
+    src = dockyard_registry.address
+    big_layout(tmp_path / "layout", "1", 1, 3)
+    skopeo_push(tmp_path / "layout", "1", f"{src}/team/big:1")
+    store = new_store(tmp_path / "store")
+    await pull(store, f"{src}/team/big:1")
+    with pytest.raises(StorageFull, match="storage is full"):
+        await push(store, f"{full_registry.address}/team/big:1", source_reference=f"{src}/team/big:1")
 
 
 # -- verification ---------------------------------------------------------------------------

@@ -509,7 +509,7 @@ class ContainerManager:
                 await self.networks.attach(record, pid)
             if before_start is not None:
                 await before_start()
-            await self.monitor.start(cid)
+            await self.monitor.start(cid, pid)
         except BaseException as exc:
             if sync_fd >= 0:
                 os.close(sync_fd)

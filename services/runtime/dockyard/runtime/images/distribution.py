@@ -76,6 +76,7 @@ from dockyard.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    StorageFull,
     Unauthenticated,
     Unavailable,
 )
@@ -422,6 +423,8 @@ async def _check(resp: aiohttp.ClientResponse, remote: _Remote, action: str, nam
     if status < 400:
         return
     text = await _error_text(resp)
+    if status == 507:  # the registry's disk is full: retrying at once cannot help; say so
+        raise StorageFull(f"{remote.registry}'s storage is full: {text}", registry=remote.registry)
     if status >= 500 or status == 429:
         raise _ServerError(status, text)
     if status == 401:

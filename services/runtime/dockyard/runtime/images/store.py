@@ -46,6 +46,7 @@ import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -332,10 +333,13 @@ class ImageStore:
         manifest_digest = self.content.write_bytes(manifest)
         chains = chain_ids(diff_ids)
         with self._pin(chains):
-            sizes = [
-                self._ensure_layer(chain, diff_id, blob)
-                for chain, diff_id, (blob, _) in zip(chains, diff_ids, layers, strict=True)
-            ]
+            blobs = [blob for blob, _ in layers]
+            workers = min(len(blobs), os.cpu_count() or 1, 4)
+            if workers > 1:  # layers unpack independently (a dir each): use every core
+                with ThreadPoolExecutor(workers, thread_name_prefix="unpack") as pool:
+                    sizes = list(pool.map(self._ensure_layer, chains, diff_ids, blobs))
+            else:
+                sizes = [self._ensure_layer(*args) for args in zip(chains, diff_ids, blobs, strict=True)]
             with self._lock:
                 if config_digest not in self._records:
                     record = {
