@@ -89,12 +89,15 @@ def test_crun_fails_on_hybrid_cgroups_and_runc_is_chosen(facts: dict[str, Any]) 
     assert facts["oci_runtime"] == "runc"
 
 
-def test_cgroups_are_v1_hybrid_and_limits_not_enforceable(facts: dict[str, Any]) -> None:
+def test_cgroups_are_v1_hybrid_and_limits_enforced_through_the_delegated_subtree(
+    facts: dict[str, Any],
+) -> None:
+    """`make setup` delegates /sys/fs/cgroup/<hierarchy>/dockyard to the user: limits are enforceable."""
     assert facts["cgroup"] in ("v1", "hybrid")
-    assert facts["limits_enforceable"] is False
+    assert facts["limits_enforceable"] is True
     limits = _check(facts, "cgroup limits")
-    assert not limits["ok"]
-    assert "cannot be enforced" in limits["detail"]
+    assert limits["ok"], limits
+    assert "delegated" in limits["detail"] and "--memory" in limits["detail"]
 
 
 def test_snapshotter_is_the_top_rung(facts: dict[str, Any]) -> None:
