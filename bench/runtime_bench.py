@@ -67,6 +67,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CACHE_DIR, REPO_ROOT, fmt_table, free_port, median, terminate, wait_http
 from registry_bench import build_image
 
+from dockyard.runtime.userns import end_node
+
 MB = 1_000_000
 MIB = 1 << 20
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
@@ -354,6 +356,7 @@ class Dockyard:
         if self.channel is not None:
             self.channel.close()
         terminate(self.proc, timeout=60)
+        end_node(self.state / "runtime")  # the node namespace outlives the platform by design
 
 
 # --------------------------------------------------------------------------- podman

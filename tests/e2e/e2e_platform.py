@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.adapters.nats.server import free_port
+from dockyard.runtime.userns import end_node
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -151,17 +152,6 @@ def busybox_rootfs_tar(path: Path) -> Path:
     return path
 
 
-#: Processes the runtime starts to outlive it (by design: containers survive the platform), which a
-#: test's platform must not leave behind: the node's pause process and its network holders.
-RUNTIME_KEEPERS = ("pause.pid", "networks/slirp.pid", "networks/netns.pid")
-
-
-def kill_runtime_keepers(state_dir: Path) -> None:
-    for name in RUNTIME_KEEPERS:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            os.kill(int((state_dir / "runtime" / name).read_text().split()[0]), signal.SIGKILL)
-
-
 def clean_stop(platform: Platform) -> None:
     """Remove every container and user network, stop the platform, kill what it leaves by design."""
     if platform.process.poll() is None:
@@ -169,7 +159,7 @@ def clean_stop(platform: Platform) -> None:
             platform.cli("rm", "-f", cid)
         platform.cli("network", "prune", "-f")
         assert stop(platform) == 0, platform.output.read_text()[-3000:]
-    kill_runtime_keepers(platform.state_dir)
+    end_node(platform.state_dir / "runtime")  # by design it outlives the platform; a test's must not
 
 
 @contextlib.contextmanager

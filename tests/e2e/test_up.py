@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +21,7 @@ from e2e_platform import PYTHON, USER, as_user, busybox_rootfs_tar, make_workdir
 from dockyard.adapters.nats.server import free_port, server_info
 from dockyard.local.ports import tcp_holder
 from dockyard.local.procs import PidRecord, identify
+from dockyard.runtime.userns import end_node
 
 
 def _push_tiny_image(registry: str, repository: str, tag: str) -> None:
@@ -161,6 +161,7 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
         assert second.returncode == 1 and "another `dockyard up`" in second.stderr
     finally:
         code = stop(platform)
+        end_node(state / "runtime")
     assert code == 0, platform.output.read_text()
     assert "platform stopped" in platform.output.read_text()
     assert subprocess.run(["pgrep", "-f", "--", f"--state-dir {state}/"], capture_output=True).returncode == 1
@@ -172,7 +173,9 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
         assert replay.returncode == 0, replay.stderr
         assert len(replay.stdout.splitlines()) >= 4, replay.stdout  # each service's stop, from the first run
     finally:
-        assert stop(platform) == 0
+        code = stop(platform)
+        end_node(state / "runtime")
+    assert code == 0
 
 
 @pytest.mark.parametrize("where", ["tcp", "socket", "stale-socket"])
@@ -219,12 +222,6 @@ def _wait_until(condition: Callable[[], bool], seconds: float, what: str) -> Non
 
 def _pause_pid(state: Path) -> int:
     return int((state / "runtime" / "pause.pid").read_text().split()[0])
-
-
-def _end_pause(state: Path) -> None:
-    """The runtime's pause process outlives the platform on purpose; a test's ends with it."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        os.kill(_pause_pid(state), signal.SIGKILL)
 
 
 def test_kill_9_of_the_supervisor_leaves_no_platform_process_and_the_next_up_stops_leftovers(
@@ -281,7 +278,7 @@ def test_kill_9_of_the_supervisor_leaves_no_platform_process_and_the_next_up_sto
         platform.ok("rm", "-f", "survivor")
     finally:
         code = stop(platform)
-        _end_pause(state)
+        end_node(state / "runtime")
     assert code == 0
     assert not _platform_pids(state) and not (state / "up.pids").exists()
 
@@ -340,8 +337,9 @@ def test_a_second_up_on_taken_ports_exits_at_once_naming_the_port(workdir: Path)
         # the first platform did not notice
         assert first.process.poll() is None and first.cli("info").returncode == 0
     finally:
-        assert stop(first) == 0
-        _end_pause(workdir / "first")
+        code = stop(first)
+        end_node(workdir / "first" / "runtime")
+        assert code == 0
 
 
 def test_nats_killed_comes_back_and_the_events_that_waited_arrive(workdir: Path) -> None:
@@ -402,5 +400,5 @@ def test_nats_killed_comes_back_and_the_events_that_waited_arrive(workdir: Path)
         }
     finally:
         code = stop(platform)
-        _end_pause(state)
+        end_node(state / "runtime")
     assert code == 0, platform.output.read_text()

@@ -30,6 +30,7 @@ from dockyard.adapters.grpc.server import GrpcServer
 from dockyard.adapters.grpc.tls import ensure_material
 from dockyard.adapters.nats.server import free_port
 from dockyard.cli.client import socket_candidates
+from dockyard.runtime.userns import end_node
 
 PYTHON = sys.executable
 USER = os.environ.get("DOCKYARD_USER", "dockyard")
@@ -115,7 +116,9 @@ def _start(workdir: Path, name: str, *extra: str) -> Platform:
 
 def _stop(platform: Platform) -> None:
     platform.process.send_signal(signal.SIGTERM)
-    assert platform.process.wait(timeout=60) == 0, platform.output.read_text()
+    code = platform.process.wait(timeout=60)
+    end_node(platform.state / "runtime")  # its node namespace outlives it by design; a test's must not
+    assert code == 0, platform.output.read_text()
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import ctypes
 import os
 import pwd
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,10 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 #: Set in the environment of the re-executed runtime, so it does not try to enter again.
 INSIDE_ENV = "_DOCKYARD_IN_NODE_NS"
+#: What a runtime leaves running on purpose, as pid files under its state dir (and the commands
+#: they run): the pause process holding the node namespace, and the node network's namespace
+#: holder and slirp4netns (dockyard.runtime.netns).
+NODE_PID_FILES = {"pause.pid": "sleep", "networks/netns.pid": "sleep", "networks/slirp.pid": "slirp4netns"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +157,25 @@ def reexec_inside(state_dir: Path, argv: list[str]) -> None:
         ["nsenter", "-U", "-m", "-t", str(pid), "--preserve-credentials", "--", *argv],
         env,
     )
+
+
+def end_node(state_dir: Path) -> None:
+    """Kill what holds a runtime's node namespaces — containers still in them end with them.
+
+    For whoever tears a node down on purpose (tests, benchmarks): the service never does, since
+    its containers are meant to outlive it. A pid file naming some other command is left alone.
+    Returns once they are gone (at most ~5 s), so a runtime started next makes a new namespace
+    instead of entering a dying one.
+    """
+    killed = []
+    for name, command in NODE_PID_FILES.items():
+        try:
+            pid = int((state_dir / name).read_text().split()[0])
+            if Path(f"/proc/{pid}/comm").read_text().strip() == command:
+                os.kill(pid, 9)
+                killed.append(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    deadline = time.monotonic() + 5
+    while any(_ns_inode(pid) is not None for pid in killed) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a zombie has no namespaces any more: gone enough
