@@ -16,16 +16,24 @@ from dockyard.adapters.grpc.convert import timestamp
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.adapters.nats.bus import StreamSettings
 from dockyard.adapters.nats.server import NatsServer, free_port
+from dockyard.api.builds.v1 import builds_pb2, builds_pb2_grpc
 from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
 from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
 from dockyard.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
-from dockyard.core.errors import FailedPrecondition
+from dockyard.core.errors import FailedPrecondition, Unavailable
 from dockyard.core.events import Subject, new_event
 from dockyard.core.service import ServiceInfo, ServiceState
 from dockyard.gateway.app import GatewayConfig, build
 from dockyard.registry import app as registry_app
 from dockyard.registry.config import RegistryConfig
+
+
+class _Images(images_pb2_grpc.ImagesServicer):
+    """The runtime's stub, but for one answer of its own: UNAVAILABLE, as when a registry is down."""
+
+    async def Login(self, request: images_pb2.LoginRequest, context: object) -> images_pb2.LoginResponse:
+        raise Unavailable(f"registry {request.registry} is unreachable")
 
 
 @dataclass
@@ -65,7 +73,7 @@ async def rig(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Rig]:
         [
             (
                 images_pb2_grpc.add_ImagesServicer_to_server,
-                images_pb2_grpc.ImagesServicer(),
+                _Images(),
                 "dockyard.api.images.v1.Images",
             )
         ],
@@ -131,6 +139,20 @@ async def test_forwarding_keeps_the_backends_answers_and_statuses(rig: Rig) -> N
         async for _ in images.Pull(images_pb2.PullRequest(reference="x"), timeout=10):
             pass
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_unavailable_names_the_backend_only_when_the_backend_is_what_is_down(rig: Rig) -> None:
+    images = images_pb2_grpc.ImagesStub(rig.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await images.Login(images_pb2.LoginRequest(registry="r.example:5000"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert err.value.details() == "registry r.example:5000 is unreachable"  # the runtime answered
+
+    builds = builds_pb2_grpc.BuildsStub(rig.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await builds.PruneCache(builds_pb2.PruneCacheRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert err.value.details().startswith("builder unreachable at unix:")  # nothing listens there
 
 
 async def test_events_replay_filter_and_resume_by_sequence(rig: Rig) -> None:

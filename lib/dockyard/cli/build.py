@@ -3,20 +3,23 @@
 The context directory is walked once, filtered by ``.dockerignore`` (``<Dockerfile>.dockerignore``
 first) with pruning of excluded directories, and streamed to the builder as a tar in 1 MiB
 chunks by a producer thread (a bounded queue: never the whole context in memory). The Dockerfile
-(``-f``, anywhere, ``-`` for stdin) travels in the options. Progress goes to stderr: ``plain``
-(BuildKit's ``#N`` lines, fit for CI logs) or ``tty`` (``=> [2/5] RUN …  0.4s``, step output
-indented); ``-q`` prints only the image id, on stdout. ``SOURCE_DATE_EPOCH`` in the environment
+(``-f``, anywhere, ``-`` for stdin) travels in the options. Progress goes to stderr
+(``buildprogress``: plain ``#N`` lines for CI logs, or a live tty view); ``-q`` prints only
+the image id, on stdout. ``SOURCE_DATE_EPOCH`` in the environment
 sets the image's timestamps (default 0: builds are reproducible; see the builder's engine).
+``--cache-to``/``--cache-from`` take buildx's ``type=registry,ref=…`` values, checked here
+(``dockyard.builder.cachesync``) so that a bad one fails before the context is sent.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 CHUNK = 1 << 20
 
@@ -38,10 +41,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="", help="build this stage (default: the last)")
     parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     parser.add_argument(
+        "--squash", action="store_true", help="merge the layers the target stage adds into one"
+    )
+    parser.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="type=registry,ref=REF",
+        help="use the build cache a --cache-to pushed to REF (repeatable)",
+    )
+    parser.add_argument(
+        "--cache-to",
+        action="append",
+        default=[],
+        metavar="type=registry,ref=REF[,mode=min|max]",
+        help="export the build cache to REF (mode=max: every stage's steps)",
+    )
+    parser.add_argument("--push", action="store_true", help="push every -t tag after the build")
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="id=ID[,src=FILE|env=VAR]",
+        help="a secret for RUN --mount=type=secret (repeatable)",
+    )
+    parser.add_argument(
         "--progress", default="auto", choices=("auto", "plain", "tty"), help="how progress is shown"
     )
     parser.add_argument("--iidfile", default="", help="write the image id to this file")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+
+
+def secrets_option(values: list[str]) -> dict[str, bytes]:
+    """``--secret`` values (docker's syntax) read now: id → bytes; a bad or unreadable one is
+    InvalidArgument, one line, before anything is sent."""
+    from dockyard.builder.mounts import parse_secret_flag, read_secret
+    from dockyard.core.errors import InvalidArgument
+
+    out: dict[str, bytes] = {}
+    for value in values:
+        source = parse_secret_flag(value)
+        if source.id in out:
+            raise InvalidArgument(f"--secret id={source.id} is given twice")
+        out[source.id] = read_secret(source, os.environ)
+    return out
+
+
+def cache_options(values: list[str], flag: str) -> list[Any]:
+    """``--cache-from``/``--cache-to`` values (buildx's syntax) as BuildCache messages; a bad one
+    is InvalidArgument, one line, before anything is sent."""
+    from dockyard.api.builds.v1 import builds_pb2 as pb
+    from dockyard.builder.cachesync import parse_cache_option
+
+    out = []
+    for value in values:
+        spec = parse_cache_option(value, flag)
+        out.append(pb.BuildCache(ref=spec.ref, mode=spec.mode, ignore_error=spec.ignore_error))
+    return out
 
 
 def _pairs(values: list[str], what: str, from_env: bool) -> dict[str, str]:
@@ -154,53 +210,10 @@ def context_chunks(root: Path, dockerfile: str) -> Iterator[bytes]:
         stop.set()
 
 
-class Display:
-    """Build progress on ``out``: BuildKit's plain ``#N`` lines, or a tty view."""
-
-    def __init__(self, mode: str, out: TextIO) -> None:
-        self.out = out
-        self.tty = mode == "tty" or (mode == "auto" and out.isatty())
-        self.started: dict[int, float] = {}
-        self.partial: dict[int, bytes] = {}
-
-    def event(self, e: Any) -> None:
-        w = self.out.write
-        if e.status == "warning":
-            w(f"WARNING: {e.error}\n")
-        elif self.tty:
-            if e.status == "started":
-                w(f" => {e.step}\n")
-            elif e.status == "cached":
-                w(f" => CACHED {e.step}\n")
-            elif e.status == "done":
-                w(f" => DONE {e.step}  {e.seconds:.1f}s\n")
-            elif e.status == "error":
-                w(f" => ERROR {e.step}: {e.error}\n")
-            elif e.status == "log":
-                text = e.log.decode(errors="replace")
-                w("".join(f"    {line}\n" for line in text.splitlines()))
-        else:
-            n = e.index
-            if e.status == "started":
-                w(f"#{n} {e.step}\n")
-            elif e.status == "cached":
-                w(f"#{n} CACHED\n")
-            elif e.status == "done":
-                w(f"#{n} DONE {e.seconds:.1f}s\n")
-            elif e.status == "error":
-                w(f"#{n} ERROR: {e.error}\n")
-            elif e.status == "log":
-                data = self.partial.pop(n, b"") + e.log
-                *lines, rest = data.split(b"\n")
-                if rest:
-                    self.partial[n] = rest
-                w("".join(f"#{n} {line.decode(errors='replace')}\n" for line in lines))
-        self.out.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     from dockyard.api.builds.v1 import builds_pb2 as pb
     from dockyard.api.builds.v1 import builds_pb2_grpc
+    from dockyard.cli.buildprogress import display
     from dockyard.cli.client import channel
     from dockyard.core.errors import InvalidArgument
 
@@ -229,6 +242,11 @@ def run(args: argparse.Namespace) -> int:
         labels=_pairs(args.label, "--label", from_env=False),
         target=args.target,
         no_cache=args.no_cache,
+        squash=args.squash,
+        push=args.push,
+        cache_from=cache_options(args.cache_from, "--cache-from"),
+        cache_to=cache_options(args.cache_to, "--cache-to"),
+        secrets=secrets_option(args.secret),
     )
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
     if epoch:
@@ -242,21 +260,24 @@ def run(args: argparse.Namespace) -> int:
         for block in context_chunks(root, name):
             yield pb.BuildInput(context_chunk=block)
 
-    display = None if args.quiet else Display(args.progress, sys.stderr)
+    view = None if args.quiet else display(args.progress, sys.stderr)
     image_id = ""
-    with channel(args.host) as ch:
+    with channel(args.host) as ch, contextlib.ExitStack() as cleanup:
+        if view is not None:
+            cleanup.callback(view.close)
         for event in builds_pb2_grpc.BuildsStub(ch).Build(requests()):
             if event.status == "result":
                 image_id = event.image_id
-                if display is not None:
+                if view is not None:
+                    view.close()
                     sys.stderr.write(
                         f"writing image {image_id} done ({event.cached_steps}/{event.total} steps cached, "
                         f"{event.seconds:.1f}s)\n"
                     )
                     for tag in args.tag:
                         sys.stderr.write(f"naming to {tag} done\n")
-            elif display is not None:
-                display.event(event)
+            elif view is not None:
+                view.event(event)
     if args.iidfile:
         Path(args.iidfile).write_text(image_id)
     if args.quiet:

@@ -47,13 +47,17 @@ from dockyard.core.errors import InvalidArgument, NotFound, StorageFull, Unauthe
 from dockyard.runtime.images.credentials import CredentialStore, StaticCredentials
 from dockyard.runtime.images.distribution import (
     MEDIA_DOCKER_MANIFEST,
+    MEDIA_OCI_INDEX,
+    MEDIA_OCI_MANIFEST,
     Progress,
     classify,
+    get_manifest,
     host_platform,
     login,
     parse_challenge,
     pull,
     push,
+    put_manifest,
 )
 
 __all__ = ["cncf_registry", "dockyard_registry"]  # fixtures, used by name
@@ -342,6 +346,72 @@ async def test_token_auth(tmp_path: Path, dockyard_registry: RegistryServer) -> 
     assert all(statuses(events, d)[-1] == "Mounted from team/x" for d in image.layer_digests)
     info = skopeo_inspect(f"{src}/team/z:1", "--creds", "alice:wonderland")
     assert info["Digest"] == image.digest
+
+
+def _index_over(*images: tuple[bytes, dict[str, str]]) -> bytes:
+    entries = [
+        {"mediaType": MEDIA_OCI_MANIFEST, "digest": digest_of(m), "size": len(m), "annotations": notes}
+        for m, notes in images
+    ]
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_OCI_INDEX,
+        "artifactType": "application/vnd.example.cache+json",
+        "manifests": entries,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("dockyard_registry", [TOKEN], indirect=True)
+async def test_one_manifest_in_and_out_with_the_stored_credentials(
+    tmp_path: Path, dockyard_registry: RegistryServer
+) -> None:
+    """put_manifest/get_manifest (the builder's cache index): an index over a pushed image goes
+    up under a tag byte for byte with the node's credentials, and comes back the same."""
+    src = dockyard_registry.address
+    image = published(tmp_path, src, "team/x:1", "m", 1, "--dest-creds", "alice:wonderland")
+    index = _index_over((image.manifest, {"dev.example.keys": "a,b"}))
+    creds = StaticCredentials({src: ("alice", "wonderland")})
+
+    with pytest.raises(Unauthenticated, match="log in with"):
+        await put_manifest(f"{src}/team/x:cache", index, MEDIA_OCI_INDEX)
+    desc = await put_manifest(f"{src}/team/x:cache", index, MEDIA_OCI_INDEX, credentials=creds)
+    assert (desc.media_type, desc.digest, desc.size) == (MEDIA_OCI_INDEX, digest_of(index), len(index))
+
+    got, body = await get_manifest(f"{src}/team/x:cache", credentials=creds)
+    assert body == index and got == desc
+    assert (await get_manifest(f"{src}/team/x@{desc.digest}", credentials=creds))[1] == index
+    raw = skopeo(
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "alice:wonderland",
+        "--raw",
+        f"docker://{src}/team/x:cache",
+    )
+    assert raw.stdout.encode() == index
+
+    # a child the repository lacks is refused, and the tag keeps what it had
+    stranger = make_image("not-pushed", 1)
+    with pytest.raises(InvalidArgument, match="refused manifest"):
+        await put_manifest(
+            f"{src}/team/x:cache", _index_over((stranger.manifest, {})), MEDIA_OCI_INDEX, credentials=creds
+        )
+    assert (await get_manifest(f"{src}/team/x:cache", credentials=creds))[1] == index
+    with pytest.raises(NotFound, match="manifest unknown"):
+        await get_manifest(f"{src}/team/x:nothing", credentials=creds)
+    with pytest.raises(InvalidArgument, match="hashes to"):
+        await put_manifest(f"{src}/team/x@{digest_of(b'other')}", index, MEDIA_OCI_INDEX, credentials=creds)
+
+
+async def test_an_index_of_ours_on_distribution(tmp_path: Path, cncf_registry: CncfRegistry) -> None:
+    """CNCF distribution 2.8 takes the same index (artifactType, annotations, no platforms)."""
+    dst = cncf_registry.address
+    image = published(tmp_path, dst, "c/x:1", "n", 1)
+    index = _index_over((image.manifest, {"dev.example.keys": "c"}))
+    desc = await put_manifest(f"{dst}/c/x:cache", index, MEDIA_OCI_INDEX)
+    assert desc.digest == digest_of(index)
+    assert (await get_manifest(f"{dst}/c/x:cache"))[1] == index
 
 
 async def test_basic_auth_on_distribution(tmp_path: Path, dockyard_registry: RegistryServer) -> None:

@@ -50,7 +50,7 @@ def build(config: BuilderConfig) -> ServiceHost:
     )
     host = ServiceHost(config.host, lambda: info)
     runtime = RemoteRuntime(config.runtime)
-    builder = Builder(runtime, config.host.state_dir)
+    builder = Builder(runtime, config.host.state_dir, registry=runtime)
     host.server.add_servicer(
         builds_pb2_grpc.add_BuildsServicer_to_server,
         BuildsServicer(builder, host.publisher, config.host.source),

@@ -7,15 +7,24 @@ store (``Runtime``, a narrow role interface; ``remote.py`` implements it over gR
 - metadata (ENV LABEL CMD …): the new config section (``imageconfig.apply``) → ``configure``,
   a new image whose history gains an ``empty_layer`` entry; ARG leaves no history (BuildKit).
 - COPY/ADD from the context: a reproducible layer tar (``layers.py``) → ``add_layer``;
-  ``COPY --from``: the stage's files fetched through a created (never started) container.
+  ``COPY --from``: the stage's files fetched through a created (never started) container (a
+  wildcard fetches the dir above it and picks the matches); ADD extracts a context file that is
+  a tar (by its bytes) and downloads a URL (``download.py``) into the build's scratch dir;
+  ``--chown`` names are looked up in the destination image's ``/etc/passwd`` and ``/etc/group``
+  (fetched the same way), only when the step is not cached. ``--link`` is accepted and does
+  what COPY does: a COPY layer is already made from its sources alone (the parent is only asked
+  for the dirs on the way to the destination); the key keeps the parent, so a changed base
+  re-makes the step — cheap, it runs nothing.
 - RUN: a container of the current image (argv through the SHELL, the step's environment, the
   image's WorkingDir and User, ``--network``), attached (output streamed as progress), its
   writable layer committed with docker's ``RUN …`` history line, then removed.
-- WORKDIR sets the config only: runc makes the directory when a container starts in it.
+- WORKDIR sets the config and, as BuildKit does, makes the directory when the image lacks it
+  (``mkdir -p``, 0755, owned by the USER): a layer then, an ``empty_layer`` entry otherwise.
 
 **Cache.** Before doing a step the engine computes its key (``cache.py``): parent image id +
 the step's history line + what it reads (the COPY tar's digest, computed in a hash-only pass;
-the --from image id; a RUN's environment, user, workdir and network) + the epoch. A hit whose
+the --from image id; an ADD'ed URL's bytes, or its ``--checksum`` so that a hit downloads
+nothing; a RUN's environment, user, workdir and network) + the epoch. A hit whose
 image is still in the store is used as is (reported ``cached``); a changed file changes its
 COPY's digest, hence that step's image id and the key of every later step — exactly the steps
 after it re-run. ``no_cache`` skips lookups (and still records the results).
@@ -28,6 +37,13 @@ COPY layers clamp every mtime to the epoch; RUN layers are committed with the sa
 RUN-free Dockerfile therefore gives the same image id on every clean build; a RUN step is as
 reproducible as its command.
 
+**Shared cache and push** (``cachesync.py``). ``--cache-from`` indexes are read at the start;
+a local miss whose key one lists pulls that step image by digest (same image id, so it counts
+as cached). At the end, after tagging: ``--push`` pushes every tag, then ``--cache-to`` exports
+the step images this build looked up (all stages', or the final image's chain). An unreachable
+cache to import from is a warning; a failed push or export fails the build, naming the image
+that was made.
+
 Stages of one plan level are built concurrently; within a stage, steps are sequential.
 """
 
@@ -35,38 +51,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import json
+import os
 import posixpath
 import shutil
+import stat
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
-from dockyard.builder import imageconfig
+from dockyard.builder import imageconfig, mounts
 from dockyard.builder import instructions as ins
 from dockyard.builder.cache import BuildCache, step_key
+from dockyard.builder.cachesync import (
+    CacheSpec,
+    RegistryCache,
+    RegistryRuntime,
+    Say,
+    UsedSteps,
+    in_stage,
+    registry_ref,
+)
 from dockyard.builder.dockerfile import parse
+from dockyard.builder.download import check_sources, download, is_url, url_filename
 from dockyard.builder.imageconfig import StageState
 from dockyard.builder.layers import (
+    Chmod,
+    Existing,
     HashSink,
     LayerWriter,
     Owner,
+    Source,
+    TarSource,
+    chown_names,
     context_sources,
     copy_from_tar,
     copy_layer,
     destination,
+    is_archive,
+    mark_archives,
+    mode_of,
     parse_chmod,
     parse_chown,
+    split_glob,
+    tar_file_text,
+    tar_sources,
 )
+from dockyard.builder.mounts import CacheVolumes, RunMount
 from dockyard.builder.plan import BaseImage, BuildOptions, Plan, PlannedStage, Platform, Step, plan
-from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
 
 log = structlog.get_logger("dockyard.builder")
 
@@ -97,6 +139,8 @@ class Image:
 
     id: str
     doc: Mapping[str, Any]
+    # ``doc`` is not what the store holds for ``id``: a step must send its config (ONBUILD cleared)
+    edited: bool = False
 
     @property
     def config(self) -> dict[str, Any]:
@@ -123,6 +167,21 @@ class RunSpec:
     workdir: str
     user: str
     network: str
+    mounts: tuple[RunMount, ...] = ()  # RUN --mount (dockyard.builder.mounts)
+
+
+@dataclass(frozen=True, slots=True)
+class PathInfo:
+    """A path of an image: where it leads (symlinks followed), its st_mode and owner."""
+
+    resolved: str
+    mode: int
+    uid: int
+    gid: int
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
 
 
 Output = Callable[[str, bytes], Awaitable[None]]
@@ -144,6 +203,17 @@ class Runtime(Protocol):
     async def copy_from(self, image: str, path: str, out: Callable[[bytes], object]) -> None: ...
 
     async def tag(self, image: str, reference: str) -> None: ...
+
+    async def stat_paths(self, image: str, paths: list[str]) -> dict[str, PathInfo]: ...
+
+    async def squash(self, image: str, base: str, created_by: str, created: int) -> Image: ...
+
+    # volumes, for RUN --mount=type=cache (dockyard.builder.mounts)
+    async def create_volume(self, name: str, labels: Mapping[str, str], opts: Mapping[str, str]) -> None: ...
+
+    async def list_volumes(self, filters: Sequence[str]) -> list[str]: ...
+
+    async def remove_volume(self, name: str) -> None: ...
 
 
 # --- progress ------------------------------------------------------------------------------------------
@@ -181,6 +251,11 @@ class Request:
     no_cache: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     source_date_epoch: int | None = None
+    push: bool = False
+    cache_from: tuple[CacheSpec, ...] = ()
+    cache_to: tuple[CacheSpec, ...] = ()
+    secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # --secret, by id
+    squash: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,19 +284,29 @@ def _canonical(config: Mapping[str, Any]) -> str:
 
 
 class Builder:
-    """Runs builds against ``runtime``; keeps the cache and scratch space under ``state``."""
+    """Runs builds against ``runtime``; keeps the cache and scratch space under ``state``.
 
-    def __init__(self, runtime: Runtime, state: Path) -> None:
+    ``registry`` (the same node, in its registry-client role) is what ``--push`` and the
+    registry caches go through; without it those options are refused.
+    """
+
+    def __init__(self, runtime: Runtime, state: Path, registry: RegistryRuntime | None = None) -> None:
         self.runtime = runtime
+        self.registry = registry
         self.state = state
         state.mkdir(parents=True, exist_ok=True)
         self.cache = BuildCache(state / "cache.json")
         self.scratch = state / "scratch"
         shutil.rmtree(self.scratch, ignore_errors=True)
         self.scratch.mkdir()
+        self.cache_volumes = CacheVolumes(state / "cache-volumes.json")
 
     def new_scratch(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="build-", dir=self.scratch))
+
+    async def prune_cache_volumes(self, keep_seconds: int) -> int:
+        """Remove RUN --mount=type=cache volumes unused for ``keep_seconds`` (all when 0)."""
+        return await mounts.prune_volumes(self.runtime, self.cache_volumes, keep_seconds)
 
     async def build(self, request: Request, report: Report) -> Result:
         run = _Build(self, request, report)
@@ -236,11 +321,14 @@ class _Build:
         self.report = report
         self.epoch = epoch_of(request)
         self.results: dict[int, Image | None] = {}
+        self.bases: dict[int, Image | None] = {}  # each stage's FROM
         self.images: dict[str, Image] = {}
         self.counter = 0
         self.total = 0
         self.cached = 0
         self.executed = 0
+        self.used = UsedSteps()  # every step key looked up: what --cache-to exports
+        self.shared = RegistryCache(builder.registry) if builder.registry is not None else None
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -270,7 +358,9 @@ class _Build:
 
     async def run(self) -> Result:
         started = time.monotonic()
+        self._check_sharing()
         p = await self._plan()
+        await self._import_caches()
         for warning in p.warnings:
             await self.report(Progress("warning", error=warning))
         self.total = sum(
@@ -279,10 +369,12 @@ class _Build:
         steps = self.total - len(p.stages)  # FROM lines are not steps that can be cached
         multi = len(p.stages) > 1
         for level in p.levels:
-            await asyncio.gather(*(self._stage(p, p.stage(i), multi) for i in level))
+            await asyncio.gather(*(in_stage(i, self._stage(p, p.stage(i), multi)) for i in level))
         final = self.results[p.target]
         if final is None:
             raise InvalidArgument("the target stage is empty (FROM scratch with no step): nothing to tag")
+        if self.req.squash:
+            final = await self._squash(final, self.bases[p.target])
         if self.req.labels:
             pairs = tuple(ins.KeyValue(k, v) for k, v in sorted(self.req.labels.items()))
             label = ins.Label(line=0, end_line=0, original="", pairs=pairs)
@@ -290,21 +382,142 @@ class _Build:
             final, _ = await self._meta(final, config, imageconfig.created_by(label, config))
         for tag in self.req.tags:
             await self.rt.tag(final.id, tag)
+        await self._share(p, final)
         return Result(final.id, steps, self.cached, time.monotonic() - started)
 
+    async def _squash(self, image: Image, base: Image | None) -> Image:
+        """--squash: the layers ``image`` adds to its stage's ``base`` as one layer."""
+        base_id = base.id if base is not None else ""
+        key = step_key("squash", image.id, base_id, str(self.epoch))
+        hit = await self._lookup(key)
+        if hit is not None:
+            return hit
+        line = f"merge {image.id} to {base_id or 'scratch'}"
+        squashed = await self.rt.squash(image.id, base_id, line, self.epoch)
+        self.b.cache.put(key, squashed.id)
+        return squashed
+
     async def _lookup(self, key: str) -> Image | None:
+        self.used.add(key)
         if self.req.no_cache:
             return None
         image_id = self.b.cache.get(key)
-        if image_id is None:
+        if image_id is not None:
+            try:
+                image = await self.rt.inspect(image_id)
+            except NotFound:
+                self.b.cache.drop(key)
+            else:
+                self.b.cache.touch(key)
+                return image
+        return await self._lookup_imported(key)
+
+    # -- sharing through registries: --cache-from, --cache-to, --push (cachesync.py) ---------------
+
+    @property
+    def _with_sharing(self) -> int:
+        """The number of steps with the imports, pushes and exports (the progress total)."""
+        req = self.req
+        return self.total + len(req.cache_from) + (len(req.tags) if req.push else 0) + len(req.cache_to)
+
+    def _check_sharing(self) -> None:
+        """Refuse bad sharing options before any work (the servicer checked their syntax)."""
+        req = self.req
+        if (req.push or req.cache_from or req.cache_to) and self.b.registry is None:
+            raise FailedPrecondition("this builder reaches no registry client: --push and --cache-* need one")
+        if req.push:
+            if not req.tags:
+                raise InvalidArgument("--push needs a tag to push to: -t HOST[:PORT]/NAME[:TAG]")
+            for tag in req.tags:
+                registry_ref(tag, "--push: tag")
+
+    async def _import_caches(self) -> None:
+        """Read every --cache-from index; one that cannot be read is a warning (as with buildx)."""
+        if self.shared is None or self.req.no_cache:
+            return
+        for spec in self.req.cache_from:
+            title, total = f"importing cache manifest from {spec.ref}", self._with_sharing
+            await self.report(Progress("started", title, 0, total))
+            t0 = time.monotonic()
+            try:
+                count = await self.shared.load(spec)
+            except DockyardError as exc:
+                await self.report(Progress("done", title, 0, total, seconds=time.monotonic() - t0))
+                await self.report(Progress("warning", error=f"cache import from {spec.ref} skipped: {exc}"))
+                continue
+            log = f"{count} step keys\n".encode()
+            await self.report(Progress("log", title, 0, total, log=log, stream="stdout"))
+            await self.report(Progress("done", title, 0, total, seconds=time.monotonic() - t0))
+
+    async def _lookup_imported(self, key: str) -> Image | None:
+        """The step image of ``key`` from a --cache-from registry, pulled into the node and
+        recorded in the local cache; None when none lists it or the pull fails (a warning)."""
+        if self.shared is None or not self.shared.has(key):
             return None
         try:
-            image = await self.rt.inspect(image_id)
-        except NotFound:
-            self.b.cache.drop(key)
+            image_id = await self.shared.fetch(key)
+            image = await self.rt.inspect(image_id) if image_id else None
+        except DockyardError as exc:
+            await self.report(Progress("warning", error=f"a cached step image was not pulled: {exc}"))
             return None
-        self.b.cache.touch(key)
+        if image is not None:
+            self.b.cache.put(key, image.id)
         return image
+
+    def _final_stages(self, p: Plan) -> set[int | None]:
+        """The stages whose steps make the final image: the target and the stages it is FROM
+        (None: the build's own steps, such as --label)."""
+        stages: set[int | None] = {None}
+        st: PlannedStage | None = p.stage(p.target)
+        while st is not None:
+            stages.add(st.index)
+            st = p.stage(st.base.stage) if st.base.kind == "stage" and st.base.stage is not None else None
+        return stages
+
+    async def _share(self, p: Plan, final: Image) -> None:
+        """--push every tag, then --cache-to: each a progress item; a failure names the image made."""
+        if self.shared is None:
+            return
+        made = f"the image {final.id} was built"
+        if self.req.tags:
+            made += f" and tagged {', '.join(self.req.tags)}"
+        if self.req.push:
+            for tag in self.req.tags:
+                await self._extra(f"pushing {tag}", made, functools.partial(self.shared.push, tag))
+        for spec in self.req.cache_to:
+            keys = self.used.keys(None if spec.mode == "max" else self._final_stages(p))
+            images: dict[str, list[str]] = {}
+            for key in keys:
+                image_id = self.b.cache.get(key)
+                if image_id is not None:
+                    images.setdefault(image_id, []).append(key)
+            title = f"exporting cache to {spec.ref} (mode={spec.mode})"
+            try:
+                await self._extra(title, made, functools.partial(self.shared.export, spec, images))
+            except DockyardError as exc:
+                if not spec.ignore_error:
+                    raise
+                await self.report(Progress("warning", error=f"{exc} (ignore-error=true: the build goes on)"))
+
+    async def _extra(self, title: str, made: str, work: Callable[[Say], Awaitable[object]]) -> None:
+        """One step after the Dockerfile's (a push, an export), its log lines and its outcome."""
+        self.counter += 1
+        index, total = self.counter, self._with_sharing
+        await self.report(Progress("started", title, index, total))
+        t0 = time.monotonic()
+
+        async def say(line: str) -> None:
+            data = (line + "\n").encode()
+            await self.report(Progress("log", title, index, total, log=data, stream="stdout"))
+
+        try:
+            await work(say)
+        except DockyardError as exc:
+            # the same kind of error (UNAVAILABLE stays retryable); the client adds its own prefix
+            cause = exc.message.removeprefix("service unavailable: ")
+            await self.report(Progress("error", title, index, total, error=cause))
+            raise type(exc)(f"{made}, but {title} failed: {cause}", **exc.detail) from None
+        await self.report(Progress("done", title, index, total, seconds=time.monotonic() - t0))
 
     def _title(self, st: PlannedStage, multi: bool, n: int, text: str) -> str:
         count = 1 + sum(1 for s in st.steps if not isinstance(s.instruction, ins.Arg))
@@ -324,6 +537,11 @@ class _Build:
             current = self.results[st.base.stage]
         else:
             current = None
+        self.bases[st.index] = current
+        if current is not None and current.config.get("OnBuild"):
+            # its triggers run first in this stage (the plan put them there); they are not passed on
+            config = {k: v for k, v in current.config.items() if k != "OnBuild"}
+            current = Image(current.id, {**current.doc, "config": config}, edited=True)
         await self.report(Progress("done", title, index, self.total))
         state = StageState()
         if current is not None and current.config.get("Shell"):
@@ -361,6 +579,8 @@ class _Build:
     ) -> tuple[Image | None, bool]:
         inst = step.instruction
         config = current.config if current is not None else {}
+        if isinstance(inst, ins.Workdir):
+            return await self._workdir(inst, current, config, state)
         if isinstance(inst, _METADATA):
             new = imageconfig.apply(config, inst, state)
             line = imageconfig.created_by(inst, new)
@@ -370,6 +590,42 @@ class _Build:
         if isinstance(inst, ins.Copy | ins.Add):
             return await self._copy(step, inst, current, config)
         raise InvalidArgument(f"{inst.keyword} is not supported yet")
+
+    async def _workdir(
+        self, inst: ins.Workdir, current: Image | None, config: dict[str, Any], state: StageState
+    ) -> tuple[Image | None, bool]:
+        """WORKDIR: the config, and the dir made when the image lacks it (see the module docstring)."""
+        new = imageconfig.apply(config, inst, state)
+        line = imageconfig.created_by(inst, new)
+        parent = current.id if current is not None else ""
+        user = str(config.get("User") or "")
+        # whether the dir exists is a function of the parent: a hit needs no look at the image
+        key = step_key("workdir", parent, line, _canonical(new), user, str(self.epoch))
+        hit = await self._lookup(key)
+        if hit is not None:
+            return hit, True
+        wd = str(new.get("WorkingDir") or "/")
+        dest, existing = await self._into(parent, wd, True) if wd != "/" else ("/", {})
+        cached = False
+        if dest == "/" or dest.strip("/") in existing:
+            image, cached = await self._meta(current, new, line)
+        else:
+            try:  # BuildKit's mkdir takes the USER's ids, 0:0 for one it cannot find
+                owner = await self._owner(user, current)
+            except InvalidArgument:
+                owner = Owner()
+
+            def write(sink: HashSink) -> None:
+                writer = LayerWriter(sink, self.epoch, existing)
+                for prefix in _prefixes(dest):
+                    writer.dir(prefix.lstrip("/"), 0o755, owner)
+                writer.close()
+
+            image = await self.rt.add_layer(
+                StepSpec(parent, new, line, self.epoch), _stream_from_thread(write)
+            )
+        self.b.cache.put(key, image.id)
+        return image, cached
 
     async def _meta(self, parent: Image | None, config: dict[str, Any], line: str) -> tuple[Image, bool]:
         """A metadata step: ``parent`` with ``config`` and an empty_layer history entry."""
@@ -395,16 +651,27 @@ class _Build:
     ) -> tuple[Image | None, bool]:
         if current is None:
             raise InvalidArgument("RUN in a stage FROM scratch with nothing in it: there is no shell to run")
-        if inst.mounts:
-            raise InvalidArgument("RUN --mount is not supported yet")
         argv = imageconfig.run_argv(inst, state.shell)
         line = imageconfig.run_created_by(argv, step.build_args)
         config = current.config
         env = [*step.env, *p.proxy_env]
+        # "none": a network namespace with only lo; "host": the node's (rootless: the runtime's
+        # namespace, NATed by slirp4netns), as `dockyard run --network` has them
         network = {"default": "", "none": "none", "host": "host"}.get(inst.network, "")
         workdir = str(config.get("WorkingDir") or "/")
         user = str(config.get("User") or "")
-        key = step_key("run", current.id, line, "\n".join(step.env), workdir, user, network, str(self.epoch))
+        planned = mounts.plan(step.mounts, workdir, self.req.secrets.keys())
+        images: list[str] = []  # the image a from= bind reads ("" for the others)
+        reads: list[str] = []  # each mount, and what it reads: that image's id, a context bind's files
+        for m in planned:
+            source = await self._mount_image(m.mount)
+            images.append(source)
+            if m.mount.type == "bind" and not source:
+                source = await asyncio.to_thread(mounts.context_digest, self.req.context, m.mount)
+            reads += [m.key, source]
+        parts = (current.id, line, "\n".join(step.env), workdir, user, network, str(self.epoch))
+        edited = ("config", _canonical(current.config)) if current.edited else ()
+        key = step_key("run", *parts, *reads, *edited)  # no mounts: the key RUN had before mounts existed
         hit = await self._lookup(key)
         if hit is not None:
             return hit, True
@@ -412,71 +679,163 @@ class _Build:
         async def output(stream: str, data: bytes) -> None:
             await self.report(Progress("log", title, index, self.total, log=data, stream=stream))
 
-        spec = RunSpec(current.id, argv, env, workdir, user, network)
-        container, code = await self.rt.run(spec, output)
+        work = self.b.new_scratch() if planned else None
         try:
-            if code != 0:
-                raise FailedPrecondition(
-                    f"process {json.dumps(' '.join(argv))} did not complete successfully: exit code: {code}",
-                    exit_code=code,
-                )
-            image = await self.rt.commit(container, StepSpec(current.id, None, line, self.epoch, self.epoch))
+            async with mounts.mounted(
+                planned,
+                images,
+                context=self.req.context,
+                secrets=self.req.secrets,
+                scratch=work or self.b.scratch,
+                runtime=self.rt,
+                caches=self.b.cache_volumes,
+            ) as (run_mounts, secret_env):
+                spec = RunSpec(current.id, argv, env + secret_env, workdir, user, network, tuple(run_mounts))
+                container, code = await self.rt.run(spec, output)
+                try:
+                    if code != 0:
+                        raise FailedPrecondition(
+                            f"process {json.dumps(' '.join(argv))} did not complete successfully: "
+                            f"exit code: {code}",
+                            exit_code=code,
+                        )
+                    config = current.config if current.edited else None
+                    step_spec = StepSpec(current.id, config, line, self.epoch, self.epoch)
+                    image = await self.rt.commit(container, step_spec)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await self.rt.remove_container(container)
         finally:
-            with contextlib.suppress(Exception):
-                await self.rt.remove_container(container)
+            if work is not None:  # secret files, fetched and copied binds
+                await asyncio.to_thread(shutil.rmtree, work, True)
         self.b.cache.put(key, image.id)
         return image, False
+
+    async def _mount_image(self, mount: ins.Mount) -> str:
+        """The id of the stage or image a ``from=`` bind mount reads; "" for the others."""
+        if mount.type != "bind" or not mount.from_:
+            return ""
+        if mount.from_stage is not None:
+            source = self.results.get(mount.from_stage)
+            if source is None:
+                raise InvalidArgument(f"RUN --mount from={mount.from_}: that stage is empty")
+            return source.id
+        return (await self._image(mount.from_)).id
 
     # -- COPY / ADD ---------------------------------------------------------------------------------
 
     async def _copy(
         self, step: Step, inst: ins.Copy | ins.Add, current: Image | None, config: dict[str, Any]
     ) -> tuple[Image | None, bool]:
-        if isinstance(inst, ins.Add) and any("://" in s for s in inst.sources):
-            raise InvalidArgument("ADD of a URL is not supported yet")
-        owner = parse_chown(inst.chown)
+        check_sources(inst)
         chmod = parse_chmod(inst.chmod)
+        by_name = any(chown_names(inst.chown))
         workdir = str(config.get("WorkingDir") or "/")
         line = imageconfig.created_by(inst, config)
         parent = current.id if current is not None else ""
         if isinstance(inst, ins.Copy) and inst.from_:
-            return await self._copy_from(step, inst, parent, owner, chmod, workdir, line)
-        sources = await asyncio.to_thread(context_sources, self.req.context, inst.sources, inst.keyword)
-        count = len(sources) + len(inst.contents)
-        single_file = count == 1 and (not sources or not sources[0].contents)
-        dest, as_dir = destination(inst.dest, workdir, count, single_file)
+            return await self._copy_from(step, inst, current, config, chmod, workdir, line)
+        checksum = inst.checksum if isinstance(inst, ins.Add) else ""
+        if checksum:  # the one source is known by its digest: a hit downloads nothing
+            unpack = repr(inst.unpack) if isinstance(inst, ins.Add) else ""
+            key = step_key("add-checksum", parent, line, checksum, unpack, workdir, str(self.epoch))
+            hit = await self._lookup(key)
+            if hit is not None:
+                return hit, True
+        work = self.b.new_scratch()
+        try:
+            sources = await self._sources(inst, work)
+            count = len(sources) + len(inst.contents)
+            single_file = count == 1 and (not sources or not (sources[0].contents or sources[0].unpack))
+            dest, as_dir = destination(inst.dest, workdir, count, single_file)
+            dest, existing = await self._into(parent, dest, as_dir)
 
-        def write(sink: HashSink) -> None:
-            writer = LayerWriter(sink, self.epoch)
-            copy_layer(writer, sources, dest, as_dir, owner, chmod)
-            for doc in inst.contents:
-                rel = posixpath.join(dest, doc.name) if as_dir else dest
-                writer.parents(rel)
-                writer.data(rel.lstrip("/"), doc.data.encode(), chmod or 0o644, owner)
-            writer.close()
+            def write(owner: Owner, sink: HashSink) -> None:
+                writer = LayerWriter(sink, self.epoch, existing)
+                archive_owner = owner if inst.chown else Owner(None, None)
+                copy_layer(writer, sources, dest, as_dir, owner, chmod, archive_owner)
+                for doc in inst.contents:
+                    rel = posixpath.join(dest, doc.name) if as_dir else dest
+                    writer.parents(rel)
+                    writer.data(rel.lstrip("/"), doc.data.encode(), mode_of(chmod, 0o644, False), owner)
+                writer.close()
 
-        probe = HashSink()
-        await asyncio.to_thread(write, probe)
-        key = step_key("copy", parent, line, probe.digest, str(self.epoch))
-        hit = await self._lookup(key)
-        if hit is not None:
-            return hit, True
-        image = await self.rt.add_layer(
-            StepSpec(parent, config, line, self.epoch), _stream_from_thread(write)
-        )
+            # --chown names are looked up only on a miss: the key has the line (--chown=name) and
+            # the parent, which fix what they resolve to
+            owner = Owner() if by_name else parse_chown(inst.chown)
+            probe = HashSink()  # a hash-only pass: the key, and any refusal before a layer is sent
+            await asyncio.to_thread(write, owner, probe)
+            if not checksum:
+                key = step_key("copy", parent, line, probe.digest, str(self.epoch))
+                hit = await self._lookup(key)
+                if hit is not None:
+                    return hit, True
+            if by_name:
+                owner = await self._owner(inst.chown, current)
+            image = await self.rt.add_layer(
+                StepSpec(parent, config, line, self.epoch),
+                _stream_from_thread(functools.partial(write, owner)),
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
         self.b.cache.put(key, image.id)
         return image, False
+
+    async def _sources(self, inst: ins.Copy | ins.Add, work: Path) -> list[Source]:
+        """What a COPY/ADD copies, in order: context entries (ADD: tars marked to be extracted
+        unless ``--unpack=false``) and, for ADD, URLs downloaded into ``work``."""
+        out: list[Source] = []
+        for i, raw in enumerate(inst.sources):
+            if isinstance(inst, ins.Add) and is_url(raw):
+                got = await download(raw, work / f"url-{i}", inst.checksum)
+                if got.mtime is not None:
+                    await asyncio.to_thread(os.utime, got.path, (got.mtime, got.mtime))
+                src = Source(got.path, url_filename(raw), contents=False)
+                if inst.unpack and await asyncio.to_thread(is_archive, got.path):
+                    src = replace(src, unpack=True)
+                out.append(src)
+                continue
+            found = await asyncio.to_thread(context_sources, self.req.context, [raw], inst.keyword)
+            if isinstance(inst, ins.Add) and inst.unpack is not False:
+                found = await asyncio.to_thread(mark_archives, found)
+            out.extend(found)
+        return out
+
+    async def _owner(self, chown: str, current: Image | None) -> Owner:
+        """``--chown`` as ids: names through the destination image's /etc/passwd and /etc/group."""
+        user_named, group_named = chown_names(chown)
+        passwd = await self._etc(current, "passwd") if user_named else None
+        group = await self._etc(current, "group") if group_named else None
+        return parse_chown(chown, passwd, group)
+
+    async def _etc(self, image: Image | None, name: str) -> str | None:
+        """The text of ``/etc/<name>`` in ``image`` (None when it has none), at most 16 MiB."""
+        if image is None:
+            return None
+        buf = io.BytesIO()
+
+        def out(data: bytes) -> None:
+            if buf.tell() + len(data) > 16 << 20:
+                raise InvalidArgument(f"--chown: the image's /etc/{name} is larger than 16 MiB")
+            buf.write(data)
+
+        try:
+            await self.rt.copy_from(image.id, f"/etc/{name}", out)
+        except NotFound:
+            return None
+        return tar_file_text(buf.getvalue())
 
     async def _copy_from(
         self,
         step: Step,
         inst: ins.Copy,
-        parent: str,
-        owner: Owner,
-        chmod: int | None,
+        current: Image | None,
+        config: dict[str, Any],
+        chmod: Chmod | None,
         workdir: str,
         line: str,
     ) -> tuple[Image | None, bool]:
+        parent = current.id if current is not None else ""
         if step.source_stage is not None:
             source = self.results.get(step.source_stage)
             if source is None:
@@ -487,29 +846,26 @@ class _Build:
         hit = await self._lookup(key)
         if hit is not None:
             return hit, True
-        owner = owner if inst.chown else Owner(None, None)
-        dest, as_dir = destination(inst.dest, workdir, len(inst.sources), True)
-        as_dir = as_dir and (inst.dest.endswith("/") or len(inst.sources) > 1)
         work = self.b.new_scratch()
         try:
-            fetched = []
+            fetched: list[tuple[Path, list[TarSource]]] = []
             for i, src in enumerate(inst.sources):
                 path = work / f"src-{i}.tar"
-                fh = await asyncio.to_thread(open, path, "wb")
-                try:
-                    await self.rt.copy_from(source.id, "/" + src.lstrip("/"), fh.write)
-                finally:
-                    await asyncio.to_thread(fh.close)
-                fetched.append(path)
+                found = await self._fetch(source, src, path)
+                fetched.append((path, found))
+            count = sum(len(found) for _, found in fetched)
+            single_file = count == 1 and not fetched[0][1][0].is_dir
+            dest, as_dir = destination(inst.dest, workdir, count, single_file)
+            dest, existing = await self._into(parent, dest, as_dir)
+            owner = await self._owner(inst.chown, current) if inst.chown else Owner(None, None)
 
             def write(sink: HashSink) -> None:
-                writer = LayerWriter(sink, self.epoch)
-                for path in fetched:
+                writer = LayerWriter(sink, self.epoch, existing)
+                for path, found in fetched:
                     with open(path, "rb") as fh:
-                        copy_from_tar(writer, fh, dest, as_dir, owner, chmod)
+                        copy_from_tar(writer, fh, found, dest, as_dir, owner, chmod)
                 writer.close()
 
-            config = (await self.rt.inspect(parent)).config if parent else {}
             image = await self.rt.add_layer(
                 StepSpec(parent, config, line, self.epoch), _stream_from_thread(write)
             )
@@ -517,6 +873,66 @@ class _Build:
             await asyncio.to_thread(shutil.rmtree, work, True)
         self.b.cache.put(key, image.id)
         return image, False
+
+    async def _fetch(self, image: Image, src: str, path: Path) -> list[TarSource]:
+        """Fetch COPY --from's ``src`` of ``image`` into the tar ``path``; the sources in it.
+
+        A wildcard fetches the dir above its first wildcard part and keeps the entries that
+        match (NotFound, docker's line, when none does); ``/`` and ``dir/.`` are a dir's contents.
+        """
+        where, pattern = split_glob(src)
+        raw = "/" + src.lstrip("/")
+        fh = await asyncio.to_thread(open, path, "wb")
+        try:
+            fetch = raw if pattern is None else where if where == "/" else where + "/"
+            await self.rt.copy_from(image.id, fetch, fh.write)
+        except NotFound:
+            if pattern is None:
+                raise NotFound(f'COPY failed: "{src}" not found in the source image or stage') from None
+            missing = True
+        else:
+            missing = False
+        finally:
+            await asyncio.to_thread(fh.close)
+        if pattern is None and (where == "/" or raw.endswith("/.")):
+            return [TarSource("", True)]
+
+        def scan() -> list[TarSource]:
+            with open(path, "rb") as tar:
+                return tar_sources(tar, pattern)
+
+        found = [] if missing else await asyncio.to_thread(scan)
+        if not found:
+            raise NotFound(f'COPY failed: no source files were specified: "{src}" matched nothing')
+        return found
+
+    async def _into(self, parent: str, dest: str, as_dir: bool) -> tuple[str, dict[str, Existing]]:
+        """Where a COPY to ``dest`` lands in the ``parent`` image, and the directories on the way
+        that the image has: a layer must keep their owner and mode (COPY into /tmp leaves it
+        1777) and must follow their symlinks (/bin -> usr/bin), as docker's COPY does."""
+        if not parent:
+            return dest, {}
+        folder = dest if as_dir else posixpath.dirname(dest)
+        prefixes = _prefixes(folder)
+        found = await self.rt.stat_paths(parent, prefixes)
+        deepest = next((p for p in reversed(prefixes) if p in found), None)
+        if deepest is not None and found[deepest].resolved != deepest:
+            resolved = posixpath.join(found[deepest].resolved, posixpath.relpath(folder, deepest))
+            folder = posixpath.normpath(resolved)
+            dest = folder if as_dir else posixpath.join(folder, posixpath.basename(dest))
+            found = await self.rt.stat_paths(parent, _prefixes(folder))
+        existing = {
+            path.lstrip("/"): Existing(st.mode & 0o7777, Owner(st.uid, st.gid))
+            for path, st in found.items()
+            if st.is_dir
+        }
+        return dest, existing
+
+
+def _prefixes(path: str) -> list[str]:
+    """``/a/b/c`` → ``["/a", "/a/b", "/a/b/c"]``."""
+    parts = [p for p in path.split("/") if p]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _display(inst: ins.Instruction) -> str:

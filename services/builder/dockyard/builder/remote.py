@@ -1,4 +1,5 @@
-"""The engine's ``Runtime`` over gRPC: a runtime node's Images and Containers services.
+"""The engine's ``Runtime`` over gRPC: a runtime node's Images and Containers services; also
+cachesync's ``RegistryRuntime`` (push, pull, one manifest in or out, with the node's logins).
 
 Every failed call comes back as the core's typed error (``to_native``), so the engine and the
 CLI see "no such image" as NotFound whether the node is here or remote. The channel allows
@@ -8,7 +9,7 @@ CLI see "no such image" as NotFound whether the node is here or remote. The chan
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -19,7 +20,12 @@ from dockyard.api.containers.v1 import containers_pb2 as cpb
 from dockyard.api.containers.v1 import containers_pb2_grpc
 from dockyard.api.images.v1 import images_pb2 as ipb
 from dockyard.api.images.v1 import images_pb2_grpc
-from dockyard.builder.engine import Image, Output, RunSpec, StepSpec
+from dockyard.api.volumes.v1 import volumes_pb2 as vpb
+from dockyard.api.volumes.v1 import volumes_pb2_grpc
+from dockyard.builder.cachesync import Manifest, PushProgress
+from dockyard.builder.engine import Image, Output, PathInfo, RunSpec, StepSpec
+from dockyard.builder.mounts import RunMount
+from dockyard.core.errors import Unavailable
 
 _MAX = 16 * 1024 * 1024
 
@@ -39,6 +45,19 @@ def _step(step: StepSpec) -> ipb.BuildStep:
     return msg
 
 
+def _mount(m: RunMount) -> cpb.Mount:
+    # a cache volume starts empty (BuildKit's), never filled from the image at its target
+    return cpb.Mount(
+        type=m.type, source=m.source, target=m.target, read_only=m.read_only, no_copy=m.type == "volume"
+    )
+
+
+def _tmpfs(m: RunMount) -> str:
+    """A ``--tmpfs`` string: BuildKit's tmpfs mounts allow exec (the runtime's default is noexec)."""
+    opts = ["exec", *([f"size={m.size}"] if m.size else []), *(["ro"] if m.read_only else [])]
+    return f"{m.target}:{','.join(opts)}"
+
+
 class RemoteRuntime:
     """A runtime node reached at ``address`` (``unix:/path`` or ``host:port``)."""
 
@@ -50,6 +69,7 @@ class RemoteRuntime:
         )
         self.images = images_pb2_grpc.ImagesStub(self.channel)
         self.containers = containers_pb2_grpc.ContainersStub(self.channel)
+        self.volumes = volumes_pb2_grpc.VolumesStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -96,6 +116,8 @@ class RemoteRuntime:
             user=spec.user,
             network=spec.network,
             labels={"dockyard.build": "step"},
+            mounts=[_mount(m) for m in spec.mounts if m.type != "tmpfs"],
+            tmpfs=[_tmpfs(m) for m in spec.mounts if m.type == "tmpfs"],
         )
         try:
             created = await self.containers.Create(cpb.CreateContainerRequest(spec=cspec))
@@ -144,5 +166,90 @@ class RemoteRuntime:
     async def tag(self, image: str, reference: str) -> None:
         try:
             await self.images.Tag(ipb.TagRequest(source=image, target=reference))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
+    async def stat_paths(self, image: str, paths: list[str]) -> dict[str, PathInfo]:
+        try:
+            found = await self.images.StatPaths(ipb.StatPathsRequest(image=image, paths=paths))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+        return {s.path: PathInfo(s.resolved, s.mode, s.uid, s.gid) for s in found.stats}
+
+    # -- registries (cachesync.RegistryRuntime: --cache-to, --cache-from, build --push) ---------
+
+    async def locate(self, image: str) -> tuple[str, int]:
+        try:
+            msg = await self.images.Inspect(ipb.InspectImageRequest(reference=image))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+        return msg.manifest.digest, len(msg.layers)
+
+    async def push(self, reference: str, progress: PushProgress) -> Manifest:
+        pushed = None
+        try:
+            async for msg in self.images.Push(ipb.PushRequest(reference=reference)):
+                if msg.HasField("progress"):
+                    await progress(msg.progress.id, msg.progress.status)
+                if msg.HasField("manifest"):
+                    pushed = msg.manifest
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+        if pushed is None:
+            raise Unavailable(f"the push of {reference} ended without a manifest")
+        return Manifest(pushed.media_type, pushed.digest, pushed.size)
+
+    async def pull(self, reference: str) -> str:
+        image = ""
+        try:
+            async for msg in self.images.Pull(ipb.PullRequest(reference=reference)):
+                if msg.HasField("image"):
+                    image = msg.image.id
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+        if not image:
+            raise Unavailable(f"the pull of {reference} ended without an image")
+        return image
+
+    async def get_manifest(self, reference: str) -> tuple[Manifest, bytes]:
+        try:
+            msg = await self.images.GetManifest(ipb.GetManifestRequest(reference=reference))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+        return Manifest(msg.media_type, msg.digest, len(msg.content)), msg.content
+
+    async def put_manifest(self, reference: str, media_type: str, body: bytes) -> Manifest:
+        request = ipb.PutManifestRequest(reference=reference, media_type=media_type, content=body)
+        try:
+            desc = await self.images.PutManifest(request)
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+        return Manifest(desc.media_type, desc.digest, desc.size)
+
+    async def squash(self, image: str, base: str, created_by: str, created: int) -> Image:
+        request = ipb.SquashRequest(image=image, base=base, created_by=created_by)
+        request.created.FromSeconds(created)
+        try:
+            return _image(await self.images.Squash(request))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
+    async def create_volume(self, name: str, labels: Mapping[str, str], opts: Mapping[str, str]) -> None:
+        """Make volume ``name`` unless it exists (then it is left as it is)."""
+        try:
+            await self.volumes.Create(vpb.CreateVolumeRequest(name=name, labels=labels, options=opts))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
+    async def list_volumes(self, filters: Sequence[str]) -> list[str]:
+        try:
+            found = await self.volumes.List(vpb.ListVolumesRequest(filters=filters))
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+        return [v.name for v in found.volumes]
+
+    async def remove_volume(self, name: str) -> None:
+        try:
+            await self.volumes.Remove(vpb.RemoveVolumeRequest(name=name))
         except grpc.aio.AioRpcError as exc:
             raise to_native(exc) from None

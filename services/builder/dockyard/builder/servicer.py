@@ -4,8 +4,10 @@ The context is unpacked while it arrives (a worker thread reads a bounded queue 
 request stream: memory stays at a few MiB whatever its size) into the build's scratch dir, which
 is removed when the build ends. Progress goes out as the engine reports it; a failed build ends
 the stream with the error's status (the ErrorInterceptor maps it) after its ``error`` event.
-Events: ``dockyard.build.started`` and ``dockyard.build.finished`` (``ok``, image id, steps,
-cached steps, seconds, or the error), through the outbox.
+Events, through the outbox: ``dockyard.build.started``; ``dockyard.build.step`` for each step
+done or taken from the cache (its title, ``cached``, seconds); then ``dockyard.build.finished``
+(image id, steps, cached steps, seconds) or ``dockyard.build.failed`` (the error, the failing
+step, its exit code, the tail of its output).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import structlog
 
 from dockyard.api.builds.v1 import builds_pb2 as pb
 from dockyard.api.builds.v1 import builds_pb2_grpc
+from dockyard.builder.cachesync import CacheSpec
 from dockyard.builder.engine import Builder, Progress, Request, new_build_id
 from dockyard.builder.layers import extract_context
-from dockyard.core.errors import InvalidArgument
+from dockyard.core.errors import DockyardError, InvalidArgument
 from dockyard.core.events import Publisher, Subject, new_event
 
 log = structlog.get_logger("dockyard.builder")
@@ -55,8 +58,8 @@ class BuildsServicer(builds_pb2_grpc.BuildsServicer):
         if first is None or not first.HasField("options"):
             raise InvalidArgument("the first Build message must be the options")
         o = first.options
-        if o.push:
-            raise InvalidArgument("build --push is not supported yet: push the tags after the build")
+        cache_from = tuple(_cache(c, "--cache-from") for c in o.cache_from)
+        cache_to = tuple(_cache(c, "--cache-to") for c in o.cache_to)
         if not o.dockerfile_content:
             raise InvalidArgument("no Dockerfile: send its content in the options")
         build_id = new_build_id()
@@ -74,13 +77,22 @@ class BuildsServicer(builds_pb2_grpc.BuildsServicer):
                 no_cache=o.no_cache,
                 labels=dict(o.labels),
                 source_date_epoch=o.source_date_epoch if o.HasField("source_date_epoch") else None,
+                squash=o.squash,
+                push=o.push,
+                cache_from=cache_from,
+                cache_to=cache_to,
+                secrets=dict(o.secrets),
             )
             self._emit(
                 Subject.BUILD_STARTED, build_id, tags=list(o.tags), target=o.target, dockerfile=o.dockerfile
             )
             queue: asyncio.Queue[Progress | None] = asyncio.Queue(maxsize=256)
 
+            steps = _StepTrail()
+
             async def report(p: Progress) -> None:
+                if steps.see(p):
+                    self._emit(Subject.BUILD_STEP, build_id, **steps.finished(p))
                 await queue.put(p)
 
             async def go() -> Any:
@@ -99,14 +111,11 @@ class BuildsServicer(builds_pb2_grpc.BuildsServicer):
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
-                self._emit(
-                    Subject.BUILD_FINISHED, build_id, ok=False, error=str(exc)[:2000], tags=list(o.tags)
-                )
+                self._emit(Subject.BUILD_FAILED, build_id, tags=list(o.tags), **steps.failure(exc))
                 raise
             self._emit(
                 Subject.BUILD_FINISHED,
                 build_id,
-                ok=True,
                 image=result.image_id,
                 tags=list(o.tags),
                 steps=result.steps,
@@ -133,10 +142,48 @@ class BuildsServicer(builds_pb2_grpc.BuildsServicer):
 
     async def PruneCache(self, request: pb.PruneCacheRequest, context: Any) -> pb.PruneCacheResponse:
         removed = await asyncio.to_thread(self.builder.cache.prune, int(request.keep_seconds))
-        return pb.PruneCacheResponse(entries_removed=removed)
+        volumes = await self.builder.prune_cache_volumes(int(request.keep_seconds))
+        return pb.PruneCacheResponse(entries_removed=removed, cache_mounts_removed=volumes)
 
     def _emit(self, subject: Subject, build_id: str, **data: Any) -> None:
         self.publisher.publish(new_event(subject, self.source, build_id, data))
+
+
+class _StepTrail:
+    """What the build events say about steps: which finished, and for a failure, the step that
+    failed with the tail of its output (kept per step, at most ``TAIL`` bytes)."""
+
+    TAIL = 2048
+
+    def __init__(self) -> None:
+        self.tails: dict[int, bytes] = {}
+        self.failed: Progress | None = None
+
+    def see(self, p: Progress) -> bool:
+        """Take note of ``p``; whether it finished a step (an event to publish)."""
+        if p.status == "log":
+            self.tails[p.index] = (self.tails.get(p.index, b"") + p.log)[-self.TAIL :]
+        elif p.status == "error":
+            self.failed = p
+        return p.status in ("done", "cached") and "] FROM " not in p.step
+
+    def finished(self, p: Progress) -> dict[str, Any]:
+        self.tails.pop(p.index, None)
+        return {"step": p.step, "index": p.index, "total": p.total, "cached": p.status == "cached",
+                "seconds": round(p.seconds, 3)}  # fmt: skip
+
+    def failure(self, exc: BaseException) -> dict[str, Any]:
+        data: dict[str, Any] = {"error": str(exc)[:2000]}
+        if self.failed is not None:
+            data["step"] = self.failed.step
+            data["output_tail"] = self.tails.get(self.failed.index, b"").decode(errors="replace")
+        if isinstance(exc, DockyardError) and "exit_code" in exc.detail:
+            data["exit_code"] = exc.detail["exit_code"]
+        return data
+
+
+def _cache(msg: pb.BuildCache, flag: str) -> CacheSpec:
+    return CacheSpec(msg.ref, msg.mode or "min", msg.ignore_error).checked(flag)
 
 
 async def _unpack(request_iterator: AsyncIterator[pb.BuildInput], root: Any) -> None:

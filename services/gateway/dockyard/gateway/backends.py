@@ -130,7 +130,10 @@ class ForwardingHandler(grpc.GenericRpcHandler):
 
         async def relay_error(context: grpc.aio.ServicerContext, exc: grpc.aio.AioRpcError) -> None:
             details = exc.details() or ""
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            # With the channel up, UNAVAILABLE is the backend's own answer (say, a registry it
+            # talks to is down): relayed as is. Only a channel that is not up means the backend.
+            up = channel.get_state() == grpc.ChannelConnectivity.READY
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and not up:
                 details = f"{name} unreachable at {self._backend.address}: {details}"
             await context.abort(exc.code(), details)
 

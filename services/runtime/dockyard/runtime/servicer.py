@@ -593,6 +593,19 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         self.transfers.logout(request.registry)
         return ipb.LogoutResponse()
 
+    # --- registry manifests (the builder's cache in a registry) ---
+    async def GetManifest(self, request: ipb.GetManifestRequest, context: Any) -> ipb.RegistryManifest:
+        desc, body = await self.transfers.get_manifest(request.reference, insecure=request.insecure)
+        return ipb.RegistryManifest(media_type=desc.media_type, content=body, digest=desc.digest)
+
+    async def PutManifest(self, request: ipb.PutManifestRequest, context: Any) -> types_pb2.Descriptor:
+        desc = await self.transfers.put_manifest(
+            request.reference, request.content, request.media_type, insecure=request.insecure
+        )
+        return types_pb2.Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
+
+    # --- end registry manifests ---
+
     async def DiskUsage(self, request: ipb.DiskUsageRequest, context: Any) -> ipb.DiskUsageResponse:
         rows = await asyncio.to_thread(self.store.disk_usage, self.m.users_of_image)
         images = [
@@ -638,6 +651,29 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             request.container_id, clamp_mtime=clamp, reference=request.reference or None, **_step(request)
         )
         return self._pb(record)
+
+    async def Squash(self, request: ipb.SquashRequest, context: Any) -> ipb.Image:
+        created = None
+        if request.HasField("created"):
+            created = request.created.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        record = await asyncio.to_thread(
+            lambda: self.steps.squash(
+                request.image, request.base, created_by=request.created_by, created=created
+            )
+        )
+        return self._pb(record)
+
+    async def StatPaths(self, request: ipb.StatPathsRequest, context: Any) -> ipb.StatPathsResponse:
+        for path in request.paths:
+            if not path.startswith("/"):
+                raise InvalidArgument(f"path {path[:200]!r} is not absolute")
+        found = await asyncio.to_thread(self.steps.stat_paths, request.image, list(request.paths))
+        return ipb.StatPathsResponse(
+            stats=[
+                ipb.PathStat(path=p, resolved=r, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid)
+                for p, r, st in found
+            ]
+        )
 
 
 def _step(step: ipb.BuildStep) -> dict[str, Any]:

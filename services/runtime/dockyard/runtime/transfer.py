@@ -72,6 +72,22 @@ class Transfers:
                 desc = types_pb2.Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
             yield progress, desc
 
+    async def get_manifest(self, reference: str, *, insecure: bool) -> tuple[distribution.Descriptor, bytes]:
+        return await distribution.get_manifest(reference, insecure=insecure, credentials=self.credentials)
+
+    async def put_manifest(
+        self, reference: str, body: bytes, media_type: str, *, insecure: bool
+    ) -> distribution.Descriptor:
+        desc = await distribution.put_manifest(
+            reference, body, media_type, insecure=insecure, credentials=self.credentials
+        )
+        self.publisher.publish(
+            new_event(
+                Subject.IMAGE_PUSHED, self.source, reference, {"digest": desc.digest, "name": reference}
+            )
+        )
+        return desc
+
     async def login(self, registry: str, username: str, password: str, insecure: bool) -> None:
         await distribution.login(registry, username, password, insecure)
         await asyncio.to_thread(self.credentials.set, registry, username, password)

@@ -62,6 +62,26 @@ class BuildOptions(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class SecretsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.bytes
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.bytes = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     DOCKERFILE_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     BUILD_ARGS_FIELD_NUMBER: _builtins.int
@@ -72,18 +92,26 @@ class BuildOptions(_message.Message):
     NODE_FIELD_NUMBER: _builtins.int
     DOCKERFILE_CONTENT_FIELD_NUMBER: _builtins.int
     SOURCE_DATE_EPOCH_FIELD_NUMBER: _builtins.int
+    CACHE_FROM_FIELD_NUMBER: _builtins.int
+    CACHE_TO_FIELD_NUMBER: _builtins.int
+    SQUASH_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
     dockerfile: _builtins.str
     """The Dockerfile's name, for messages ("Dockerfile", "docker/app.Dockerfile")."""
     target: _builtins.str
     no_cache: _builtins.bool
     push: _builtins.bool
-    """Push every tag after a successful build (not supported yet: INVALID_ARGUMENT)."""
+    """Push every tag after a successful build (each must name a registry: HOST[:PORT]/NAME:TAG)."""
     node: _builtins.str
     dockerfile_content: _builtins.bytes
     """The Dockerfile itself (the CLI reads it, wherever -f points)."""
     source_date_epoch: _builtins.int
     """Timestamps of the image (history, created, file times clamped); unset: the build-arg
     SOURCE_DATE_EPOCH, else 0, so that a build is reproducible by default.
+    """
+    squash: _builtins.bool
+    """--squash: the layers the target stage adds to its base become one layer (its history
+    entries kept, marked empty_layer).
     """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -92,6 +120,21 @@ class BuildOptions(_message.Message):
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Labels set on the final image."""
+
+    @_builtins.property
+    def cache_from(self) -> _containers.RepeatedCompositeFieldContainer[Global___BuildCache]:
+        """--cache-from: registry caches whose step images a build may use instead of running a step."""
+
+    @_builtins.property
+    def cache_to(self) -> _containers.RepeatedCompositeFieldContainer[Global___BuildCache]:
+        """--cache-to: where to export this build's cache after the image is made."""
+
+    @_builtins.property
+    def secrets(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]:
+        """Build secrets by id (docker build --secret id=ID,src=FILE|env=VAR), for RUN
+        --mount=type=secret: written to a 0600 file for the step that mounts one, never into an
+        image, a history line, a cache key (only the id), a log or an event.
+        """
 
     def __init__(
         self,
@@ -106,16 +149,53 @@ class BuildOptions(_message.Message):
         node: _builtins.str = ...,
         dockerfile_content: _builtins.bytes = ...,
         source_date_epoch: _builtins.int | None = ...,
+        cache_from: _abc.Iterable[Global___BuildCache] | None = ...,
+        cache_to: _abc.Iterable[Global___BuildCache] | None = ...,
+        squash: _builtins.bool = ...,
+        secrets: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch", "source_date_epoch", b"source_date_epoch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch", "build_args", b"build_args", "dockerfile", b"dockerfile", "dockerfile_content", b"dockerfile_content", "labels", b"labels", "no_cache", b"no_cache", "node", b"node", "push", b"push", "source_date_epoch", b"source_date_epoch", "tags", b"tags", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch", "build_args", b"build_args", "cache_from", b"cache_from", "cache_to", b"cache_to", "dockerfile", b"dockerfile", "dockerfile_content", b"dockerfile_content", "labels", b"labels", "no_cache", b"no_cache", "node", b"node", "push", b"push", "secrets", b"secrets", "source_date_epoch", b"source_date_epoch", "squash", b"squash", "tags", b"tags", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__source_date_epoch: _TypeAlias = _typing.Literal["source_date_epoch"]  # noqa: Y015
     _WhichOneofArgType__source_date_epoch: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__source_date_epoch) -> _WhichOneofReturnType__source_date_epoch | None: ...
 
 Global___BuildOptions: _TypeAlias = BuildOptions  # noqa: Y015
+
+@_typing.final
+class BuildCache(_message.Message):
+    """A build cache in a registry (docker buildx's --cache-to/--cache-from type=registry,ref=…):
+    an OCI image index tagged `ref` whose manifests are step images, each annotated with its
+    step keys (see dockyard.builder.cachesync).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    IGNORE_ERROR_FIELD_NUMBER: _builtins.int
+    ref: _builtins.str
+    """HOST[:PORT]/NAME[:TAG] (--cache-from may also name a digest)."""
+    mode: _builtins.str
+    """--cache-to: "min" (default; the steps of the final image) or "max" (every stage's steps)."""
+    ignore_error: _builtins.bool
+    """--cache-to: a failed export is a warning, not a failed build."""
+    def __init__(
+        self,
+        *,
+        ref: _builtins.str = ...,
+        mode: _builtins.str = ...,
+        ignore_error: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ignore_error", b"ignore_error", "mode", b"mode", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BuildCache: _TypeAlias = BuildCache  # noqa: Y015
 
 @_typing.final
 class BuildInput(_message.Message):
@@ -226,17 +306,21 @@ class PruneCacheResponse(_message.Message):
 
     ENTRIES_REMOVED_FIELD_NUMBER: _builtins.int
     SPACE_RECLAIMED_FIELD_NUMBER: _builtins.int
+    CACHE_MOUNTS_REMOVED_FIELD_NUMBER: _builtins.int
     entries_removed: _builtins.int
     space_reclaimed: _builtins.int
+    cache_mounts_removed: _builtins.int
+    """RUN --mount=type=cache volumes removed (those no container uses)."""
     def __init__(
         self,
         *,
         entries_removed: _builtins.int = ...,
         space_reclaimed: _builtins.int = ...,
+        cache_mounts_removed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries_removed", b"entries_removed", "space_reclaimed", b"space_reclaimed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_mounts_removed", b"cache_mounts_removed", "entries_removed", b"entries_removed", "space_reclaimed", b"space_reclaimed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

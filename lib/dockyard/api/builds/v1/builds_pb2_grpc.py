@@ -60,7 +60,8 @@ class BuildsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PruneCache(self, request, context):
-        """PruneCache drops build cache entries not used since `keep_seconds` (all if 0).
+        """PruneCache drops build cache entries, and the volumes of RUN --mount=type=cache, not used
+        since `keep_seconds` (all if 0).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

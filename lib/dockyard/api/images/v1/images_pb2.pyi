@@ -734,6 +734,87 @@ class DiskUsageResponse(_message.Message):
 Global___DiskUsageResponse: _TypeAlias = DiskUsageResponse  # noqa: Y015
 
 @_typing.final
+class GetManifestRequest(_message.Message):
+    """--- registry manifests ---"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    INSECURE_FIELD_NUMBER: _builtins.int
+    reference: _builtins.str
+    """HOST[:PORT]/NAME:TAG or HOST[:PORT]/NAME@DIGEST."""
+    insecure: _builtins.bool
+    def __init__(
+        self,
+        *,
+        reference: _builtins.str = ...,
+        insecure: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["insecure", b"insecure", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetManifestRequest: _TypeAlias = GetManifestRequest  # noqa: Y015
+
+@_typing.final
+class RegistryManifest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    media_type: _builtins.str
+    """As the registry serves it (the document's own mediaType when it has one)."""
+    content: _builtins.bytes
+    digest: _builtins.str
+    """sha256 of `content`."""
+    def __init__(
+        self,
+        *,
+        media_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        digest: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "digest", b"digest", "media_type", b"media_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistryManifest: _TypeAlias = RegistryManifest  # noqa: Y015
+
+@_typing.final
+class PutManifestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    INSECURE_FIELD_NUMBER: _builtins.int
+    reference: _builtins.str
+    """HOST[:PORT]/NAME:TAG, or NAME@DIGEST (then `content` must hash to it)."""
+    media_type: _builtins.str
+    content: _builtins.bytes
+    insecure: _builtins.bool
+    def __init__(
+        self,
+        *,
+        reference: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        insecure: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "insecure", b"insecure", "media_type", b"media_type", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutManifestRequest: _TypeAlias = PutManifestRequest  # noqa: Y015
+
+@_typing.final
 class BuildStep(_message.Message):
     """--- builds ---
 
@@ -788,6 +869,112 @@ class BuildStep(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__clamp_mtime) -> _WhichOneofReturnType__clamp_mtime | None: ...
 
 Global___BuildStep: _TypeAlias = BuildStep  # noqa: Y015
+
+@_typing.final
+class SquashRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    BASE_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    image: _builtins.str
+    base: _builtins.str
+    created_by: _builtins.str
+    """The history entry of the merged layer, and its time (unset: now)."""
+    @_builtins.property
+    def created(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        image: _builtins.str = ...,
+        base: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        created: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base", b"base", "created", b"created", "created_by", b"created_by", "image", b"image"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SquashRequest: _TypeAlias = SquashRequest  # noqa: Y015
+
+@_typing.final
+class StatPathsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    PATHS_FIELD_NUMBER: _builtins.int
+    image: _builtins.str
+    @_builtins.property
+    def paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        image: _builtins.str = ...,
+        paths: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "paths", b"paths"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatPathsRequest: _TypeAlias = StatPathsRequest  # noqa: Y015
+
+@_typing.final
+class PathStat(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    RESOLVED_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    GID_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """The path asked for, and where it leads once symlinks are followed."""
+    resolved: _builtins.str
+    mode: _builtins.int
+    """st_mode (type and permission bits), owner as seen inside the image."""
+    uid: _builtins.int
+    gid: _builtins.int
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        resolved: _builtins.str = ...,
+        mode: _builtins.int = ...,
+        uid: _builtins.int = ...,
+        gid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gid", b"gid", "mode", b"mode", "path", b"path", "resolved", b"resolved", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PathStat: _TypeAlias = PathStat  # noqa: Y015
+
+@_typing.final
+class StatPathsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> _containers.RepeatedCompositeFieldContainer[Global___PathStat]: ...
+    def __init__(
+        self,
+        *,
+        stats: _abc.Iterable[Global___PathStat] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatPathsResponse: _TypeAlias = StatPathsResponse  # noqa: Y015
 
 @_typing.final
 class AddLayerInput(_message.Message):

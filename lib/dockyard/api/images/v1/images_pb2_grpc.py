@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from dockyard.api.images.v1 import images_pb2 as dockyard_dot_api_dot_images_dot_v1_dot_images__pb2
+from dockyard.api.types.v1 import types_pb2 as dockyard_dot_api_dot_types_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -104,6 +105,16 @@ class ImagesStub:
                 request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageRequest.SerializeToString,
                 response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageResponse.FromString,
                 _registered_method=True)
+        self.GetManifest = channel.unary_unary(
+                '/dockyard.api.images.v1.Images/GetManifest',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.GetManifestRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.RegistryManifest.FromString,
+                _registered_method=True)
+        self.PutManifest = channel.unary_unary(
+                '/dockyard.api.images.v1.Images/PutManifest',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.PutManifestRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_types_dot_v1_dot_types__pb2.Descriptor.FromString,
+                _registered_method=True)
         self.AddLayer = channel.stream_unary(
                 '/dockyard.api.images.v1.Images/AddLayer',
                 request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.AddLayerInput.SerializeToString,
@@ -117,6 +128,16 @@ class ImagesStub:
         self.CommitStep = channel.unary_unary(
                 '/dockyard.api.images.v1.Images/CommitStep',
                 request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.BuildStep.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
+                _registered_method=True)
+        self.StatPaths = channel.unary_unary(
+                '/dockyard.api.images.v1.Images/StatPaths',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.StatPathsRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.StatPathsResponse.FromString,
+                _registered_method=True)
+        self.Squash = channel.unary_unary(
+                '/dockyard.api.images.v1.Images/Squash',
+                request_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.SquashRequest.SerializeToString,
                 response_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
                 _registered_method=True)
 
@@ -223,8 +244,26 @@ class ImagesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetManifest(self, request, context):
+        """--- registry manifests (the builder's cache in a registry: dockyard.builder.cachesync) ---
+        GetManifest reads one manifest or index from a registry, bytes as served, pulling nothing
+        into the store. NOT_FOUND when the registry has no such manifest. Credentials as for Pull.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutManifest(self, request, context):
+        """PutManifest pushes a manifest or index whose blobs and child manifests are already in the
+        reference's repository, under its tag (or digest). Credentials as for Push.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddLayer(self, request_iterator, context):
-        """--- builds (the builder's steps; dockyard.runtime.buildsteps) ---
+        """--- end registry manifests ---
+        --- builds (the builder's steps; dockyard.runtime.buildsteps) ---
         AddLayer stores a layer tar streamed by the client (uncompressed) on top of `step.parent`,
         with a history entry and the step's config: the builder's COPY/ADD layers.
         """
@@ -244,6 +283,24 @@ class ImagesServicer:
         """CommitStep makes a RUN step's container's writable layer an image on the container's image:
         the image's config is kept (unless `step.config`), runc's mount stubs are left out, file
         times are clamped to `step.clamp_mtime` when set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StatPaths(self, request, context):
+        """StatPaths says what absolute paths are in an image, symlinks followed within its root
+        (missing paths are left out): a COPY layer keeps the owner and mode of the directories it
+        writes into, and follows a destination like /bin -> usr/bin as docker does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Squash(self, request, context):
+        """Squash merges the layers `image` has above `base` (empty: all) into one layer (build
+        --squash); their history entries stay, marked empty_layer. INVALID_ARGUMENT when `base`
+        is not a base of `image`.
         --- end builds ---
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -323,6 +380,16 @@ def add_ImagesServicer_to_server(servicer, server):
                     request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageRequest.FromString,
                     response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.DiskUsageResponse.SerializeToString,
             ),
+            'GetManifest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetManifest,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.GetManifestRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.RegistryManifest.SerializeToString,
+            ),
+            'PutManifest': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutManifest,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.PutManifestRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_types_dot_v1_dot_types__pb2.Descriptor.SerializeToString,
+            ),
             'AddLayer': grpc.stream_unary_rpc_method_handler(
                     servicer.AddLayer,
                     request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.AddLayerInput.FromString,
@@ -336,6 +403,16 @@ def add_ImagesServicer_to_server(servicer, server):
             'CommitStep': grpc.unary_unary_rpc_method_handler(
                     servicer.CommitStep,
                     request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.BuildStep.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.SerializeToString,
+            ),
+            'StatPaths': grpc.unary_unary_rpc_method_handler(
+                    servicer.StatPaths,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.StatPathsRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.StatPathsResponse.SerializeToString,
+            ),
+            'Squash': grpc.unary_unary_rpc_method_handler(
+                    servicer.Squash,
+                    request_deserializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.SquashRequest.FromString,
                     response_serializer=dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.SerializeToString,
             ),
     }
@@ -728,6 +805,60 @@ class Images:
             _registered_method=True)
 
     @staticmethod
+    def GetManifest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/GetManifest',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.GetManifestRequest.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.RegistryManifest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutManifest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/PutManifest',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.PutManifestRequest.SerializeToString,
+            dockyard_dot_api_dot_types_dot_v1_dot_types__pb2.Descriptor.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def AddLayer(request_iterator,
             target,
             options=(),
@@ -797,6 +928,60 @@ class Images:
             target,
             '/dockyard.api.images.v1.Images/CommitStep',
             dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.BuildStep.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StatPaths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/StatPaths',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.StatPathsRequest.SerializeToString,
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.StatPathsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Squash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.images.v1.Images/Squash',
+            dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.SquashRequest.SerializeToString,
             dockyard_dot_api_dot_images_dot_v1_dot_images__pb2.Image.FromString,
             options,
             channel_credentials,

@@ -16,6 +16,9 @@ Push (``push``), per blob (layers, then the config), MAX_CONCURRENT at a time::
     POST /v2/<repo>/blobs/uploads/  →  PUT <location>?digest=<d>   streamed from disk
     PUT  /v2/<repo>/manifests/<tag>                      the stored manifest bytes, unchanged
 
+One manifest as is (``get_manifest``, ``put_manifest``): the same GET or PUT of one document
+that the store never sees — the builder's cache index in a registry goes out and comes back so.
+
 Auth: every request goes out anonymous (or with what an earlier challenge asked for); a 401's
 ``WWW-Authenticate`` decides the rest — ``Basic`` → the credentials as basic auth, ``Bearer`` →
 a token from the challenge's realm (fetched with basic credentials when there are some), cached
@@ -726,23 +729,7 @@ class _Pull:
         return record
 
     async def _manifest(self, target: str, *, verify: str | None) -> tuple[bytes, str, dict[str, Any]]:
-        url = self.remote.url(f"/v2/{self.ref.repository}/manifests/{target}")
-        name = f"{self.ref.name}@{target}" if target.startswith("sha256:") else f"{self.ref.name}:{target}"
-        async for attempt in transfer_retry():
-            with attempt:
-                resp = await self.remote.send("GET", url, scopes=self.scopes, headers={"Accept": ACCEPT})
-                async with resp:
-                    await _check(resp, self.remote, "pull", name, "manifest")
-                    body = await _read_capped(resp, MAX_MANIFEST, f"the manifest of {name}")
-                    content_type = resp.headers.get("Content-Type", "")
-                    served = resp.headers.get("Docker-Content-Digest", "")
-        digest = sha256_digest(body)
-        if verify is not None and digest != verify:
-            raise InvalidArgument(f"the registry sent a manifest for {name} that hashes to {digest}")
-        if served and served.startswith("sha256:") and served != digest:
-            raise InvalidArgument(f"the manifest of {name} hashes to {digest}, the registry says {served}")
-        media, doc = classify(body, content_type)
-        return body, media, doc
+        return await _get_manifest(self.remote, self.ref, self.scopes, target, verify=verify)
 
     async def _blob(self, digest: str, size: int, tracker: _LayerProgress) -> None:
         url = self.remote.url(f"/v2/{self.ref.repository}/blobs/{digest}")
@@ -761,6 +748,30 @@ class _Pull:
                             digest=digest,
                         ) from None
         tracker.event("Download complete")
+
+
+async def _get_manifest(
+    remote: _Remote, ref: Reference, scopes: tuple[str, ...], target: str, *, verify: str | None
+) -> tuple[bytes, str, dict[str, Any]]:
+    """``GET …/manifests/<target>``: the body (capped, checked against ``verify`` and the served
+    digest), its media type and its parsed document."""
+    url = remote.url(f"/v2/{ref.repository}/manifests/{target}")
+    name = f"{ref.name}@{target}" if target.startswith("sha256:") else f"{ref.name}:{target}"
+    async for attempt in transfer_retry():
+        with attempt:
+            resp = await remote.send("GET", url, scopes=scopes, headers={"Accept": ACCEPT})
+            async with resp:
+                await _check(resp, remote, "pull", name, "manifest")
+                body = await _read_capped(resp, MAX_MANIFEST, f"the manifest of {name}")
+                content_type = resp.headers.get("Content-Type", "")
+                served = resp.headers.get("Docker-Content-Digest", "")
+    digest = sha256_digest(body)
+    if verify is not None and digest != verify:
+        raise InvalidArgument(f"the registry sent a manifest for {name} that hashes to {digest}")
+    if served and served.startswith("sha256:") and served != digest:
+        raise InvalidArgument(f"the manifest of {name} hashes to {digest}, the registry says {served}")
+    media, doc = classify(body, content_type)
+    return body, media, doc
 
 
 async def _bounded(jobs: list[Callable[[], Awaitable[None]]], limit: int) -> None:
@@ -891,17 +902,7 @@ class _Push:
             await self._blob(config[0], _LayerProgress(None, config[0], config[1], "Pushing"))
 
         target = self.ref.digest or self.ref.tag or "latest"
-        url = self.remote.url(f"/v2/{self.ref.repository}/manifests/{target}")
-        async for attempt in transfer_retry():
-            with attempt:
-                resp = await self.remote.send(
-                    "PUT", url, scopes=self.scopes, headers={"Content-Type": media}, body=manifest
-                )
-                async with resp:
-                    await _check(resp, self.remote, "push", str(self.ref), "manifest")
-                    served = resp.headers.get("Docker-Content-Digest", "")
-        if served and served != digest:
-            raise InvalidArgument(f"{self.remote.registry} stored the manifest as {served}, not {digest}")
+        await _put_manifest(self.remote, self.ref, self.scopes, manifest, media, digest)
         if self.emit is not None:
             self.emit(Progress("", f"{target}: digest: {digest} size: {len(manifest)}"))
         self.log.info("pushed", digest=digest, seconds=round(time.monotonic() - started, 3))
@@ -950,6 +951,70 @@ class _Push:
                 async with resp:
                     await _check(resp, self.remote, "push", name, "blob")
         tracker.event("Pushed")
+
+
+async def _put_manifest(
+    remote: _Remote, ref: Reference, scopes: tuple[str, ...], body: bytes, media: str, digest: str
+) -> None:
+    """``PUT …/manifests/<digest or tag>``, ``body`` unchanged; the registry must store it as ``digest``."""
+    target = ref.digest or ref.tag or "latest"
+    url = remote.url(f"/v2/{ref.repository}/manifests/{target}")
+    async for attempt in transfer_retry():
+        with attempt:
+            resp = await remote.send("PUT", url, scopes=scopes, headers={"Content-Type": media}, body=body)
+            async with resp:
+                await _check(resp, remote, "push", str(ref), "manifest")
+                served = resp.headers.get("Docker-Content-Digest", "")
+    if served and served != digest:
+        raise InvalidArgument(f"{remote.registry} stored the manifest as {served}, not {digest}")
+
+
+# -- one manifest, as is (the builder's cache index) -------------------------------------------
+
+
+async def get_manifest(
+    reference: str, *, insecure: bool = False, credentials: Credentials | None = None
+) -> tuple[Descriptor, bytes]:
+    """The manifest or index ``reference`` names, as the registry serves it; nothing is stored.
+
+    Verified as a pull verifies it (the digest of a by-digest reference, the served digest);
+    Docker schema1 and non-manifests are InvalidArgument. Cost: one request.
+    """
+    ref = parse(reference)
+    creds = await _credentials_for(credentials, ref.domain)
+    async with _open(ref.domain, insecure=insecure, credentials=creds) as remote:
+        scopes = (f"repository:{ref.repository}:pull",)
+        body, media, _ = await _get_manifest(
+            remote, ref, scopes, ref.digest or ref.tag or "latest", verify=ref.digest
+        )
+    return Descriptor(media, sha256_digest(body), len(body)), body
+
+
+async def put_manifest(
+    reference: str,
+    body: bytes,
+    media_type: str,
+    *,
+    insecure: bool = False,
+    credentials: Credentials | None = None,
+) -> Descriptor:
+    """Push ``body`` (a manifest or index) to ``reference``'s tag or digest, byte for byte.
+
+    What it references must already be in the repository (the registry refuses it otherwise).
+    The document is checked first (JSON, not schema1, its mediaType agrees with ``media_type``).
+    """
+    ref = parse(reference)
+    media, _ = classify(body, media_type)
+    if media_type and media != media_type:
+        raise InvalidArgument(f"the manifest says it is {media}, not {media_type}")
+    digest = sha256_digest(body)
+    if ref.digest is not None and ref.digest != digest:
+        raise InvalidArgument(f"{reference}: the manifest given hashes to {digest}")
+    creds = await _credentials_for(credentials, ref.domain)
+    async with _open(ref.domain, insecure=insecure, credentials=creds) as remote:
+        await _put_manifest(remote, ref, (f"repository:{ref.repository}:pull,push",), body, media, digest)
+    log.info("manifest_pushed", reference=str(ref), digest=digest, media_type=media)
+    return Descriptor(media, digest, len(body))
 
 
 def _with_query(url: str, **params: str) -> str:
@@ -1003,11 +1068,13 @@ __all__ = [
     "Progress",
     "choose_platform",
     "classify",
+    "get_manifest",
     "host_platform",
     "is_loopback",
     "login",
     "parse_challenge",
     "pull",
     "push",
+    "put_manifest",
     "transfer_retry",
 ]
