@@ -19,12 +19,14 @@ from dockyard.builder.layers import (
     HashSink,
     LayerWriter,
     Owner,
+    TarSource,
     context_sources,
     copy_from_tar,
     copy_layer,
     destination,
     extract_context,
     parse_chown,
+    tar_sources,
 )
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.runtime.buildsteps import rewrite_layer
@@ -92,8 +94,8 @@ def test_sources_globs_and_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="must be a directory"):
         destination("/app", "/", 2, False)
     assert destination("data", "/srv", 1, True) == ("/srv/data", False)
-    with pytest.raises(InvalidArgument, match="numeric"):
-        parse_chown("www-data")
+    with pytest.raises(InvalidArgument, match="unknown user 'www-data'"):
+        parse_chown("www-data")  # a name needs the image's /etc/passwd (test_builder_add_copy.py)
 
 
 def test_copy_from_tar_places_a_dir_or_a_file(tmp_path: Path) -> None:
@@ -108,7 +110,10 @@ def test_copy_from_tar_places_a_dir_or_a_file(tmp_path: Path) -> None:
     out = io.BytesIO()
     writer = LayerWriter(HashSink(out.write), 0)
     src.seek(0)
-    copy_from_tar(writer, src, "/opt/app", True, Owner(None, None), None)
+    sources = tar_sources(src, None)
+    assert sources == [TarSource("out", True)]
+    src.seek(0)
+    copy_from_tar(writer, src, sources, "/opt/app", True, Owner(None, None), None)
     writer.close()
     got = [(m.name, m.uid, m.mtime) for m in _members(out.getvalue())]
     assert got == [("opt", 0, 0), ("opt/app", 33, 0), ("opt/app/bin", 33, 0)]
