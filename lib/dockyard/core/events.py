@@ -66,7 +66,9 @@ class Subject(StrEnum):
     NETWORK_DISCONNECTED = "dockyard.network.disconnected"
     # builds
     BUILD_STARTED = "dockyard.build.started"
+    BUILD_STEP = "dockyard.build.step"  # a step done or taken from the cache
     BUILD_FINISHED = "dockyard.build.finished"
+    BUILD_FAILED = "dockyard.build.failed"
     # the platform itself
     SERVICE_STARTED = "dockyard.service.started"
     SERVICE_STOPPING = "dockyard.service.stopping"

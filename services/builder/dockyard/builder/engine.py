@@ -699,8 +699,8 @@ class _Build:
                             f"exit code: {code}",
                             exit_code=code,
                         )
-                    config = current.config if current.edited else None
-                    step_spec = StepSpec(current.id, config, line, self.epoch, self.epoch)
+                    keep = current.config if current.edited else None
+                    step_spec = StepSpec(current.id, keep, line, self.epoch, self.epoch)
                     image = await self.rt.commit(container, step_spec)
                 finally:
                     with contextlib.suppress(Exception):

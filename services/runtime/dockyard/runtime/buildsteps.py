@@ -9,7 +9,10 @@ config and makes COPY/ADD layers itself; a node only stores the results, so a st
   history entry (ENV, LABEL, CMD, …);
 - :meth:`BuildSteps.commit_container` — a RUN step's container's writable layer, without the
   mount stubs runc made (``/proc``, ``/dev``, ``/etc/resolv.conf`` … that the image lacked), with
-  file times clamped to ``clamp_mtime`` when given (reproducible layers), the config unchanged.
+  file times clamped to ``clamp_mtime`` when given (reproducible layers), the config unchanged;
+- :meth:`BuildSteps.squash` — the layers an image has above a base merged into one (``--squash``);
+- :meth:`BuildSteps.stat_paths` — what a COPY writes into: existing directories' owner and mode,
+  symlinks followed (read from the unpacked layers, no container needed).
 
 Every result is an ordinary (untagged unless asked) image of the node's store; the same step on
 the same parent with the same bytes and times is the same image id. Costs: one pass over a
@@ -24,6 +27,7 @@ import contextlib
 import json
 import os
 import posixpath
+import shutil
 import stat
 import tarfile
 import tempfile
@@ -33,6 +37,9 @@ from typing import Any
 
 from dockyard.core.errors import InvalidArgument
 from dockyard.runtime.images.store import ImageRecord, ImageStore
+from dockyard.runtime.images.unpack import OPAQUE_XATTR
+from dockyard.runtime.layerdiff import write_layer
+from dockyard.runtime.squash import merge_layers
 
 _CHUNK = 1 << 20
 
@@ -135,6 +142,117 @@ class BuildSteps:
             )
         finally:
             await asyncio.to_thread(_unlink, raw, clean)
+
+    def squash(self, image: str, base: str, *, created_by: str, created: str | None) -> ImageRecord:
+        """``image`` with the layers it has above ``base`` ("" = scratch) merged into one (see
+        ``squash.py``); their history entries are kept, marked ``empty_layer``."""
+        record = self.store.resolve(image)
+        under = self._parent(base)
+        below = under.chain_ids if under is not None else []
+        if record.chain_ids[: len(below)] != below:
+            raise InvalidArgument(f"cannot squash: {base} is not a base of {image}")
+        dirs = self.store.layer_dirs(record)
+        if len(dirs) - len(below) <= 1:
+            return record  # nothing to merge
+        doc = self.store.config(record)
+        kept = len(self.store.config(under).get("history", [])) if under is not None else 0
+        history = [{**h, "empty_layer": True} for h in doc.get("history", [])[kept:]]
+        upper = Path(tempfile.mkdtemp(prefix="squash-", dir=self.store.tmp))
+        tar = upper.with_name(upper.name + ".tar")
+        try:
+            merge_layers(dirs[len(below) :], upper)
+            with open(tar, "wb") as out:
+                write_layer(upper, dirs[: len(below)], out)
+            return self.store.add_step(
+                under, tar, config=doc.get("config"), created_by=created_by, created=created, history=history
+            )
+        finally:
+            shutil.rmtree(upper, ignore_errors=True)
+            tar.unlink(missing_ok=True)
+
+    def stat_paths(self, image: str, paths: Iterable[str]) -> list[tuple[str, str, os.stat_result]]:
+        """``(path, resolved path, stat)`` of each absolute path that exists in ``image``."""
+        lowers = self.store.layer_dirs(self.store.resolve(image))
+        out = []
+        for path in paths:
+            found = resolve_in_layers(lowers, path)
+            if found is not None:
+                out.append((path, *found))
+        return out
+
+
+_HOPS = 40  # symlinks followed before giving up, as Linux does (ELOOP)
+
+
+def resolve_in_layers(lowers: list[Path], path: str) -> tuple[str, os.stat_result] | None:
+    """Follow ``path`` (absolute, inside the image the ``lowers`` make) through symlinks, never
+    above its root; the resolved path and its stat, or None if it does not exist."""
+    todo = [p for p in path.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    hops = 0
+    st: os.stat_result | None = lookup_in_layers(lowers, "")
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        rel = "/".join([*done, part])
+        st = lookup_in_layers(lowers, rel)
+        if st is None:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > _HOPS:
+                return None
+            target = _readlink_in_layers(lowers, rel)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+            continue
+        done.append(part)
+    return ("/" + "/".join(done), st) if st is not None else None
+
+
+def lookup_in_layers(lowers: list[Path], rel: str) -> os.stat_result | None:
+    """lstat of ``rel`` in the image (top layer first): a whiteout of it or of a parent, a
+    non-directory parent, or an opaque parent in a higher layer hides the lower layers."""
+    parts = [p for p in rel.split("/") if p]
+    for lower in reversed(lowers):
+        opaque = False
+        for i in range(len(parts)):
+            try:
+                st = os.lstat(lower.joinpath(*parts[: i + 1]))
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if i == len(parts) - 1:
+                return None if _is_whiteout(st) else st
+            if not stat.S_ISDIR(st.st_mode):
+                return None  # a whiteout or a file where a parent directory would be
+            opaque = opaque or _is_opaque(lower.joinpath(*parts[: i + 1]))
+        else:
+            return os.lstat(lower)  # the root
+        if opaque:
+            return None
+    return None
+
+
+def _readlink_in_layers(lowers: list[Path], rel: str) -> str:
+    for lower in reversed(lowers):
+        with contextlib.suppress(OSError):
+            return os.readlink(lower / rel)
+    return ""
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 def _unlink(*paths: Path) -> None:

@@ -83,6 +83,9 @@ _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "ar
 _GOARCH.update({"i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"})
 
 
+HEALTHCHECK_ANNOTATION = "dev.dockyard.image.healthcheck"  # a built image's HEALTHCHECK, as JSON
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One image of the store. ``id`` is the config digest; names are canonical reference strings."""
@@ -506,13 +509,15 @@ class ImageStore:
         created: str | None = None,
         comment: str = "",
         reference: str | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> ImageRecord:
         """One build step on ``parent`` (None: scratch): a layer, or none (an ``empty_layer`` entry).
 
         ``config`` replaces the config section whole (None keeps the parent's); ``created`` (RFC
-        3339, default now) is the history entry's time and the image's. Nothing else of the parent
-        changes, so the same step on the same parent with the same layer is the same image id.
-        Emits nothing (the builder reports its build).
+        3339, default now) is the history entry's time and the image's; ``history``: entries
+        (without layers) to put between the parent's and the step's (a squash keeps them). Nothing
+        else of the parent changes, so the same step on the same parent with the same layer is
+        the same image id. Emits nothing (the builder reports its build).
         """
         ref = self._tag_ref(reference) if reference else None
         if parent is not None:
@@ -541,7 +546,7 @@ class ImageStore:
         else:
             entry["empty_layer"] = True
         doc["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
-        doc["history"] = [*doc.get("history", []), entry]
+        doc["history"] = [*doc.get("history", []), *(history or ()), entry]
         return self._add_built(doc, layers, ref)
 
     # --- end builds ---
@@ -564,6 +569,9 @@ class ImageStore:
             "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(raw_config)},
             "layers": [{"mediaType": mt, "digest": d, "size": s} for d, mt, s in layers],
         }
+        check = config.get("config", {}).get("Healthcheck")
+        if check:  # Docker's field, outside the OCI config spec: an annotation keeps it for OCI tools
+            manifest["annotations"] = {HEALTHCHECK_ANNOTATION: json.dumps(check, sort_keys=True)}
         raw_manifest = json.dumps(manifest, separators=(",", ":")).encode()
         self.content.write_bytes(raw_manifest)
         return self.add_image(raw_manifest, str(ref) if ref else None)
