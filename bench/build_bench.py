@@ -3,11 +3,11 @@
     .venv/bin/python bench/build_bench.py            # make bench-build (as root: both run as `dockyard`)
     .venv/bin/python bench/build_bench.py --reps 5
 
-Everything runs as the unprivileged user (``setpriv`` when started as root). One Dockerfile both
-parse: FROM a busybox image imported into each store, a 20 MB COPY, two RUN steps, metadata.
-Buildah gets a throw-away store (storage.conf: overlay, graphroot/runroot under the scratch dir;
-containers.conf: runc, cgroupfs, file events) and the same busybox tar through ``buildah import``
-(``buildah from`` + ``commit`` of the tar). Measured per repetition, alternating who goes first:
+Everything runs as the unprivileged user ($DOCKYARD_USER, ``setpriv`` when started as root). One
+Dockerfile both parse: FROM a busybox image imported into each store, a 20 MB COPY, two RUN
+steps, metadata.
+Buildah gets a throw-away store and the same busybox tar (``tests/e2e/buildah_store.py``, shared
+with the cross-check test). Measured per repetition, alternating who goes first:
 
 - cold: a build with the cache emptied (dockyard ``--no-cache``; buildah ``--no-cache --layers``),
 - cached: the same build again, nothing changed (every step a cache hit for both).
@@ -45,10 +45,6 @@ CMD ["cat", "/srv/out/stamp"]
 """
 
 
-def _as_user(user: str) -> list[str]:
-    return ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "--"] if os.geteuid() == 0 else []
-
-
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -61,11 +57,11 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--user", default="dockyard")
     ap.add_argument("--size-mb", type=int, default=20)
     args = ap.parse_args()
 
     import e2e_platform as ep
+    from buildah_store import Buildah
 
     from dockyard.adapters.nats.server import free_port
 
@@ -78,59 +74,20 @@ def main() -> int:
     for p in [ctx, *ctx.iterdir()]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     tar = ep.busybox_rootfs_tar(scratch / "busybox.tar")
-    user = _as_user(args.user)
 
-    # buildah: a private store and config
-    home = scratch / "buildah"
-    conf = home / "config" / "containers"
-    conf.mkdir(parents=True)
-    run_dir = home / "run"
-    run_dir.mkdir(mode=0o700)
-    (conf / "storage.conf").write_text(
-        f'[storage]\ndriver = "overlay"\ngraphroot = "{home / "root"}"\nrunroot = "{home / "runroot"}"\n'
-    )
-    (conf / "containers.conf").write_text(
-        '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
-    )
-    if os.geteuid() == 0:
-        subprocess.run(["chown", "-R", f"{args.user}:{args.user}", str(home)], check=True)
-    benv = {
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_RUNTIME_DIR": str(run_dir),
-        "LANG": "C.UTF-8",
-    }
-    buildah = [*user, "buildah", "--storage-driver", "overlay"]
+    buildah = Buildah(scratch / "buildah")  # a private store and config, as the cross-check test uses
     platform = ep.start(scratch / "state", (free_port(), free_port()))
     results: dict[str, dict[str, list[float]]] = {"dockyard": {"cold": [], "cached": []}}
     results["buildah"] = {"cold": [], "cached": []}
     try:
         platform.ok("import", str(tar), "busybox:latest", "-c", 'CMD ["sh"]')
-        cid = subprocess.run(
-            [*buildah, "from", "scratch"], env=benv, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        mnt = subprocess.run(
-            [
-                *buildah,
-                "unshare",
-                "sh",
-                "-c",
-                f"m=$(buildah mount {cid}); tar -C $m -xf {tar}; buildah umount {cid}",
-            ],
-            env=benv,
-            capture_output=True,
-            text=True,
-        )
-        if mnt.returncode != 0:
-            raise RuntimeError(f"buildah could not make its busybox: {mnt.stderr[-1000:]}")
-        subprocess.run([*buildah, "commit", cid, "busybox"], env=benv, capture_output=True, check=True)
+        buildah.import_rootfs(tar, "busybox")
         cli = [sys.executable, "-m", "dockyard.cli", "-H", platform.gateway, "build", "-q", "-t", "bench"]
         ours = {"cold": [*cli, "--no-cache", str(ctx)], "cached": [*cli, str(ctx)]}
-        bud = [*buildah, "bud", "--layers", "--isolation", "rootless", "-t", "bench"]
+        bud = [*buildah.argv, "bud", "--layers", "--isolation", "rootless", "-t", "bench"]
         theirs = {"cold": [*bud, "--no-cache", str(ctx)], "cached": [*bud, str(ctx)]}
         for rep in range(args.reps + 1):  # the first repetition warms up both
-            order = [("dockyard", ours, None), ("buildah", theirs, benv)]
+            order = [("dockyard", ours, None), ("buildah", theirs, buildah.env)]
             if rep % 2:
                 order.reverse()
             for name, cmds, env in order:
@@ -139,14 +96,8 @@ def main() -> int:
                     if rep:
                         results[name][kind].append(t)
     finally:
-        ep.stop(platform)
-        try:
-            pid = int((scratch / "state" / "runtime" / "pause.pid").read_text().split()[0])
-            os.kill(pid, 9)
-        except (OSError, ValueError, IndexError):
-            pass
-        subprocess.run([*buildah, "rm", "-a"], env=benv, capture_output=True)
-        subprocess.run([*buildah, "unshare", "rm", "-rf", str(home / "root")], env=benv, capture_output=True)
+        ep.clean_stop(platform)
+        buildah.cleanup()
         shutil.rmtree(scratch, ignore_errors=True)
 
     goals = {"cold": 1.0, "cached": 0.5}

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_platform import Platform, busybox_platform, make_workdir
@@ -75,6 +78,20 @@ def _steps(output: str) -> dict[str, str]:
     return result
 
 
+def _build_events(platform: Platform, action: str, want: int) -> list[dict[str, Any]]:
+    """The ``dockyard.build.<action>`` CloudEvents of the last 10 minutes, once ``want`` arrived."""
+    docs: list[dict[str, Any]] = []
+    for _ in range(50):  # the outbox publishes asynchronously: give it a moment
+        out = platform.ok(
+            "events", "--since", "10m", "--until", "0s", "--format", "json", "--filter", f"action={action}"
+        )
+        docs = [json.loads(line) for line in out.splitlines() if line.strip()]
+        if len(docs) >= want:
+            break
+        time.sleep(0.2)
+    return docs
+
+
 def test_build_run_cache_invalidation_history(platform: Platform, workdir: Path) -> None:
     ctx = _context(
         workdir / "app",
@@ -110,6 +127,12 @@ def test_build_run_cache_invalidation_history(platform: Platform, workdir: Path)
     assert again.returncode == 0, again.stderr
     assert set(_steps(again.stderr).values()) == {"CACHED"}, again.stderr
     assert f"writing image {image_id} done (10/10 steps cached" in again.stderr
+    # ... and says so in its events: one per step, cached, then finished with the image
+    finished = _build_events(platform, "finished", 2)
+    build_id = finished[-1]["subject"]
+    assert finished[-1]["data"]["image"] == image_id and finished[-1]["data"]["cached"] == 10
+    steps = [e["data"] for e in _build_events(platform, "step", 20) if e["subject"] == build_id]
+    assert len(steps) == 10 and all(step["cached"] for step in steps), steps
 
     # a changed file invalidates exactly the steps after its COPY
     (ctx / "data" / "one.txt").write_text("ONE\n")
@@ -158,6 +181,9 @@ def test_build_args_target_iidfile_and_failures(platform: Platform, workdir: Pat
     assert failed.returncode == 1
     assert "about to fail" in failed.stderr and "exit code: 3" in failed.stderr
     assert platform.cli("inspect", "bad").returncode != 0  # no image left behind under that name
+    failed_event = _build_events(platform, "failed", 1)[-1]["data"]
+    assert failed_event["exit_code"] == 3 and failed_event["step"] == "[2/2] RUN echo about to fail; exit 3"
+    assert "about to fail" in failed_event["output_tail"]
 
     typo = _context(workdir / "typo", "FROM busybox\nRUNN true\n", {})
     err = platform.cli("build", str(typo))
@@ -180,3 +206,101 @@ def test_reproducible_without_run(platform: Platform, workdir: Path) -> None:
         "build", "-q", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", str(workdir / "repro1")
     )
     assert other.returncode == 0 and other.stdout.strip() != ids[0]
+
+
+def test_squash_merges_the_stage_layers_into_one(platform: Platform, workdir: Path) -> None:
+    dockerfile = (
+        "FROM busybox\nRUN echo a > /a && mkdir -p /srv && echo keep > /srv/keep\n"
+        'RUN rm /a /bin/wget && echo b > /b\nCOPY f.txt /srv/f.txt\nCMD ["cat", "/b", "/srv/f.txt"]\n'
+    )
+    ctx = _context(workdir / "squash", dockerfile, {"f.txt": "f\n"})
+    plain = json.loads(platform.ok("inspect", platform.ok("build", "-q", str(ctx), timeout=180).strip()))[0]
+    done = platform.cli("build", "-q", "--squash", "-t", "squashed", str(ctx), timeout=180)
+    assert done.returncode == 0, done.stderr
+    config = json.loads(platform.ok("inspect", "squashed"))[0]["config"]
+    base = json.loads(platform.ok("inspect", "busybox"))[0]["config"]
+    # busybox's layer, then one layer for the three steps (four with the squash) that made one each
+    assert len(plain["config"]["rootfs"]["diff_ids"]) == len(base["rootfs"]["diff_ids"]) + 3
+    assert config["rootfs"]["diff_ids"][:-1] == base["rootfs"]["diff_ids"]
+    assert len(config["rootfs"]["diff_ids"]) == len(base["rootfs"]["diff_ids"]) + 1
+    history = config["history"]
+    assert sum(1 for h in history if not h.get("empty_layer")) == len(config["rootfs"]["diff_ids"])
+    assert history[-1]["created_by"].startswith("merge sha256:")
+    assert any(h["created_by"].startswith("RUN /bin/sh -c rm /a") for h in history)  # steps stay listed
+    # the files are what the steps left: deletions of the base's and of the stage's own files hold
+    assert platform.cli("run", "--rm", "squashed").stdout == "b\nf\n"
+    listing = platform.ok("run", "--rm", "squashed", "ls", "/", "/srv").split()
+    assert "a" not in listing and "b" in listing and "keep" in listing
+    assert platform.cli("run", "--rm", "squashed", "ls", "/bin/wget").returncode != 0
+
+
+HEREDOCS = """\
+# syntax=docker/dockerfile:1
+FROM busybox
+ARG WHO=world
+RUN <<EOT
+mkdir -p /srv
+echo "hello $WHO" > /srv/greeting
+EOT
+RUN <<-"EOT" sh -x
+	echo 'literal $WHO' > /srv/literal
+	EOT
+COPY <<EOT /srv/conf.ini
+[main]
+who=$WHO
+EOT
+COPY <<one.txt <<two.txt /srv/pair/
+first
+one.txt
+second
+two.txt
+CMD ["cat", "/srv/greeting", "/srv/literal", "/srv/conf.ini", "/srv/pair/one.txt", "/srv/pair/two.txt"]
+"""
+
+
+def test_heredocs_and_a_reproducible_digest_with_run_steps(platform: Platform, workdir: Path) -> None:
+    ids = []
+    for n in (1, 2):
+        ctx = _context(workdir / f"heredoc{n}", HEREDOCS, {})
+        done = platform.cli("build", "--no-cache", "-q", str(ctx), timeout=180)
+        assert done.returncode == 0, done.stderr
+        ids.append(done.stdout.strip())
+    # two clean builds of the same inputs, RUN steps included, give the same image
+    assert ids[0] == ids[1]
+    out = platform.cli("run", "--rm", ids[0]).stdout
+    assert out == "hello world\nliteral $WHO\n[main]\nwho=world\nfirst\nsecond\n"
+
+
+def test_onbuild_triggers_run_in_the_child(platform: Platform, workdir: Path) -> None:
+    base = _context(
+        workdir / "onbuild-base",
+        "FROM busybox\nONBUILD RUN echo triggered > /trigger\nONBUILD COPY marker.txt /marker.txt\n",
+        {"marker.txt": "unused\n"},
+    )
+    platform.ok("build", "-q", "-t", "onbuild-base", str(base), timeout=180)
+    config = json.loads(platform.ok("inspect", "onbuild-base"))[0]["config"]["config"]
+    assert config["OnBuild"] == ["RUN echo triggered > /trigger", "COPY marker.txt /marker.txt"]
+    child = _context(workdir / "onbuild-child", 'FROM onbuild-base\nCMD ["cat", "/marker.txt", "/trigger"]\n',
+                     {"marker.txt": "from the child\n"})  # fmt: skip
+    platform.ok("build", "-q", "-t", "onbuild-child", str(child), timeout=180)
+    assert platform.cli("run", "--rm", "onbuild-child").stdout == "from the child\ntriggered\n"
+    # triggers fire once: the child's own config does not carry them on
+    assert not json.loads(platform.ok("inspect", "onbuild-child"))[0]["config"]["config"].get("OnBuild")
+
+
+def test_healthcheck_kept_in_the_config_and_an_oci_annotation(platform: Platform, workdir: Path) -> None:
+    ctx = _context(
+        workdir / "health",
+        'FROM busybox\nHEALTHCHECK --interval=5s --retries=2 CMD ["test", "-e", "/bin/sh"]\n',
+        {},
+    )
+    platform.ok("build", "-q", "-t", "healthy", str(ctx), timeout=120)
+    check = json.loads(platform.ok("inspect", "healthy"))[0]["config"]["config"]["Healthcheck"]
+    assert check == {"Test": ["CMD", "test", "-e", "/bin/sh"], "Interval": 5_000_000_000, "Retries": 2}
+    archive = workdir / "healthy.tar"
+    platform.ok("save", "-o", str(archive), "healthy", timeout=60)
+    with tarfile.open(archive) as tar:
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        digest = index["manifests"][0]["digest"].replace(":", "/")
+        manifest = json.loads(tar.extractfile(f"blobs/{digest}").read())  # type: ignore[union-attr]
+    assert json.loads(manifest["annotations"]["dev.dockyard.image.healthcheck"]) == check
