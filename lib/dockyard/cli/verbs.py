@@ -33,6 +33,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "stats": ("stats", "Live CPU, memory, network, block I/O and pids of containers"),
     # images
     "build": ("build", "Build an image from a Dockerfile"),
+    "builder": ("builder", "Manage the build cache: prune"),
     "images": ("images", "List images"),
     "pull": ("pull", "Pull an image from a registry"),
     "push": ("push", "Push an image to a registry"),

@@ -25,6 +25,7 @@ from dockyard.runtime.volumes import (
     mount_to_bind,
     parse_mount,
     resolve_in_root,
+    root_owner,
 )
 
 ROOT = os.geteuid() == 0
@@ -130,7 +131,7 @@ def test_create_is_atomic_idempotent_and_announced(setup: tuple[VolumeStore, Eve
             run(store.create(bad))
     with pytest.raises(InvalidArgument, match="driver"):
         run(store.create("v2", driver="nfs"))
-    with pytest.raises(InvalidArgument, match="no options"):
+    with pytest.raises(InvalidArgument, match="takes only o=uid=N,gid=N,mode=OCTAL"):
         run(store.create("v2", options={"type": "tmpfs"}))
     # a half-made volume (crash before the rename) is invisible and swept at the next start
     (store.root / ".new-dead").mkdir()
@@ -141,6 +142,34 @@ def test_create_is_atomic_idempotent_and_announced(setup: tuple[VolumeStore, Eve
         store.get("nope")
     with pytest.raises(NotFound):
         store.get("../volumes")
+
+
+def test_create_sets_the_root_owner_and_mode_from_o(setup: tuple[VolumeStore, Events, list[Record]]) -> None:
+    store, _, _ = setup
+    assert root_owner({}) == (-1, -1, 0o755)
+    assert root_owner({"o": "uid=1000,gid=33,mode=0700"}) == (1000, 33, 0o700)
+    assert root_owner({"o": "mode=1777"}) == (-1, -1, 0o1777)
+    for bad, why in (
+        ({"o": "size=1m"}, "'size' is not uid, gid or mode"),
+        ({"o": "uid=x"}, "bad uid 'x'"),
+        ({"o": "uid=-1"}, "bad uid '-1'"),
+        ({"o": "gid=70000"}, "bad gid '70000'"),
+        ({"o": "mode=8"}, "bad mode '8'"),
+        ({"o": "mode=17777"}, "bad mode '17777'"),
+        ({"device": "/dev/sda"}, "takes only"),
+    ):
+        with pytest.raises(InvalidArgument, match=why):
+            root_owner(bad)
+        with pytest.raises(InvalidArgument):
+            run(store.create("never", options=bad))
+    assert not (store.root / "never").exists()  # checked before anything is made
+    rec = run(store.create("cache", options={"o": "mode=0700"}))
+    assert rec.options == {"o": "mode=0700"}
+    assert stat.S_IMODE(store.mountpoint("cache").stat().st_mode) == 0o700
+    if ROOT:
+        run(store.create("owned", options={"o": "uid=1000,gid=33"}))
+        st = store.mountpoint("owned").stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 33, 0o755)
 
 
 def test_rm_refused_while_used_names_the_containers(setup: tuple[VolumeStore, Events, list[Record]]) -> None:

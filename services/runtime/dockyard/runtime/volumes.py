@@ -57,6 +57,7 @@ import structlog
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.fsutil import fsync_dir
+from dockyard.core.rootless import MIN_SUBIDS  # the node's namespace maps ids 0…MIN_SUBIDS
 from dockyard.runtime import ocispec
 
 log = structlog.get_logger(__name__)
@@ -122,6 +123,31 @@ def container_path(path: str, spec: str) -> str:
     if clean in ("/", "//"):
         raise InvalidArgument(f"invalid mount {spec!r}: the container path cannot be '/'")
     return clean
+
+
+def root_owner(options: Mapping[str, str]) -> tuple[int, int, int]:
+    """The (uid, gid, mode) of a new volume's root from the local driver's options: only
+    ``o=uid=N,gid=N,mode=OCTAL`` (podman's ``o=uid=,gid=`` plus a mode), each part optional;
+    an id not given is -1 (the runtime's own: root of the node's namespace), the mode 0755.
+    The builder makes its cache mounts so (``RUN --mount=type=cache,uid=…``)."""
+    extra = sorted(set(options) - {"o"})
+    if extra:
+        raise InvalidArgument(
+            f"the local volume driver takes only o=uid=N,gid=N,mode=OCTAL (got {', '.join(extra)})"
+        )
+    values = {"uid": -1, "gid": -1, "mode": 0o755}
+    for part in filter(None, options.get("o", "").split(",")):
+        key, _, value = part.partition("=")
+        if key not in values:
+            raise InvalidArgument(f"invalid volume option o={options['o']}: {key!r} is not uid, gid or mode")
+        try:
+            n = int(value, 8 if key == "mode" else 10)
+        except ValueError:
+            n = -1
+        if n < 0 or (key == "mode" and n > 0o7777) or (key != "mode" and n > MIN_SUBIDS):
+            raise InvalidArgument(f"invalid volume option o={options['o']}: bad {key} {value!r}")
+        values[key] = n
+    return values["uid"], values["gid"], values["mode"]
 
 
 def check_name(name: str) -> str:
@@ -473,17 +499,31 @@ class VolumeStore:
 
     # --- create / remove (synchronous: disk) ---------------------------------------------------------
 
-    def _create(self, name: str, labels: Mapping[str, str], anonymous: bool) -> tuple[VolumeRecord, bool]:
+    def _create(
+        self,
+        name: str,
+        labels: Mapping[str, str],
+        anonymous: bool,
+        options: Mapping[str, str] | None = None,
+    ) -> tuple[VolumeRecord, bool]:
         """The volume ``name`` (made, with its event, if absent); and whether it was made now."""
         with self._disk:
             existing = self._read(name)
             if existing is not None:
                 return existing, False
-            record = VolumeRecord(name=name, created=now(), labels=dict(labels), anonymous=anonymous)
+            uid, gid, mode = root_owner(options or {})
+            record = VolumeRecord(
+                name=name,
+                created=now(),
+                labels=dict(labels),
+                options=dict(options or {}),
+                anonymous=anonymous,
+            )
             new = self.root / f".new-{secrets.token_hex(8)}"
             try:
                 (new / "_data").mkdir(parents=True)
-                (new / "_data").chmod(0o755)
+                os.chown(new / "_data", uid, gid)  # ids of the node's namespace, as the containers see them
+                (new / "_data").chmod(mode)
                 self._write(new, record)
                 os.rename(new, self._dir(name))
             except OSError as exc:
@@ -523,10 +563,7 @@ class VolumeStore:
         """docker volume create: an existing volume is returned as it is."""
         if driver not in ("", DRIVER):
             raise InvalidArgument(f"volume driver {driver!r} is not supported: only {DRIVER!r}")
-        if options:
-            raise InvalidArgument(
-                f"the local volume driver takes no options yet (got {', '.join(sorted(options))})"
-            )
+        root_owner(options or {})  # the only options: o=uid=…,gid=…,mode=… (checked before anything is made)
         for key in labels or {}:
             if not key:
                 raise InvalidArgument("a volume label needs a key")
@@ -534,7 +571,7 @@ class VolumeStore:
             check_name(name)
         async with self._lock:
             record, _ = await asyncio.to_thread(
-                self._create, name or secrets.token_hex(32), labels or {}, False
+                self._create, name or secrets.token_hex(32), labels or {}, False, options
             )
         return record
 
