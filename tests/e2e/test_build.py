@@ -304,3 +304,31 @@ def test_healthcheck_kept_in_the_config_and_an_oci_annotation(platform: Platform
         digest = index["manifests"][0]["digest"].replace(":", "/")
         manifest = json.loads(tar.extractfile(f"blobs/{digest}").read())  # type: ignore[union-attr]
     assert json.loads(manifest["annotations"]["dev.dockyard.image.healthcheck"]) == check
+
+
+def test_a_missing_base_is_pulled_and_pull_refreshes_one(platform: Platform, workdir: Path) -> None:
+    registry = platform.registry_http
+    base = f"{registry}/lib/base:1"
+    platform.ok("tag", "busybox", base)
+    platform.ok("push", base)
+    platform.ok("rmi", base)
+    ctx = _context(workdir / "pull", f'FROM {base}\nCMD ["cat", "/version"]\n', {})
+    # not on the node, and its name says where it lives: the build pulls it, as docker build does
+    platform.ok("build", "-q", "-t", "from-registry", str(ctx), timeout=180)
+    assert platform.ok("inspect", base)
+    # a newer base in the registry: a plain build keeps the node's copy, --pull takes the new one
+    newer = _context(workdir / "newer", "FROM busybox\nRUN echo 2 > /version\n", {})
+    platform.ok("build", "-q", "-t", base, str(newer), timeout=180)
+    platform.ok("push", base)
+    platform.ok("tag", "busybox", base)  # the node's copy is the old one again
+    kept = platform.cli("build", "-q", "-t", "from-registry", str(ctx), timeout=180)
+    assert kept.returncode == 0, kept.stderr
+    assert platform.cli("run", "--rm", "from-registry").returncode != 0  # no /version in the old base
+    pulled = platform.cli("build", "-q", "--pull", "-t", "from-registry", str(ctx), timeout=180)
+    assert pulled.returncode == 0, pulled.stderr
+    assert platform.ok("run", "--rm", "from-registry") == "2\n"
+    # a missing base that names no registry cannot be pulled: one line saying so
+    nowhere = _context(workdir / "nowhere", "FROM no-such-base\n", {})
+    failed = platform.cli("build", str(nowhere))
+    assert failed.returncode == 1 and "names no registry" in failed.stderr
+    assert failed.stderr.count("\n") <= 2, failed.stderr

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="", help="build this stage (default: the last)")
     parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     parser.add_argument(
+        "--pull", action="store_true", help="pull base images that name a registry, even if present"
+    )
+    parser.add_argument(
         "--squash", action="store_true", help="merge the layers the target stage adds into one"
     )
     parser.add_argument(
@@ -243,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         no_cache=args.no_cache,
         squash=args.squash,
+        pull=args.pull,
         push=args.push,
         cache_from=cache_options(args.cache_from, "--cache-from"),
         cache_to=cache_options(args.cache_to, "--cache-to"),

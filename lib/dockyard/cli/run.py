@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from dockyard.cli import spec
+from dockyard.core.names import names_registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pull the image first: missing (default), always, never",
     )
     spec.add_arguments(parser)
-
-
-def _has_registry(image: str) -> bool:
-    first, slash, _ = image.partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
 def _pull(args: argparse.Namespace) -> None:
@@ -92,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 container = stub.Create(request)
             except grpc.RpcError as exc:
                 missing = exc.code() == grpc.StatusCode.NOT_FOUND and "no such image" in _details(exc)
-                if not (missing and args.pull == "missing" and _has_registry(args.image)):
+                if not (missing and args.pull == "missing" and names_registry(args.image)):
                     raise
                 print(f"Unable to find image '{args.image}' locally", file=sys.stderr)
                 _pull(args)

@@ -109,6 +109,7 @@ from dockyard.builder.layers import (
 from dockyard.builder.mounts import CacheVolumes, RunMount
 from dockyard.builder.plan import BaseImage, BuildOptions, Plan, PlannedStage, Platform, Step, plan
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
+from dockyard.core.names import names_registry
 
 log = structlog.get_logger("dockyard.builder")
 
@@ -208,6 +209,8 @@ class Runtime(Protocol):
 
     async def squash(self, image: str, base: str, created_by: str, created: int) -> Image: ...
 
+    async def pull(self, reference: str) -> str: ...
+
     # volumes, for RUN --mount=type=cache (dockyard.builder.mounts)
     async def create_volume(self, name: str, labels: Mapping[str, str], opts: Mapping[str, str]) -> None: ...
 
@@ -256,6 +259,7 @@ class Request:
     cache_to: tuple[CacheSpec, ...] = ()
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # --secret, by id
     squash: bool = False
+    pull: bool = False  # --pull: pull every base image that names a registry, even if present
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,13 +350,24 @@ class _Build:
 
     async def _image(self, ref: str) -> Image:
         if ref not in self.images:
-            try:
-                self.images[ref] = await self.rt.inspect(ref)
-            except NotFound:
-                raise NotFound(
-                    f"base image {ref!r} is not on this node: pull or import it first", reference=ref
-                ) from None
+            self.images[ref] = await self._fetch_base(ref)
         return self.images[ref]
+
+    async def _fetch_base(self, ref: str) -> Image:
+        """A FROM (or COPY --from) image: pulled when ``--pull`` says so or when it is missing and
+        its name says where from, as docker build does; else the node's copy."""
+        pullable = names_registry(ref)
+        if self.req.pull and pullable:
+            return await self.rt.inspect(await self.rt.pull(ref))
+        try:
+            return await self.rt.inspect(ref)
+        except NotFound:
+            if not pullable:
+                raise NotFound(
+                    f"base image {ref!r} is not on this node and names no registry: pull or import it first",
+                    reference=ref,
+                ) from None
+        return await self.rt.inspect(await self.rt.pull(ref))
 
     # -- the build --------------------------------------------------------------------------------
 

@@ -78,6 +78,7 @@ class BuildsServicer(builds_pb2_grpc.BuildsServicer):
                 labels=dict(o.labels),
                 source_date_epoch=o.source_date_epoch if o.HasField("source_date_epoch") else None,
                 squash=o.squash,
+                pull=o.pull,
                 push=o.push,
                 cache_from=cache_from,
                 cache_to=cache_to,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#dockyard/api/builds/v1/builds.proto\x12\x16\x64ockyard.api.builds.v1\"\x9e\x05\n\x0c\x42uildOptions\x12\x12\n\ndockerfile\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12G\n\nbuild_args\x18\x03 \x03(\x0b\x32\x33.dockyard.api.builds.v1.BuildOptions.BuildArgsEntry\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x10\n\x08no_cache\x18\x05 \x01(\x08\x12\x0c\n\x04push\x18\x06 \x01(\x08\x12@\n\x06labels\x18\x07 \x03(\x0b\x32\x30.dockyard.api.builds.v1.BuildOptions.LabelsEntry\x12\x0c\n\x04node\x18\x08 \x01(\t\x12\x1a\n\x12\x64ockerfile_content\x18\t \x01(\x0c\x12\x1e\n\x11source_date_epoch\x18\n \x01(\x03H\x00\x88\x01\x01\x12\x36\n\ncache_from\x18\x0b \x03(\x0b\x32\".dockyard.api.builds.v1.BuildCache\x12\x34\n\x08\x63\x61\x63he_to\x18\x0c \x03(\x0b\x32\".dockyard.api.builds.v1.BuildCache\x12\x0e\n\x06squash\x18\r \x01(\x08\x12\x42\n\x07secrets\x18\x1e \x03(\x0b\x32\x31.dockyard.api.builds.v1.BuildOptions.SecretsEntry\x1a\x30\n\x0e\x42uildArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cSecretsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x42\x14\n\x12_source_date_epoch\"=\n\nBuildCache\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x14\n\x0cignore_error\x18\x03 \x01(\x08\"g\n\nBuildInput\x12\x37\n\x07options\x18\x01 \x01(\x0b\x32$.dockyard.api.builds.v1.BuildOptionsH\x00\x12\x17\n\rcontext_chunk\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05input\"\xbf\x01\n\nBuildEvent\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0b\n\x03log\x18\x03 \x01(\x0c\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\r\n\x05index\x18\x06 \x01(\x05\x12\r\n\x05total\x18\x07 \x01(\x05\x12\x0f\n\x07seconds\x18\x08 \x01(\x01\x12\x0e\n\x06stream\x18\t \x01(\t\x12\x14\n\x0c\x63\x61\x63hed_steps\x18\n \x01(\x05\x12\x10\n\x08\x62uild_id\x18\x0b \x01(\t\")\n\x11PruneCacheRequest\x12\x14\n\x0ckeep_seconds\x18\x01 \x01(\x03\"d\n\x12PruneCacheResponse\x12\x17\n\x0f\x65ntries_removed\x18\x01 \x01(\x03\x12\x17\n\x0fspace_reclaimed\x18\x02 \x01(\x03\x12\x1c\n\x14\x63\x61\x63he_mounts_removed\x18\x03 \x01(\x03\x32\xc2\x01\n\x06\x42uilds\x12S\n\x05\x42uild\x12\".dockyard.api.builds.v1.BuildInput\x1a\".dockyard.api.builds.v1.BuildEvent(\x01\x30\x01\x12\x63\n\nPruneCache\x12).dockyard.api.builds.v1.PruneCacheRequest\x1a*.dockyard.api.builds.v1.PruneCacheResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#dockyard/api/builds/v1/builds.proto\x12\x16\x64ockyard.api.builds.v1\"\xac\x05\n\x0c\x42uildOptions\x12\x12\n\ndockerfile\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12G\n\nbuild_args\x18\x03 \x03(\x0b\x32\x33.dockyard.api.builds.v1.BuildOptions.BuildArgsEntry\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x10\n\x08no_cache\x18\x05 \x01(\x08\x12\x0c\n\x04push\x18\x06 \x01(\x08\x12@\n\x06labels\x18\x07 \x03(\x0b\x32\x30.dockyard.api.builds.v1.BuildOptions.LabelsEntry\x12\x0c\n\x04node\x18\x08 \x01(\t\x12\x1a\n\x12\x64ockerfile_content\x18\t \x01(\x0c\x12\x1e\n\x11source_date_epoch\x18\n \x01(\x03H\x00\x88\x01\x01\x12\x36\n\ncache_from\x18\x0b \x03(\x0b\x32\".dockyard.api.builds.v1.BuildCache\x12\x34\n\x08\x63\x61\x63he_to\x18\x0c \x03(\x0b\x32\".dockyard.api.builds.v1.BuildCache\x12\x0e\n\x06squash\x18\r \x01(\x08\x12\x0c\n\x04pull\x18\x0e \x01(\x08\x12\x42\n\x07secrets\x18\x1e \x03(\x0b\x32\x31.dockyard.api.builds.v1.BuildOptions.SecretsEntry\x1a\x30\n\x0e\x42uildArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cSecretsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x42\x14\n\x12_source_date_epoch\"=\n\nBuildCache\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x14\n\x0cignore_error\x18\x03 \x01(\x08\"g\n\nBuildInput\x12\x37\n\x07options\x18\x01 \x01(\x0b\x32$.dockyard.api.builds.v1.BuildOptionsH\x00\x12\x17\n\rcontext_chunk\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05input\"\xbf\x01\n\nBuildEvent\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0b\n\x03log\x18\x03 \x01(\x0c\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\r\n\x05index\x18\x06 \x01(\x05\x12\r\n\x05total\x18\x07 \x01(\x05\x12\x0f\n\x07seconds\x18\x08 \x01(\x01\x12\x0e\n\x06stream\x18\t \x01(\t\x12\x14\n\x0c\x63\x61\x63hed_steps\x18\n \x01(\x05\x12\x10\n\x08\x62uild_id\x18\x0b \x01(\t\")\n\x11PruneCacheRequest\x12\x14\n\x0ckeep_seconds\x18\x01 \x01(\x03\"d\n\x12PruneCacheResponse\x12\x17\n\x0f\x65ntries_removed\x18\x01 \x01(\x03\x12\x17\n\x0fspace_reclaimed\x18\x02 \x01(\x03\x12\x1c\n\x14\x63\x61\x63he_mounts_removed\x18\x03 \x01(\x03\x32\xc2\x01\n\x06\x42uilds\x12S\n\x05\x42uild\x12\".dockyard.api.builds.v1.BuildInput\x1a\".dockyard.api.builds.v1.BuildEvent(\x01\x30\x01\x12\x63\n\nPruneCache\x12).dockyard.api.builds.v1.PruneCacheRequest\x1a*.dockyard.api.builds.v1.PruneCacheResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,23 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BUILDOPTIONS_SECRETSENTRY']._loaded_options = None
   _globals['_BUILDOPTIONS_SECRETSENTRY']._serialized_options = b'8\001'
   _globals['_BUILDOPTIONS']._serialized_start=64
-  _globals['_BUILDOPTIONS']._serialized_end=734
-  _globals['_BUILDOPTIONS_BUILDARGSENTRY']._serialized_start=569
-  _globals['_BUILDOPTIONS_BUILDARGSENTRY']._serialized_end=617
-  _globals['_BUILDOPTIONS_LABELSENTRY']._serialized_start=619
-  _globals['_BUILDOPTIONS_LABELSENTRY']._serialized_end=664
-  _globals['_BUILDOPTIONS_SECRETSENTRY']._serialized_start=666
-  _globals['_BUILDOPTIONS_SECRETSENTRY']._serialized_end=712
-  _globals['_BUILDCACHE']._serialized_start=736
-  _globals['_BUILDCACHE']._serialized_end=797
-  _globals['_BUILDINPUT']._serialized_start=799
-  _globals['_BUILDINPUT']._serialized_end=902
-  _globals['_BUILDEVENT']._serialized_start=905
-  _globals['_BUILDEVENT']._serialized_end=1096
-  _globals['_PRUNECACHEREQUEST']._serialized_start=1098
-  _globals['_PRUNECACHEREQUEST']._serialized_end=1139
-  _globals['_PRUNECACHERESPONSE']._serialized_start=1141
-  _globals['_PRUNECACHERESPONSE']._serialized_end=1241
-  _globals['_BUILDS']._serialized_start=1244
-  _globals['_BUILDS']._serialized_end=1438
+  _globals['_BUILDOPTIONS']._serialized_end=748
+  _globals['_BUILDOPTIONS_BUILDARGSENTRY']._serialized_start=583
+  _globals['_BUILDOPTIONS_BUILDARGSENTRY']._serialized_end=631
+  _globals['_BUILDOPTIONS_LABELSENTRY']._serialized_start=633
+  _globals['_BUILDOPTIONS_LABELSENTRY']._serialized_end=678
+  _globals['_BUILDOPTIONS_SECRETSENTRY']._serialized_start=680
+  _globals['_BUILDOPTIONS_SECRETSENTRY']._serialized_end=726
+  _globals['_BUILDCACHE']._serialized_start=750
+  _globals['_BUILDCACHE']._serialized_end=811
+  _globals['_BUILDINPUT']._serialized_start=813
+  _globals['_BUILDINPUT']._serialized_end=916
+  _globals['_BUILDEVENT']._serialized_start=919
+  _globals['_BUILDEVENT']._serialized_end=1110
+  _globals['_PRUNECACHEREQUEST']._serialized_start=1112
+  _globals['_PRUNECACHEREQUEST']._serialized_end=1153
+  _globals['_PRUNECACHERESPONSE']._serialized_start=1155
+  _globals['_PRUNECACHERESPONSE']._serialized_end=1255
+  _globals['_BUILDS']._serialized_start=1258
+  _globals['_BUILDS']._serialized_end=1452
 # @@protoc_insertion_point(module_scope)

@@ -95,6 +95,7 @@ class BuildOptions(_message.Message):
     CACHE_FROM_FIELD_NUMBER: _builtins.int
     CACHE_TO_FIELD_NUMBER: _builtins.int
     SQUASH_FIELD_NUMBER: _builtins.int
+    PULL_FIELD_NUMBER: _builtins.int
     SECRETS_FIELD_NUMBER: _builtins.int
     dockerfile: _builtins.str
     """The Dockerfile's name, for messages ("Dockerfile", "docker/app.Dockerfile")."""
@@ -112,6 +113,10 @@ class BuildOptions(_message.Message):
     squash: _builtins.bool
     """--squash: the layers the target stage adds to its base become one layer (its history
     entries kept, marked empty_layer).
+    """
+    pull: _builtins.bool
+    """--pull: pull every base image whose name has a registry, even when the node has it (a
+    missing one is pulled anyway).
     """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -152,11 +157,12 @@ class BuildOptions(_message.Message):
         cache_from: _abc.Iterable[Global___BuildCache] | None = ...,
         cache_to: _abc.Iterable[Global___BuildCache] | None = ...,
         squash: _builtins.bool = ...,
+        pull: _builtins.bool = ...,
         secrets: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch", "source_date_epoch", b"source_date_epoch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch", "build_args", b"build_args", "cache_from", b"cache_from", "cache_to", b"cache_to", "dockerfile", b"dockerfile", "dockerfile_content", b"dockerfile_content", "labels", b"labels", "no_cache", b"no_cache", "node", b"node", "push", b"push", "secrets", b"secrets", "source_date_epoch", b"source_date_epoch", "squash", b"squash", "tags", b"tags", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch", "build_args", b"build_args", "cache_from", b"cache_from", "cache_to", b"cache_to", "dockerfile", b"dockerfile", "dockerfile_content", b"dockerfile_content", "labels", b"labels", "no_cache", b"no_cache", "node", b"node", "pull", b"pull", "push", b"push", "secrets", b"secrets", "source_date_epoch", b"source_date_epoch", "squash", b"squash", "tags", b"tags", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__source_date_epoch: _TypeAlias = _typing.Literal["source_date_epoch"]  # noqa: Y015
     _WhichOneofArgType__source_date_epoch: _TypeAlias = _typing.Literal["_source_date_epoch", b"_source_date_epoch"]  # noqa: Y015
