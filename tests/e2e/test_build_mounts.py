@@ -232,6 +232,7 @@ def test_tmpfs_mount_and_no_network(platform: Platform, workdir: Path) -> None:
         "&& /scratch/busybox true && echo exec-ok > /tmpfs-exec'\n"
         "RUN --network=none cat /proc/net/dev > /net-none\n"
         "RUN cat /proc/net/dev > /net-default\n"
+        "RUN --network=host cat /proc/net/dev > /net-host\n"
     )
     ctx = _context(workdir / "tmpfs", dockerfile)
     _build(platform, ctx, "-t", "tmpfsnet")
@@ -246,6 +247,7 @@ def test_tmpfs_mount_and_no_network(platform: Platform, workdir: Path) -> None:
 
     assert interfaces("/net-none") == ["lo"]  # --network=none: a namespace with loopback only
     assert len(interfaces("/net-default")) > 1  # the default network has a real interface
+    assert len(interfaces("/net-host")) > 1  # host: the node's namespace (rootless: slirp4netns')
 
 
 def test_mount_errors_are_one_line(platform: Platform, workdir: Path) -> None:
