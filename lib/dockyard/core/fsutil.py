@@ -42,3 +42,58 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     fn = _sync_file_range()
     if fn is not None:
         fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+MAX_SYMLINKS = 40  # links followed in one lookup before giving up, as Linux does (ELOOP)
+
+
+def follow_in_root(
+    path: str, lstat: Callable[[str], os.stat_result | None], readlink: Callable[[str], str]
+) -> tuple[str, os.stat_result | None] | None:
+    """``path`` looked up as if a tree's top were "/": every symlink on the way (absolute or
+    relative) is followed and neither it nor ``..`` ever leads above the top.
+
+    ``lstat(rel)`` (None when missing) and ``readlink(rel)`` read the tree at a path relative to
+    its top; they are how one walk serves a directory, a volume and an image's stacked layers.
+    Returns the relative path reached (no symlink in it) with its lstat (None for the top
+    itself), or None when a component is missing. InvalidArgument after ``MAX_SYMLINKS`` links.
+    """
+    from dockyard.core.errors import InvalidArgument
+
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    parts: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        rel = "/".join([*parts, part])
+        st = lstat(rel)
+        if st is None:
+            return None
+        if st.st_mode & 0o170000 == 0o120000:  # a symlink
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise InvalidArgument(f"{path[:300]}: too many levels of symbolic links")
+            target = readlink(rel)
+            if target.startswith("/"):
+                parts = []
+            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+            continue
+        parts.append(part)
+    rel = "/".join(parts)
+    return rel, (lstat(rel) if rel else None)
+
+
+def lstat_under(top: Path) -> Callable[[str], os.stat_result | None]:
+    """``follow_in_root``'s ``lstat`` for a plain directory tree."""
+
+    def look(rel: str) -> os.stat_result | None:
+        try:
+            return os.lstat(top / rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    return look

@@ -45,7 +45,6 @@ import json
 import os
 import posixpath
 import shutil
-import stat
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
@@ -56,6 +55,7 @@ from typing import Protocol
 from dockyard.builder import instructions as ins
 from dockyard.builder.layers import HashSink, LayerWriter, Owner, extract_context
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from dockyard.core.fsutil import follow_in_root, lstat_under
 
 SECRETS_DIR = "/run/secrets"
 #: Labels of a cache mount's volume (``dockyard volume ls -f label=dockyard.build.cache``).
@@ -63,7 +63,6 @@ CACHE_LABEL = "dockyard.build.cache"
 CACHE_ID_LABEL = "dockyard.build.cache.id"
 #: BuildKit's limit on one secret.
 MAX_SECRET = 500 * 1024
-_SYMLINKS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,31 +274,10 @@ def read_secret(source: SecretSource, environ: Mapping[str, str]) -> bytes:
 def inside(root: Path, path: str) -> Path:
     """``path`` in ``root`` as if ``root`` were "/": symlinks (absolute or relative) are followed
     but never lead out of it. NotFound when a component is missing."""
-    pending = [p for p in path.split("/") if p not in ("", ".")]
-    parts: list[str] = []
-    links = 0
-    while pending:
-        part = pending.pop(0)
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        candidate = root.joinpath(*parts, part)
-        try:
-            st = os.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"{path}: not found") from None
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _SYMLINKS:
-                raise InvalidArgument(f"{path}: too many levels of symbolic links")
-            link = os.readlink(candidate)
-            if link.startswith("/"):
-                parts = []
-            pending = [p for p in link.split("/") if p not in ("", ".")] + pending
-            continue
-        parts.append(part)
-    return root.joinpath(*parts)
+    found = follow_in_root(path, lstat_under(root), lambda rel: os.readlink(root / rel))
+    if found is None:
+        raise NotFound(f"{path}: not found")
+    return root / found[0]
 
 
 def context_source(context: Path, m: ins.Mount) -> Path:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.fsutil import follow_in_root
 from dockyard.runtime.images.store import ImageRecord, ImageStore
 from dockyard.runtime.images.unpack import OPAQUE_XATTR
 from dockyard.runtime.layerdiff import write_layer
@@ -181,37 +182,17 @@ class BuildSteps:
         return out
 
 
-_HOPS = 40  # symlinks followed before giving up, as Linux does (ELOOP)
-
-
 def resolve_in_layers(lowers: list[Path], path: str) -> tuple[str, os.stat_result] | None:
     """Follow ``path`` (absolute, inside the image the ``lowers`` make) through symlinks, never
     above its root; the resolved path and its stat, or None if it does not exist."""
-    todo = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    hops = 0
-    st: os.stat_result | None = lookup_in_layers(lowers, "")
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        rel = "/".join([*done, part])
-        st = lookup_in_layers(lowers, rel)
-        if st is None:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > _HOPS:
-                return None
-            target = _readlink_in_layers(lowers, rel)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
-            continue
-        done.append(part)
-    return ("/" + "/".join(done), st) if st is not None else None
+    found = follow_in_root(
+        path, lambda rel: lookup_in_layers(lowers, rel), lambda rel: _readlink(lowers, rel)
+    )
+    if found is None:
+        return None
+    rel, st = found
+    st = st if st is not None else lookup_in_layers(lowers, "")  # the root
+    return ("/" + rel, st) if st is not None else None
 
 
 def lookup_in_layers(lowers: list[Path], rel: str) -> os.stat_result | None:
@@ -237,7 +218,7 @@ def lookup_in_layers(lowers: list[Path], rel: str) -> os.stat_result | None:
     return None
 
 
-def _readlink_in_layers(lowers: list[Path], rel: str) -> str:
+def _readlink(lowers: list[Path], rel: str) -> str:
     for lower in reversed(lowers):
         with contextlib.suppress(OSError):
             return os.readlink(lower / rel)

@@ -49,14 +49,14 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
 
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
-from dockyard.core.fsutil import fsync_dir
+from dockyard.core.fsutil import follow_in_root, fsync_dir, lstat_under
 from dockyard.core.rootless import MIN_SUBIDS  # the node's namespace maps ids 0…MIN_SUBIDS
 from dockyard.runtime import ocispec
 
@@ -65,8 +65,6 @@ log = structlog.get_logger(__name__)
 #: docker's volume name rule.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 DRIVER = "local"
-#: Symlinks followed while resolving a mount path inside an image (as the kernel's limit).
-MAX_SYMLINKS = 40
 #: xattrs never copied: overlay's own bookkeeping and what a user namespace may not set.
 _SKIP_XATTRS = ("user.overlay.", "trusted.", "security.selinux")
 
@@ -253,33 +251,8 @@ def mount_to_bind(
 def resolve_in_root(root: Path, path: str) -> Path | None:
     """``path`` inside ``root`` as if ``root`` were "/": symlinks (absolute or relative) and ``..``
     never lead out of it. None when a component is missing. The result is no symlink."""
-    pending = [p for p in PurePosixPath(path).parts if p != "/"]
-    parts: list[str] = []
-    links = 0
-    while pending:
-        part = pending.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        candidate = root.joinpath(*parts, part)
-        try:
-            st = os.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > MAX_SYMLINKS:
-                raise InvalidArgument(f"too many levels of symbolic links in the image at {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                parts = []
-            pending = [p for p in PurePosixPath(target).parts if p != "/"] + pending
-            continue
-        parts.append(part)
-    return root.joinpath(*parts)
+    found = follow_in_root(path, lstat_under(root), lambda rel: os.readlink(root / rel))
+    return root / found[0] if found is not None else None
 
 
 def _copy_xattrs(src: str, dst: str) -> None:
