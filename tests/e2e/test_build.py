@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tarfile
 import time
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from build_helpers import build_context as _context
+from build_helpers import plain_steps as _steps
 from e2e_platform import Platform, busybox_platform, make_workdir
 
 APP = """\
@@ -47,35 +48,9 @@ def platform(workdir: Path) -> Iterator[Platform]:
         yield p
 
 
-def _context(root: Path, dockerfile: str, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "Dockerfile").write_text(dockerfile)
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return root
-
-
 def _history(platform: Platform, image: str) -> list[str]:
     out = platform.ok("history", "--no-trunc", "--format", "json", image)
     return [json.loads(line)["CreatedBy"] for line in out.splitlines()]
-
-
-def _steps(output: str) -> dict[str, str]:
-    """Plain progress → {step title: "CACHED" | "DONE"} (FROM lines left out)."""
-    titles: dict[str, str] = {}
-    result: dict[str, str] = {}
-    for line in output.splitlines():
-        m = re.match(r"#(\d+) (\[.*)", line)
-        if m:
-            titles[m.group(1)] = m.group(2)
-            continue
-        m = re.match(r"#(\d+) (CACHED|DONE)", line)
-        if m and "] FROM " not in titles[m.group(1)]:
-            result[titles[m.group(1)]] = m.group(2)
-    return result
 
 
 def _build_events(platform: Platform, action: str, want: int) -> list[dict[str, Any]]:

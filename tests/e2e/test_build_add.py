@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from build_helpers import build_context as _context
 from e2e_platform import Platform, busybox_platform, make_workdir
 
 TOOL = b"#!/bin/sh\necho tool\n"
@@ -79,17 +80,6 @@ def _tar(entries: list[tuple[str, bytes, int, int, bytes, str]], gz: bool = True
             info.size, info.linkname = len(data), link
             tf.addfile(info, io.BytesIO(data) if data else None)
     return gzip.compress(buf.getvalue(), mtime=0) if gz else buf.getvalue()
-
-
-def _context(root: Path, dockerfile: str, files: dict[str, bytes]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "Dockerfile").write_text(dockerfile)
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return root
 
 
 def _stat(platform: Platform, image: str, *paths: str) -> dict[str, str]:

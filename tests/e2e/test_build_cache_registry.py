@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from build_helpers import build_context as _context
+from build_helpers import plain_steps as _steps
 from e2e_platform import Platform, busybox_platform, make_workdir
 
 from dockyard.adapters.nats.server import free_port
@@ -64,31 +66,6 @@ def platform(workdir: Path) -> Iterator[Platform]:
 def _node_dir(path: Path) -> Path:
     path.mkdir()
     return make_workdir(path)
-
-
-def _context(root: Path, dockerfile: str, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "Dockerfile").write_text(dockerfile)
-    for name, text in files.items():
-        (root / name).write_text(text)
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return root
-
-
-def _steps(output: str) -> dict[str, str]:
-    """Plain progress → {step title: "CACHED" | "DONE"}, Dockerfile steps only (no FROM lines)."""
-    titles: dict[str, str] = {}
-    result: dict[str, str] = {}
-    for line in output.splitlines():
-        m = re.match(r"#(\d+) (\[.*)", line)
-        if m:
-            titles[m.group(1)] = m.group(2)
-            continue
-        m = re.match(r"#(\d+) (CACHED|DONE)", line)
-        if m and m.group(1) in titles and "] FROM " not in titles[m.group(1)]:
-            result[titles[m.group(1)]] = m.group(2)
-    return result
 
 
 def _build(platform: Platform, ctx: Path, *flags: str) -> tuple[str, str]:

@@ -11,12 +11,13 @@ import gzip
 import hashlib
 import io
 import json
-import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from build_helpers import build_context as _context
+from build_helpers import plain_steps as _steps
 from e2e_platform import Platform, busybox_platform, make_workdir
 
 
@@ -31,37 +32,11 @@ def platform(workdir: Path) -> Iterator[Platform]:
         yield p
 
 
-def _context(root: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "Dockerfile").write_text(dockerfile)
-    for name, text in (files or {}).items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return root
-
-
 def _build(platform: Platform, ctx: Path, *flags: str) -> str:
     """Build with plain progress; fail the test unless it succeeds; the progress text."""
     done = platform.cli("build", "--progress", "plain", *flags, str(ctx), timeout=180)
     assert done.returncode == 0, done.stderr
     return done.stderr
-
-
-def _steps(output: str) -> dict[str, str]:
-    """Plain progress → {step title: "CACHED" | "DONE"} (FROM lines left out)."""
-    titles: dict[str, str] = {}
-    result: dict[str, str] = {}
-    for line in output.splitlines():
-        m = re.match(r"#(\d+) (\[.*)", line)
-        if m:
-            titles[m.group(1)] = m.group(2)
-            continue
-        m = re.match(r"#(\d+) (CACHED|DONE)", line)
-        if m and "] FROM " not in titles[m.group(1)]:
-            result[titles[m.group(1)]] = m.group(2)
-    return result
 
 
 def _cat(platform: Platform, image: str, path: str) -> str:
