@@ -78,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def secrets_option(values: list[str]) -> dict[str, bytes]:
     """``--secret`` values (docker's syntax) read now: id → bytes; a bad or unreadable one is
     InvalidArgument, one line, before anything is sent."""
+    if not values:
+        return {}  # and no import of the mount code: it is most of a build's start-up
     from dockyard.builder.mounts import parse_secret_flag, read_secret
     from dockyard.core.errors import InvalidArgument
 
@@ -93,6 +95,8 @@ def secrets_option(values: list[str]) -> dict[str, bytes]:
 def cache_options(values: list[str], flag: str) -> list[Any]:
     """``--cache-from``/``--cache-to`` values (buildx's syntax) as BuildCache messages; a bad one
     is InvalidArgument, one line, before anything is sent."""
+    if not values:
+        return []
     from dockyard.api.builds.v1 import builds_pb2 as pb
     from dockyard.builder.cachesync import parse_cache_option
 
