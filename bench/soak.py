@@ -237,7 +237,7 @@ async def gc_loop(grpc_address: str, deadline: float, stats: Stats, period: floa
 
     async with grpc.aio.insecure_channel(grpc_address) as ch:
         stub = registry_pb2_grpc.RegistryAdminStub(ch)
-        while time.monotonic() < deadline:
+        while time.monotonic() + period < deadline:
             await asyncio.sleep(period)
             try:
                 reply = await stub.GarbageCollect(registry_pb2.GarbageCollectRequest(), timeout=120)

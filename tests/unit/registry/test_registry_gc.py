@@ -9,7 +9,7 @@ import time
 from registry_unit_support import ListPublisher, push_blob, push_image
 
 from dockyard.registry.digest import Digest
-from dockyard.registry.gc import run_gc
+from dockyard.registry.gc import MarkSet, run_gc
 from dockyard.registry.registry import Registry, blob_path
 
 
@@ -98,7 +98,7 @@ def test_blob_made_reachable_during_gc_is_not_swept(registry: Registry) -> None:
 
     real_mark = gc_mod.mark
 
-    def mark_then_push(reg: Registry) -> set[Digest]:
+    def mark_then_push(reg: Registry) -> MarkSet:
         marked = real_mark(reg)
         registry.mount_blob("other", orphan, "r")  # makes it reachable under the gc lock
         return marked
@@ -110,3 +110,19 @@ def test_blob_made_reachable_during_gc_is_not_swept(registry: Registry) -> None:
         gc_mod.mark = real_mark
     assert str(orphan) not in result.deleted
     assert registry.blob_exists(orphan) is not None
+
+
+def test_mark_set_holds_exactly_what_was_added_across_growth() -> None:
+    def digest(i: int, algorithm: str = "sha256") -> Digest:
+        return Digest.of(str(i).encode(), algorithm)
+
+    marks = MarkSet()
+    added = [digest(i) for i in range(5000)] + [digest(i, "sha512") for i in range(100)]
+    marks.update(added)
+    marks.update(added[:100])  # marking twice counts once
+    zero = Digest("sha256", "0" * 16 + "f" * 48)  # a zero prefix still marks
+    marks.add(zero)
+    assert len(marks) == 5101  # grew from 1,024 slots several times, keeping every key
+    assert all(d in marks for d in added) and zero in marks
+    assert not any(digest(i) in marks for i in range(5000, 10_000))
+    assert "sha256:" + "0" * 64 not in marks  # only digests are members

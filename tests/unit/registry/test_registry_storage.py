@@ -96,6 +96,19 @@ def test_list_walk_delete_tree(driver: StorageDriver) -> None:
     assert sorted(i.path for i in driver.walk("r")) == ["r/b/3"]
 
 
+def test_walk_sees_each_file_once_while_they_are_deleted(driver: StorageDriver) -> None:
+    # GC's sweep deletes blobs from the very directory it is walking.
+    names = {f"blobs/sha256/{i:064x}" for i in range(500)}
+    for name in names:
+        driver.put_bytes(name, b"x")
+    seen = []
+    for info in driver.walk("blobs"):
+        seen.append(info.path)
+        driver.delete(info.path)
+    assert sorted(seen) == sorted(names)
+    assert list(driver.walk("blobs")) == []
+
+
 def test_concurrent_put_same_path_never_mixes(driver: StorageDriver) -> None:
     payloads = [bytes([i]) * 200_000 for i in range(8)]
 

@@ -284,13 +284,24 @@ class FilesystemDriver:
             return []
 
     def walk(self, path: str) -> Iterator[FileInfo]:
-        base = self._p(path)
-        for dirpath, _dirs, files in os.walk(base):
-            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
-            for name in files:
-                with contextlib.suppress(FileNotFoundError):  # deleted while we walk
-                    st = os.stat(os.path.join(dirpath, name))
-                    yield FileInfo(f"{rel}/{name}", st.st_size, st.st_mtime, False)
+        # Streamed with scandir, one directory open at a time: os.walk lists each directory whole
+        # first, and blobs/sha256 holds every blob (7 MB of names at 60,000 blobs, for GC's sweep).
+        todo: list[tuple[str | Path, str]] = [(self._p(path), path)]
+        while todo:
+            directory, rel = todo.pop()
+            try:
+                entries = os.scandir(directory)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    with contextlib.suppress(FileNotFoundError):  # deleted while we walk
+                        if entry.is_dir():
+                            if not entry.is_symlink():
+                                todo.append((entry.path, f"{rel}/{entry.name}"))
+                            continue
+                        st = entry.stat()
+                        yield FileInfo(f"{rel}/{entry.name}", st.st_size, st.st_mtime, False)
 
     def delete(self, path: str) -> None:
         target = self._p(path)
