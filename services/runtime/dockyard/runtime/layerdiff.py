@@ -434,7 +434,8 @@ def _write_copy_changes(tw: _TarWriter, merged: Path, lowers: Sequence[Path]) ->
 # --- the copy snapshotter's rootfs ----------------------------------------------------------------------
 
 
-def _remove(path: str) -> None:
+def remove_path(path: str | Path) -> None:
+    """Remove whatever is at ``path`` (a tree, a file, a link, a device); nothing if missing."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -471,15 +472,15 @@ def apply_layers(lowers: Sequence[Path], dest: Path) -> None:
             for e in _walk(top):
                 st, target = e.st, os.path.join(dest, e.rel)
                 if is_whiteout(st):
-                    _remove(target)
+                    remove_path(target)
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     if not os.path.isdir(target) or os.path.islink(target) or _opaque_xattr(e.fd):
-                        _remove(target)
+                        remove_path(target)
                         os.mkdir(target, 0o700)
                     dirs[e.rel] = st
                     continue
-                _remove(target)
+                remove_path(target)
                 if stat.S_ISREG(st.st_mode):
                     first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
                     if first is not None:

@@ -15,12 +15,11 @@ written to); directories and symlinks are made with the layer's owner, mode and 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
 from dockyard.runtime.images.unpack import OPAQUE_XATTR
-from dockyard.runtime.layerdiff import is_whiteout
+from dockyard.runtime.layerdiff import is_whiteout, remove_path
 
 
 def merge_layers(layers: list[Path], upper: Path) -> None:
@@ -37,7 +36,7 @@ def _apply(src: Path, dst: Path) -> None:
             # a dir where a lower layer deleted or replaced the path hides the base's dir there
             opaque = _opaque(s) or (os.path.lexists(d) and not _is_dir(d))
             if opaque or not os.path.lexists(d):
-                _remove(d)
+                remove_path(d)
                 d.mkdir()
             _attrs(d, st)
             if opaque:
@@ -45,7 +44,7 @@ def _apply(src: Path, dst: Path) -> None:
             _apply(s, d)
             os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))  # after its contents changed it
             continue
-        _remove(d)
+        remove_path(d)
         if is_whiteout(st):
             os.mknod(d, stat.S_IFCHR, os.makedev(0, 0))
         elif stat.S_ISLNK(st.st_mode):
@@ -71,14 +70,3 @@ def _opaque(path: Path) -> bool:
         return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
-
-
-def _remove(path: Path) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        path.unlink()
