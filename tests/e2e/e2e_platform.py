@@ -113,11 +113,14 @@ def start(
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            end_node(state_dir / "runtime")  # a runtime that started before another part failed
             pytest.fail(f"dockyard up exited {process.returncode}:\n{output.read_text()}")
         if "platform ready" in output.read_text():
             return platform
         time.sleep(0.2)
     process.kill()
+    process.wait()
+    end_node(state_dir / "runtime")
     pytest.fail(f"dockyard up not ready in 90 s:\n{output.read_text()}")
 
 
