@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from dockyard.core.errors import InvalidArgument
-from dockyard.runtime.buildsteps import lookup_in_layers, resolve_in_layers
+from dockyard.runtime.buildsteps import resolve_in_layers
 from dockyard.runtime.images.unpack import OPAQUE_XATTR
+from dockyard.runtime.layerdiff import LowerView
 
 
 def _layers(tmp_path: Path, n: int) -> list[Path]:
@@ -78,3 +79,8 @@ def test_symlinks_followed_inside_the_root(tmp_path: Path) -> None:
         resolved("/loop")  # ELOOP, not a hang
     found = resolve_in_layers(lowers, "/")
     assert found is not None and found[0] == "/" and stat.S_ISDIR(found[1].st_mode)
+
+
+def lookup_in_layers(lowers: list[Path], rel: str) -> os.stat_result | None:
+    found = LowerView(lowers).lookup(rel)
+    return found[0] if found is not None else None

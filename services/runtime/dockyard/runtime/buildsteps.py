@@ -38,8 +38,7 @@ from typing import Any
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.fsutil import follow_in_root
 from dockyard.runtime.images.store import ImageRecord, ImageStore
-from dockyard.runtime.images.unpack import OPAQUE_XATTR
-from dockyard.runtime.layerdiff import write_layer
+from dockyard.runtime.layerdiff import LowerView, write_layer
 from dockyard.runtime.squash import merge_layers
 
 _CHUNK = 1 << 20
@@ -185,55 +184,22 @@ class BuildSteps:
 def resolve_in_layers(lowers: list[Path], path: str) -> tuple[str, os.stat_result] | None:
     """Follow ``path`` (absolute, inside the image the ``lowers`` make) through symlinks, never
     above its root; the resolved path and its stat, or None if it does not exist."""
-    found = follow_in_root(
-        path, lambda rel: lookup_in_layers(lowers, rel), lambda rel: _readlink(lowers, rel)
-    )
-    if found is None:
+    view = LowerView(lowers)
+
+    def look(rel: str) -> os.stat_result | None:
+        found = view.lookup(rel)
+        return found[0] if found is not None else None
+
+    def readlink(rel: str) -> str:
+        found = view.lookup(rel)
+        return os.readlink(found[1]) if found is not None else ""
+
+    reached = follow_in_root(path, look, readlink)
+    if reached is None:
         return None
-    rel, st = found
-    st = st if st is not None else lookup_in_layers(lowers, "")  # the root
+    rel, st = reached
+    st = st if st is not None else look("")  # the root
     return ("/" + rel, st) if st is not None else None
-
-
-def lookup_in_layers(lowers: list[Path], rel: str) -> os.stat_result | None:
-    """lstat of ``rel`` in the image (top layer first): a whiteout of it or of a parent, a
-    non-directory parent, or an opaque parent in a higher layer hides the lower layers."""
-    parts = [p for p in rel.split("/") if p]
-    for lower in reversed(lowers):
-        opaque = False
-        for i in range(len(parts)):
-            try:
-                st = os.lstat(lower.joinpath(*parts[: i + 1]))
-            except (FileNotFoundError, NotADirectoryError):
-                break
-            if i == len(parts) - 1:
-                return None if _is_whiteout(st) else st
-            if not stat.S_ISDIR(st.st_mode):
-                return None  # a whiteout or a file where a parent directory would be
-            opaque = opaque or _is_opaque(lower.joinpath(*parts[: i + 1]))
-        else:
-            return os.lstat(lower)  # the root
-        if opaque:
-            return None
-    return None
-
-
-def _readlink(lowers: list[Path], rel: str) -> str:
-    for lower in reversed(lowers):
-        with contextlib.suppress(OSError):
-            return os.readlink(lower / rel)
-    return ""
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 def _unlink(*paths: Path) -> None:
@@ -266,31 +232,6 @@ def _mount_targets(config_json: Path) -> set[str]:
     return out
 
 
-def _in_lowers(rel: str, lowers: list[Path]) -> bool:
-    """Whether ``rel`` exists in the image the lowers make (top layer first; a whiteout hides)."""
-    for lower in reversed(lowers):
-        path = lower / rel
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return True
-        return not (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == 0)
-    return False
-
-
-def _lower_stat(rel: str, lowers: list[Path]) -> os.stat_result | None:
-    for lower in reversed(lowers):
-        try:
-            return os.lstat(lower / rel)
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return None
-    return None
-
-
 def rewrite_layer(
     src: Path, dst: Path, mount_targets: set[str], lowers: list[Path], clamp_mtime: int | None
 ) -> None:
@@ -300,17 +241,18 @@ def rewrite_layer(
     not have and that holds nothing else: runc makes them to mount on; docker's builds drop them.
     Member order and everything else is kept; PAX time records are dropped when clamping.
     """
+    view = LowerView(lowers)
     candidates: set[str] = set()
     soft: dict[str, os.stat_result] = {}  # parents the image has: dropped only if unchanged
     for target in mount_targets:
         path = target
-        while path and not _in_lowers(path, lowers):
+        while path and view.lookup(path) is None:
             candidates.add(path)
             path = posixpath.dirname(path)
         while path and path != target:
-            low = _lower_stat(path, lowers)
-            if low is not None and stat.S_ISDIR(low.st_mode):
-                soft[path] = low
+            found = view.lookup(path)
+            if found is not None and stat.S_ISDIR(found[0].st_mode):
+                soft[path] = found[0]
                 candidates.add(path)
             path = posixpath.dirname(path)
     with tarfile.open(src, "r:") as tf:

@@ -176,7 +176,7 @@ def _upper_opaque(e: _Entry) -> bool:
     return OPAQUE_MARKER in e.names or _FUSE_OPAQUE_DEVICE in e.names or _opaque_xattr(e.fd)
 
 
-class _LowerView:
+class LowerView:
     """The union of the lowers as overlay shows it (whiteouts and opaque dirs applied), looked up
     lazily: a lookup costs one ``lstat`` per layer that holds the parent dir."""
 
@@ -252,7 +252,7 @@ def changes(upper: Path, lowers: Sequence[Path], *, full_copy: bool = False) -> 
     have; also each lower entry an opaque dir hides (``full_copy``: each one no longer there), but
     not what is below a deleted dir.
     """
-    view = _LowerView(lowers)
+    view = LowerView(lowers)
     found: dict[str, Literal["A", "C", "D"]] = {}
     with _opendir(upper) as top:
         for e in _walk(top):
@@ -390,7 +390,7 @@ def write_layer(
     if full_copy:
         _write_copy_changes(tw, upper, lowers)
         return tw.close()
-    view = _LowerView(lowers)
+    view = LowerView(lowers)
     with _opendir(upper) as top:
         for e in _walk(top):
             st = e.st
