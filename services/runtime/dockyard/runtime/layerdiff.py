@@ -73,7 +73,7 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _opaque_xattr(target: int | str) -> bool:
+def opaque_xattr(target: int | str) -> bool:
     """True when the dir (an open fd or a path, not followed) carries any overlay's opaque xattr."""
     try:
         names = (
@@ -173,7 +173,7 @@ def _opendir(path: Path | str) -> contextlib.AbstractContextManager[int]:
 
 def _upper_opaque(e: _Entry) -> bool:
     """A dir of an upper made opaque by kernel overlay or fuse-overlayfs."""
-    return OPAQUE_MARKER in e.names or _FUSE_OPAQUE_DEVICE in e.names or _opaque_xattr(e.fd)
+    return OPAQUE_MARKER in e.names or _FUSE_OPAQUE_DEVICE in e.names or opaque_xattr(e.fd)
 
 
 class LowerView:
@@ -203,7 +203,7 @@ class LowerView:
             if not stat.S_ISDIR(st.st_mode):
                 break  # a file or a whiteout hides everything below
             out.append(i)
-            if _opaque_xattr(os.path.join(self._top_first[i], rel)):
+            if opaque_xattr(os.path.join(self._top_first[i], rel)):
                 break
         self._dir_layers[rel] = tuple(out)
         return self._dir_layers[rel]
@@ -475,7 +475,7 @@ def apply_layers(lowers: Sequence[Path], dest: Path) -> None:
                     remove_path(target)
                     continue
                 if stat.S_ISDIR(st.st_mode):
-                    if not os.path.isdir(target) or os.path.islink(target) or _opaque_xattr(e.fd):
+                    if not os.path.isdir(target) or os.path.islink(target) or opaque_xattr(e.fd):
                         remove_path(target)
                         os.mkdir(target, 0o700)
                     dirs[e.rel] = st

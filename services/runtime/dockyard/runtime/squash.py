@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 
 from dockyard.runtime.images.unpack import OPAQUE_XATTR
-from dockyard.runtime.layerdiff import is_whiteout, remove_path
+from dockyard.runtime.layerdiff import is_whiteout, opaque_xattr, remove_path
 
 
 def merge_layers(layers: list[Path], upper: Path) -> None:
@@ -34,7 +34,7 @@ def _apply(src: Path, dst: Path) -> None:
         st = os.lstat(s)
         if stat.S_ISDIR(st.st_mode):
             # a dir where a lower layer deleted or replaced the path hides the base's dir there
-            opaque = _opaque(s) or (os.path.lexists(d) and not _is_dir(d))
+            opaque = opaque_xattr(os.fspath(s)) or (os.path.lexists(d) and not _is_dir(d))
             if opaque or not os.path.lexists(d):
                 remove_path(d)
                 d.mkdir()
@@ -63,10 +63,3 @@ def _attrs(path: Path, st: os.stat_result) -> None:
 
 def _is_dir(path: Path) -> bool:
     return stat.S_ISDIR(os.lstat(path).st_mode)
-
-
-def _opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
