@@ -2,7 +2,8 @@
 # Build the OCI distribution-spec conformance suite (a Go test binary) from Debian packages
 # plus two pinned source tarballs, without touching any Go module proxy.
 #
-#   tests/conformance/build.sh            -> .cache/conformance/conformance.test
+#   tests/conformance/build.sh                 -> .cache/conformance/conformance.test
+#   tests/conformance/build.sh --sources-only  -> the two pinned tarballs, found or fetched and checked
 #
 # Idempotent and cached: re-running re-checks the toolchain and packages (no-op when present) and
 # exits at once when the binary was built from the same inputs (stamp beside it); otherwise it
@@ -17,7 +18,8 @@
 #     or, instead of the tarballs, bare/normal git repositories of those projects via
 #       DIST_SPEC_GIT_DIR=/path/to/distribution-spec.git REGGIE_GIT_DIR=/path/to/reggie.git
 #     (build.sh then writes the tarballs itself with `git archive`), or the same tarballs in
-#     ../shared/conformance/src/ beside the repo (copied in). See tests/conformance/README.md.
+#     ../shared/conformance/src/ beside the repo (copied in), or else fetched from GitHub at the
+#     pinned commits (tree hash checked; CONFORMANCE_OFFLINE=1 never fetches). See tests/conformance/README.md.
 #
 # Exit status: 0 when the binary is built; non-zero with a message saying what is missing.
 set -euo pipefail
@@ -198,6 +200,37 @@ for t in "$DIST_TARBALL" "$REGGIE_TARBALL"; do
     cp "$SHARED_SRC_DIR/$(basename "$t")" "$t"; log "copied $(basename "$t") from $SHARED_SRC_DIR"
   fi
 done
+
+# A clone on its own (no shared/ beside it): fetch the pinned commits from GitHub. The download is
+# checked against the pinned tree hash before it is kept, so a changed or tampered archive is
+# refused and never cached. CONFORMANCE_FETCH_BASE names a mirror; CONFORMANCE_OFFLINE=1 never fetches.
+FETCH_BASE="${CONFORMANCE_FETCH_BASE:-https://codeload.github.com}"
+fetch_pinned() { # fetch_pinned OWNER/REPO COMMIT OUT SUBDIR TREE_SHA256
+  local url="$FETCH_BASE/$1/tar.gz/$2" out="$3" subdir="$4" want="$5" tmp got
+  [ "${CONFORMANCE_OFFLINE:-0}" = 1 ] && return 0
+  command -v curl >/dev/null 2>&1 || { log "no curl: cannot fetch $url"; return 0; }
+  log "fetching $url"
+  curl -fsSL --max-time 300 --max-filesize 67108864 -o "$out.part" "$url" \
+    || { rm -f "$out.part"; log "could not fetch $url"; return 0; }
+  tmp="$(mktemp -d "$CACHE/fetch.XXXXXX")"
+  tar -xzf "$out.part" -C "$tmp" --strip-components=1 2>/dev/null || true
+  got="$( [ -d "$tmp/$subdir" ] && tree_hash "$tmp/$subdir" || echo none)"
+  rm -rf "$tmp"
+  if [ "$got" != "$want" ]; then
+    rm -f "$out.part"
+    die "$url is not the pinned source (tree sha256 $got, want $want): refused"
+  fi
+  mv "$out.part" "$out"
+  log "fetched $(basename "$out") (tree hash verified)"
+}
+[ -f "$DIST_TARBALL" ] || fetch_pinned opencontainers/distribution-spec "$DIST_SPEC_COMMIT" \
+  "$DIST_TARBALL" conformance "$DIST_SPEC_TREE_SHA256"
+[ -f "$REGGIE_TARBALL" ] || fetch_pinned bloodorangeio/reggie "$REGGIE_COMMIT" \
+  "$REGGIE_TARBALL" . "$REGGIE_TREE_SHA256"
+if [ "${1:-}" = --sources-only ]; then
+  [ -f "$DIST_TARBALL" ] && [ -f "$REGGIE_TARBALL" ] || die "sources missing (see above)"
+  log "sources ready in $SRC_DIR"; exit 0
+fi
 
 SYS_CONFORMANCE=/usr/share/gocode/src/github.com/opencontainers/distribution-spec/conformance
 
