@@ -142,3 +142,15 @@ def test_root_is_answered_for_the_user_the_platform_runs_as() -> None:
         timeout=30,
     )
     assert as_root.returncode == 1 and "running as root" in as_root.stdout
+
+
+def test_doctor_proves_a_user_network_can_be_made_from_a_login_path() -> None:
+    """A login shell has no /usr/sbin in PATH: doctor (and `network create`) still find the tools."""
+    p = subprocess.run(
+        ["runuser", "-u", USER, "--", "env", "PATH=/usr/local/bin:/usr/bin:/bin",
+         sys.executable, "-m", "dockyard.cli.doctor", "--format", "json"],
+        cwd="/", capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    check = _check(json.loads(p.stdout), "user networks")
+    assert check["ok"], check

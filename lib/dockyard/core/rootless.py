@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dockyard.core.tools import find_tool
+
 #: Ids a user needs in /etc/subuid and /etc/subgid: a full 16-bit range, as images assume.
 MIN_SUBIDS = 65536
 #: cgroup v2 controllers a rootless runtime needs delegated to enforce --memory, --pids-limit, --cpus.
@@ -336,6 +338,24 @@ def _tool(name: str, fix: str) -> Check:
     return Check(name, True, f"{path}: {ver}", fix)
 
 
+def _user_networks() -> Check:
+    """What ``network create`` does in the node's namespace, in a throwaway one: forwarding on,
+    a bridge, a masquerade rule, each tool by the absolute path the runtime will use."""
+    fix = "apt install procps iproute2 iptables (sysctl, ip, iptables)"
+    tools = [find_tool("sysctl"), find_tool("ip"), find_tool("iptables-nft", "iptables")]
+    if None in tools:
+        missing = [n for n, t in zip(("sysctl", "ip", "iptables"), tools, strict=True) if t is None]
+        return Check("user networks", False, f"not installed: {', '.join(missing)}", fix)
+    script = (
+        '"$1" -q -w net.ipv4.ip_forward=1 && "$2" link add dydoctor0 type bridge && '
+        '"$3" -t nat -A POSTROUTING -o dydoctor0 -j MASQUERADE'
+    )
+    r = _run(["unshare", "--user", "--map-root-user", "--net", "--", "/bin/sh", "-c", script, "sh", *tools])
+    if r.rc == 0:
+        return Check("user networks", True, "a bridge and NAT can be made in a network namespace", fix)
+    return Check("user networks", False, f"could not make a network: {r.message}", fix)
+
+
 def _userns() -> Check:
     fix = "enable unprivileged user namespaces: sysctl -w user.max_user_namespaces=15000"
     clone = Path("/proc/sys/kernel/unprivileged_userns_clone")
@@ -513,6 +533,7 @@ def detect(cgroup_root: Path = Path("/sys/fs/cgroup")) -> RootlessFacts:
     enforceable = add("cgroup limits", lambda: _cgroup_limits(cgroup_root, uid, mode), required=False).ok
     add("/dev/net/tun", lambda: _device("/dev/net/tun", SETUP_FIX))
     add("slirp4netns", lambda: _tool("slirp4netns", "apt install slirp4netns"))
+    add("user networks", _user_networks, required=False)
     add("rootlesskit", lambda: _tool("rootlesskit", "apt install rootlesskit"), required=False)
 
     oci = choose_oci_runtime(runc.ok, crun.ok)

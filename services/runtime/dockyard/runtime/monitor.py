@@ -36,6 +36,7 @@ from pathlib import Path
 import structlog
 
 from dockyard.core.errors import FailedPrecondition, Unavailable
+from dockyard.core.tools import find_tool
 
 log = structlog.get_logger(__name__)
 
@@ -107,8 +108,8 @@ class Monitor:
 
     def __init__(self, runc_root: Path, runtime: str = "runc") -> None:
         self.runc_root = runc_root
-        self.runtime = shutil.which(runtime) or shutil.which(runtime, path="/usr/sbin:/sbin") or runtime
-        self.conmon = shutil.which("conmon") or "/usr/bin/conmon"
+        self.runtime = find_tool(runtime) or runtime
+        self.conmon = find_tool("conmon") or "/usr/bin/conmon"
         runc_root.mkdir(parents=True, exist_ok=True)
 
     def runc_argv(self, *args: str) -> list[str]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -51,6 +50,7 @@ from pathlib import Path
 import structlog
 
 from dockyard.core.errors import FailedPrecondition, Unavailable
+from dockyard.core.tools import find_tool
 
 log = structlog.get_logger(__name__)
 
@@ -119,11 +119,10 @@ class NodeNetns:
 
     def __init__(self, state: Path) -> None:
         self.state = state
-        self.ip_binary = shutil.which("ip") or "/usr/sbin/ip"
-        self.slirp_binary = shutil.which("slirp4netns") or "/usr/bin/slirp4netns"
-        self.iptables = next(
-            (p for p in (shutil.which("iptables-nft"), shutil.which("iptables")) if p), "iptables"
-        )
+        self.ip_binary = find_tool("ip") or "/usr/sbin/ip"
+        self.slirp_binary = find_tool("slirp4netns") or "/usr/bin/slirp4netns"
+        self.iptables = find_tool("iptables-nft", "iptables") or "/usr/sbin/iptables"
+        self.sysctl = find_tool("sysctl") or "/usr/sbin/sysctl"
         self.outbound_error = ""
 
     # --- the namespace ------------------------------------------------------------------------------
@@ -163,7 +162,7 @@ class NodeNetns:
         return new
 
     def _start_holder(self) -> int:
-        unshare = shutil.which("unshare") or "/usr/bin/unshare"
+        unshare = find_tool("unshare") or "/usr/bin/unshare"
         proc = subprocess.Popen(
             [unshare, "--net", "--", "sleep", "infinity"],
             stdin=subprocess.DEVNULL,
@@ -239,7 +238,7 @@ class NodeNetns:
 
     def _configure(self) -> None:
         """Forwarding on, masquerade out through slirp4netns (best effort: see ``outbound_error``)."""
-        self.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+        self.run([self.sysctl, "-q", "-w", "net.ipv4.ip_forward=1"])
         done = self.run(
             [self.iptables, "-t", "nat", "-A", "POSTROUTING", "-o", TAP, "-j", "MASQUERADE"], check=False
         )
@@ -268,7 +267,7 @@ class NodeNetns:
         self, argv: list[str], *, netns: str | None = None, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in ``netns`` (default: the node namespace). Blocking."""
-        nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
+        nsenter = find_tool("nsenter") or "/usr/bin/nsenter"
         done = subprocess.run(
             [nsenter, f"--net={netns or self.path}", "--", *argv],
             input=stdin,

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, Unavailable
+from dockyard.core.tools import find_tool
 
 CONTAINER_IP = "10.0.2.100"
 DNS_IP = "10.0.2.3"
@@ -56,7 +56,7 @@ class Slirp:
     """Starts and stops one slirp4netns per container network namespace."""
 
     def __init__(self) -> None:
-        self.binary = shutil.which("slirp4netns") or "/usr/bin/slirp4netns"
+        self.binary = find_tool("slirp4netns") or "/usr/bin/slirp4netns"
 
     async def attach(self, pid: int, root: Path, ports: Iterable[PortForward]) -> None:
         """Connect the netns of ``pid`` to the outside, publish ``ports``; on failure nothing is left."""
