@@ -342,9 +342,14 @@ def _user_networks() -> Check:
     """What ``network create`` does in the node's namespace, in a throwaway one: forwarding on,
     a bridge, a masquerade rule, each tool by the absolute path the runtime will use."""
     fix = "apt install procps iproute2 iptables (sysctl, ip, iptables)"
-    tools = [find_tool("sysctl"), find_tool("ip"), find_tool("iptables-nft", "iptables")]
-    if None in tools:
-        missing = [n for n, t in zip(("sysctl", "ip", "iptables"), tools, strict=True) if t is None]
+    found = {
+        "sysctl": find_tool("sysctl"),
+        "ip": find_tool("ip"),
+        "iptables": find_tool("iptables-nft", "iptables"),
+    }
+    tools = [path for path in found.values() if path is not None]
+    if len(tools) < len(found):
+        missing = [name for name, path in found.items() if path is None]
         return Check("user networks", False, f"not installed: {', '.join(missing)}", fix)
     script = (
         '"$1" -q -w net.ipv4.ip_forward=1 && "$2" link add dydoctor0 type bridge && '
