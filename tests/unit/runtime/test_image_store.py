@@ -208,3 +208,16 @@ def test_commit_layer_and_history(store: ImageStore, publisher: ListPublisher, t
     assert publisher.actions() == ["committed"]
     scratch = store.commit_layer(None, diff, [], "", "", "scratch", None, None)
     assert scratch.diff_ids == (sha(diff.read_bytes()),) and scratch.repo_tags == ()
+
+
+def test_a_restart_removes_blobs_no_image_holds(store: ImageStore, publisher: ListPublisher) -> None:
+    """A pull killed after its blobs were stored, before its record: nothing counted or pruned them."""
+    kept = store.add_image(put_image(store.content, [layer("kept")]), "kept")
+    orphan_layer = layer("orphan")
+    put_image(store.content, [orphan_layer])  # a pull that died here: config and layer stored
+    assert sha(orphan_layer) in set(store.content.digests())
+    again = ImageStore(store.root, publisher, "x")
+    after = set(again.content.digests())
+    assert sha(orphan_layer) not in after
+    assert after == {kept.id, kept.manifest_digest, *kept.layer_digests}
+    assert again.resolve("kept") == kept and again.layer_dirs(kept)[0].exists()

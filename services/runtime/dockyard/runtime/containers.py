@@ -320,6 +320,10 @@ class ContainerManager:
     async def recover(self) -> None:
         """Load every record; reconcile running ones with what conmon recorded meanwhile."""
         for d in sorted(self.root.iterdir()):
+            if d.name.startswith("commit-") and d.name.endswith(".tar") and not d.is_dir():
+                d.unlink(missing_ok=True)  # a commit's layer, left by a service killed mid-commit
+                log.info("removed an interrupted commit's layer", file=d.name)
+                continue
             try:
                 record = ContainerRecord.from_json((d / "container.json").read_text())
             except (OSError, ValueError, TypeError, KeyError) as exc:

@@ -221,6 +221,7 @@ class ImageStore:
         self._sweep()
         self._records: dict[str, dict[str, Any]] = self._load_records()
         self._refs = self._load_refs()
+        self._sweep_orphans()
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -234,6 +235,21 @@ class ImageStore:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
+
+    def _sweep_orphans(self) -> None:
+        """Remove blobs no image record holds: what a pull, load or commit that failed (or was
+        killed) had stored before its record was written. Only at start-up, when no such work can
+        be in flight; otherwise ``system df`` never counts them and no prune ever frees them."""
+        held = {b for doc in self._records.values() for b in self._blobs_of(doc)}
+        freed = count = 0
+        for digest in self.content.digests():
+            if digest not in held:
+                with contextlib.suppress(NotFound):
+                    freed += self.content.size(digest)
+                self.content.delete(digest)
+                count += 1
+        if count:
+            log.info("removed blobs no image holds (a failed pull or commit)", blobs=count, bytes=freed)
 
     def _load_records(self) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
