@@ -286,3 +286,33 @@ def test_bad_volume_names_and_missing_bind_sources_are_one_line(platform: Platfo
         "run", "--rm", "--mount", f"type=bind,src={workdir}/missing,dst=/x", "busybox", "true"
     )
     assert done.returncode == 125 and "does not exist" in _one_error_line(done)
+
+
+def test_cp_goes_through_the_containers_mounts(platform: Platform, workdir: Path) -> None:
+    """`cp` into and out of a volume reaches the volume, as docker's does (it used to land under
+    the mount in the rootfs: seen by nobody, then baked into an image by commit)."""
+    payload = workdir / "payload"
+    payload.write_text("through-the-mount\n")
+    payload.chmod(0o644)
+    platform.ok(
+        "run", "-d", "--name", "cpvol", "-v", "cpdata:/data", "-v", "cpro:/ro:ro", "busybox", "sleep", "300"
+    )
+    try:
+        platform.ok("cp", str(payload), "cpvol:/data/")
+        assert platform.ok("exec", "cpvol", "cat", "/data/payload") == "through-the-mount\n"
+        mountpoint = Path(str(_inspect(platform, "cpdata")["Mountpoint"]))
+        assert (mountpoint / "payload").read_text() == "through-the-mount\n"
+        out = workdir / "out"
+        out.mkdir(mode=0o777, exist_ok=True)
+        platform.ok("cp", "cpvol:/data/payload", str(out / "one"))
+        assert (out / "one").read_text() == "through-the-mount\n"
+        platform.ok("cp", "cpvol:/data", str(out / "tree"))  # the mount point itself, under its name
+        assert (out / "tree" / "payload").read_text() == "through-the-mount\n"
+        refused = platform.cli("cp", str(payload), "cpvol:/ro/")
+        assert refused.returncode != 0 and "read-only" in refused.stderr, refused.stderr
+        # nothing went under the mount into the container's own layer
+        platform.ok("stop", "-t", "0", "cpvol")
+        assert "/data/payload" not in platform.ok("diff", "cpvol")
+    finally:
+        platform.cli("rm", "-f", "-v", "cpvol")
+        platform.cli("volume", "rm", "cpdata", "cpro")

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import posixpath
 import random
 import re
 import secrets
@@ -48,7 +49,7 @@ from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
 from dockyard.runtime.networks import NetworkManager, is_user_network  # user networks
 from dockyard.runtime.restart import RestartPolicies
 from dockyard.runtime.restart import validate as validate_restart_policy
-from dockyard.runtime.volumes import VolumeStore, is_volume
+from dockyard.runtime.volumes import VolumeStore, is_volume, parse_mount
 
 log = structlog.get_logger(__name__)
 
@@ -830,6 +831,31 @@ class ContainerManager:
         image = self.images.resolve(record.image_id)
         lowers = self.images.layer_dirs(image)
         return record, self.snapshots.mount(record.id, lowers), lowers
+
+    def copy_root(self, ref: str, path: str, *, write: bool) -> tuple[Path, str, str]:
+        """Where ``docker cp`` finds ``path`` of the container: the volume or host directory mounted
+        over it (a mount is not in the rootfs, so a copy there would land under it, unseen, and
+        be baked in by commit), else the merged rootfs. Returns (host root, the path under it, the
+        name to archive that root under when ``path`` is the mount point itself).
+
+        A write into a read-only mount is FailedPrecondition, as docker's.
+        """
+        record, rootfs, _ = self.rootfs_for(ref)
+        wanted = "/" + path.lstrip("/")
+        key = posixpath.normpath(wanted)
+        best = None
+        for spec in record.config.binds:
+            m = parse_mount(spec)
+            inside = key == m.target or key.startswith(m.target.rstrip("/") + "/")
+            if m.kind != "anonymous" and inside and (best is None or len(m.target) > len(best.target)):
+                best = m
+        if best is None:
+            return rootfs, path, ""
+        if write and best.read_only:
+            raise FailedPrecondition(f"mounted volume is marked read-only: {best.target}")
+        host = self.volumes.mountpoint(best.source) if best.kind == "volume" else Path(best.source)
+        rest = wanted[len(best.target) :] if wanted.startswith(best.target) else key[len(best.target) :]
+        return host, rest or "/", posixpath.basename(best.target)
 
     async def diff(self, ref: str) -> list[Any]:
         record = self._find(ref).record

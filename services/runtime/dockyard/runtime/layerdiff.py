@@ -558,20 +558,24 @@ def _openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
     return fd
 
 
-def tar_path(root: Path, path: str, out: Sink) -> int:
+def tar_path(root: Path, path: str, out: Sink, *, root_name: str = "") -> int:
     """Write a tar of ``path`` inside the rootfs ``root`` to ``out`` (``docker cp CONTAINER:PATH -``).
 
     ``path`` is resolved as the container sees it: symlinks followed inside ``root`` (an absolute
     target starts at ``root``), never out of it. Like docker: the last component is archived as
     itself (a symlink stays a symlink) under its base name; ``dir/`` follows it; ``dir/.`` (and
-    ``/``) archive what is inside, without the dir itself. Returns the bytes written.
+    ``/``) archive what is inside, without the dir itself. With ``root_name`` (``root`` is a mount
+    point and ``path`` is ``/``) the root itself is archived under that name. Returns the bytes written.
     """
     tw = _TarWriter(out)
     p = "/" + path.lstrip("/")
     follow = p.endswith("/") or posixpath.basename(p) == ".."
     name = posixpath.basename(posixpath.normpath(p))
     with _opendir(root) as root_fd:
-        if p.endswith("/.") or not name:  # the contents of a dir, without the dir
+        if root_name and p == "/":  # a mount point, under the name its target has
+            with _owned(os.dup(root_fd)) as d:
+                _tar_tree(tw, _Entry(root_name, root_name, os.fstat(d), d), d)
+        elif p.endswith("/.") or not name:  # the contents of a dir, without the dir
             with _owned(_open_in_root(root_fd, p, _DIR_FLAGS & ~os.O_NOFOLLOW)) as d:
                 for e in _walk(d):
                     tw.entry(e.rel, e)

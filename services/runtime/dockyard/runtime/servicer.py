@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -372,7 +373,9 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
     async def CopyFrom(self, request: cpb.CopyFromRequest, context: Any) -> AsyncIterator[cpb.CopyChunk]:
         from dockyard.runtime import layerdiff
 
-        _, rootfs, _ = await asyncio.to_thread(self.m.rootfs_for, request.id)
+        root, path, root_name = await asyncio.to_thread(
+            self.m.copy_root, request.id, request.path, write=False
+        )
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
         loop = asyncio.get_running_loop()
 
@@ -386,7 +389,9 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
 
         async def produce() -> None:
             try:
-                await asyncio.to_thread(layerdiff.tar_path, rootfs, request.path, _Writer())
+                await asyncio.to_thread(
+                    functools.partial(layerdiff.tar_path, root, path, _Writer(), root_name=root_name)
+                )
             finally:
                 await queue.put(None)
 
@@ -409,9 +414,11 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("target"):
             raise InvalidArgument("the first CopyTo message must name the container and directory")
-        _, rootfs, _ = await asyncio.to_thread(self.m.rootfs_for, first.target.id)
+        root, path, _ = await asyncio.to_thread(
+            self.m.copy_root, first.target.id, first.target.path, write=True
+        )
         chunks = _ThreadFeed(request_iterator, lambda m: m.data)
-        await chunks.run(layerdiff.untar_into, rootfs, first.target.path)
+        await chunks.run(layerdiff.untar_into, root, path)
         return cpb.CopyToResponse()
 
 
