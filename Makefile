@@ -61,7 +61,7 @@ test-unit: venv ## Unit tests only (fast)
 run: setup ## Start the whole platform on this machine (dockyard up); Ctrl-C stops it
 	$(BIN)/dockyard up --state-dir $(STATE)
 
-bench: bench-registry bench-runtime ## All benchmarks (side by side with their peers)
+bench: bench-registry bench-runtime bench-logs ## All benchmarks (side by side with their peers)
 
 bench-registry: setup ## Registry push/pull vs CNCF distribution, medians and ratios
 	$(BIN)/python bench/registry_bench.py
@@ -72,6 +72,10 @@ bench-runtime: setup ## Runtime (run --rm, 50 at once, memory, pull, commit) vs 
 .PHONY: bench-network
 bench-network: setup ## User networks (container-to-container, connect latency, -p) vs rootless podman
 	$(BIN)/python bench/network_bench.py
+
+.PHONY: bench-logs
+bench-logs: setup ## Container logs (read a stopped one, follow a fast writer) vs rootless podman
+	$(BIN)/python bench/logs_bench.py
 
 .PHONY: soak
 soak: venv ## Registry soak: mixed push/pull/delete/GC from many clients (SOAK_MINUTES, default 10); errors 0, RSS and fds flat

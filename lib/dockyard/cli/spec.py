@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     a("--stop-signal", default="", help="signal that stops the container (default: image's or SIGTERM)")
     a("--stop-timeout", type=int, default=0, help="seconds before SIGKILL on stop (default 10)")
+    a(
+        "--log-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="max-size=SIZE (default 20m, -1: unbounded) or max-file=N (default 5): rotate the log",
+    )
     limits.add_arguments(parser)  # resource limits: --memory, --cpus, --pids-limit, …
     from dockyard.cli import mountspec  # volumes: --mount, --volumes-from
 
@@ -128,6 +135,19 @@ def parse_labels(values: list[str]) -> dict[str, str]:
         key, _, value = item.partition("=")
         labels[key] = value
     return labels
+
+
+def parse_log_opts(values: list[str]) -> dict[str, str]:
+    """``--log-opt KEY=VALUE`` (repeatable); the runtime checks the keys and values."""
+    from dockyard.core.errors import InvalidArgument
+
+    opts = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise InvalidArgument(f"bad --log-opt {item[:60]!r}: want KEY=VALUE (max-size=10m, max-file=3)")
+        opts[key] = value
+    return opts
 
 
 def _port_range(text: str, what: str, spec: str) -> list[int]:
@@ -248,6 +268,7 @@ def build_spec(args: argparse.Namespace) -> Any:
         tmpfs=args.tmpfs,
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
+        log_opts=parse_log_opts(args.log_opt),
     )
     if args.entrypoint is not None:
         spec.entrypoint.append(args.entrypoint)

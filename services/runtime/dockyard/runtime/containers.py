@@ -38,12 +38,13 @@ from typing import Any, BinaryIO, Protocol
 import structlog
 
 from dockyard.core.cgroups import Delegation
-from dockyard.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from dockyard.core.errors import AlreadyExists, DockyardError, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.runtime import ocispec
 from dockyard.runtime.cgroups import Cgroups, Limits
 from dockyard.runtime.execs import ExecSession
 from dockyard.runtime.health import HealthChecks, with_image_healthcheck
+from dockyard.runtime.logs import LogOptions, follow_log, rotate
 from dockyard.runtime.monitor import AttachStream, Monitor, Paths
 from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
 from dockyard.runtime.networks import NetworkManager, is_user_network  # user networks
@@ -55,6 +56,7 @@ log = structlog.get_logger(__name__)
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 DEFAULT_STOP_TIMEOUT = 10
+LOG_ROTATE_EVERY_S = 0.5  # how far past max-size a log can grow: this times the writer's rate
 ADOPTED_POLL_S = 0.5
 
 
@@ -100,6 +102,7 @@ class ContainerConfig:
     extra_hosts: list[str] = field(default_factory=list)
     network_aliases: list[str] = field(default_factory=list)
     ip: str = ""
+    log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt (dockyard.runtime.logs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +249,7 @@ class ContainerManager:
         self._live: dict[str, _Live] = {}
         self._names_lock = asyncio.Lock()
         self._claimed: set[str] = set()  # names of containers being created
+        self._log_rotation: asyncio.Task[None] | None = None  # started by recover()
         self.health = HealthChecks(self)  # health checks (dockyard.runtime.health)
         self.restarts = RestartPolicies(self)  # restart policies (dockyard.runtime.restart)
         root.mkdir(parents=True, exist_ok=True)
@@ -344,6 +348,24 @@ class ContainerManager:
                     log.info("adopted running container", id=record.short_id, name=record.name)
         self.health.recover()  # health checks of adopted containers resume
         self.restarts.recover()  # restarts owed by the previous service are made
+        self._log_rotation = asyncio.create_task(self._rotate_logs(), name="log-rotation")
+
+    async def _rotate_logs(self) -> None:
+        """Keep every running container's log within its --log-opt bounds (dockyard.runtime.logs)."""
+        while True:
+            await asyncio.sleep(LOG_ROTATE_EVERY_S)
+            for live in list(self._live.values()):
+                record = live.record
+                if record.state not in (State.RUNNING, State.PAUSED):
+                    continue
+                opts = LogOptions.parse(record.config.log_opts)
+                paths = self._paths(record.id)
+                try:
+                    if not opts.max_size or os.stat(paths.log).st_size < opts.max_size:
+                        continue
+                    await asyncio.to_thread(rotate, paths.log, paths.ctl, opts.max_file)
+                except (OSError, DockyardError) as exc:  # the next round tries again
+                    log.warning("log rotation failed", id=record.short_id, error=str(exc))
 
     async def _watch_adopted(self, live: _Live) -> None:
         paths = self._paths(live.record.id)
@@ -357,6 +379,8 @@ class ContainerManager:
         await self.health.close()  # health checks and restart policies: the next service resumes them
         await self.restarts.close()
         tasks = [c.watcher for c in self._live.values() if c.watcher is not None]
+        if self._log_rotation is not None:
+            tasks.append(self._log_rotation)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -370,6 +394,7 @@ class ContainerManager:
         config = validate_restart_policy(with_image_healthcheck(config, image_config))  # health, restart
         run = self._run_config(config)  # validates the network mode, binds and tmpfs
         self.cgroups.check(config.limits)  # a limit this node cannot enforce is refused, never dropped
+        LogOptions.parse(config.log_opts)  # --log-opt (dockyard.runtime.logs)
         process = ocispec.merge_process(image_config, run)  # validates command, user, signal
         ports = self._ports(config, image_config)
         # networks: the user network exists; --ip, --network-alias, --dns, --add-host are valid
@@ -818,9 +843,10 @@ class ContainerManager:
         """(stream, bytes, RFC3339 time) from the container's log; ``follow`` until it exits."""
         live = self._find(ref)
         path = self._paths(live.record.id).log
-        from dockyard.runtime.logs import follow_log
-
-        async for entry in follow_log(path, live.exited, follow=follow, since=since, tail=tail):
+        # Without timestamps, consecutive lines go out together: a log is read at disk speed.
+        async for entry in follow_log(
+            path, live.exited, follow=follow, since=since, tail=tail, coalesce=not timestamps
+        ):
             yield entry
 
     # --- inside the container ------------------------------------------------------------------------

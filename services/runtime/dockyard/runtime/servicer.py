@@ -74,6 +74,7 @@ def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
         stop_timeout=c.stop_timeout,
         resources=limits_to_pb(c.limits),
         volumes_from=c.volumes_from,
+        log_opts=c.log_opts,
     )
     msg = cpb.Container(
         id=r.id,
@@ -149,6 +150,7 @@ def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
         extra_hosts=list(spec.extra_hosts),
         network_aliases=list(spec.network_aliases),
         ip=spec.ip,
+        log_opts=dict(spec.log_opts),
     )
 
 

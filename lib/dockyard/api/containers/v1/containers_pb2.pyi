@@ -155,6 +155,26 @@ class ContainerSpec(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class LogOptsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     IMAGE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
@@ -183,6 +203,7 @@ class ContainerSpec(_message.Message):
     IP_FIELD_NUMBER: _builtins.int
     RESTART_POLICY_FIELD_NUMBER: _builtins.int
     HEALTHCHECK_FIELD_NUMBER: _builtins.int
+    LOG_OPTS_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     name: _builtins.str
     workdir: _builtins.str
@@ -251,8 +272,13 @@ class ContainerSpec(_message.Message):
 
     @_builtins.property
     def healthcheck(self) -> Global___HealthConfig:
-        """Overrides the image's HEALTHCHECK field by field: what is unset is the image's.
-        --- end health checks and restart policies ---
+        """Overrides the image's HEALTHCHECK field by field: what is unset is the image's."""
+
+    @_builtins.property
+    def log_opts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """--- end health checks and restart policies ---
+        Docker's --log-opt: "max-size" ("20m" by default, "-1" unbounded) and "max-file" (5): the
+        log is rotated at max-size and max-file files are kept, the current one included.
         """
 
     def __init__(
@@ -286,10 +312,11 @@ class ContainerSpec(_message.Message):
         ip: _builtins.str = ...,
         restart_policy: _builtins.str = ...,
         healthcheck: Global___HealthConfig | None = ...,
+        log_opts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["healthcheck", b"healthcheck", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "dns", b"dns", "entrypoint", b"entrypoint", "env", b"env", "extra_hosts", b"extra_hosts", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "ip", b"ip", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart_policy", b"restart_policy", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "dns", b"dns", "entrypoint", b"entrypoint", "env", b"env", "extra_hosts", b"extra_hosts", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "ip", b"ip", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart_policy", b"restart_policy", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
