@@ -281,3 +281,38 @@ def test_logs_are_rotated_at_max_size_and_read_whole(platform: Platform) -> None
         assert bad.returncode == 125 and "max-size" in bad.stderr and "Traceback" not in bad.stderr
     finally:
         platform.cli("rm", "-f", cid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_a_container_whose_conmon_is_killed_is_stopped_and_reported(platform: Platform) -> None:
+    """kill -9 of conmon left the container running unmanaged, shown Dead: stop returned 0 without
+    killing it and start ran a second copy over the same upper directory."""
+    cid = platform.ok("run", "-d", "busybox", "sleep", "1000").strip()
+    try:
+        directory = next(platform.state_dir.glob(f"runtime/containers/{cid}"))
+        init = int(json.loads(platform.ok("inspect", cid))[0]["pid"])
+        assert _alive(init)
+        os.kill(int((directory / "bundle" / "conmon.pid").read_text()), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            doc = json.loads(platform.ok("inspect", cid))[0]
+            if doc["state"] != "running":
+                break
+            time.sleep(0.1)
+        assert doc["state"] == "exited", doc
+        assert doc.get("exitCode") == 137 and "monitor" in doc.get("error", "")
+        assert not _alive(init), "the container's process must not run on unmanaged"
+        platform.ok("start", cid)  # one copy again, under a new monitor
+        again = int(json.loads(platform.ok("inspect", cid))[0]["pid"])
+        assert again != init and _alive(again)
+        platform.ok("stop", "-t", "1", cid)
+        assert not _alive(again)
+    finally:
+        platform.cli("rm", "-f", cid)

@@ -640,13 +640,19 @@ class ContainerManager:
         self.health.stop(live)  # health checks end with the process
         record = live.record
         paths = self._paths(record.id)
+        error = ""
+        state = State.EXITED
+        if code is None:  # conmon died without an exit code: the container may well still run
+            if await self._stop_unmonitored(record.id):
+                code, error = 137, "its monitor (conmon) was killed, so the container was stopped"
+            else:
+                state, error = State.DEAD, "the container's monitor ended without an exit code"
         oom = await asyncio.to_thread(self._release, record.id)
         oom = oom or paths.oom.exists()
-        error = "" if code is not None else "the container's monitor ended without an exit code"
         record = self._save(
             replace(
                 record,
-                state=State.EXITED if code is not None else State.DEAD,
+                state=state,
                 exit_code=255 if code is None else code,
                 finished=now(),
                 pid=0,
@@ -663,6 +669,27 @@ class ContainerManager:
         if record.config.auto_remove:
             with contextlib.suppress(NotFound):
                 await self.remove(record.id, force=True)
+
+    async def _stop_unmonitored(self, cid: str) -> bool:
+        """Kill a container whose conmon is gone, if its init still lives; True if it did.
+
+        Nothing holds such a container's stdio, log or exit code any more, and a second start
+        would mount its upper directory twice: it is stopped and reported, never left running.
+        """
+        state = await self.monitor.state(cid)
+        if state is None or state.get("status") not in ("running", "paused", "created"):
+            return False
+        log.warning("container outlived its monitor; stopping it", id=cid[:12], pid=state.get("pid"))
+        if state.get("status") == "paused":
+            with contextlib.suppress(FailedPrecondition):
+                await self.monitor.resume(cid)
+        await self.monitor.kill(cid, signal.SIGKILL)
+        for _ in range(200):  # its init is its pid namespace's: every process goes with it
+            state = await self.monitor.state(cid)
+            if state is None or state.get("status") == "stopped":
+                break
+            await asyncio.sleep(0.05)
+        return True
 
     def _release(self, cid: str) -> bool:
         """What an exited container held: its slirp4netns, runc's record, its cgroup, its mount.
