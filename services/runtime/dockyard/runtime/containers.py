@@ -346,6 +346,7 @@ class ContainerManager:
                 else:
                     live.watcher = asyncio.create_task(self._watch_adopted(live))
                     log.info("adopted running container", id=record.short_id, name=record.name)
+                    await self._readopt_network(record)
         self.health.recover()  # health checks of adopted containers resume
         self.restarts.recover()  # restarts owed by the previous service are made
         self._log_rotation = asyncio.create_task(self._rotate_logs(), name="log-rotation")
@@ -366,6 +367,19 @@ class ContainerManager:
                     await asyncio.to_thread(rotate, paths.log, paths.ctl, opts.max_file)
                 except (OSError, DockyardError) as exc:  # the next round tries again
                     log.warning("log rotation failed", id=record.short_id, error=str(exc))
+
+    async def _readopt_network(self, record: ContainerRecord) -> None:
+        """An adopted container's network helpers, started again if they died meanwhile, so a port
+        shown is a port served (its namespaces are intact: they belong to the container)."""
+        try:
+            if record.config.network == "slirp4netns" and not Slirp.running(self._dir(record.id)):
+                log.warning("slirp4netns of an adopted container is gone; starting it", id=record.short_id)
+                await self.slirp.attach(record.pid, self._dir(record.id), record.ports)
+            if self.networks is not None:
+                await self.networks.readopt(record)
+        except DockyardError as exc:
+            log.error("cannot restore an adopted container's network", id=record.short_id, error=str(exc))
+            self._save(replace(record, error=f"its network could not be restored: {exc}"))
 
     async def _watch_adopted(self, live: _Live) -> None:
         paths = self._paths(live.record.id)

@@ -51,6 +51,7 @@ import structlog
 
 from dockyard.core.errors import FailedPrecondition, Unavailable
 from dockyard.core.tools import find_tool
+from dockyard.runtime import outliving
 
 log = structlog.get_logger(__name__)
 
@@ -103,17 +104,6 @@ def _ns_inode(pid: int) -> int | None:
         return None
 
 
-def _alive(pid_file: Path, comm: str) -> int | None:
-    try:
-        pid = int(pid_file.read_text().split()[0])
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if comm.encode() not in f.read():
-                return None
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid
-
-
 class NodeNetns:
     """The node network namespace: its holder, its slirp4netns, commands run inside it."""
 
@@ -156,7 +146,7 @@ class NodeNetns:
         if pid is None:
             pid = self._start_holder()
             new = True
-        if new or _alive(self.state / "slirp.pid", "slirp4netns") is None:
+        if new or outliving.running(self.state / "slirp.pid", "slirp4netns") is None:
             self._start_slirp(pid)
             self._configure()
         return new
@@ -231,7 +221,7 @@ class NodeNetns:
             os.close(ready_r)
 
     def stop_slirp(self) -> None:
-        pid = _alive(self.state / "slirp.pid", "slirp4netns")
+        pid = outliving.running(self.state / "slirp.pid", "slirp4netns")
         if pid is not None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)

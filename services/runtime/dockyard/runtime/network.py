@@ -26,6 +26,7 @@ from pathlib import Path
 
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from dockyard.core.tools import find_tool
+from dockyard.runtime import outliving
 
 CONTAINER_IP = "10.0.2.100"
 DNS_IP = "10.0.2.3"
@@ -75,21 +76,13 @@ class Slirp:
             "tap0",
         ]
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                pass_fds=(ready_w,),
-                start_new_session=True,
-                cwd=root,
-            )
+            pid = await asyncio.to_thread(outliving.start, argv, pass_fds=(ready_w,), cwd=root)
         except OSError as exc:
             os.close(ready_r)
             raise Unavailable(f"cannot start slirp4netns: {exc}") from exc
         finally:
             os.close(ready_w)
-        (root / "slirp.pid").write_text(str(proc.pid))
+        (root / "slirp.pid").write_text(str(pid))
         try:
             ok = await asyncio.wait_for(asyncio.to_thread(os.read, ready_r, 1), READY_TIMEOUT_S)
             if ok != b"1":
@@ -101,8 +94,6 @@ class Slirp:
             raise
         finally:
             os.close(ready_r)
-        # slirp4netns is not our child to reap once it outlives us; let the loop forget it.
-        asyncio.get_running_loop().create_task(proc.wait())
 
     async def _add_hostfwd(self, sock: Path, port: PortForward) -> None:
         request = {
@@ -131,6 +122,11 @@ class Slirp:
             if "bind" in str(desc) or "in use" in str(desc):
                 raise InvalidArgument(f"cannot publish {port}: host port {port.host_port} is taken")
             raise FailedPrecondition(f"cannot publish {port}: {desc}")
+
+    @staticmethod
+    def running(root: Path) -> bool:
+        """Whether the container's slirp4netns (its pid file's) still runs."""
+        return outliving.running(root / "slirp.pid", "slirp4netns") is not None
 
     @staticmethod
     def detach(root: Path) -> None:

@@ -54,7 +54,7 @@ import structlog
 
 from dockyard.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
-from dockyard.runtime import portfwd
+from dockyard.runtime import outliving, portfwd
 from dockyard.runtime.netns import SLIRP_DNS, SLIRP_GATEWAY, SLIRP_SUBNET, Bridge, NodeNetns
 
 log = structlog.get_logger(__name__)
@@ -577,6 +577,20 @@ class NetworkManager:
             await self._start_forwarder(record, eps[0].ip)
         await self._refresh(self._peers(record.id) | {record.id})
 
+    async def readopt(self, record: Any) -> None:
+        """For a container adopted from a previous service: its port forwarder again if it is gone."""
+        eps = self._endpoints(record.id)
+        if (
+            eps
+            and is_user_network(record.config.network)
+            and record.ports
+            and not self._forwarder_running(record.id)
+        ):
+            await self._start_forwarder(record, eps[0].ip)
+
+    def _forwarder_running(self, cid: str) -> bool:
+        return outliving.running(self._fwd_pid_file(cid), "portfwd") is not None
+
     async def detach(self, record: Any) -> None:
         """At exit: the veths went with the container's namespace; stop its forwarder, tell the peers."""
         self._stop_forwarder(record.id)
@@ -681,25 +695,20 @@ class NetworkManager:
             for p in record.ports
         ]
         ready_r, ready_w = os.pipe()
+        argv = [
+            sys.executable,
+            "-I",
+            portfwd.__file__,
+            "--netns",
+            self.netns.path,
+            "--ready-fd",
+            str(ready_w),
+        ]
         try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                portfwd.__file__,
-                "--netns",
-                self.netns.path,
-                "--ready-fd",
-                str(ready_w),
-                *forwards,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                pass_fds=(ready_w,),
-                start_new_session=True,
-            )
+            pid = await asyncio.to_thread(outliving.start, [*argv, *forwards], pass_fds=(ready_w,))
         finally:
             os.close(ready_w)
-        self._fwd_pid_file(record.id).write_text(str(proc.pid))
+        self._fwd_pid_file(record.id).write_text(str(pid))
         try:
             reply = await asyncio.wait_for(asyncio.to_thread(os.read, ready_r, 512), FORWARDER_READY_S)
         except TimeoutError:
@@ -712,7 +721,6 @@ class NetworkManager:
             if "in use" in reason:
                 raise InvalidArgument(f"cannot publish ports of {record.name}: {reason} (host port taken)")
             raise FailedPrecondition(f"cannot publish ports of {record.name}: {reason}")
-        asyncio.get_running_loop().create_task(proc.wait())
 
     def _stop_forwarder(self, cid: str) -> None:
         f = self._fwd_pid_file(cid)
