@@ -42,12 +42,18 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
 
     now = now or datetime.now(UTC)
     text = value.strip()
-    if match := _DURATION.match(text):
-        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        if match := _DURATION.match(text):
+            return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    except OverflowError:  # "99999999999999999d": before year 1
+        raise InvalidArgument(f"bad time {value!r}: the duration is too long") from None
     try:
         return datetime.fromtimestamp(float(text), UTC)
+    except (OverflowError, OSError):
+        raise InvalidArgument(f"bad time {value!r}: out of range") from None
     except ValueError:
-        pass
+        if text.replace(".", "", 1).lstrip("-").isdigit():  # a number past year 9999
+            raise InvalidArgument(f"bad time {value!r}: out of range") from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

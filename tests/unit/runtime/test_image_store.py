@@ -221,3 +221,13 @@ def test_a_restart_removes_blobs_no_image_holds(store: ImageStore, publisher: Li
     assert sha(orphan_layer) not in after
     assert after == {kept.id, kept.manifest_digest, *kept.layer_digests}
     assert again.resolve("kept") == kept and again.layer_dirs(kept)[0].exists()
+
+
+def test_a_config_with_a_lone_surrogate_escape_is_refused_and_nothing_recorded(store: ImageStore) -> None:
+    # JSON's "\ud800" parses to a lone surrogate no UTF-8 encoder takes: recorded, it broke
+    # `images` and `system df` for the whole node.
+    manifest = put_image(store.content, [layer("a")], config_extra={"config": {"Env": ["X=\ud800"]}})
+    assert b"\\ud800" in store.content.read_bytes(json.loads(manifest)["config"]["digest"])
+    with pytest.raises(InvalidArgument, match=r"not valid Unicode.*\\ud800"):
+        store.add_image(manifest, "bad")
+    assert store.list() == []
