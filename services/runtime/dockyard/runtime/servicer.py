@@ -20,6 +20,7 @@ from dockyard.api.containers.v1 import containers_pb2_grpc
 from dockyard.api.images.v1 import images_pb2 as ipb
 from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.api.types.v1 import types_pb2
+from dockyard.core import bounds
 from dockyard.core.errors import InvalidArgument
 from dockyard.runtime.buildsteps import BuildSteps  # builds
 from dockyard.runtime.cgroups import Limits
@@ -163,8 +164,12 @@ def limits_to_pb(limits: Limits) -> cpb.Resources:
 
 
 def limit_changes(resources: cpb.Resources) -> dict[str, int]:
-    """The fields present in ``resources`` (proto3 optional), as Limits field → value."""
-    return {f: getattr(resources, f) for f in _LIMIT_FIELDS if resources.HasField(f)}
+    """The fields present in ``resources`` (proto3 optional), as Limits field → value. A pids
+    limit of 0 given is docker's "unlimited" (-1 here: 0 is "unset", which gets the default)."""
+    out: dict[str, int] = {f: getattr(resources, f) for f in _LIMIT_FIELDS if resources.HasField(f)}
+    if out.get("pids_limit") == 0:
+        out["pids_limit"] = -1
+    return out
 
 
 def stats_to_pb(s: ContainerStats) -> cpb.ContainerStats:
@@ -206,6 +211,7 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         return add_networks_pb(msg, record, self.m.networks, self.m.container_ip(record))
 
     async def Create(self, request: cpb.CreateContainerRequest, context: Any) -> cpb.Container:
+        bounds.check_message_size(request.spec.ByteSize(), "the container spec")  # dockyard.core.bounds
         return self._pb(await self.m.create(config_from_pb(request.spec)))
 
     async def Start(self, request: cpb.StartContainerRequest, context: Any) -> cpb.Container:
