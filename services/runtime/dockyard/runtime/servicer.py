@@ -20,7 +20,7 @@ from dockyard.api.containers.v1 import containers_pb2_grpc
 from dockyard.api.images.v1 import images_pb2 as ipb
 from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.api.types.v1 import types_pb2
-from dockyard.core import bounds
+from dockyard.core import bounds, paging
 from dockyard.core.errors import InvalidArgument
 from dockyard.runtime.buildsteps import BuildSteps  # builds
 from dockyard.runtime.cgroups import Limits
@@ -234,9 +234,15 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         return cpb.RemoveContainerResponse()
 
     async def List(self, request: cpb.ListContainersRequest, context: Any) -> cpb.ListContainersResponse:
-        return cpb.ListContainersResponse(
-            containers=[self._pb(r) for r in self.m.list_containers(request.all)]
+        containers, token = paging.page(  # pages: no answer grows without bound (dockyard.core.paging)
+            self.m.list_containers(request.all),
+            lambda r: r.id,
+            self._pb,
+            lambda m: m.ByteSize(),
+            page_size=request.page_size,
+            token=request.page_token,
         )
+        return cpb.ListContainersResponse(containers=containers, next_page_token=token)
 
     async def Inspect(self, request: cpb.InspectContainerRequest, context: Any) -> cpb.Container:
         return self._pb(self.m.get(request.id))
@@ -504,7 +510,15 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
     async def List(self, request: ipb.ListImagesRequest, context: Any) -> ipb.ListImagesResponse:
         records = await asyncio.to_thread(self.store.list)
-        return ipb.ListImagesResponse(images=[self._pb(r) for r in records])
+        images, token = paging.page(  # pages, as Containers.List's
+            records,
+            lambda r: r.id,
+            self._pb,
+            lambda m: m.ByteSize(),
+            page_size=request.page_size,
+            token=request.page_token,
+        )
+        return ipb.ListImagesResponse(images=images, next_page_token=token)
 
     async def Inspect(self, request: ipb.InspectImageRequest, context: Any) -> ipb.Image:
         return self._pb(await asyncio.to_thread(self.store.resolve, request.reference))
