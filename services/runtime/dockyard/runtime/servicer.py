@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -475,6 +476,20 @@ class _ThreadFeed:
 
 def image_to_pb(store: ImageStore, record: Any) -> ipb.Image:
     config = store.config(record)
+    try:
+        return _image_pb(record, config)
+    except UnicodeEncodeError:
+        # An image recorded before pull refused lone surrogate escapes ("\ud800"): shown with
+        # U+FFFD in their place, as Go's decoder (runc) reads them, rather than breaking every
+        # listing of the node. rmi removes it as any other.
+        text = _SURROGATE.sub("\ufffd", json.dumps(config, ensure_ascii=False))
+        return _image_pb(record, json.loads(text))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _image_pb(record: Any, config: dict[str, Any]) -> ipb.Image:
     msg = ipb.Image(
         id=record.id,
         repo_tags=list(record.repo_tags),
