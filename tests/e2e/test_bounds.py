@@ -57,3 +57,39 @@ def test_ps_and_df_answer_past_the_message_limit(platform: Platform) -> None:
     assert "Containers" in platform.ok("system", "df", timeout=120)
     for i in range(count):
         platform.ok("rm", f"big{i}")
+
+
+def test_an_event_nats_cannot_take_is_set_aside_and_the_runtime_events_flow(platform: Platform) -> None:
+    # The state after a 10 MB name: an event over NATS's max_payload (1 MiB) at the head
+    # of the runtime's outbox, left from before the bounds. The drainer must set it aside.
+    import json
+    import os
+    import time
+    from datetime import UTC, datetime
+
+    from dockyard.core.events import Subject, new_event
+
+    since = datetime.now(UTC).isoformat()
+    outbox = platform.state_dir / "runtime" / "outbox"
+    stuck = new_event(Subject.CONTAINER_CREATED, "/dockyard/runtime/e2e", "stuck", {"name": "n" * (2 << 20)})
+    name = f"{0:020d}-{0:08d}-{stuck.id}.json"  # sorts first: the head of the queue
+    (outbox / "tmp" / name).write_bytes(stuck.to_json())
+    os.chmod(outbox / "tmp" / name, 0o644)
+    os.rename(outbox / "tmp" / name, outbox / "pending" / name)
+    cid = platform.ok("run", "-d", "--name", "after-dead", "busybox", "true").strip()
+
+    def started() -> bool:
+        until = datetime.now(UTC).isoformat()
+        out = platform.ok("events", "--since", since, "--until", until, "--format", "json")
+        docs = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return any(d["subject"] == cid and d["type"].endswith(".started") for d in docs)
+
+    end = time.monotonic() + 30
+    while not started():
+        assert time.monotonic() < end, "the container's events never reached the stream"
+        time.sleep(0.5)
+    assert (outbox / "dead" / name).read_bytes() == stuck.to_json()
+    assert "max_payload" in (outbox / "dead" / f"{name}.reason").read_text()
+    assert not (outbox / "pending" / name).exists()
+    assert "set aside as never publishable (dead letter): runtime 1" in platform.ok("info")
+    platform.ok("rm", "-f", "after-dead")
