@@ -91,3 +91,26 @@ def test_save_into_a_missing_directory(capsys: pytest.CaptureFixture[str], tmp_p
     code, err = _run(capsys, "save", "-o", str(tmp_path / "no" / "out.tar"), "busybox")
     assert code == 1
     assert "cannot write" in _one_line(err) and "No such file or directory" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["stop", "-t", "99999999999", "c1"], "--time"),
+        (["restart", "-t", "99999999999", "c1"], "--time"),
+        (["events", "--sequence", "99999999999999999999999"], "--sequence"),
+        (["events", "--sequence", "-1"], "--sequence"),
+    ],
+)
+def test_numbers_past_their_field_elsewhere(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    code, err = _run(capsys, *argv)
+    assert code == 1
+    assert says in _one_line(err)
+
+
+def test_a_tail_longer_than_any_log_is_the_whole_log() -> None:
+    from dockyard.cli.logs import parse_tail
+
+    assert parse_tail("99999999999") == (1 << 31) - 1 and parse_tail("5") == 5 and parse_tail("all") == 0

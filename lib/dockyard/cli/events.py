@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--until", help="stop at this time (same forms); without it, follow")
     parser.add_argument(
-        "--sequence", type=int, default=0, help="replay from this stream sequence (resume after a disconnect)"
+        "--sequence", default="0", help="replay from this stream sequence (resume after a disconnect)"
     )
     parser.add_argument(
         "-f",
@@ -71,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.cli.client import channel
     from dockyard.core.events import EventFilter
 
+    from dockyard.cli.limits import integer
+
     EventFilter.parse(args.filter)  # a bad filter is the user's mistake: say so before dialling
-    request = events_pb2.SubscribeRequest(filters=args.filter, start_sequence=args.sequence)
+    sequence = integer(str(args.sequence), "--sequence", low=0, high=(1 << 64) - 1)
+    request = events_pb2.SubscribeRequest(filters=args.filter, start_sequence=sequence)
     if args.since:
         request.since.CopyFrom(timestamp(parse_time(args.since)))
     if args.until:
