@@ -69,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.adapters.grpc.convert import timestamp
     from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
     from dockyard.cli.client import channel
-    from dockyard.core.events import EventFilter
-
     from dockyard.cli.limits import integer
+    from dockyard.core.events import EventFilter
 
     EventFilter.parse(args.filter)  # a bad filter is the user's mistake: say so before dialling
     sequence = integer(str(args.sequence), "--sequence", low=0, high=(1 << 64) - 1)
