@@ -72,6 +72,7 @@ def test_doctor_says_what_this_host_enforces(platform: Platform) -> None:
     assert line.startswith("✔"), out
     for flag in ("--memory", "--cpus", "--pids-limit"):
         assert flag in line
+    assert "containers get --pids-limit 2048 unless they set one" in line
     assert "resource limits: enforced" in out
 
 
@@ -136,6 +137,28 @@ def test_a_fork_bomb_stays_inside_pids_limit(platform: Platform) -> None:
     platform.ok("rm", "-f", "bomb")  # runc kill reaches every process through the cgroup
     for base in probe().paths.values():
         assert not (base / cid).exists(), f"{base / cid} left behind"
+
+
+def test_a_fork_bomb_without_flags_is_held_by_the_default_and_the_platform_serves(platform: Platform) -> None:
+    # issue 15: without a default pids limit this bomb used up the platform user's processes and
+    # the runtime aborted (pthread_create failed); `rm -f` then said "runtime unreachable".
+    platform.ok("run", "-d", "--name", "dbomb", "busybox", "sh", "-c", "f(){ f|f& }; f; sleep 600")
+    cid = _id(platform, "dbomb")
+    assert cgroup_file(cid, "pids", "pids.max").read_text().strip() == "2048"
+    events = cgroup_file(cid, "pids", "pids.events")
+    _wait_for("a fork refused at the default limit", lambda: int(events.read_text().split()[1]) > 0, 60)
+    assert int(cgroup_file(cid, "pids", "pids.current").read_text()) <= 2048
+    assert "dbomb" in platform.ok("ps", timeout=120)  # the runtime answers while the bomb goes on
+    assert "runtime default --pids-limit 2048" in platform.ok("info", timeout=120)
+    platform.ok("rm", "-f", "dbomb", timeout=120)
+    assert platform.ok("run", "--rm", "busybox", "echo", "alive", timeout=120).strip() == "alive"
+
+
+def test_pids_limit_0_is_unlimited_as_docker(platform: Platform) -> None:
+    platform.ok("run", "-d", "--name", "nolimit", "--pids-limit", "0", "busybox", "sleep", "600")
+    cid = _id(platform, "nolimit")
+    assert cgroup_file(cid, "pids", "pids.max").read_text().strip() == "max"
+    platform.ok("rm", "-f", "nolimit")
 
 
 def test_pause_freezes_and_unpause_thaws(platform: Platform) -> None:

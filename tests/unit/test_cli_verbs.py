@@ -59,7 +59,7 @@ def test_run_without_a_command_and_repeatable_flags() -> None:
         "run", "-e", "A=1", "--env", "B=2", "-l", "x=y", "--env-file", "f", "-P", "--stop-timeout", "3", "img"
     )
     assert args.env == ["A=1", "B=2"] and args.label == ["x=y"] and args.env_file == ["f"]
-    assert args.publish_all and args.stop_timeout == 3 and args.argv == []
+    assert args.publish_all and args.stop_timeout == "3" and args.argv == []  # parsed in build_spec
 
 
 def test_exec_and_nested_forms() -> None:

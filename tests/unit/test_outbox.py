@@ -41,3 +41,20 @@ def test_listeners_hear_every_append(tmp_path: Path) -> None:
     box.append(new_event(Subject.IMAGE_TAGGED, "s", "a"))
     box.append(new_event(Subject.IMAGE_TAGGED, "s", "b"))
     assert len(heard) == 2
+
+
+def test_a_dead_letter_leaves_the_queue_with_its_reason_and_is_counted(tmp_path: Path) -> None:
+    from dockyard.core.events import Subject, new_event
+    from dockyard.core.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "ob")
+    assert outbox.dead_count() == 0
+    first = outbox.append(new_event(Subject.IMAGE_TAGGED, "/t", "a"))
+    outbox.append(new_event(Subject.IMAGE_TAGGED, "/t", "b"))
+    item = outbox.pending()[0]
+    assert item.path == first
+    outbox.dead_letter(item, "too big")
+    assert [p.event.subject for p in outbox.pending()] == ["b"] and len(outbox) == 1
+    assert outbox.dead_count() == 1
+    assert (tmp_path / "ob" / "dead" / f"{first.name}.reason").read_text() == "too big\n"
+    assert Outbox(tmp_path / "ob").dead_count() == 1  # kept across a restart, not re-queued

@@ -153,6 +153,7 @@ def test_limits_enforceable_with_a_delegated_v1_subtree_in_every_hierarchy(tmp_p
     check = rootless._cgroup_limits(tmp_path, 1001, cgroup_mode(tmp_path))
     assert check.ok, check.detail
     assert "--memory" in check.detail and "--pids-limit" in check.detail and "--cpus" in check.detail
+    assert "containers get --pids-limit 2048 unless they set one" in check.detail
 
     # one hierarchy without the subtree: runc would fail every container with a cgroupsPath
     (tmp_path / "devices" / "dockyard" / "cgroup.procs").unlink()
@@ -166,8 +167,10 @@ def test_limits_not_enforceable_without_a_subtree(tmp_path: Path) -> None:
     _v2_with_delegation(tmp_path, 1001, "cpu memory pids\n")  # systemd's delegation alone is not used
     check = rootless._cgroup_limits(tmp_path, 1001, cgroup_mode(tmp_path))
     assert not check.ok and "dockyard is missing" in check.detail
+    assert "no default pids limit: a fork bomb" in check.detail  # doctor says what is at stake
     check = rootless._cgroup_limits(tmp_path / "none", 1001, CgroupMode.NONE)
     assert not check.ok and "no cgroup filesystem" in check.detail
+    assert "no default pids limit" in check.detail
 
 
 # --- decisions and records ------------------------------------------------------------------------------

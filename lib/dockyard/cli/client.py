@@ -23,7 +23,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dockyard.core.errors import InvalidArgument, PermissionDenied, Unavailable
 
@@ -207,3 +207,15 @@ def _check_tcp(ch: grpc.Channel, where: Endpoint, timeout: float = 10.0) -> None
     else:
         hint = f"is {where.tls.cert} signed by the gateway's CA?"
     raise Unavailable(f"cannot connect to the gateway at {where}: nothing answers, or it refused us ({hint})")
+
+
+def list_all(method: Any, request: Any, field: str, **kwargs: Any) -> list[Any]:
+    """Every item of a paged List RPC (``method`` a stub's List, ``field`` the response's
+    repeated field): asks for page after page until ``next_page_token`` is ""."""
+    items: list[Any] = []
+    while True:
+        response = method(request, **kwargs)
+        items.extend(getattr(response, field))
+        if not response.next_page_token:
+            return items
+        request.page_token = response.next_page_token

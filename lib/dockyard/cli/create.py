@@ -15,8 +15,13 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.api.containers.v1 import containers_pb2 as pb
     from dockyard.api.containers.v1 import containers_pb2_grpc
     from dockyard.cli.client import channel
+    from dockyard.cli.output import fail
 
-    request = pb.CreateContainerRequest(spec=spec.build_spec(args))
+    try:
+        request = pb.CreateContainerRequest(spec=spec.build_spec(args))
+    except Exception as exc:  # a flag the CLI refuses: docker's 125, before dialling
+        fail(exc)
+        return 125
     with channel(args.host) as ch:
         container = containers_pb2_grpc.ContainersStub(ch).Create(request)
     print(container.id)

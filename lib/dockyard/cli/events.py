@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--until", help="stop at this time (same forms); without it, follow")
     parser.add_argument(
-        "--sequence", type=int, default=0, help="replay from this stream sequence (resume after a disconnect)"
+        "--sequence", default="0", help="replay from this stream sequence (resume after a disconnect)"
     )
     parser.add_argument(
         "-f",
@@ -42,12 +42,18 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
 
     now = now or datetime.now(UTC)
     text = value.strip()
-    if match := _DURATION.match(text):
-        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        if match := _DURATION.match(text):
+            return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    except OverflowError:  # "99999999999999999d": before year 1
+        raise InvalidArgument(f"bad time {value!r}: the duration is too long") from None
     try:
         return datetime.fromtimestamp(float(text), UTC)
+    except (OverflowError, OSError):
+        raise InvalidArgument(f"bad time {value!r}: out of range") from None
     except ValueError:
-        pass
+        if text.replace(".", "", 1).lstrip("-").isdigit():  # a number past year 9999
+            raise InvalidArgument(f"bad time {value!r}: out of range") from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -63,10 +69,12 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.adapters.grpc.convert import timestamp
     from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
     from dockyard.cli.client import channel
+    from dockyard.cli.limits import integer
     from dockyard.core.events import EventFilter
 
     EventFilter.parse(args.filter)  # a bad filter is the user's mistake: say so before dialling
-    request = events_pb2.SubscribeRequest(filters=args.filter, start_sequence=args.sequence)
+    sequence = integer(str(args.sequence), "--sequence", low=0, high=(1 << 64) - 1)
+    request = events_pb2.SubscribeRequest(filters=args.filter, start_sequence=sequence)
     if args.since:
         request.since.CopyFrom(timestamp(parse_time(args.since)))
     if args.until:

@@ -45,7 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a(
         "--health-retries",
-        type=int,
         default=None,
         metavar="N",
         help="failures in a row for unhealthy (default 3)",
@@ -104,9 +103,11 @@ def apply(args: argparse.Namespace, spec: Any) -> None:
                 )
             getattr(check, flag.removeprefix("health_")).FromNanoseconds(ns)
     if args.health_retries is not None:
-        if args.health_retries < 0:
+        from dockyard.cli.limits import INT32_MAX, integer
+
+        if args.health_retries.strip().startswith("-"):
             raise InvalidArgument("--health-retries cannot be negative")
-        check.retries = args.health_retries
+        check.retries = integer(args.health_retries, "--health-retries", low=0, high=INT32_MAX)
     if not spec.HasField("healthcheck"):
         spec.healthcheck.SetInParent()
 

@@ -65,13 +65,18 @@ def _selected(reference: str | None, row: dict[str, str]) -> bool:
 def run(args: argparse.Namespace) -> int:
     from dockyard.api.images.v1 import images_pb2 as pb
     from dockyard.api.images.v1 import images_pb2_grpc
-    from dockyard.cli.client import channel
+    from dockyard.cli.client import channel, list_all
     from dockyard.cli.human import json_line
     from dockyard.cli.output import table
 
     with channel(args.host) as ch:
-        listing = images_pb2_grpc.ImagesStub(ch).List(pb.ListImagesRequest(all=args.all, filters=args.filter))
-    found = [r for r in rows(list(listing.images), args.no_trunc) if _selected(args.reference, r)]
+        listing = list_all(
+            images_pb2_grpc.ImagesStub(ch).List,
+            pb.ListImagesRequest(all=args.all, filters=args.filter),
+            "images",
+        )
+    listing.sort(key=lambda i: (i.created.seconds, i.created.nanos, i.id), reverse=True)  # pages are by id
+    found = [r for r in rows(listing, args.no_trunc) if _selected(args.reference, r)]
     if args.quiet:
         seen: set[str] = set()
         for r in found:

@@ -28,8 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.api.images.v1 import images_pb2 as pb
     from dockyard.api.images.v1 import images_pb2_grpc
     from dockyard.cli.client import channel
+    from dockyard.cli.load import open_input
 
-    source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    source = sys.stdin.buffer if args.file == "-" else open_input(args.file)
 
     def requests() -> Iterator[Any]:
         yield pb.ImportChunk(reference=args.reference, changes=args.change, message=args.message)

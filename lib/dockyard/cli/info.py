@@ -26,7 +26,13 @@ def run(args: argparse.Namespace) -> int:
     gw = status.gateway
     print(f"Gateway:   {args.host} (dockyard {gw.version}, node {gw.node})")
     connected = "connected" if status.events_connected else "NOT connected"
-    print(f"Events:    stream {status.events_stream}, {connected}")
+    dead = [
+        f"{name} {n}"
+        for name, details in (("gateway", gw.details), *((b.name, b.info.details) for b in status.backends))
+        if (n := details.get("events_dead_letter", "0")) != "0"
+    ]
+    aside = f"; set aside as never publishable (dead letter): {', '.join(dead)}" if dead else ""
+    print(f"Events:    stream {status.events_stream}, {connected}{aside}")
     print()
     rows = [
         (
@@ -43,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
     for b in status.backends:
         if line := storage_line(b.name, dict(b.info.details)):
             print(line)
+    for b in status.backends:
+        if pids := b.info.details.get("default_pids_limit"):
+            print(f"Limits:    {b.name} default --pids-limit {pids}")
     return 0
 
 

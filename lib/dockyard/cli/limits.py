@@ -3,8 +3,11 @@
 ``-m/--memory`` and ``--memory-swap`` take a size: a number with an optional binary unit
 ``b k m g t p`` (any case, optional trailing "b": "256m", "1.5GiB" is not docker's but "1.5g" is),
 ``--memory-swap -1`` means unlimited swap; ``--cpus`` a decimal number of CPUs ("0.5"), sent as
-nano-CPUs; ``-c/--cpu-shares`` and ``--pids-limit`` integers. A bad value is InvalidArgument with
-one line naming the flag. Standard library only (imported while the parser is built).
+nano-CPUs; ``-c/--cpu-shares`` and ``--pids-limit`` integers (``--pids-limit 0`` or ``-1``: no
+limit, as docker; without the flag the runtime applies its default). Every value must fit the
+int64 field it travels in (a number past that is no limit anyone means). A bad value is
+InvalidArgument with one line naming the flag. Standard library only (imported while the parser
+is built).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgtp]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+INT64_MAX = (1 << 63) - 1
+INT32_MAX = (1 << 31) - 1
 
 
 def _invalid(message: str) -> Exception:
@@ -33,7 +38,10 @@ def parse_size(text: str, flag: str, *, allow_unlimited: bool = False) -> int:
     if not m:
         raise _invalid(f"invalid size for {flag}: {text!r} (e.g. 512m, 1g, 1048576)")
     number, unit = m.groups()
-    return int(Decimal(number) * _UNITS[unit.lower()])
+    size = int(Decimal(number) * _UNITS[unit.lower()])
+    if size > INT64_MAX:
+        raise _invalid(f"invalid size for {flag}: {text!r} is too large (at most 8191p)")
+    return size
 
 
 def parse_cpus(text: str) -> int:
@@ -44,14 +52,21 @@ def parse_cpus(text: str) -> int:
         raise _invalid(f"invalid value for --cpus: {text!r} (a number of CPUs, e.g. 0.5)") from None
     if not cpus.is_finite() or cpus < 0:
         raise _invalid(f"invalid value for --cpus: {text!r} (a number of CPUs, e.g. 0.5)")
-    return int(cpus * 10**9)
+    nano = int(cpus * 10**9)
+    if nano > INT64_MAX:
+        raise _invalid(f"invalid value for --cpus: {text!r} is too large")
+    return nano
 
 
-def _integer(text: str, flag: str) -> int:
+def integer(text: str, flag: str, *, low: int = -INT64_MAX - 1, high: int = INT64_MAX) -> int:
+    """``text`` as an int in [low, high]; InvalidArgument naming ``flag`` otherwise."""
     try:
-        return int(text.strip())
+        value = int(text.strip())
     except ValueError:
         raise _invalid(f"invalid value for {flag}: {text!r} (an integer)") from None
+    if not low <= value <= high:
+        raise _invalid(f"invalid value for {flag}: {text!r} is out of range ({low} to {high})")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--memory-swap", default=None, metavar="BYTES", help="memory plus swap limit; -1: unlimited swap")
     a("--cpus", default=None, metavar="N", help="number of CPUs (e.g. 0.5)")
     a("-c", "--cpu-shares", default=None, metavar="N", help="relative CPU weight (default 1024)")
-    a("--pids-limit", default=None, metavar="N", help="most processes at once; -1: unlimited")
+    a(
+        "--pids-limit",
+        default=None,
+        metavar="N",
+        help="most processes at once (default: the runtime's, 2048); 0 or -1: unlimited",
+    )
 
 
 def parse(args: argparse.Namespace) -> dict[str, int]:
@@ -74,9 +94,9 @@ def parse(args: argparse.Namespace) -> dict[str, int]:
     if args.cpus is not None:
         out["nano_cpus"] = parse_cpus(args.cpus)
     if args.cpu_shares is not None:
-        out["cpu_shares"] = _integer(args.cpu_shares, "--cpu-shares")
+        out["cpu_shares"] = integer(args.cpu_shares, "--cpu-shares")
     if args.pids_limit is not None:
-        out["pids_limit"] = _integer(args.pids_limit, "--pids-limit")
+        out["pids_limit"] = integer(args.pids_limit, "--pids-limit", low=-1)
     return out
 
 

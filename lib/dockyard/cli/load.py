@@ -12,6 +12,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing")
 
 
+def open_input(path: str) -> Any:
+    """``path`` opened for reading, or InvalidArgument with one line (before anything is sent)."""
+    from dockyard.core.errors import InvalidArgument
+
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -23,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.input and sys.stdin.isatty():
         raise InvalidArgument("no tar on stdin: use -i FILE or redirect stdin")
-    source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
+    source = open_input(args.input) if args.input else sys.stdin.buffer
 
     def requests() -> Iterator[Any]:
         for block in chunks(source):

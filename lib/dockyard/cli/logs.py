@@ -27,7 +27,7 @@ def parse_tail(value: str) -> int:
         n = int(value)
     except ValueError:
         raise InvalidArgument(f"bad --tail {value!r}: a number of lines, or all") from None
-    return max(n, 0)
+    return min(max(n, 0), (1 << 31) - 1)  # more lines than any log holds is the whole log
 
 
 def run(args: argparse.Namespace) -> int:

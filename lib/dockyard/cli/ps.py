@@ -87,17 +87,19 @@ def row(c: Any, no_trunc: bool = False, now: float | None = None) -> dict[str, s
 def run(args: argparse.Namespace) -> int:
     from dockyard.api.containers.v1 import containers_pb2 as pb
     from dockyard.api.containers.v1 import containers_pb2_grpc
-    from dockyard.cli.client import channel
+    from dockyard.cli.client import channel, list_all
     from dockyard.cli.human import json_line, short_id
     from dockyard.cli.output import table
 
     filters = parse_filters(args.filter)
     last = 1 if args.latest else args.last
     with channel(args.host) as ch:
-        listing = containers_pb2_grpc.ContainersStub(ch).List(
-            pb.ListContainersRequest(all=args.all or last >= 0)
+        listing = list_all(
+            containers_pb2_grpc.ContainersStub(ch).List,
+            pb.ListContainersRequest(all=args.all or last >= 0),
+            "containers",
         )
-    containers = [c for c in listing.containers if matches(c, filters)]
+    containers = [c for c in listing if matches(c, filters)]
     containers.sort(key=lambda c: (c.created.seconds, c.created.nanos), reverse=True)
     if last >= 0:
         containers = containers[:last]

@@ -23,7 +23,10 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.api.containers.v1 import containers_pb2_grpc
     from dockyard.cli.client import channel
     from dockyard.cli.each import each
+    from dockyard.cli.limits import INT32_MAX, integer
 
+    if args.time is not None:  # before dialling: a number past int32 is no timeout anyone means
+        args.time = integer(str(args.time), "--time", low=-INT32_MAX - 1, high=INT32_MAX)
     with channel(args.host) as ch:
         stub = containers_pb2_grpc.ContainersStub(ch)
         return each(

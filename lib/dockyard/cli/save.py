@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
     import os
     import sys
     import tempfile
@@ -28,23 +29,32 @@ def run(args: argparse.Namespace) -> int:
     if not args.output and sys.stdout.isatty():
         raise InvalidArgument("refusing to write a tar to a terminal: use -o FILE or redirect stdout")
     request = pb.SaveRequest(references=args.images, format=args.format)
-    with channel(args.host) as ch:
-        stream = images_pb2_grpc.ImagesStub(ch).Save(request)
-        if not args.output:
-            out = sys.stdout.buffer
-            for chunk in stream:
-                out.write(chunk.data)
-            out.flush()
-            return 0
+    fd, tmp, target = -1, "", ""
+    if args.output:  # a place we cannot write is the user's mistake: say so before dialling
         target = os.path.abspath(args.output)
-        fd, tmp = tempfile.mkstemp(prefix=".dockyard-save-", dir=os.path.dirname(target))
+        if os.path.isdir(target):
+            raise InvalidArgument(f"cannot write {args.output}: it is a directory")
         try:
+            fd, tmp = tempfile.mkstemp(prefix=".dockyard-save-", dir=os.path.dirname(target))
+        except OSError as exc:
+            raise InvalidArgument(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    try:
+        with channel(args.host) as ch:
+            stream = images_pb2_grpc.ImagesStub(ch).Save(request)
+            if not args.output:
+                out = sys.stdout.buffer
+                for chunk in stream:
+                    out.write(chunk.data)
+                out.flush()
+                return 0
             with os.fdopen(fd, "wb") as fh:
                 for chunk in stream:
                     fh.write(chunk.data)
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+    except BaseException:
+        if tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
     return 0

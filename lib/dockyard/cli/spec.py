@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("-i", "--interactive", action="store_true", help="keep stdin open")
     a("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     a("--stop-signal", default="", help="signal that stops the container (default: image's or SIGTERM)")
-    a("--stop-timeout", type=int, default=0, help="seconds before SIGKILL on stop (default 10)")
+    a("--stop-timeout", default="0", metavar="SECONDS", help="seconds before SIGKILL on stop (default 10)")
     a(
         "--log-opt",
         action="append",
@@ -205,6 +205,8 @@ def parse_volume(spec: str, cwd: str | None = None) -> Volume:
     from dockyard.core.errors import InvalidArgument
 
     parts = spec.split(":")
+    if not spec or "" in parts[:2] or (len(parts) == 3 and not parts[2]):
+        raise InvalidArgument(f"bad -v {spec!r}: empty section between colons")
     if len(parts) == 1:
         source, target, opts = "", parts[0], ""
     elif len(parts) == 2 and parts[0].startswith("/") and not parts[1].startswith("/"):
@@ -267,7 +269,9 @@ def build_spec(args: argparse.Namespace) -> Any:
         publish_all=args.publish_all,
         tmpfs=args.tmpfs,
         stop_signal=args.stop_signal,
-        stop_timeout=args.stop_timeout,
+        stop_timeout=limits.integer(
+            str(args.stop_timeout), "--stop-timeout", low=-limits.INT32_MAX - 1, high=limits.INT32_MAX
+        ),
         log_opts=parse_log_opts(args.log_opt),
     )
     if args.entrypoint is not None:

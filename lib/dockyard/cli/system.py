@@ -48,13 +48,17 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
     from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
     from dockyard.cli import human
-    from dockyard.cli.client import channel
+    from dockyard.cli.client import channel, list_all
     from dockyard.cli.output import table
 
     with channel(args.host) as ch:
         usage = images_pb2_grpc.ImagesStub(ch).DiskUsage(images_pb2.DiskUsageRequest())
-        listing = containers_pb2_grpc.ContainersStub(ch).List(containers_pb2.ListContainersRequest(all=True))
-    running = sum(1 for c in listing.containers if human.state_name(c.state) in ("running", "paused"))
+        listing = list_all(
+            containers_pb2_grpc.ContainersStub(ch).List,
+            containers_pb2.ListContainersRequest(all=True),
+            "containers",
+        )
+    running = sum(1 for c in listing if human.state_name(c.state) in ("running", "paused"))
     rows = summary(usage, running)
     if args.format == "json":
         for r in rows:
@@ -91,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
     ckeys = ("ID", "Image", "Command", "RunningFor", "Status", "Names")
     table(
         ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"),
-        [[row(c)[k] for k in ckeys] for c in listing.containers],
+        [[row(c)[k] for k in ckeys] for c in listing],
     )
     return 0

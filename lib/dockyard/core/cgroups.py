@@ -33,6 +33,11 @@ from pathlib import Path
 
 #: The subtree's name under each hierarchy (v1) or under the root (v2).
 SUBTREE = "dockyard"
+#: Processes a container may have at once unless it says otherwise (podman's default, 2048):
+#: a fork bomb stays inside its container instead of using up the platform user's processes,
+#: which the runtime needs for its own threads. Applied only where the pids controller is
+#: delegated; without it the default is reported (doctor, info), never a reason to refuse.
+DEFAULT_PIDS_LIMIT = 2048
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: Where ``dockyard up`` puts its own processes on cgroup v2 (inside the delegated subtree).
 PLATFORM_LEAF = "platform"

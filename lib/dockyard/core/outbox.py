@@ -13,6 +13,10 @@ On disk::
       pending/
         <time_ns:020>-<seq:08>-<id>.json one CloudEvents JSON document per file, fsynced,
                                          renamed in whole: a reader never sees half an event
+      dead/                              events the bus can never take (bigger than NATS's
+        <same name>.json                 max_payload, or refused for good), set aside by the
+        <same name>.json.reason          drainer with why, so the queue behind them moves on
+      corrupt/                           files of pending/ that did not parse
 
 Names sort in emission order, so draining in name order keeps the order a service emitted.
 """
@@ -95,6 +99,26 @@ class Outbox:
     def ack(self, item: PendingEvent) -> None:
         """Forget an event the bus has durably accepted."""
         item.path.unlink(missing_ok=True)
+
+    def dead_letter(self, item: PendingEvent, reason: str) -> Path:
+        """Set aside an event the bus will never accept, with ``reason`` beside it: retrying it at
+        the head of the queue would hold every later event back forever. Kept, not deleted, so
+        an operator can read (or replay) it; counted by :meth:`dead_count`."""
+        dead = self.root / "dead"
+        dead.mkdir(exist_ok=True)
+        (dead / f"{item.path.name}.reason").write_text(reason + "\n")
+        target = dead / item.path.name
+        os.replace(item.path, target)
+        fsync_dir(dead)
+        fsync_dir(self._pending)
+        return target
+
+    def dead_count(self) -> int:
+        """How many events were set aside as never publishable."""
+        try:
+            return sum(1 for p in (self.root / "dead").iterdir() if p.suffix == ".json")
+        except FileNotFoundError:
+            return 0
 
     def __len__(self) -> int:
         return sum(1 for _ in self._pending.iterdir())

@@ -474,17 +474,28 @@ def _cgroup_limits(root: Path, uid: int, mode: CgroupMode) -> Check:
     name = "cgroup limits"
     fix = f"as root: {cgroups.SETUP_HINT}; it must run again after a reboot (cgroupfs is not persistent)"
     if mode is CgroupMode.NONE:
-        return Check(name, False, "no cgroup filesystem: resource limits cannot be enforced", fix)
+        return Check(
+            name,
+            False,
+            "no cgroup filesystem: resource limits cannot be enforced, and there is no default pids limit",
+            fix,
+        )
     # On v2 the platform runs inside the subtree (`dockyard up` as root moves itself there), so
     # judge the subtree as the runtime will see it, not from this (doctor's) cgroup.
     delegation = cgroups.probe(root, own_v2=f"/{cgroups.SUBTREE}/{cgroups.PLATFORM_LEAF}")
     enforced = delegation.enforceable
+    no_default = (
+        "; no default pids limit: a fork bomb in a container can use up this user's processes"
+        " and stop the runtime"
+    )
     if not delegation.usable:
-        return Check(name, False, delegation.summary(), fix)
+        return Check(name, False, delegation.summary() + no_default, fix)
     lacking = [f for f in ("--memory", "--cpus", "--pids-limit") if f not in enforced]
     if lacking:
-        return Check(name, False, f"{delegation.summary()}; cannot enforce {', '.join(lacking)}", fix)
-    return Check(name, True, delegation.summary(), fix)
+        pids = no_default if "--pids-limit" in lacking else ""
+        return Check(name, False, f"{delegation.summary()}; cannot enforce {', '.join(lacking)}{pids}", fix)
+    default = f"; containers get --pids-limit {cgroups.DEFAULT_PIDS_LIMIT} unless they set one"
+    return Check(name, True, delegation.summary() + default, fix)
 
 
 def _unprivileged(uid: int, user: str) -> Check:

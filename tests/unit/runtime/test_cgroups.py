@@ -355,3 +355,37 @@ def test_stream_stats_turns_cpu_time_into_percent_of_a_core() -> None:
     assert len(streamed) == 3
     two = streamed[0][1]
     assert two.state is State.CREATED and two.cpu_percent == 0 and two.sample.pids == 0
+
+
+# --- the default pids limit (a fork bomb stays in its container) ------------------------------------
+
+
+def test_a_container_that_sets_no_pids_limit_gets_the_default(tmp_path: Path) -> None:
+    from dockyard.core.cgroups import DEFAULT_PIDS_LIMIT
+
+    cg = Cgroups(probe(fake_v1(tmp_path)))
+    assert DEFAULT_PIDS_LIMIT == 2048 and cg.default_pids_limit == 2048
+    assert cg.resources(Limits()) == {"pids": {"limit": 2048}}
+    assert cg.resources(Limits(memory=64 << 20))["pids"] == {"limit": 2048}
+    assert cg.resources(Limits(pids_limit=100))["pids"] == {"limit": 100}  # the user's own
+    assert cg.resources(Limits(pids_limit=-1))["pids"] == {"limit": -1}  # docker's unlimited
+    # update lifting other limits keeps the default, it does not open the pids limit up
+    assert cg.resources(Limits(), lifting=True)["pids"] == {"limit": 2048}
+
+
+def test_no_pids_controller_means_no_default_and_no_refusal(tmp_path: Path) -> None:
+    without = Cgroups(probe(fake_v2(tmp_path, enabled="cpu io memory"), own_v2="/dockyard/platform"))
+    assert without.usable and without.default_pids_limit == 0
+    assert "pids" not in without.resources(Limits())
+    none = Cgroups(Delegation("none", False, problems=("x",)))
+    assert none.default_pids_limit == 0
+    none.check(Limits())  # the default is no flag of the user's: never a reason to refuse
+
+
+def test_pids_limit_0_from_a_client_is_unlimited_not_the_default() -> None:
+    from dockyard.api.containers.v1 import containers_pb2 as cpb
+    from dockyard.runtime.servicer import limit_changes
+
+    assert limit_changes(cpb.Resources(pids_limit=0)) == {"pids_limit": -1}
+    assert limit_changes(cpb.Resources(pids_limit=5)) == {"pids_limit": 5}
+    assert limit_changes(cpb.Resources()) == {}

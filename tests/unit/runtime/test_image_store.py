@@ -221,3 +221,35 @@ def test_a_restart_removes_blobs_no_image_holds(store: ImageStore, publisher: Li
     assert sha(orphan_layer) not in after
     assert after == {kept.id, kept.manifest_digest, *kept.layer_digests}
     assert again.resolve("kept") == kept and again.layer_dirs(kept)[0].exists()
+
+
+def test_a_config_with_a_lone_surrogate_escape_is_refused_and_nothing_recorded(store: ImageStore) -> None:
+    # JSON's "\ud800" parses to a lone surrogate no UTF-8 encoder takes: recorded, it broke
+    # `images` and `system df` for the whole node.
+    manifest = put_image(store.content, [layer("a")], config_extra={"config": {"Env": ["X=\ud800"]}})
+    assert b"\\ud800" in store.content.read_bytes(json.loads(manifest)["config"]["digest"])
+    with pytest.raises(InvalidArgument, match=r"not valid Unicode.*\\ud800"):
+        store.add_image(manifest, "bad")
+    assert store.list() == []
+
+
+def test_an_image_recorded_with_a_lone_surrogate_still_lists() -> None:
+    # one recorded before pull refused them must not break `images` / `system df` for the node
+    from types import SimpleNamespace
+
+    from dockyard.runtime.servicer import image_to_pb
+
+    record = SimpleNamespace(
+        id="sha256:" + "a" * 64,
+        repo_tags=["bad:latest"],
+        repo_digests=[],
+        manifest_media_type="application/vnd.oci.image.manifest.v1+json",
+        manifest_digest="sha256:" + "b" * 64,
+        size=1,
+        diff_ids=[],
+    )
+    config = {"os": "linux", "config": {"Labels": {"k": "x\ud800y"}, "Env": ["A=\udfff"]}}
+    store = SimpleNamespace(config=lambda _record: config)
+    msg = image_to_pb(store, record)  # type: ignore[arg-type]
+    assert msg.labels["k"] == "x\ufffdy" and msg.repo_tags == ["bad:latest"]
+    assert json.loads(msg.config)["config"]["Env"] == ["A=\ufffd"]

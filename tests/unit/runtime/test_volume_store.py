@@ -367,3 +367,11 @@ def test_a_volume_with_data_is_never_overwritten(
     (store.mountpoint("mine") / "own").write_text("mine")
     store.mounts(["mine:/srv/data"], rootfs)
     assert sorted(p.name for p in store.mountpoint("mine").iterdir()) == ["own"]
+
+
+def test_a_name_longer_than_a_file_name_is_invalid_argument() -> None:
+    from dockyard.runtime.volumes import check_name
+
+    assert check_name("a" * 255) == "a" * 255
+    with pytest.raises(InvalidArgument, match="longer than 255 bytes"):
+        check_name("a" * 256)

@@ -33,7 +33,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dockyard.adapters.grpc.errors import to_status
-from dockyard.core.errors import DockyardError
+from dockyard.core.errors import DockyardError, InvalidArgument
 
 if TYPE_CHECKING:
     from dockyard.adapters.grpc.tls import ServerTls
@@ -55,6 +55,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        if handler.request_deserializer is not None:
+            handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
         if handler.unary_unary:
             return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
         if handler.stream_unary:
@@ -64,6 +66,46 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.stream_stream:
             return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, method))
         return handler
+
+
+class _Malformed:
+    """A request message that did not parse: handed to the behaviour in place of the message, so
+    the caller gets INVALID_ARGUMENT (grpc itself would answer a deserializer's exception with
+    INTERNAL/UNKNOWN, as if the server had failed)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def invalid(self) -> InvalidArgument:
+        return InvalidArgument(f"malformed request message: {self.error}")
+
+
+def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def wrapper(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:
+            return _Malformed(exc)
+
+    return wrapper
+
+
+async def _checked(requests: Any) -> Any:
+    """A request stream whose malformed message raises InvalidArgument where the servicer reads it."""
+    async for request in requests:
+        if isinstance(request, _Malformed):
+            raise request.invalid()
+        yield request
+
+
+def _request(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    if isinstance(request, _Malformed):
+        raise request.invalid()
+    if hasattr(request, "__aiter__"):  # a client stream
+        return _checked(request)
+    return request
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
@@ -79,7 +121,7 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         with structlog.contextvars.bound_contextvars(request_id=uuid.uuid4().hex[:12], method=method):
             try:
-                return await behavior(request, context)
+                return await behavior(_request(request, context), context)
             except (grpc.aio.AbortError, _CancelledError):
                 raise
             except Exception as exc:
@@ -92,7 +134,7 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         with structlog.contextvars.bound_contextvars(request_id=uuid.uuid4().hex[:12], method=method):
             try:
-                result = behavior(request, context)
+                result = behavior(_request(request, context), context)
                 if inspect.isasyncgen(result):
                     async for item in result:
                         yield item

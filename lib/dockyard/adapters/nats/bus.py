@@ -4,7 +4,9 @@
   bounded by age and size, with a de-duplication window keyed by the event id.
 - ``OutboxDrainer``: moves events from a service's on-disk outbox to JetStream in order,
   removing each only after the stream acknowledged it; retries forever (``retry.bus``) while
-  NATS is down, so a dead NATS delays events and loses none.
+  NATS is down, so a dead NATS delays events and loses none. An event NATS can never take
+  (bigger than the server's ``max_payload``, or refused with a 400) is set aside in the
+  outbox's dead-letter directory, logged and counted, instead of blocking the queue.
 - ``read_events``: an ordered, ephemeral consumer that replays from a time or sequence and
   optionally follows; the gateway's ``Events.Subscribe`` is built on it.
 """
@@ -21,13 +23,14 @@ from datetime import datetime
 import nats
 import structlog
 from nats.aio.client import Client as NATS
+from nats.errors import MaxPayloadError
 from nats.js import api as js_api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from dockyard.core import retry
 from dockyard.core.errors import Unavailable
 from dockyard.core.events import STREAM_SUBJECTS, Event
-from dockyard.core.outbox import Outbox
+from dockyard.core.outbox import Outbox, PendingEvent
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +101,10 @@ async def ensure_stream(nc: NATS, settings: StreamSettings) -> None:
     await js.update_stream(config)
 
 
+#: Room kept for a message's headers (``Nats-Msg-Id``): max_payload counts them too.
+_HEADER_ROOM = 256
+
+
 class OutboxDrainer:
     """Publish an outbox's events to JetStream, oldest first, each exactly once per id.
 
@@ -153,13 +160,21 @@ class OutboxDrainer:
             self._wakeup.clear()
             batch = self.outbox.pending()
             for item in batch:
+                payload = item.event.to_json()
+                limit = nc.max_payload
+                if limit and len(payload) + _HEADER_ROOM > limit:  # the server closes the connection
+                    self._dead_letter(item, f"{len(payload)} bytes, over the server's max_payload of {limit}")
+                    continue
                 try:
                     await js.publish(
                         item.event.nats_subject,
-                        item.event.to_json(),
+                        payload,
                         timeout=2.0,
                         headers={"Nats-Msg-Id": item.event.id},
                     )
+                except (MaxPayloadError, BadRequestError) as exc:  # no retry will ever change it
+                    self._dead_letter(item, f"refused by NATS: {exc}")
+                    continue
                 except Exception as exc:
                     raise Unavailable(f"publish failed: {exc}") from exc
                 self.outbox.ack(item)
@@ -172,6 +187,17 @@ class OutboxDrainer:
             except TimeoutError:
                 if not nc.is_connected:
                     raise Unavailable("NATS connection lost") from None
+
+    def _dead_letter(self, item: PendingEvent, reason: str) -> None:
+        path = self.outbox.dead_letter(item, reason)
+        log.error(
+            "event set aside: the bus can never take it",
+            event_id=item.event.id,
+            subject=item.event.nats_subject,
+            reason=reason,
+            path=str(path),
+            dead_letters=self.outbox.dead_count(),
+        )
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the outbox is empty (for shutdown and tests); False on timeout."""

@@ -49,6 +49,7 @@ def build(config: GatewayConfig) -> tuple[ServiceHost, list[Backend], EventSourc
                 "builder": config.builder,
                 "nats": config.host.nats_url,
                 "events_pending": str(len(host.outbox)),
+                "events_dead_letter": str(host.outbox.dead_count()),
             },
         )
 

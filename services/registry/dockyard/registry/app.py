@@ -100,6 +100,7 @@ def build(config: RegistryConfig, host_config: HostConfig) -> tuple[ServiceHost,
             "storage": str(config.root),
             "auth": str(config.auth_mode),
             "events_pending": str(len(host.outbox)),
+            "events_dead_letter": str(host.outbox.dead_count()),
             "connections": str(guard.stats()["open"]),
             "max_connections": str(guard.limit),
         }

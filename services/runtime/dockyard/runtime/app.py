@@ -107,7 +107,11 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
                 "containers_running": str(running),
                 "images": str(len(store.list())),
                 "events_pending": str(len(host.outbox)),
+                "events_dead_letter": str(host.outbox.dead_count()),
                 "resource_limits": ", ".join(cgroups.delegation.enforceable) or "none",
+                "default_pids_limit": str(cgroups.default_pids_limit)
+                if cgroups.default_pids_limit
+                else "none (no delegated pids cgroup: a fork bomb can use up the platform user's processes)",
             },
         )
 

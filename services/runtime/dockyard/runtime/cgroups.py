@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from dockyard.core.cgroups import SUBTREE, Delegation
+from dockyard.core.cgroups import DEFAULT_PIDS_LIMIT, SUBTREE, Delegation
 from dockyard.core.errors import FailedPrecondition, InvalidArgument
 
 #: docker's CFS period for --cpus (100 ms).
@@ -50,7 +50,8 @@ class Limits:
 
     ``memory_swap`` is memory + swap (docker's and OCI's meaning); -1 is unlimited swap; unset with
     ``memory`` set means twice ``memory``, as docker does. ``nano_cpus``: 10⁹ per CPU (``--cpus``).
-    ``pids_limit`` -1 means unlimited (only useful to lift a limit with update).
+    ``pids_limit`` -1 means unlimited (docker's ``--pids-limit 0`` or ``-1``); unset (0), the
+    container gets :data:`DEFAULT_PIDS_LIMIT` where the pids controller is delegated.
     """
 
     memory: int = 0
@@ -96,7 +97,7 @@ class Limits:
         if self.cpu_shares and not (MIN_SHARES <= self.cpu_shares <= MAX_SHARES):
             raise InvalidArgument(f"--cpu-shares: range is {MIN_SHARES} to {MAX_SHARES}")
         if self.pids_limit < -1:
-            raise InvalidArgument("--pids-limit: must be positive, or -1 for unlimited")
+            raise InvalidArgument("--pids-limit: must be positive, or 0 / -1 for unlimited")
         return self
 
     def updated(self, changes: Mapping[str, int]) -> Limits:
@@ -234,7 +235,14 @@ class Cgroups:
         if why:
             raise FailedPrecondition(why)
 
+    @property
+    def default_pids_limit(self) -> int:
+        """The pids limit a container gets when it sets none; 0 where none can be enforced."""
+        return DEFAULT_PIDS_LIMIT if self.delegation.missing(["--pids-limit"]) is None else 0
+
     def resources(self, limits: Limits, *, lifting: bool = False) -> dict[str, Any]:
+        if not limits.pids_limit and self.default_pids_limit:
+            limits = replace(limits, pids_limit=self.default_pids_limit)
         return oci_resources(limits, swap_accounting=self.delegation.has_swap_accounting, lifting=lifting)
 
     def _dir(self, controller: str, cid: str) -> Path | None:

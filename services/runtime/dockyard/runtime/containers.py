@@ -23,7 +23,6 @@ import json
 import os
 import posixpath
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -37,6 +36,7 @@ from typing import Any, BinaryIO, Protocol
 
 import structlog
 
+from dockyard.core import bounds
 from dockyard.core.cgroups import Delegation
 from dockyard.core.errors import AlreadyExists, DockyardError, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
@@ -54,7 +54,6 @@ from dockyard.runtime.volumes import VolumeStore, is_volume, parse_mount
 
 log = structlog.get_logger(__name__)
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 DEFAULT_STOP_TIMEOUT = 10
 LOG_ROTATE_EVERY_S = 0.5  # how far past max-size a log can grow: this times the writer's rate
 ADOPTED_POLL_S = 0.5
@@ -403,6 +402,10 @@ class ContainerManager:
 
     async def create(self, config: ContainerConfig) -> ContainerRecord:
         """Make a container from ``config``: validate everything, snapshot the image, record it."""
+        if config.name:  # sizes first (dockyard.core.bounds): nothing past them is looked at
+            bounds.check_container_name(config.name)
+        bounds.check_exec(config.command or [], config.entrypoint or [], config.env)
+        bounds.check_labels(config.labels)
         image = await asyncio.to_thread(self.images.resolve, config.image)
         image_config = (await asyncio.to_thread(self.images.config, image)).get("config") or {}
         config = validate_restart_policy(with_image_healthcheck(config, image_config))  # health, restart
@@ -419,9 +422,7 @@ class ContainerManager:
         # The name is claimed under the lock; the slow part (volumes, the snapshot mount, the
         # fsynced record) runs outside it, so concurrent creates do not queue behind each other.
         async with self._names_lock:
-            name = config.name or self._unused_name()
-            if not NAME_RE.match(name):
-                raise InvalidArgument(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+            name = bounds.check_container_name(config.name or self._unused_name())
             if name in self._claimed or any(c.record.name == name for c in self._live.values()):
                 raise AlreadyExists(f"the container name {name!r} is already in use")
             self._claimed.add(name)
@@ -830,8 +831,7 @@ class ContainerManager:
 
     async def rename(self, ref: str, name: str) -> ContainerRecord:
         live = self._find(ref)
-        if not NAME_RE.match(name):
-            raise InvalidArgument(f"invalid container name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        bounds.check_container_name(name)
         async with self._names_lock:
             if name in self._claimed or any(
                 c.record.name == name and c is not live for c in self._live.values()

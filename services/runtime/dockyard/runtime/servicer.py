@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from dockyard.api.containers.v1 import containers_pb2_grpc
 from dockyard.api.images.v1 import images_pb2 as ipb
 from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.api.types.v1 import types_pb2
+from dockyard.core import bounds, paging
 from dockyard.core.errors import InvalidArgument
 from dockyard.runtime.buildsteps import BuildSteps  # builds
 from dockyard.runtime.cgroups import Limits
@@ -165,8 +167,12 @@ def limits_to_pb(limits: Limits) -> cpb.Resources:
 
 
 def limit_changes(resources: cpb.Resources) -> dict[str, int]:
-    """The fields present in ``resources`` (proto3 optional), as Limits field → value."""
-    return {f: getattr(resources, f) for f in _LIMIT_FIELDS if resources.HasField(f)}
+    """The fields present in ``resources`` (proto3 optional), as Limits field → value. A pids
+    limit of 0 given is docker's "unlimited" (-1 here: 0 is "unset", which gets the default)."""
+    out: dict[str, int] = {f: getattr(resources, f) for f in _LIMIT_FIELDS if resources.HasField(f)}
+    if out.get("pids_limit") == 0:
+        out["pids_limit"] = -1
+    return out
 
 
 def stats_to_pb(s: ContainerStats) -> cpb.ContainerStats:
@@ -208,6 +214,7 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         return add_networks_pb(msg, record, self.m.networks, self.m.container_ip(record))
 
     async def Create(self, request: cpb.CreateContainerRequest, context: Any) -> cpb.Container:
+        bounds.check_message_size(request.spec.ByteSize(), "the container spec")  # dockyard.core.bounds
         return self._pb(await self.m.create(config_from_pb(request.spec)))
 
     async def Start(self, request: cpb.StartContainerRequest, context: Any) -> cpb.Container:
@@ -230,9 +237,15 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         return cpb.RemoveContainerResponse()
 
     async def List(self, request: cpb.ListContainersRequest, context: Any) -> cpb.ListContainersResponse:
-        return cpb.ListContainersResponse(
-            containers=[self._pb(r) for r in self.m.list_containers(request.all)]
+        containers, token = paging.page(  # pages: no answer grows without bound (dockyard.core.paging)
+            self.m.list_containers(request.all),
+            lambda r: r.id,
+            self._pb,
+            lambda m: m.ByteSize(),
+            page_size=request.page_size,
+            token=request.page_token,
         )
+        return cpb.ListContainersResponse(containers=containers, next_page_token=token)
 
     async def Inspect(self, request: cpb.InspectContainerRequest, context: Any) -> cpb.Container:
         return self._pb(self.m.get(request.id))
@@ -465,6 +478,20 @@ class _ThreadFeed:
 
 def image_to_pb(store: ImageStore, record: Any) -> ipb.Image:
     config = store.config(record)
+    try:
+        return _image_pb(record, config)
+    except UnicodeEncodeError:
+        # An image recorded before pull refused lone surrogate escapes ("\ud800"): shown with
+        # U+FFFD in their place, as Go's decoder (runc) reads them, rather than breaking every
+        # listing of the node. rmi removes it as any other.
+        text = _SURROGATE.sub("\ufffd", json.dumps(config, ensure_ascii=False))
+        return _image_pb(record, json.loads(text))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _image_pb(record: Any, config: dict[str, Any]) -> ipb.Image:
     msg = ipb.Image(
         id=record.id,
         repo_tags=list(record.repo_tags),
@@ -500,7 +527,15 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
     async def List(self, request: ipb.ListImagesRequest, context: Any) -> ipb.ListImagesResponse:
         records = await asyncio.to_thread(self.store.list)
-        return ipb.ListImagesResponse(images=[self._pb(r) for r in records])
+        images, token = paging.page(  # pages, as Containers.List's
+            records,
+            lambda r: r.id,
+            self._pb,
+            lambda m: m.ByteSize(),
+            page_size=request.page_size,
+            token=request.page_token,
+        )
+        return ipb.ListImagesResponse(images=images, next_page_token=token)
 
     async def Inspect(self, request: ipb.InspectImageRequest, context: Any) -> ipb.Image:
         return self._pb(await asyncio.to_thread(self.store.resolve, request.reference))

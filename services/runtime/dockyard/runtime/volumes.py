@@ -148,7 +148,13 @@ def root_owner(options: Mapping[str, str]) -> tuple[int, int, int]:
     return values["uid"], values["gid"], values["mode"]
 
 
+#: A volume is a directory named after it: a longer name is ENAMETOOLONG on every filesystem.
+NAME_MAX = 255
+
+
 def check_name(name: str) -> str:
+    if len(name.encode()) > NAME_MAX:
+        raise InvalidArgument(f"invalid volume name {name[:32]!r}…: longer than {NAME_MAX} bytes")
     if not NAME_RE.match(name):
         raise InvalidArgument(
             f"invalid volume name {name!r}: it must be 2+ characters of [a-zA-Z0-9_.-], "

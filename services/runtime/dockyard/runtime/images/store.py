@@ -340,6 +340,8 @@ class ImageStore:
             raise
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidArgument(f"malformed image config {config_digest}: {exc}") from None
+        _check_text(doc, f"manifest of {reference or config_digest}")
+        _check_text(config, f"image config {config_digest}")
         if len(diff_ids) != len(layers):
             raise InvalidArgument(
                 f"image config names {len(diff_ids)} layers, the manifest {len(layers)}", config=config_digest
@@ -855,3 +857,16 @@ class ImageStore:
         with self._lock:
             records = [self._record(i) for i in self._records]
         return sorted(records, key=lambda r: (r.created, r.id), reverse=True)
+
+
+def _check_text(doc: Any, what: str) -> None:
+    """Refuse a JSON document whose strings are not Unicode text: JSON's ``"\\ud800"`` escape parses
+    to a lone surrogate, which no UTF-8 encoder (protobuf's strings, our records, a log) takes —
+    recorded, such an image would break every listing of the store."""
+    try:
+        json.dumps(doc, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
+        raise InvalidArgument(
+            f"{what} is not valid Unicode: it holds the lone escape \\u{code:04x}"
+        ) from None
