@@ -56,3 +56,29 @@ def test_an_old_world_readable_tree_becomes_private_but_content_keeps_its_modes(
         assert tighten(state) == 0  # nothing left to do
     finally:
         gateway.close()
+
+
+def test_the_builders_context_does_not_take_the_services_umask(tmp_path: Path) -> None:
+    """The builder runs with umask 077; a context's root and implied dirs still reach COPY as 0755."""
+    import io
+    import tarfile
+
+    from dockyard.builder.layers import extract_context
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("a/b/c.txt")
+        info.size, info.mode = 1, 0o644
+        tar.addfile(info, io.BytesIO(b"x"))
+    old = os.umask(0o077)
+    try:
+        extract_context([buf.getvalue()], tmp_path / "ctx")
+    finally:
+        os.umask(old)
+    ctx = tmp_path / "ctx"
+    assert [_mode(p) for p in (ctx, ctx / "a", ctx / "a/b", ctx / "a/b/c.txt")] == [
+        0o755,
+        0o755,
+        0o755,
+        0o644,
+    ]

@@ -385,9 +385,6 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
         os.umask(private.UMASK)  # the state dir is ours alone; children inherit it (dockyard.core.private)
-        self.config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if tightened := await asyncio.to_thread(private.tighten, self.config.state_dir):
-            log.info("state directory made private", paths=tightened)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with _exclusive(self.config.state_dir / "up.lock"):
             self._prefix = die_with_parent()
@@ -395,6 +392,8 @@ class Supervisor:
             if stopped:
                 log.warning("stopped what a previous `dockyard up` left running", **stopped)
             await asyncio.to_thread(self._check_addresses)
+            if tightened := await asyncio.to_thread(private.tighten, self.config.state_dir):
+                log.info("state directory made private", paths=tightened)  # one made before 0700
             await asyncio.to_thread(self._prepare_access)
             try:
                 if await self._start_all():
