@@ -315,12 +315,12 @@ def test_the_cli_looks_for_the_socket_in_the_documented_order(monkeypatch: pytes
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/4242")
     monkeypatch.setenv("DOCKYARD_STATE_DIR", "/srv/dy")
     assert socket_candidates() == [
-        Path("/run/dockyard/dockyard.sock"),
         Path("/run/user/4242/dockyard/dockyard.sock"),
         Path("/srv/dy/dockyard.sock"),
+        Path("/run/dockyard/dockyard.sock"),
     ]
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert socket_candidates()[1:] == [Path("/srv/dy/dockyard.sock")]
+    assert socket_candidates() == [Path("/srv/dy/dockyard.sock"), Path("/run/dockyard/dockyard.sock")]
 
 
 def test_a_tcp_gateway_without_tls_is_refused_at_start(tmp_path: Path) -> None:

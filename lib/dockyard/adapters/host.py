@@ -161,6 +161,9 @@ def run_service(service: str, serve: Callable[[], Coroutine[Any, Any, None]]) ->
     A port that cannot be bound, a directory that cannot be written or a refused configuration
     is one line on stderr and exit status 1, not a traceback.
     """
+    from dockyard.core.private import UMASK
+
+    os.umask(UMASK)  # what it (and conmon, runc, …) writes in the state dir: 0700 dirs, 0600 files
     try:
         asyncio.run(serve())
     except (OSError, DockyardError) as exc:

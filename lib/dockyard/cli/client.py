@@ -1,10 +1,13 @@
 """The CLI's connection to the gateway: where it is, how to reach it, and one clear line if not.
 
-Where (``-H``/``--host``, else ``$DOCKYARD_HOST``, else the first socket that exists of)::
+Where (``-H``/``--host``, else ``$DOCKYARD_HOST``, else the first socket you may use of)::
 
-    /run/dockyard/dockyard.sock                      a platform root started (dockyard up as root)
     $XDG_RUNTIME_DIR/dockyard/dockyard.sock          your own platform
     ${DOCKYARD_STATE_DIR:-~/.local/share/dockyard}/dockyard.sock    the same, without XDG_RUNTIME_DIR
+    /run/dockyard/dockyard.sock                      a platform root started (dockyard up as root)
+
+A socket that is there but not yours to use (root's, without the dockyard group) is skipped; it
+is named in a "permission denied" only when none of them is usable.
 
 ``-H`` takes ``unix:///path``, ``tcp://host:port`` or ``host:port``. TCP goes in the clear unless
 TLS is asked for, like docker: ``--tlsverify`` (``$DOCKYARD_TLS_VERIFY``) or any of ``--tlscacert
@@ -36,31 +39,48 @@ SYSTEM_SOCKET = Path("/run/dockyard/dockyard.sock")
 
 
 def socket_candidates() -> list[Path]:
-    """Where a local gateway's socket may be, in the order they are tried."""
-    run_dir = os.environ.get("DOCKYARD_RUN_DIR")
-    found = [Path(run_dir) / "dockyard.sock" if run_dir else SYSTEM_SOCKET]
+    """Where a local gateway's socket may be, in the order they are tried: yours, then root's."""
+    found = []
     if runtime := os.environ.get("XDG_RUNTIME_DIR"):
         found.append(Path(runtime) / "dockyard" / "dockyard.sock")
     data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     found.append(
         Path(os.environ.get("DOCKYARD_STATE_DIR") or os.path.join(data_home, "dockyard")) / "dockyard.sock"
     )
+    run_dir = os.environ.get("DOCKYARD_RUN_DIR")
+    found.append(Path(run_dir) / "dockyard.sock" if run_dir else SYSTEM_SOCKET)
     return found
 
 
-def default_host() -> str:
-    """The first candidate socket that exists (else the first one, for the error message).
+def _usable(path: Path) -> bool | None:
+    """True: a socket we may connect to; False: one is there that we may not use; None: none."""
+    try:
+        if not path.exists():
+            return None
+    except PermissionError:
+        try:  # its own directory is there, closed to us (/run/dockyard outside the group): refused
+            return False if path.parent.is_dir() else None
+        except PermissionError:  # somewhere further up we may not look (another user's home)
+            return None
+    return os.access(path, os.R_OK | os.W_OK)
 
-    One we may not even look at counts as existing: the error then says "permission denied".
+
+def default_host() -> str:
+    """The first candidate socket this user may connect to.
+
+    Else the first one that is there but not for us (the error then says "permission denied"),
+    else the first candidate (the error then says nothing listens there). Your own platform
+    comes before root's, so running both needs no ``-H``.
     """
     candidates = socket_candidates()
+    refused = None
     for path in candidates:
-        try:
-            if path.exists():
-                return f"unix://{path}"
-        except PermissionError:
+        usable = _usable(path)
+        if usable:
             return f"unix://{path}"
-    return f"unix://{candidates[0]}"
+        if usable is False and refused is None:
+            refused = path
+    return f"unix://{refused or candidates[0]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +122,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         "--host",
         default=os.environ.get("DOCKYARD_HOST"),
         help="gateway: unix:///path, tcp://host:port or host:port [DOCKYARD_HOST, default the first "
-        "that exists of /run/dockyard/dockyard.sock, $XDG_RUNTIME_DIR/dockyard/dockyard.sock]",
+        "you may use of $XDG_RUNTIME_DIR/dockyard/dockyard.sock, <state-dir>/dockyard.sock, "
+        "/run/dockyard/dockyard.sock]",
     )
     parser.add_argument(
         "--tlsverify",

@@ -30,8 +30,9 @@ def platform_user() -> pwd.struct_passwd:
 
 
 def give_to(user: pwd.struct_passwd, directory: Path) -> None:
-    """Make ``directory`` (created if missing) and everything in it belong to ``user``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Make ``directory`` (created if missing, 0700) and everything in it belong to ``user``."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # the state dir: the platform's alone (dockyard.core.private)
     if directory.stat().st_uid == user.pw_uid:
         return
     for root, dirs, files in os.walk(directory):

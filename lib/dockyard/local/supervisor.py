@@ -70,6 +70,7 @@ from dockyard.adapters.host import PLATFORM_GROUP, backend_socket, public_socket
 from dockyard.adapters.nats.bus import StreamSettings, close_quietly, connect, ensure_stream
 from dockyard.adapters.nats.server import NatsServer, server_info
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
+from dockyard.core import private
 from dockyard.core.errors import FailedPrecondition, Unavailable
 from dockyard.core.service import INSTANCE_ENV
 from dockyard.local.logs import RotatingLog, Rotation
@@ -383,6 +384,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
+        os.umask(private.UMASK)  # the state dir is ours alone; children inherit it (dockyard.core.private)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with _exclusive(self.config.state_dir / "up.lock"):
             self._prefix = die_with_parent()
@@ -390,6 +392,8 @@ class Supervisor:
             if stopped:
                 log.warning("stopped what a previous `dockyard up` left running", **stopped)
             await asyncio.to_thread(self._check_addresses)
+            if tightened := await asyncio.to_thread(private.tighten, self.config.state_dir):
+                log.info("state directory made private", paths=tightened)  # one made before 0700
             await asyncio.to_thread(self._prepare_access)
             try:
                 if await self._start_all():

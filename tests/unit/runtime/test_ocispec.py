@@ -514,7 +514,7 @@ def test_a_synthetic_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     profile = load_seccomp(path, caps={"CAP_A"}, arch="x86_64")
     assert "defaultErrnoRet" not in profile
     assert profile["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
-    assert profile["syscalls"] == [
+    assert profile["syscalls"][:3] == [  # then docker's rules (test_keyrings_and_namespaces_as_docker)
         {"names": ["old_style"], "action": "SCMP_ACT_ALLOW"},
         {"names": ["old_kernel"], "action": "SCMP_ACT_ALLOW"},
         {
@@ -525,6 +525,39 @@ def test_a_synthetic_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         },
     ]
     assert "two_caps" in _allowed(load_seccomp(path, caps={"CAP_A", "CAP_B"}, arch="x86_64"))
+
+
+def _rules_for(profile: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [r for r in profile["syscalls"] if name in r["names"]]
+
+
+@needs_profile
+def test_keyrings_and_namespaces_as_docker() -> None:
+    """containers-common allows keyctl, unshare and clone(CLONE_NEWUSER) to everyone; docker does not."""
+    profile = load_seccomp(caps=DEFAULT_CAPS, arch="x86_64")
+    for name in ("keyctl", "add_key", "request_key", "unshare", "setns", "mount", "umount2", "bpf"):
+        rules = _rules_for(profile, name)
+        assert [r["action"] for r in rules] == ["SCMP_ACT_ERRNO"], name
+        assert rules[0]["errnoRet"] == 1 and "args" not in rules[0], name  # EPERM, always
+    clone = _rules_for(profile, "clone")
+    allow = [r for r in clone if r["action"] == "SCMP_ACT_ALLOW"]
+    assert allow == [
+        {
+            "names": ["clone"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": 0x7E020000, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+        }
+    ]  # no unconditional clone: a fork is allowed, a new namespace is not
+    newuser = 0x10000000
+    assert any(r["action"] == "SCMP_ACT_ERRNO" and r["args"][0]["value"] == newuser for r in clone)
+    assert [(r["action"], r["errnoRet"]) for r in _rules_for(profile, "clone3")] == [("SCMP_ACT_ERRNO", 38)]
+    s390 = _rules_for(load_seccomp(caps=DEFAULT_CAPS, arch="s390x"), "clone")
+    assert {a["index"] for r in s390 for a in r.get("args", ())} == {1}
+
+    admin = load_seccomp(caps=DEFAULT_CAPS | {"CAP_SYS_ADMIN"}, arch="x86_64")
+    assert {"unshare", "clone", "clone3", "mount"} <= _allowed(admin)
+    assert not {"unshare", "clone"} & _denied(admin)
+    assert {"keyctl", "add_key", "request_key"} <= _denied(admin) - _allowed(admin)  # even privileged
 
 
 def test_a_missing_or_broken_profile_is_failed_precondition(tmp_path: Path) -> None:

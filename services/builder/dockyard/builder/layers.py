@@ -74,6 +74,7 @@ def extract_context(chunks: Iterable[bytes], root: Path) -> tuple[int, int]:
     clamps them). InvalidArgument for a member that would leave ``root``.
     """
     root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)  # what COPY . sees of '/': not the service's umask 077
     links: set[str] = set()
     dirs: list[tuple[Path, int]] = []
     files = total = 0
@@ -89,7 +90,12 @@ def extract_context(chunks: Iterable[bytes], root: Path) -> tuple[int, int]:
                     if "/".join(parts[:i]) in links:
                         raise InvalidArgument(f"build context: member {m.name!r} is below a symlink")
                 target = root.joinpath(*parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.parent.is_dir():  # implied parents are 0755, as docker's, whatever our umask
+                    for i in range(1, len(parts)):
+                        implied = root.joinpath(*parts[:i])
+                        if not implied.is_dir():
+                            implied.mkdir()
+                            implied.chmod(0o755)
                 if m.isdir():
                     target.mkdir(exist_ok=True)
                     dirs.append((target, m.mode & 0o7777))

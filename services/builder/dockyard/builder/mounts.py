@@ -472,6 +472,7 @@ def _copy(source: Path, dest: Path) -> Path:
         shutil.copytree(source, dest, symlinks=True)
     else:
         dest.mkdir()
+        dest.chmod(0o755)  # bind-mounted into the step: traversable whatever our umask (077)
         dest = dest / source.name
         shutil.copy2(source, dest)
     return dest

@@ -257,7 +257,7 @@ class FilesystemDriver:
         with _disk(f"creating {path}"):
             target.parent.mkdir(parents=True, exist_ok=True)
             flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if append else os.O_TRUNC)
-            fd = os.open(target, flags, 0o644)
+            fd = os.open(target, flags, 0o600)  # private: the state dir's files are 0600
         return _FileWriter(fd, os.lseek(fd, 0, os.SEEK_END))
 
     def move(self, src: str, dst: str) -> None:

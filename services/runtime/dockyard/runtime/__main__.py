@@ -16,6 +16,7 @@ from pathlib import Path
 from dockyard.adapters.host import HostConfig, ServiceHost, add_host_flags, run_service
 from dockyard.core import logging
 from dockyard.core.errors import DockyardError
+from dockyard.core.private import UMASK
 from dockyard.core.rootless import RootlessFacts, detect
 from dockyard.runtime import userns
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     state_dir = Path(args.state_dir).resolve()
+    os.umask(UMASK)  # before facts.json; kept across the nsenter re-exec (dockyard.core.private)
     facts_file = state_dir / "facts.json"
     if not userns.in_node_namespace():
         if os.getuid() == 0:

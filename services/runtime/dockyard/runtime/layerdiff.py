@@ -655,6 +655,7 @@ def _mkdirs_in_root(root_fd: int, path: str) -> int:
     with _owned(_mkdirs_in_root(root_fd, parent)) as pd:
         with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o755, dir_fd=pd)
+            os.chmod(name, 0o755, dir_fd=pd)  # 0755 whatever the service's umask (077)
         return _open_in_root(root_fd, path, os.O_PATH | os.O_DIRECTORY)
 
 

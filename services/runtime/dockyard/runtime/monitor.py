@@ -140,6 +140,7 @@ class Monitor:
             "--persist-dir", str(paths.root),
             "--socket-dir-path", str(paths.bundle),
             "--full-attach",
+            "--no-new-keyring",  # runc create --no-new-keyring: no session keyring of the user's quota
             "--log-level", "error",
             "--runtime-arg", "--root",
             "--runtime-arg", str(self.runc_root),

@@ -740,6 +740,70 @@ def _convert_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: What docker's default profile (moby profiles/seccomp/default.json) allows only with CAP_SYS_ADMIN
+#: and containers-common's allows to everyone. Unprivileged, the kernel refuses most of them in our
+#: user namespace anyway; ``unshare``/``clone`` with CLONE_NEWUSER it does not: a nested user
+#: namespace hands its creator every capability inside it, and the kernel surface that goes with.
+_ADMIN_ONLY: frozenset[str] = frozenset(
+    {
+        "bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
+        "lookup_dcookie", "mount", "mount_setattr", "move_mount", "open_tree", "perf_event_open",
+        "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns", "syslog", "umount",
+        "umount2", "unshare",
+    }
+)  # fmt: skip
+#: Never allowed, as in docker's profile: the kernel's key quota is per user, and every container
+#: of the platform is the same host user, so one container joining keyrings starves all the others.
+_NEVER: frozenset[str] = frozenset({"keyctl", "add_key", "request_key"})
+#: clone(2) flags that make a namespace: CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET.
+_CLONE_NAMESPACES = 0x7E020000
+_EPERM, _ENOSYS = 1, 38
+
+
+def _align_with_docker(
+    rules: list[dict[str, Any]], caps: frozenset[str], go_arch: str
+) -> list[dict[str, Any]]:
+    """containers-common's converted ``rules`` as docker's profile has them for ``caps``.
+
+    Takes :data:`_NEVER` (and, without CAP_SYS_ADMIN, :data:`_ADMIN_ONLY`) out of every allow
+    rule, then denies them with EPERM; without CAP_SYS_ADMIN ``clone`` stays allowed only when its
+    flags make no namespace (docker's masked compare: the flags argument is the second on s390)
+    and ``clone3``, whose flags seccomp cannot read, is ENOSYS so that libc falls back to clone.
+    """
+    gated = _NEVER if "CAP_SYS_ADMIN" in caps else _NEVER | _ADMIN_ONLY
+    out: list[dict[str, Any]] = []
+    for rule in rules:
+        if rule["action"] == "SCMP_ACT_ALLOW" and gated & set(rule["names"]):
+            names = [n for n in rule["names"] if n not in gated]
+            if not names:
+                continue
+            rule = {**rule, "names": names}
+        out.append(rule)
+    unconditional = {n for r in out if not r.get("args") for n in r["names"]}
+    denied = sorted(gated - unconditional - {"clone", "clone3"})
+    if denied:
+        out.append({"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": _EPERM})
+    if "clone" in gated:
+        index = 1 if go_arch in ("s390", "s390x") else 0
+        out.append(
+            {
+                "names": ["clone"],
+                "action": "SCMP_ACT_ALLOW",
+                "args": [
+                    {"index": index, "value": _CLONE_NAMESPACES, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}
+                ],
+            }
+        )
+        for bit in range(32):  # EPERM (not the default ENOSYS) for each namespace flag
+            if _CLONE_NAMESPACES & (1 << bit):
+                arg = {"index": index, "value": 1 << bit, "valueTwo": 1 << bit, "op": "SCMP_CMP_MASKED_EQ"}
+                out.append(
+                    {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": _EPERM, "args": [arg]}
+                )
+        out.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS})
+    return out
+
+
 @functools.lru_cache(maxsize=32)
 def _load_seccomp_cached(
     path: str, _mtime_ns: int, _size: int, caps: frozenset[str], arch: str, kernel: tuple[int, int]
@@ -758,11 +822,15 @@ def _load_seccomp_cached(
             out["defaultErrnoRet"] = int(profile["defaultErrnoRet"])
         if profile.get("flags"):
             out["flags"] = list(profile["flags"])
-        out["syscalls"] = [
-            _convert_rule(rule)
-            for rule in profile.get("syscalls") or ()
-            if _rule_applies(rule, caps, go_arch, kernel)
-        ]
+        out["syscalls"] = _align_with_docker(
+            [
+                _convert_rule(rule)
+                for rule in profile.get("syscalls") or ()
+                if _rule_applies(rule, caps, go_arch, kernel)
+            ],
+            caps,
+            go_arch,
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise FailedPrecondition(f"seccomp profile {path} is unusable: {e!r}") from e
     return out
@@ -775,6 +843,8 @@ def load_seccomp(
 
     Rules whose ``includes`` (arches, every cap, minKernel) or ``excludes`` (arches, any cap) do
     not fit are dropped; ``archMap`` becomes ``architectures`` (native arch + its sub-arches).
+    Where containers-common allows more than docker's default profile (keyrings; namespaces and
+    mounts without CAP_SYS_ADMIN), docker's rules replace its own (:func:`_align_with_docker`).
     ``arch`` is ``uname -m`` (default: this machine's) or Go's name. Parsed once per (file
     version, caps, arch): later calls cost one ``stat``, and return the *same* dict, which callers
     must not mutate. An unreadable or malformed profile is FailedPrecondition.

@@ -301,6 +301,8 @@ class _OverlayBase:
             with contextlib.suppress(OSError):  # an id outside our namespace: keep ours
                 os.chown(upper, st.st_uid, st.st_gid)
             os.chmod(upper, stat.S_IMODE(st.st_mode))
+        elif fresh:  # scratch: '/' is 0755, not the service's umask 077
+            os.chmod(upper, 0o755)
         return self.mount(key, lowers)
 
     def mount(self, key: str, lowers: Sequence[Path]) -> Path:
@@ -430,6 +432,7 @@ class CopySnapshotter:
         self.root.mkdir(parents=True, exist_ok=True)
         d.mkdir(exist_ok=True)
         merged.mkdir(mode=0o755)
+        merged.chmod(0o755)  # the rootfs' '/', whatever the service's umask (077)
         layerdiff.apply_layers(lowers, merged)
         (d / "complete").touch()
         return merged

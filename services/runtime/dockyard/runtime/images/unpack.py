@@ -86,6 +86,7 @@ def unpack_layer(blob: BinaryIO | Path, dest: Path, *, diff_id: str | None = Non
         raise AlreadyExists(f"{dest} exists", path=str(dest))
     tmp = dest.parent / f".tmp-{dest.name}-{uuid.uuid4().hex[:12]}"
     os.mkdir(tmp, 0o755)
+    os.chmod(tmp, 0o755)  # '/' of the layer (unless the tar says): not the service's umask 077
     try:
         with contextlib.ExitStack() as stack:
             raw: IO[bytes] = stack.enter_context(open(blob, "rb")) if isinstance(blob, Path) else blob
@@ -233,6 +234,7 @@ class _Extractor:
             fd = os.open(leaf, _DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
             os.mkdir(leaf, 0o755, dir_fd=parent)
+            os.chmod(leaf, 0o755, dir_fd=parent)  # an implied parent is 0755 whatever our umask
             fd = os.open(leaf, _DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
