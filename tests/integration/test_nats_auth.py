@@ -128,16 +128,18 @@ async def test_no_service_can_delete_purge_or_change_the_stream(stream: AuthNats
     me = await login(stream, service)
     js, name = me.nc.jetstream(), stream.settings.name
     attempts = {
-        f"$JS.API.STREAM.DELETE.{name}": js.delete_stream(name),
-        f"$JS.API.STREAM.PURGE.{name}": js.purge_stream(name),
-        f"$JS.API.STREAM.UPDATE.{name}": js.update_stream(js_api.StreamConfig(name=name, subjects=[">"])),
-        "$JS.API.STREAM.CREATE.FILLER": js.add_stream(name="FILLER", subjects=["filler.>"]),
-        f"$JS.API.STREAM.MSG.DELETE.{name}": js.delete_msg(name, 1),
+        f"$JS.API.STREAM.DELETE.{name}": lambda: js.delete_stream(name),
+        f"$JS.API.STREAM.PURGE.{name}": lambda: js.purge_stream(name),
+        f"$JS.API.STREAM.UPDATE.{name}": lambda: js.update_stream(
+            js_api.StreamConfig(name=name, subjects=[">"])
+        ),
+        "$JS.API.STREAM.CREATE.FILLER": lambda: js.add_stream(name="FILLER", subjects=["filler.>"]),
+        f"$JS.API.STREAM.MSG.DELETE.{name}": lambda: js.delete_msg(name, 1),
     }
     try:
         for subject, attempt in attempts.items():
             with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(attempt, DENIED_WAIT)
+                await asyncio.wait_for(attempt(), DENIED_WAIT)
             assert me.violated("publish", subject), (service, subject, me.errors)
     finally:
         await me.nc.close()
