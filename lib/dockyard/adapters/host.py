@@ -97,12 +97,12 @@ class HostConfig:
     grpc_listen: str
     state_dir: Path
     nats_url: str = DEFAULT_NATS_URL
-    nats_credentials: Path | None = None  # a 0600 file (adapters.nats.auth); None: no authentication
     node: str = field(default_factory=socket.gethostname)
     stream: StreamSettings = field(default_factory=StreamSettings)
     tls: ServerTls | None = None  # mutual TLS on a TCP address
     socket_mode: int = 0o600  # of a unix socket
     socket_group: str | None = None  # group of a unix socket (None: the process's)
+    nats_credentials: Path | None = None  # a 0600 file (adapters.nats.auth); None: no authentication
 
     @property
     def source(self) -> str:
