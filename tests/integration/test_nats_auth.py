@@ -18,8 +18,17 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import api as js_api
 
-from dockyard.adapters.nats.auth import ADMIN, EVENT_AREAS, GATEWAY, IDENTITIES, NatsCredentials
-from dockyard.adapters.nats.bus import OutboxDrainer, connect, ensure_stream, read_events
+from dockyard.adapters.nats.auth import (
+    ADMIN,
+    EVENT_AREAS,
+    GATEWAY,
+    IDENTITIES,
+    NatsCredentials,
+    adopt_unauthenticated_store,
+    write_auth,
+)
+from dockyard.adapters.nats.bus import OutboxDrainer, StreamSettings, connect, ensure_stream, read_events
+from dockyard.adapters.nats.server import NatsServer
 from dockyard.core.errors import Unavailable
 from dockyard.core.events import Subject, new_event
 from dockyard.core.outbox import Outbox, OutboxPublisher
@@ -204,7 +213,7 @@ async def test_the_gateway_reads_the_services_events_and_publishes_none(
     me = await login(stream, GATEWAY)
     try:
         forged = new_event(Subject.CONTAINER_STARTED, "/dockyard/runtime", "forged").to_json()
-        for subject in ("dockyard.container.started", "dockyard.service.started", "dockyard.build.failed"):
+        for subject in ("dockyard.container.started", "dockyard.image.pushed", "dockyard.build.failed"):
             with pytest.raises(asyncio.TimeoutError):
                 await me.nc.jetstream().publish(subject, forged, timeout=DENIED_WAIT)
             assert me.violated("publish", subject), me.errors
@@ -216,7 +225,10 @@ async def test_the_gateway_reads_the_services_events_and_publishes_none(
         assert me.violated("publish", durable), me.errors
     finally:
         await me.nc.close()
-    assert await stored(stream) == 6
+    gw = await login(stream, GATEWAY)  # its own lifecycle, as every service's host publishes it
+    await gw.nc.jetstream().publish("dockyard.service.started", b"{}", timeout=2)
+    await gw.nc.close()
+    assert await stored(stream) == 7
 
 
 async def test_admin_manages_the_stream_within_the_accounts_limits_and_forges_no_event(
@@ -243,3 +255,28 @@ def test_the_credentials_file_is_what_a_service_reads(auth_nats: AuthNats) -> No
     data = json.loads(path.read_text())
     assert NatsCredentials.load(path) == NatsCredentials(data["user"], data["password"])
     assert data["user"] == "builder" and len(data["password"]) >= 40
+
+
+async def test_events_stored_before_authentication_are_still_there_after(tmp_path: Path) -> None:
+    settings = StreamSettings()
+    store = tmp_path / "nats"
+    bare = NatsServer(store_dir=store).start()
+    try:
+        nc = await connect(bare.url, name="old")
+        await ensure_stream(nc, settings)
+        for i in range(3):
+            await nc.jetstream().publish("dockyard.container.created", b"{}", headers={"Nats-Msg-Id": str(i)})
+        await nc.close()
+    finally:
+        bare.stop()
+    auth = write_auth(tmp_path / "nats-auth", settings)
+    assert adopt_unauthenticated_store(store)
+    assert not adopt_unauthenticated_store(store)  # once
+    server = NatsServer(store_dir=store, config_file=auth.config_file).start()
+    try:
+        nc = await connect(server.url, name="up", credentials=auth.credentials(ADMIN))
+        await ensure_stream(nc, settings)
+        assert (await nc.jetstream().stream_info(settings.name)).state.messages == 3
+        await nc.close()
+    finally:
+        server.stop()

@@ -73,7 +73,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dockyard.adapters.grpc.server import grpc_target, unix_path
 from dockyard.adapters.grpc.tls import ClientTls, Material, ensure_material
 from dockyard.adapters.host import PLATFORM_GROUP, backend_socket, public_socket
-from dockyard.adapters.nats.auth import ADMIN, NatsAuth, write_auth
+from dockyard.adapters.nats.auth import ADMIN, NatsAuth, adopt_unauthenticated_store, write_auth
 from dockyard.adapters.nats.bus import StreamSettings, close_quietly, connect, ensure_stream
 from dockyard.adapters.nats.server import NatsServer, server_info
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
@@ -443,6 +443,8 @@ class Supervisor:
         """The private sockets directory, NATS's users (fresh secrets each run), the gateway's socket
         directory or its TLS material."""
         write_auth(self.config.nats_auth.directory, self.config.stream)
+        if adopt_unauthenticated_store(self.nats.store_dir):
+            log.info("event stream moved to the authenticated account", store=str(self.nats.store_dir))
         sockets = self.config.sockets_dir
         sockets.mkdir(mode=0o700, exist_ok=True)
         sockets.chmod(0o700)

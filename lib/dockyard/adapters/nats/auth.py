@@ -13,9 +13,9 @@ to its own inbox prefix ``_INBOX_<name>.>``, where JetStream's replies and deliv
   ``dockyard.container|image|network|volume.>``; ``dockyard.build.>``) and ``dockyard.service.>``.
   A JetStream publish is a plain publish with a reply inbox: no ``$JS.API`` subject at all, so a
   service can neither read the stream, nor delete or purge it, nor create streams or consumers.
-- ``gateway``: reads only: ``STREAM.INFO`` of the event stream, ``CONSUMER.CREATE`` of ephemeral
+- ``gateway``: reads: ``STREAM.INFO`` of the event stream, ``CONSUMER.CREATE`` of ephemeral
   consumers on it (nats-py's ordered consumer) and ``$JS.FC.<stream>.>`` (flow-control replies).
-  It publishes no event.
+  Of the events it publishes only ``dockyard.service.>`` (its own started/stopping).
 - ``admin``: ``dockyard up`` itself, which creates and updates the stream: the whole JetStream API
   of the account, but no event subject either, so not even the owner's identity forges an event.
 
@@ -101,6 +101,7 @@ def permissions(name: str, stream: str) -> dict[str, Any]:
             f"$JS.API.CONSUMER.CREATE.{stream}",  # an ephemeral consumer (no name)
             f"$JS.API.CONSUMER.CREATE.{stream}.>",  # the same with a name and filter (server ≥ 2.9)
             f"$JS.FC.{stream}.>",  # flow-control replies of an ordered consumer
+            f"dockyard.{SERVICE_AREA}.>",  # its own started/stopping, as every ServiceHost
         ]
     elif name == ADMIN:
         publish = ["$JS.API.>", f"$JS.FC.{stream}.>"]
@@ -165,6 +166,20 @@ def write_auth(directory: Path, settings: StreamSettings) -> NatsAuth:
         creds.save(auth.credentials_file(name))
     _write_private(auth.config_file, json.dumps(server_config(made, settings), indent=2) + "\n")
     return auth
+
+
+def adopt_unauthenticated_store(store_dir: Path) -> bool:
+    """Move a store written before authentication (account ``$G``) to this account; True if moved.
+
+    nats-server keeps each account's streams under ``<store>/jetstream/<account>/``, so the events
+    of a platform that ran without authentication stay readable after the upgrade. Run with the
+    server stopped. A store that already has this account's directory is left as it is.
+    """
+    old, new = store_dir / "jetstream" / "$G", store_dir / "jetstream" / ACCOUNT
+    if not old.is_dir() or new.exists():
+        return False
+    old.rename(new)
+    return True
 
 
 def _hash(password: str) -> str:
