@@ -163,7 +163,8 @@ def test_an_outsider_cannot_connect_read_the_credentials_or_use_a_leaked_one(pla
     assert snoop["connected"] and not snoop["done"], snoop
 
     # the stream is intact and holds no forged event; the platform's own flows still reach it
-    assert platform.cli("run", "--rm", "busybox", "true").returncode == 0
+    ran = platform.cli("run", "--rm", "busybox", "true")
+    assert ran.returncode == 0, ran.stderr
     ctx = platform.state_dir.parent / "ctx"
     ctx.mkdir(exist_ok=True)
     (ctx / "Dockerfile").write_text("FROM busybox:latest\nRUN echo built > /built\n")
