@@ -48,7 +48,7 @@ Access: the gateway listens on ``gateway_grpc`` — a unix socket (0660, group `
 which only the platform's user can enter; the registry's OCI HTTP port keeps its own auth.
 nats-server listens on loopback only (it has no unix socket for clients) and refuses a connection
 without credentials; each service logs in as its own identity, allowed to publish only its own
-areas' events (the gateway only reads the stream, only ``up`` manages it).
+areas' events (the gateway reads the stream and announces only itself; only ``up`` manages it).
 """
 
 from __future__ import annotations
