@@ -38,6 +38,7 @@ import structlog
 from dockyard.adapters.grpc import system
 from dockyard.adapters.grpc.server import GrpcServer
 from dockyard.adapters.grpc.tls import ServerTls
+from dockyard.adapters.nats.auth import NatsCredentials
 from dockyard.adapters.nats.bus import OutboxDrainer, StreamSettings
 from dockyard.core.errors import DockyardError
 from dockyard.core.events import Subject, new_event
@@ -101,6 +102,7 @@ class HostConfig:
     tls: ServerTls | None = None  # mutual TLS on a TCP address
     socket_mode: int = 0o600  # of a unix socket
     socket_group: str | None = None  # group of a unix socket (None: the process's)
+    nats_credentials: Path | None = None  # a 0600 file (adapters.nats.auth); None: no authentication
 
     @property
     def source(self) -> str:
@@ -114,13 +116,14 @@ class HostConfig:
             grpc_listen=args.grpc_listen or backend_socket(state_dir.parent, service),
             state_dir=state_dir,
             nats_url=args.nats_url,
+            nats_credentials=Path(args.nats_credentials) if args.nats_credentials else None,
             node=args.node,
             stream=StreamSettings.from_env(),
         )
 
 
 def add_host_flags(parser: argparse.ArgumentParser, service: str, grpc_port: int) -> None:
-    """Add --grpc-listen, --state-dir, --nats-url, --node, each defaulting from the environment.
+    """Add --grpc-listen, --state-dir, --nats-url, --nats-credentials, --node, each defaulting from env.
 
     ``grpc_port`` is the service's conventional TCP port, shown in --help as the TCP example.
     """
@@ -147,6 +150,13 @@ def add_host_flags(parser: argparse.ArgumentParser, service: str, grpc_port: int
         "--nats-url",
         default=env("NATS_URL", DEFAULT_NATS_URL),
         help=f"NATS server for events [{prefix}NATS_URL or DOCKYARD_NATS_URL, default {DEFAULT_NATS_URL}]",
+    )
+    group.add_argument(
+        "--nats-credentials",
+        default=env("NATS_CREDENTIALS", ""),
+        metavar="FILE",
+        help=f"this service's NATS user and password, a JSON file only its user reads (`dockyard up` "
+        f"writes one per service) [{prefix}NATS_CREDENTIALS, default none: no authentication]",
     )
     group.add_argument(
         "--node",
@@ -186,8 +196,15 @@ class ServiceHost:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox")
         self.publisher = OutboxPublisher(self.outbox)
+        self.nats_credentials = (
+            NatsCredentials.load(config.nats_credentials) if config.nats_credentials is not None else None
+        )
         self.drainer = OutboxDrainer(
-            self.outbox, config.nats_url, config.stream, name=f"dockyard-{config.service}"
+            self.outbox,
+            config.nats_url,
+            config.stream,
+            name=f"dockyard-{config.service}",
+            credentials=self.nats_credentials,
         )
         self.server = GrpcServer(
             config.grpc_listen,

@@ -34,6 +34,9 @@ State, all under one directory, so a second ``dockyard up`` finds everything int
       up.lock            held while a supervisor runs (a second one on the same dir refuses)
       up.pids            the supervisor's children as (pid, start time): what to stop if it dies
       nats/              JetStream store (the event stream survives restarts)
+      nats-auth/         0700: nats-server.conf (users as bcrypt hashes, permissions, JetStream
+                         limits) and <identity>.json per service + admin (this supervisor), 0600;
+                         fresh secrets on every start (see adapters.nats.auth)
       registry/ runtime/ builder/ gateway/   each service's own --state-dir
       sockets/           0700: registry.sock runtime.sock builder.sock, reached by the gateway only
       tls/               only with a TCP gateway: CA, server and client certificates (see adapters.grpc.tls)
@@ -43,6 +46,9 @@ State, all under one directory, so a second ``dockyard up`` finds everything int
 Access: the gateway listens on ``gateway_grpc`` — a unix socket (0660, group ``dockyard``) in a
 0750 directory by default, or TCP with mutual TLS. The backends' sockets are in ``sockets/``,
 which only the platform's user can enter; the registry's OCI HTTP port keeps its own auth.
+nats-server listens on loopback only (it has no unix socket for clients) and refuses a connection
+without credentials; each service logs in as its own identity, allowed to publish only its own
+areas' events (the gateway reads the stream and announces only itself; only ``up`` manages it).
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dockyard.adapters.grpc.server import grpc_target, unix_path
 from dockyard.adapters.grpc.tls import ClientTls, Material, ensure_material
 from dockyard.adapters.host import PLATFORM_GROUP, backend_socket, public_socket
+from dockyard.adapters.nats.auth import ADMIN, NatsAuth, adopt_unauthenticated_store, write_auth
 from dockyard.adapters.nats.bus import StreamSettings, close_quietly, connect, ensure_stream
 from dockyard.adapters.nats.server import NatsServer, server_info
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
@@ -106,6 +113,11 @@ class PlatformConfig:
     @property
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def nats_auth(self) -> NatsAuth:
+        """nats-server's config and each service's NATS credentials (0600, in a 0700 directory)."""
+        return NatsAuth(self.state_dir / "nats-auth")
 
     @property
     def gateway_grpc(self) -> str:
@@ -155,10 +167,16 @@ class ChildSpec:
 
 def child_specs(config: PlatformConfig) -> list[ChildSpec]:
     """The services to run, in start order (stopped in reverse)."""
-    common = ("--nats-url", config.nats_url)
 
     def svc(name: str, grpc_addr: str, *extra: str) -> ChildSpec:
         state = str(config.state_dir / name)
+        # the path of its credentials, never the secret: a command line is visible to every user
+        nats = (
+            "--nats-url",
+            config.nats_url,
+            "--nats-credentials",
+            str(config.nats_auth.credentials_file(name)),
+        )
         argv = (
             sys.executable,
             "-m",
@@ -169,7 +187,7 @@ def child_specs(config: PlatformConfig) -> list[ChildSpec]:
             "--state-dir",
             state,
         )
-        return ChildSpec(name, grpc_addr, (*argv, *common))
+        return ChildSpec(name, grpc_addr, (*argv, *nats))
 
     http_host, _, http_port = config.registry_http.rpartition(":")
     access: tuple[str, ...] = ("--socket-group", config.socket_group)
@@ -367,7 +385,10 @@ class Supervisor:
         self.log_dir = config.state_dir / "logs"
         self.record = PidRecord(config.state_dir / "up.pids")
         self.nats = NatsServer(
-            store_dir=config.state_dir / "nats", port=config.nats_port, name=f"dockyard-{self.instance}"
+            store_dir=config.state_dir / "nats",
+            port=config.nats_port,
+            name=f"dockyard-{self.instance}",
+            config_file=config.nats_auth.config_file,
         )
         self.nats_child = NatsChild(self.nats, self.log_dir, self.instance, config.logs)
         self.services = [
@@ -423,7 +444,11 @@ class Supervisor:
             require_tcp_free(host, int(port), "gateway, --listen")
 
     def _prepare_access(self) -> None:
-        """The private sockets directory, the gateway's socket directory or its TLS material."""
+        """The private sockets directory, NATS's users (fresh secrets each run), the gateway's socket
+        directory or its TLS material."""
+        write_auth(self.config.nats_auth.directory, self.config.stream)
+        if adopt_unauthenticated_store(self.nats.store_dir):
+            log.info("event stream moved to the authenticated account", store=str(self.nats.store_dir))
         sockets = self.config.sockets_dir
         sockets.mkdir(mode=0o700, exist_ok=True)
         sockets.chmod(0o700)
@@ -469,7 +494,9 @@ class Supervisor:
         log.info("service ready", service=child.name, pid=child.process.pid if child.process else None)
 
     async def _ensure_stream(self) -> None:
-        nc = await connect(self.nats.url, name="dockyard-up")
+        nc = await connect(
+            self.nats.url, name="dockyard-up", credentials=self.config.nats_auth.credentials(ADMIN)
+        )
         try:
             await ensure_stream(nc, self.config.stream)
         finally:

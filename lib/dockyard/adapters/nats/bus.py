@@ -27,6 +27,7 @@ from nats.errors import MaxPayloadError
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError, NotFoundError
 
+from dockyard.adapters.nats.auth import NatsCredentials
 from dockyard.core import retry
 from dockyard.core.errors import Unavailable
 from dockyard.core.events import STREAM_SUBJECTS, Event
@@ -55,21 +56,37 @@ class StreamSettings:
         )
 
 
-async def connect(url: str, *, name: str, connect_timeout: float = 2.0) -> NATS:
-    """Connect, raising Unavailable at once when NATS is down.
+async def connect(
+    url: str, *, name: str, credentials: NatsCredentials | None = None, connect_timeout: float = 2.0
+) -> NATS:
+    """Connect, raising Unavailable at once when NATS is down or refuses ``credentials``.
+
+    With ``credentials`` the client logs in as that identity and uses its own inbox prefix, the
+    only subjects the identity may subscribe to (see :mod:`dockyard.adapters.nats.auth`).
 
     nats-py's own reconnection covers only short blips (a few tries); a long outage closes
     the client and the caller's retry policy (``retry.bus``) decides what to do, so no call
     ever hangs on a dead server.
     """
 
+    errors: list[Exception] = []
+
     async def quiet(exc: Exception) -> None:  # nats-py would log a traceback per failed attempt
+        errors.append(exc)
         log.debug("nats connection error", error=repr(exc))
 
+    login: dict[str, str] = {}
+    if credentials is not None:
+        login = {
+            "user": credentials.user,
+            "password": credentials.password,
+            "inbox_prefix": credentials.inbox_prefix,
+        }
     try:
         return await nats.connect(
             url,
             name=name,
+            **login,
             error_cb=quiet,
             connect_timeout=connect_timeout,
             allow_reconnect=True,
@@ -77,7 +94,11 @@ async def connect(url: str, *, name: str, connect_timeout: float = 2.0) -> NATS:
             reconnect_time_wait=0.5,
         )
     except Exception as exc:
-        raise Unavailable(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from exc
+        why = str(exc) or type(exc).__name__
+        refused = [e for e in errors if "authorization violation" in str(e).lower()]
+        if refused:  # nats-py ends with "no servers available"; the server's reason is the news
+            why = f"{refused[-1]} (as {credentials.user if credentials else 'no user'})"
+        raise Unavailable(f"cannot reach NATS at {url}: {why}") from exc
 
 
 async def ensure_stream(nc: NATS, settings: StreamSettings) -> None:
@@ -109,13 +130,25 @@ class OutboxDrainer:
     """Publish an outbox's events to JetStream, oldest first, each exactly once per id.
 
     Run ``run()`` as a task for the life of the service; ``wake()`` is safe from any thread.
+    Without ``credentials`` (a server without authentication) it creates the stream when missing;
+    with them, the stream is ``dockyard up``'s (its ``admin`` identity): the drainer only publishes,
+    and a missing stream is one more reason to retry.
     """
 
-    def __init__(self, outbox: Outbox, url: str, settings: StreamSettings, *, name: str) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        url: str,
+        settings: StreamSettings,
+        *,
+        name: str,
+        credentials: NatsCredentials | None = None,
+    ) -> None:
         self.outbox = outbox
         self.url = url
         self.settings = settings
         self.name = name
+        self.credentials = credentials
         self.connected = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
@@ -133,8 +166,9 @@ class OutboxDrainer:
             async for attempt in retry.bus():
                 with attempt:
                     if nc is None or nc.is_closed:
-                        nc = await connect(self.url, name=self.name)
-                        await ensure_stream(nc, self.settings)
+                        nc = await connect(self.url, name=self.name, credentials=self.credentials)
+                        if self.credentials is None:
+                            await ensure_stream(nc, self.settings)
                     await self._drain_forever(nc)
                 outcome = attempt.retry_state.outcome
                 error = outcome.exception() if outcome is not None and outcome.failed else None

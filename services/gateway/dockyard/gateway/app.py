@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from dockyard.adapters.grpc.server import unix_path
 from dockyard.adapters.host import HostConfig, ServiceHost
+from dockyard.adapters.nats.auth import NatsCredentials
 from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
 from dockyard.core.errors import FailedPrecondition
@@ -36,7 +37,10 @@ def build(config: GatewayConfig) -> tuple[ServiceHost, list[Backend], EventSourc
         Backend("builder", config.builder),
     ]
     by_name = {b.name: b for b in backends}
-    events = EventSource(config.host.nats_url, config.host.stream)
+    creds = config.host.nats_credentials
+    events = EventSource(
+        config.host.nats_url, config.host.stream, NatsCredentials.load(creds) if creds is not None else None
+    )
     started = ServiceInfo("gateway", ServiceState.SERVING, node=config.host.node)
 
     def info() -> ServiceInfo:

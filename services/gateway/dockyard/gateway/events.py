@@ -8,20 +8,26 @@ from datetime import datetime
 
 from nats.aio.client import Client as NATS
 
+from dockyard.adapters.nats.auth import NatsCredentials
 from dockyard.adapters.nats.bus import StoredEvent, StreamSettings, close_quietly, connect, read_events
 
 
 class EventSource:
-    def __init__(self, url: str, settings: StreamSettings) -> None:
+    def __init__(
+        self, url: str, settings: StreamSettings, credentials: NatsCredentials | None = None
+    ) -> None:
         self.url = url
         self.settings = settings
+        self.credentials = credentials  # the gateway's identity: it may read the stream, never publish
         self._nc: NATS | None = None
         self._lock = asyncio.Lock()
 
     async def _connection(self) -> NATS:
         async with self._lock:
             if self._nc is None or self._nc.is_closed:
-                self._nc = await connect(self.url, name="dockyard-gateway-events")
+                self._nc = await connect(
+                    self.url, name="dockyard-gateway-events", credentials=self.credentials
+                )
             return self._nc
 
     async def read(
