@@ -12,6 +12,7 @@ import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nats
 import pytest
@@ -32,7 +33,9 @@ from dockyard.adapters.nats.server import NatsServer
 from dockyard.core.errors import Unavailable
 from dockyard.core.events import Subject, new_event
 from dockyard.core.outbox import Outbox, OutboxPublisher
-from tests.conftest import AuthNats
+
+if TYPE_CHECKING:  # the fixture's type; tests/ is not a package
+    from conftest import AuthNats
 
 AREAS = sorted({area for areas in EVENT_AREAS.values() for area in areas} | {"service"})
 SERVICES = (*EVENT_AREAS, GATEWAY)
