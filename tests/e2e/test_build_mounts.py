@@ -7,6 +7,7 @@ One platform for the module; every test uses its own context directory and tags.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -235,3 +236,39 @@ def test_mount_errors_are_one_line(platform: Platform, workdir: Path) -> None:
         assert done.returncode == 1, done.stderr
         last = done.stderr.strip().splitlines()[-1]
         assert message in last and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_secret_a_failing_step_prints_reaches_no_event_log_or_progress(
+    platform: Platform, workdir: Path
+) -> None:
+    """The build.failed event keeps the step's output tail for 30 days: it must hold no secret,
+    in any form the step may print it."""
+    dockerfile = (
+        "FROM busybox\n"
+        "RUN --mount=type=secret,id=token sh -c 'cat /run/secrets/token; "
+        'base64 /run/secrets/token; echo; tr -d "\\n" < /run/secrets/token | base64; exit 3\'\n'
+    )
+    ctx = _context(workdir / "secret-fail", dockerfile)
+    secret_file = workdir / "leak-token.txt"
+    secret_file.write_text(SECRET + "\n")
+    done = platform.cli(
+        "build", "--progress", "plain", "--secret", f"id=token,src={secret_file}", str(ctx), timeout=120
+    )
+    assert done.returncode != 0 and "exit code: 3" in done.stderr + done.stdout
+    forms = [
+        SECRET,
+        base64.b64encode(SECRET.encode()).decode(),
+        base64.b64encode((SECRET + "\n").encode()).decode(),
+    ]
+    assert "***" in done.stdout + done.stderr  # the output is there, masked
+    events = platform.ok("events", "--since", "1h", "--until", "0s", "--format", "json", timeout=60)
+    failed = [e for e in events.splitlines() if "build.failed" in e]
+    assert failed, events[-2000:]
+    for text in (
+        done.stdout,
+        done.stderr,
+        events,
+        *(p.read_text(errors="replace") for p in platform.state_dir.glob("logs/*.log")),
+    ):
+        for form in forms:
+            assert form not in text

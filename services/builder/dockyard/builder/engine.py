@@ -108,6 +108,7 @@ from dockyard.builder.layers import (
 )
 from dockyard.builder.mounts import CacheVolumes, RunMount
 from dockyard.builder.plan import BaseImage, BuildOptions, Plan, PlannedStage, Platform, Step, plan
+from dockyard.builder.redact import Redactor
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.names import names_registry
 
@@ -691,8 +692,12 @@ class _Build:
         if hit is not None:
             return hit, True
 
+        secrets = Redactor(self.req.secrets.values())  # no secret value leaves the step
+
         async def output(stream: str, data: bytes) -> None:
-            await self.report(Progress("log", title, index, self.total, log=data, stream=stream))
+            data = secrets.feed(stream, data)
+            if data:
+                await self.report(Progress("log", title, index, self.total, log=data, stream=stream))
 
         work = self.b.new_scratch() if planned else None
         try:
@@ -707,6 +712,8 @@ class _Build:
             ) as (run_mounts, secret_env):
                 spec = RunSpec(current.id, argv, env + secret_env, workdir, user, network, tuple(run_mounts))
                 container, code = await self.rt.run(spec, output)
+                for stream, rest in secrets.flush():
+                    await self.report(Progress("log", title, index, self.total, log=rest, stream=stream))
                 try:
                     if code != 0:
                         raise FailedPrecondition(
