@@ -320,8 +320,16 @@ def server() -> Iterator[str]:
 
     body = b"downloaded bytes\n"
 
-    async def handler(request: web.Request) -> web.Response:
-        if request.match_info["name"] != "tool.bin":
+    async def handler(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name == "endless":  # chunked, no length: it never ends
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            while True:
+                await resp.write(b"z" * 65536)
+        if name == "announced-big":
+            return web.Response(body=b"x" * 4096, headers={"Content-Length": "4096"})
+        if name != "tool.bin":
             raise web.HTTPNotFound()
         return web.Response(body=body, headers={"Last-Modified": "Wed, 21 Oct 2015 07:28:00 GMT"})
 
@@ -366,3 +374,12 @@ def test_download_verifies_and_saves_0600(tmp_path: Path, server: str) -> None:
     assert not (tmp_path / "bad").exists()
     with pytest.raises(NotFound, match="answered 404"):
         asyncio.run(download(server + "missing", tmp_path / "m"))
+
+
+def test_a_download_past_its_limit_fails_and_leaves_nothing(tmp_path: Path, server: str) -> None:
+    """An endless response wrote 5.5 GB in 30 s: ADD stops at the limit, says so, keeps nothing."""
+    for name, limit in (("endless", 1 << 20), ("announced-big", 1024)):
+        target = tmp_path / name
+        with pytest.raises(FailedPrecondition, match="--max-download"):
+            asyncio.run(download(server + name, target, limit=limit))
+        assert not target.exists()

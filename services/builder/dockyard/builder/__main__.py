@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from dockyard.adapters.host import HostConfig, add_host_flags, backend_socket, run_service
+from dockyard.builder.download import MAX_DOWNLOAD
 from dockyard.core import logging
 
 GRPC_PORT = 7073
@@ -28,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the runtime node's gRPC address [DOCKYARD_BUILDER_RUNTIME, default "
         "unix:<state-dir>/../sockets/runtime.sock]",
     )
+    parser.add_argument(
+        "--max-download",
+        type=int,
+        default=int(os.environ.get("DOCKYARD_BUILDER_MAX_DOWNLOAD") or MAX_DOWNLOAD),
+        help=f"bytes one ADD <url> may fetch [DOCKYARD_BUILDER_MAX_DOWNLOAD, default {MAX_DOWNLOAD}]",
+    )
     return parser
 
 
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     async def serve() -> None:  # gRPC's aio server must be built inside the running loop
         from dockyard.builder import app
 
-        await app.build(app.BuilderConfig(host, runtime)).run()
+        await app.build(app.BuilderConfig(host, runtime, args.max_download)).run()
 
     return run_service("builder", serve)
 

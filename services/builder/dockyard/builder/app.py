@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.api.builds.v1 import builds_pb2, builds_pb2_grpc
+from dockyard.builder.download import MAX_DOWNLOAD
 from dockyard.builder.engine import Builder
 from dockyard.builder.remote import RemoteRuntime
 from dockyard.builder.servicer import BuildsServicer
@@ -28,6 +29,7 @@ from dockyard.core.service import ServiceInfo, ServiceState
 class BuilderConfig:
     host: HostConfig
     runtime: str  # the runtime node's gRPC address
+    max_download: int = MAX_DOWNLOAD  # bytes one ADD <url> may fetch
 
 
 class _Closer:
@@ -50,7 +52,7 @@ def build(config: BuilderConfig) -> ServiceHost:
     )
     host = ServiceHost(config.host, lambda: info)
     runtime = RemoteRuntime(config.runtime)
-    builder = Builder(runtime, config.host.state_dir, registry=runtime)
+    builder = Builder(runtime, config.host.state_dir, registry=runtime, max_download=config.max_download)
     host.server.add_servicer(
         builds_pb2_grpc.add_BuildsServicer_to_server,
         BuildsServicer(builder, host.publisher, config.host.source),

@@ -28,6 +28,7 @@ from dockyard.builder import instructions as ins
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 CHUNK = 1 << 20
+MAX_DOWNLOAD = 4 << 30  # bytes one ADD <url> may fetch (dockyard-builder --max-download raises it)
 _DIGEST = {"sha256": 64, "sha384": 96, "sha512": 128}
 _TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
 
@@ -86,11 +87,12 @@ class Downloaded:
     mtime: int | None  # Last-Modified, when the server sent one
 
 
-async def download(url: str, path: Path, checksum: str = "") -> Downloaded:
+async def download(url: str, path: Path, checksum: str = "", limit: int = MAX_DOWNLOAD) -> Downloaded:
     """GET ``url`` into ``path`` (mode 0600); verify ``checksum`` when given.
 
     NotFound for a 404/410, Unavailable when the server cannot be reached or fails,
-    FailedPrecondition for another error status or a checksum mismatch (``path`` removed).
+    FailedPrecondition for another error status, a checksum mismatch or more than ``limit``
+    bytes (an endless response wrote 5.5 GB in 30 s); ``path`` is removed on any failure.
     """
     algorithm, want = parse_checksum(checksum) if checksum else ("sha256", "")
     check = hashlib.new(algorithm)
@@ -113,14 +115,26 @@ async def download(url: str, path: Path, checksum: str = "") -> Downloaded:
                     mtime = int(parsedate_to_datetime(modified).timestamp())
                 except (TypeError, ValueError):
                     mtime = None
+            too_big = FailedPrecondition(
+                f"ADD {url}: larger than {limit} bytes (dockyard-builder --max-download raises the limit)"
+            )
+            if (resp.content_length or 0) > limit:
+                raise too_big
             fh = await asyncio.to_thread(open, path, "wb")
+            got = 0
             try:
                 async for chunk in resp.content.iter_chunked(CHUNK):
+                    got += len(chunk)
+                    if got > limit:
+                        raise too_big
                     check.update(chunk)
                     sha.update(chunk)
                     await asyncio.to_thread(fh.write, chunk)
             finally:
                 await asyncio.to_thread(fh.close)
+    except FailedPrecondition:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise
     except aiohttp.InvalidURL:
         raise InvalidArgument(f"ADD {url}: not a valid URL") from None
     except (aiohttp.ClientError, TimeoutError) as exc:

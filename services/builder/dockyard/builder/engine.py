@@ -82,7 +82,7 @@ from dockyard.builder.cachesync import (
     registry_ref,
 )
 from dockyard.builder.dockerfile import parse
-from dockyard.builder.download import check_sources, download, is_url, url_filename
+from dockyard.builder.download import MAX_DOWNLOAD, check_sources, download, is_url, url_filename
 from dockyard.builder.imageconfig import StageState
 from dockyard.builder.layers import (
     Chmod,
@@ -295,8 +295,15 @@ class Builder:
     registry caches go through; without it those options are refused.
     """
 
-    def __init__(self, runtime: Runtime, state: Path, registry: RegistryRuntime | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        state: Path,
+        registry: RegistryRuntime | None = None,
+        max_download: int = MAX_DOWNLOAD,
+    ) -> None:
         self.runtime = runtime
+        self.max_download = max_download  # bytes one ADD <url> may fetch
         self.registry = registry
         self.state = state
         state.mkdir(parents=True, exist_ok=True)
@@ -809,7 +816,7 @@ class _Build:
         out: list[Source] = []
         for i, raw in enumerate(inst.sources):
             if isinstance(inst, ins.Add) and is_url(raw):
-                got = await download(raw, work / f"url-{i}", inst.checksum)
+                got = await download(raw, work / f"url-{i}", inst.checksum, self.b.max_download)
                 if got.mtime is not None:
                     await asyncio.to_thread(os.utime, got.path, (got.mtime, got.mtime))
                 src = Source(got.path, url_filename(raw), contents=False)

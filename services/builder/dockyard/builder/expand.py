@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from dockyard.core.errors import InvalidArgument
 
+MAX_EXPANSION = 1 << 20  # bytes one word may gain from variables (BuildKit has no bound)
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 _HEREDOC_SPACE = frozenset("\t\r ")
 
@@ -163,6 +164,7 @@ class _Scan:
         self.raw_escapes = lexer.raw_escapes
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
+        self.produced = 0  # bytes of variables' values put in so far
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -176,6 +178,12 @@ class _Scan:
     def lookup(self, name: str) -> str | None:
         value = self.env.get(name)
         (self.matched if value is not None else self.unmatched).add(name)
+        if value is not None:
+            # Every byte an expansion adds to the text comes through here: bounding their sum
+            # bounds the result (40 doubling ARGs asked for 2**40 bytes and took 6.9 GB).
+            self.produced += len(value)
+            if self.produced > MAX_EXPANSION:
+                raise _LexError(f"the expansion is larger than {MAX_EXPANSION >> 20} MiB")
         return value
 
     def until(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
