@@ -307,3 +307,41 @@ def test_a_missing_base_is_pulled_and_pull_refreshes_one(platform: Platform, wor
     failed = platform.cli("build", str(nowhere))
     assert failed.returncode == 1 and "names no registry" in failed.stderr
     assert failed.stderr.count("\n") <= 2, failed.stderr
+
+
+def test_a_builder_killed_mid_run_leaves_no_step_container_and_reports_the_build(
+    platform: Platform, workdir: Path
+) -> None:
+    """kill -9 of the builder mid-RUN left the step container in `ps -a` and emitted no build.failed."""
+    import signal
+    import subprocess
+    import sys
+
+    from dockyard.local.procs import PidRecord
+
+    ctx = _context(workdir / "killed", "FROM busybox\nRUN sleep 120\n")
+    build = subprocess.Popen(
+        [sys.executable, "-m", "dockyard.cli", "-H", platform.gateway, "build", "-t", "killed:1", str(ctx)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not platform.ok("ps", "-aq").split() and build.poll() is None:
+            time.sleep(0.2)
+        steps = platform.ok("ps", "-aq").split()
+        ended = build.poll() is not None
+        assert steps, (
+            f"the RUN step's container never appeared: {build.stderr.read() if ended else 'still building'}"
+        )
+        builder = PidRecord(platform.state_dir / "up.pids").read()["builder"]
+        os.kill(builder.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60  # up restarts the builder, which settles what was left
+        while time.monotonic() < deadline and platform.ok("ps", "-aq").split():
+            time.sleep(0.5)
+        assert platform.ok("ps", "-aq").split() == [], "the step container was left behind"
+        events = platform.ok("events", "--since", "5m", "--until", "0s", "--format", "json", timeout=60)
+        failed = [json.loads(e) for e in events.splitlines() if "build.failed" in e and "killed:1" in e]
+        assert failed and "builder stopped" in json.dumps(failed[-1]), events[-2000:]
+    finally:
+        build.kill()
+        build.wait()

@@ -16,13 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
+
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.api.builds.v1 import builds_pb2, builds_pb2_grpc
 from dockyard.builder.download import MAX_DOWNLOAD
 from dockyard.builder.engine import Builder
+from dockyard.builder.inflight import InFlight
 from dockyard.builder.remote import RemoteRuntime
 from dockyard.builder.servicer import BuildsServicer
+from dockyard.core.errors import DockyardError
 from dockyard.core.service import ServiceInfo, ServiceState
+
+log = structlog.get_logger("dockyard.builder")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +39,17 @@ class BuilderConfig:
 
 
 class _Closer:
-    def __init__(self, runtime: RemoteRuntime) -> None:
+    """Start: settle what a killed builder left (dockyard.builder.inflight); stop: close the channel."""
+
+    def __init__(self, runtime: RemoteRuntime, inflight: InFlight) -> None:
         self.runtime = runtime
+        self.inflight = inflight
 
     async def start(self) -> None:
-        pass
+        try:
+            await self.inflight.recover(self.runtime.step_containers, self.runtime.remove_container)
+        except DockyardError as exc:  # the runtime may be starting too: the records wait for next time
+            log.warning("could not sweep a previous builder's step containers", error=str(exc))
 
     async def stop(self) -> None:
         await self.runtime.close()
@@ -53,10 +65,11 @@ def build(config: BuilderConfig) -> ServiceHost:
     host = ServiceHost(config.host, lambda: info)
     runtime = RemoteRuntime(config.runtime)
     builder = Builder(runtime, config.host.state_dir, registry=runtime, max_download=config.max_download)
+    inflight = InFlight(config.host.state_dir / "inflight", host.publisher, config.host.source)
     host.server.add_servicer(
         builds_pb2_grpc.add_BuildsServicer_to_server,
-        BuildsServicer(builder, host.publisher, config.host.source),
+        BuildsServicer(builder, host.publisher, config.host.source, inflight),
         builds_pb2.DESCRIPTOR.services_by_name["Builds"].full_name,
     )
-    host.add_component(_Closer(runtime))
+    host.add_component(_Closer(runtime, inflight))
     return host

@@ -142,6 +142,20 @@ class RemoteRuntime:
             raise to_native(exc) from None
         return created.id, code
 
+    async def step_containers(self) -> list[str]:
+        """Ids of every container this runtime holds that a builder made for a RUN step."""
+        ids: list[str] = []
+        token = ""
+        try:
+            while True:
+                page = await self.containers.List(cpb.ListContainersRequest(all=True, page_token=token))
+                ids += [c.id for c in page.containers if c.spec.labels.get("dockyard.build") == "step"]
+                token = page.next_page_token
+                if not token:
+                    return ids
+        except grpc.aio.AioRpcError as exc:
+            raise to_native(exc) from None
+
     async def remove_container(self, container: str) -> None:
         try:
             await self.containers.Remove(cpb.RemoveContainerRequest(id=container, force=True, volumes=True))

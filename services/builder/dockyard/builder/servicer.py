@@ -24,6 +24,7 @@ from dockyard.api.builds.v1 import builds_pb2 as pb
 from dockyard.api.builds.v1 import builds_pb2_grpc
 from dockyard.builder.cachesync import CacheSpec
 from dockyard.builder.engine import Builder, Progress, Request, new_build_id
+from dockyard.builder.inflight import InFlight
 from dockyard.builder.layers import extract_context
 from dockyard.core.errors import DockyardError, InvalidArgument
 from dockyard.core.events import Publisher, Subject, new_event
@@ -46,10 +47,11 @@ def _event(p: Progress) -> pb.BuildEvent:
 
 
 class BuildsServicer(builds_pb2_grpc.BuildsServicer):
-    def __init__(self, builder: Builder, publisher: Publisher, source: str) -> None:
+    def __init__(self, builder: Builder, publisher: Publisher, source: str, inflight: InFlight) -> None:
         self.builder = builder
         self.publisher = publisher
         self.source = source
+        self.inflight = inflight  # builds begun and not ended, on disk (dockyard.builder.inflight)
 
     async def Build(
         self, request_iterator: AsyncIterator[pb.BuildInput], context: Any
@@ -84,6 +86,7 @@ class BuildsServicer(builds_pb2_grpc.BuildsServicer):
                 cache_to=cache_to,
                 secrets=dict(o.secrets),
             )
+            await asyncio.to_thread(self.inflight.begin, build_id, list(o.tags))
             self._emit(
                 Subject.BUILD_STARTED, build_id, tags=list(o.tags), target=o.target, dockerfile=o.dockerfile
             )
@@ -113,7 +116,9 @@ class BuildsServicer(builds_pb2_grpc.BuildsServicer):
                     with contextlib.suppress(BaseException):
                         await task
                 self._emit(Subject.BUILD_FAILED, build_id, tags=list(o.tags), **steps.failure(exc))
+                self.inflight.end(build_id)
                 raise
+            self.inflight.end(build_id)
             self._emit(
                 Subject.BUILD_FINISHED,
                 build_id,
