@@ -4,8 +4,9 @@
     dockyard-registry gc [--dry-run] [--grace SECONDS] [--offline]   (online through the running server)
 
 Every flag has an environment variable ``DOCKYARD_REGISTRY_<FLAG>`` (``--token-secret`` →
-``DOCKYARD_REGISTRY_TOKEN_SECRET``); a flag given on the command line wins. The object graph is
-wired in ``app.py``; this module parses flags and runs it.
+``DOCKYARD_REGISTRY_TOKEN_SECRET``); a flag given on the command line wins. Secrets are better
+given by file (``--token-secret-file``, ``--htpasswd``): every local user sees a command line.
+The object graph is wired in ``app.py``; this module parses flags and runs it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ _SERVE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--htpasswd", "htpasswd_path", Path, "htpasswd file with bcrypt hashes (basic and token modes)"),
     ("--access", "access_path", Path, "access rules file, lines user:pull[,push][:repo-glob]"),
     ("--token-secret", "token_secret", str, "HS256 secret for bearer tokens (token mode, >= 32 chars)"),
+    (
+        "--token-secret-file",
+        "token_secret_file",
+        Path,
+        "file holding the token secret (what `dockyard up` passes: a command line is visible in ps)",
+    ),
+    (
+        "--credentials-file",
+        "credentials_path",
+        Path,
+        "JSON {username, password}: the login RegistryAdmin.GetCredentials hands to the gateway's users",
+    ),
     ("--token-ttl", "token_ttl", int, "token lifetime in seconds (default 300)"),
     ("--realm", "realm", str, "public URL of the token endpoint (default http(s)://host:port/token)"),
     ("--tls-cert", "tls_cert", Path, "PEM certificate; with --tls-key serves HTTPS"),
@@ -115,7 +128,7 @@ def config_from(
             value = kind(raw)
         if value is not None:
             values[dest] = value
-    return RegistryConfig(**values)  # type: ignore[arg-type]
+    return RegistryConfig(**values).with_secret_file()  # type: ignore[arg-type]
 
 
 def _gc_online(address: str, dry_run: bool, grace: float | None) -> dict[str, object] | None:

@@ -99,6 +99,7 @@ def build(config: RegistryConfig, host_config: HostConfig) -> tuple[ServiceHost,
             "http": f"{scheme}://{config.host}:{config.port}",
             "storage": str(config.root),
             "auth": str(config.auth_mode),
+            "anonymous": ",".join(sorted(authorizer.anonymous)) or "none",
             "events_pending": str(len(host.outbox)),
             "events_dead_letter": str(host.outbox.dead_count()),
             "connections": str(guard.stats()["open"]),
@@ -112,14 +113,15 @@ def build(config: RegistryConfig, host_config: HostConfig) -> tuple[ServiceHost,
             details["storage_free_bytes"] = f"unknown ({exc.strerror})"
         return replace(started, details=details)
 
+    authorizer = Authorizer(config)
     host = ServiceHost(host_config, info)
     storage = FilesystemDriver(config.root)
     registry = Registry(storage, host.publisher, config)
     host.server.add_servicer(
         registry_pb2_grpc.add_RegistryAdminServicer_to_server,
-        RegistryAdminServicer(registry),
+        RegistryAdminServicer(registry, authorizer),
         registry_pb2.DESCRIPTOR.services_by_name["RegistryAdmin"].full_name,
     )
-    app = make_http_app(registry, Authorizer(config), guard)
+    app = make_http_app(registry, authorizer, guard)
     host.add_component(HttpServer(app, config, guard, accept_backlog(nofile)))
     return host, registry

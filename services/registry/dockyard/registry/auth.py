@@ -29,6 +29,7 @@ import base64
 import binascii
 import fnmatch
 import hashlib
+import json
 import threading
 import time
 import uuid
@@ -41,7 +42,7 @@ import bcrypt
 import jwt
 import structlog
 
-from dockyard.core.errors import InvalidArgument
+from dockyard.core.errors import FailedPrecondition, InvalidArgument
 from dockyard.registry.config import AuthMode, RegistryConfig
 from dockyard.registry.errors import AuthenticationRequired, Denied
 
@@ -131,6 +132,23 @@ class AccessPolicy:
         return frozenset(acts)
 
 
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A user name and password this registry was given to hand out (``--credentials-file``)."""
+
+    username: str
+    password: str
+
+    @classmethod
+    def load(cls, path: Path) -> Login:
+        """Read ``{"username": …, "password": …}``; FailedPrecondition when unreadable or malformed."""
+        try:
+            data = json.loads(path.read_text())
+            return cls(username=str(data["username"]), password=str(data["password"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FailedPrecondition(f"cannot read the registry's login from {path}: {exc}") from exc
+
+
 class Htpasswd:
     """Users and bcrypt hashes from an Apache htpasswd file (``htpasswd -B``). Only bcrypt is accepted."""
 
@@ -199,6 +217,13 @@ class Authorizer:
     @property
     def enabled(self) -> bool:
         return self.mode is not AuthMode.NONE
+
+    @property
+    def anonymous(self) -> frozenset[str]:
+        """What a caller without credentials may do on every repository (all of it with auth off)."""
+        if not self.enabled:
+            return ALL_ACTIONS
+        return self.policy.allowed(ANONYMOUS, "repository", "")
 
     def _challenge(self, required: list[Access], error: str = "") -> str:
         if self.mode is AuthMode.BASIC:

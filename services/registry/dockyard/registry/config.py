@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -29,6 +29,10 @@ class RegistryConfig:
     htpasswd_path: Path | None = None
     access_path: Path | None = None
     token_secret: str = ""
+    token_secret_file: Path | None = None  # read into token_secret at start (kept off the command line)
+    # A login to hand out through the admin API (RegistryAdmin.GetCredentials): a 0600 JSON file
+    # {"username": …, "password": …} written by `dockyard up`; None: there is none to give.
+    credentials_path: Path | None = None
     token_ttl: int = 300
     token_issuer: str = "dockyard-registry"
     service_name: str = "dockyard-registry"
@@ -48,6 +52,12 @@ class RegistryConfig:
     max_connections: int = 0
     nats_url: str = ""
     source: str = "/dockyard/registry"  # CloudEvents source of every event
+
+    def with_secret_file(self) -> RegistryConfig:
+        """This config with ``token_secret`` read from ``token_secret_file`` (when only the file is set)."""
+        if self.token_secret or self.token_secret_file is None:
+            return self
+        return replace(self, token_secret=self.token_secret_file.read_text().strip())
 
     @property
     def tls(self) -> bool:

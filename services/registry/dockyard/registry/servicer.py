@@ -11,7 +11,8 @@ from dockyard.adapters.grpc.convert import timestamp
 from dockyard.api.registry.v1 import registry_pb2 as pb
 from dockyard.api.registry.v1 import registry_pb2_grpc
 from dockyard.api.types.v1 import types_pb2
-from dockyard.core.errors import InvalidArgument
+from dockyard.core.errors import FailedPrecondition, InvalidArgument
+from dockyard.registry.auth import Authorizer, Login
 from dockyard.registry.gc import run_gc
 from dockyard.registry.registry import Registry
 
@@ -34,8 +35,9 @@ def _split(items: list[str], limit: int) -> tuple[list[str], str]:
 
 
 class RegistryAdminServicer(registry_pb2_grpc.RegistryAdminServicer):
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, authorizer: Authorizer | None = None) -> None:
         self._registry = registry
+        self._authorizer = authorizer
 
     async def ListRepositories(
         self, request: pb.ListRepositoriesRequest, context: grpc.aio.ServicerContext
@@ -110,3 +112,23 @@ class RegistryAdminServicer(registry_pb2_grpc.RegistryAdminServicer):
             )
 
         return await asyncio.to_thread(usage)
+
+    async def GetCredentials(
+        self, request: pb.GetCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCredentialsResponse:
+        config = self._registry.config
+        if self._authorizer is None or not self._authorizer.enabled:
+            raise FailedPrecondition(
+                "the registry runs without authentication (--auth none): no login needed"
+            )
+        if config.credentials_path is None:
+            raise FailedPrecondition("the registry was given no login to hand out (--credentials-file)")
+        login = await asyncio.to_thread(Login.load, config.credentials_path)
+        host = "127.0.0.1" if config.host in ("", "0.0.0.0", "::", "[::]") else config.host
+        return pb.GetCredentialsResponse(
+            registry=f"{host}:{config.port}",
+            username=login.username,
+            password=login.password,
+            auth=str(config.auth_mode),
+            anonymous=",".join(sorted(self._authorizer.anonymous)),
+        )

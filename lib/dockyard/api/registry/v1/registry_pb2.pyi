@@ -321,3 +321,52 @@ class UsageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UsageResponse: _TypeAlias = UsageResponse  # noqa: Y015
+
+@_typing.final
+class GetCredentialsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCredentialsRequest: _TypeAlias = GetCredentialsRequest  # noqa: Y015
+
+@_typing.final
+class GetCredentialsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRY_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
+    ANONYMOUS_FIELD_NUMBER: _builtins.int
+    registry: _builtins.str
+    """The registry as image references name it: host:port."""
+    username: _builtins.str
+    password: _builtins.str
+    auth: _builtins.str
+    """The HTTP side's authentication: "basic" or "token" (bearer tokens from /token)."""
+    anonymous: _builtins.str
+    """What a caller without credentials may do: "pull", or "" for nothing."""
+    def __init__(
+        self,
+        *,
+        registry: _builtins.str = ...,
+        username: _builtins.str = ...,
+        password: _builtins.str = ...,
+        auth: _builtins.str = ...,
+        anonymous: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous", b"anonymous", "auth", b"auth", "password", b"password", "registry", b"registry", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCredentialsResponse: _TypeAlias = GetCredentialsResponse  # noqa: Y015

@@ -64,6 +64,11 @@ class RegistryAdminStub:
                 request_serializer=dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.UsageRequest.SerializeToString,
                 response_deserializer=dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.UsageResponse.FromString,
                 _registered_method=True)
+        self.GetCredentials = channel.unary_unary(
+                '/dockyard.api.registry.v1.RegistryAdmin/GetCredentials',
+                request_serializer=dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetCredentialsRequest.SerializeToString,
+                response_deserializer=dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetCredentialsResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryAdminServicer:
@@ -113,6 +118,16 @@ class RegistryAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCredentials(self, request, context):
+        """GetCredentials returns the login for the registry's HTTP side that the registry was given to
+        hand out (`dockyard up` makes one), so a user of the platform can point skopeo, podman or
+        `dockyard login` at it. FAILED_PRECONDITION when the registry has none (auth off, or started
+        without one). Whoever may call the admin API may push: the gateway's socket is the lock.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +160,11 @@ def add_RegistryAdminServicer_to_server(servicer, server):
                     servicer.Usage,
                     request_deserializer=dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.UsageRequest.FromString,
                     response_serializer=dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.UsageResponse.SerializeToString,
+            ),
+            'GetCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCredentials,
+                    request_deserializer=dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetCredentialsRequest.FromString,
+                    response_serializer=dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetCredentialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +329,33 @@ class RegistryAdmin:
             '/dockyard.api.registry.v1.RegistryAdmin/Usage',
             dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.UsageRequest.SerializeToString,
             dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.UsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dockyard.api.registry.v1.RegistryAdmin/GetCredentials',
+            dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetCredentialsRequest.SerializeToString,
+            dockyard_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,
