@@ -29,6 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs containers rootless on this node: image store, overlay rootfs, runc under conmon.",
     )
     add_host_flags(parser, "runtime", GRPC_PORT)
+    parser.add_argument(
+        "--platform-auth",
+        type=Path,
+        default=os.environ.get("DOCKYARD_RUNTIME_PLATFORM_AUTH") or None,
+        help="the platform's own registry logins (docker config.json shape), used where the node has "
+        "no `dockyard login` of its own; `dockyard up` passes its registry's "
+        "[DOCKYARD_RUNTIME_PLATFORM_AUTH]",
+    )
     return parser
 
 
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher = asyncio.PidfdChildWatcher()
         watcher.attach_loop(asyncio.get_running_loop())
         asyncio.set_child_watcher(watcher)
-        host: ServiceHost = app.build(config, facts)
+        host: ServiceHost = app.build(config, facts, platform_auth=args.platform_auth)
         await host.run()
 
     return run_service("runtime", serve)

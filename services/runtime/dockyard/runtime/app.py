@@ -19,6 +19,7 @@ from __future__ import annotations
 import platform
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -62,8 +63,11 @@ class Recovery:
         await self.manager.close()
 
 
-def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
-    """Wire the runtime. Must run inside the event loop (gRPC aio objects bind to it)."""
+def build(host_config: HostConfig, facts: RootlessFacts, platform_auth: Path | None = None) -> ServiceHost:
+    """Wire the runtime. Must run inside the event loop (gRPC aio objects bind to it).
+
+    ``platform_auth``: the platform's own registry logins, consulted after the node's ``auth.json``.
+    """
     root = host_config.state_dir
     started = ServiceInfo("runtime", ServiceState.SERVING, node=host_config.node)
     host = ServiceHost(host_config, lambda: info())
@@ -94,7 +98,14 @@ def build(host_config: HostConfig, facts: RootlessFacts) -> ServiceHost:
         volumes=volumes,
         networks=networks,
     )
-    transfers = Transfers(store, CredentialStore(root / "auth.json"), host.publisher, host_config.source)
+    platform_logins = CredentialStore(platform_auth) if platform_auth is not None else None
+    transfers = Transfers(
+        store,
+        CredentialStore(root / "auth.json"),
+        host.publisher,
+        host_config.source,
+        platform=platform_logins,
+    )
 
     def info() -> ServiceInfo:
         running = sum(1 for r in manager.list_containers())

@@ -14,16 +14,35 @@ from dockyard.api.types.v1 import types_pb2
 from dockyard.core.errors import NotFound
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.runtime.images import distribution
-from dockyard.runtime.images.credentials import CredentialStore, normalize_registry
+from dockyard.runtime.images.credentials import (
+    ChainedCredentials,
+    Credentials,
+    CredentialStore,
+    normalize_registry,
+)
 from dockyard.runtime.images.store import ImageStore
 
 
 class Transfers:
-    def __init__(self, store: ImageStore, credentials: CredentialStore, publisher: Publisher, source: str):
+    """``credentials`` are the node's ``dockyard login``s (written by login/logout); ``platform``, when
+    given, the platform's own logins (read only), used for a registry the node has no login for."""
+
+    def __init__(
+        self,
+        store: ImageStore,
+        credentials: CredentialStore,
+        publisher: Publisher,
+        source: str,
+        *,
+        platform: Credentials | None = None,
+    ):
         self.store = store
         self.credentials = credentials
         self.publisher = publisher
         self.source = source
+        self.lookup: Credentials = (
+            ChainedCredentials(credentials, platform) if platform is not None else credentials
+        )
 
     async def _relay(self, work: Awaitable[Any], queue: asyncio.Queue[Any]) -> AsyncIterator[tuple[Any, Any]]:
         task = asyncio.ensure_future(work)
@@ -43,7 +62,7 @@ class Transfers:
     async def pull(self, reference: str, *, insecure: bool) -> AsyncIterator[tuple[Any, Any]]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         work = distribution.pull(
-            self.store, reference, insecure=insecure, credentials=self.credentials, progress=queue.put_nowait
+            self.store, reference, insecure=insecure, credentials=self.lookup, progress=queue.put_nowait
         )
         async for progress, record in self._relay(work, queue):
             if record is not None:
@@ -57,7 +76,7 @@ class Transfers:
     async def push(self, reference: str, *, insecure: bool) -> AsyncIterator[tuple[Any, Any]]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         work = distribution.push(
-            self.store, reference, insecure=insecure, credentials=self.credentials, progress=queue.put_nowait
+            self.store, reference, insecure=insecure, credentials=self.lookup, progress=queue.put_nowait
         )
         async for progress, desc in self._relay(work, queue):
             if desc is not None:
@@ -73,13 +92,13 @@ class Transfers:
             yield progress, desc
 
     async def get_manifest(self, reference: str, *, insecure: bool) -> tuple[distribution.Descriptor, bytes]:
-        return await distribution.get_manifest(reference, insecure=insecure, credentials=self.credentials)
+        return await distribution.get_manifest(reference, insecure=insecure, credentials=self.lookup)
 
     async def put_manifest(
         self, reference: str, body: bytes, media_type: str, *, insecure: bool
     ) -> distribution.Descriptor:
         desc = await distribution.put_manifest(
-            reference, body, media_type, insecure=insecure, credentials=self.credentials
+            reference, body, media_type, insecure=insecure, credentials=self.lookup
         )
         self.publisher.publish(
             new_event(

@@ -52,6 +52,20 @@ class StaticCredentials:
         return self._entries.get(normalize_registry(registry))
 
 
+class ChainedCredentials:
+    """The first of several sources that knows a registry: the node's own logins before the
+    platform's (so a user's ``dockyard login`` wins, and the platform's never overwrites it)."""
+
+    def __init__(self, *sources: Credentials) -> None:
+        self._sources = sources
+
+    def get(self, registry: str) -> tuple[str, str] | None:
+        for source in self._sources:
+            if (found := source.get(registry)) is not None:
+                return found
+        return None
+
+
 def normalize_registry(registry: str) -> str:
     """``host[:port]`` from what people and tools write: strips a scheme, a path and a trailing slash."""
     name = registry.strip()
