@@ -65,13 +65,45 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() == 0 and not getattr(args, "as_root", False):
         from dockyard.cli.privilege import platform_user, reexec_as
 
-        reexec_as(platform_user(), ["doctor", "--format", getattr(args, "format", "text")])
+        host = getattr(args, "host", None)  # root's platform, checked by the platform's user
+        where = ["-H", str(host)] if host is not None else []
+        reexec_as(platform_user(), [*where, "doctor", "--format", getattr(args, "format", "text")])
     facts = detect()
     if getattr(args, "format", "text") == "json":
         print(facts.to_json())
     else:
         print(render(facts))
+        if (host := getattr(args, "host", None)) is not None:
+            print(platform_report(host))
     return 0 if facts.ok else 1
+
+
+def platform_report(host: object) -> str:
+    """What the running platform (if one answers at ``host``) exposes to other local users.
+
+    Best effort and brief: no platform is a line, not a failure (the host checks above are what
+    decides the exit status). A registry without authentication is a warning.
+    """
+    try:
+        from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
+        from dockyard.cli.client import channel
+
+        with channel(host) as ch:  # type: ignore[arg-type]
+            status = system_pb2_grpc.PlatformStub(ch).Status(system_pb2.StatusRequest(), timeout=5)
+    except Exception as exc:  # not running, not allowed: the platform is not checked
+        return f"\nplatform: not checked ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    details = next((dict(b.info.details) for b in status.backends if b.name == "registry"), {})
+    auth = details.get("auth", "")
+    if auth == "none":
+        return (
+            f"\n✘ registry authentication — none: every local user may push, overwrite and delete "
+            f"images at {details.get('http', '')} (dockyard up --registry-auth none)\n"
+            "    fix: restart `dockyard up` without --registry-auth none (default: token)"
+        )
+    if not auth:
+        return "\nplatform: the registry did not say how it authenticates"
+    anonymous = details.get("anonymous", "none") or "none"
+    return f"\n✔ registry authentication — {auth} at {details.get('http', '')}, anonymous {anonymous}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         if line := storage_line(b.name, dict(b.info.details)):
             print(line)
     for b in status.backends:
+        if b.name == "registry" and (line := registry_auth_line(dict(b.info.details))):
+            print(line)
+    for b in status.backends:
         if pids := b.info.details.get("default_pids_limit"):
             print(f"Limits:    {b.name} default --pids-limit {pids}")
     return 0
@@ -62,6 +65,22 @@ def _size(n: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
         value /= 1024
     return f"{n} B"
+
+
+def registry_auth_line(details: dict[str, str]) -> str:
+    """``Registry:  http://… auth token, …`` from the registry's Info details, a WARNING line when it
+    runs without authentication (every local user may push, overwrite and delete), "" if unknown."""
+    auth = details.get("auth", "")
+    where = details.get("http", "")
+    if not auth:
+        return ""
+    if auth == "none":
+        return (
+            f"WARNING:   registry {where} has NO authentication (dockyard up --registry-auth none): "
+            "every local user may push, overwrite and delete images"
+        )
+    anonymous = details.get("anonymous", "none") or "none"
+    return f"Registry:  {where} auth {auth}, anonymous {anonymous} (a login: dockyard registry credentials)"
 
 
 def storage_line(service: str, details: dict[str, str]) -> str:

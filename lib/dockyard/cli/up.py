@@ -11,6 +11,12 @@ Access (who may use the platform): the gateway listens on a unix socket, mode 06
 0750 dockyard:dockyard, before dropping), else ``$XDG_RUNTIME_DIR/dockyard/dockyard.sock``, else
 ``<state-dir>/dockyard.sock``. ``--listen tcp://HOST:PORT`` serves TCP instead, with mutual TLS
 only: the CA, a server and a client certificate are made in ``<state-dir>/tls/``.
+
+The registry's HTTP port requires credentials (``--registry-auth token``, the default, or
+``basic``): the runtime and the builder use the platform's own, users get a login for skopeo,
+podman or ``dockyard login`` from ``dockyard registry credentials``. ``--registry-anonymous-pull``
+lets anyone pull; ``--registry-auth none`` lets anyone push and delete too (``info`` and
+``doctor`` warn).
 """
 
 from __future__ import annotations
@@ -32,6 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--registry-listen",
         default=os.environ.get("DOCKYARD_REGISTRY_LISTEN", "127.0.0.1:5000"),
         help="the registry's HTTP address [DOCKYARD_REGISTRY_LISTEN, default 127.0.0.1:5000]",
+    )
+    parser.add_argument(
+        "--registry-auth",
+        choices=("token", "basic", "none"),
+        default=os.environ.get("DOCKYARD_REGISTRY_AUTH") or "token",
+        help="the registry's HTTP authentication: bearer tokens (token), htpasswd (basic), or none, "
+        "which lets every local user push and delete [DOCKYARD_REGISTRY_AUTH, default token]",
+    )
+    parser.add_argument(
+        "--registry-anonymous-pull",
+        action="store_true",
+        default=os.environ.get("DOCKYARD_REGISTRY_ANONYMOUS_PULL", "") not in ("", "0", "false"),
+        help="let callers without credentials pull (never push or delete) [DOCKYARD_REGISTRY_ANONYMOUS_PULL]",
     )
     parser.add_argument(
         "--listen",
@@ -61,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.core.errors import InvalidArgument
 
     state_dir = Path(args.state_dir).resolve()
+    if args.registry_anonymous_pull and args.registry_auth == "none":
+        raise InvalidArgument("--registry-anonymous-pull needs --registry-auth token or basic")
     try:
         listen = grpc_target(args.listen or f"unix:{public_socket(state_dir)}")
     except ValueError as exc:
@@ -83,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         state_dir=state_dir,
         nats_port=args.nats_port,
         registry_http=args.registry_listen,
+        registry_auth=args.registry_auth,
+        registry_anonymous_pull=args.registry_anonymous_pull,
         gateway_listen=listen,
         socket_group=platform_group(),
         logs=rotation,
@@ -99,6 +122,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"  gateway   {where}   mutual TLS, certificates in {certs}")
             print(f"            (DOCKYARD_CERT_PATH={certs} dockyard --tlsverify -H {where} info)")
         print(f"  registry  http://{config.registry_http}   admin {config.registry_grpc}")
+        if config.registry_auth == "none":
+            print(
+                "            WARNING: no authentication (--registry-auth none): "
+                "every local user may push and delete"
+            )
+        else:
+            anonymous = ", anonymous pull" if config.registry_anonymous_pull else ""
+            print(
+                f"            auth {config.registry_auth}{anonymous}   (login: dockyard registry credentials)"
+            )
         print(f"  runtime   {config.runtime_grpc}")
         print(f"  builder   {config.builder_grpc}")
         print(f"  nats      {config.nats_url}   (JetStream in {state_dir / 'nats'})")
@@ -129,5 +162,7 @@ def _become_unprivileged(state_dir: Path, listen: str, args: argparse.Namespace)
         user,
         ["up", "--state-dir", str(state_dir), "--nats-port", str(args.nats_port),
          "--registry-listen", args.registry_listen, "--listen", listen,
+         "--registry-auth", args.registry_auth,
+         *(["--registry-anonymous-pull"] if args.registry_anonymous_pull else []),
          "--log-max-bytes", str(args.log_max_bytes), "--log-files", str(args.log_files)],
     )  # fmt: skip

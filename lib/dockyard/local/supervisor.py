@@ -37,6 +37,9 @@ State, all under one directory, so a second ``dockyard up`` finds everything int
       nats-auth/         0700: nats-server.conf (users as bcrypt hashes, permissions, JetStream
                          limits) and <identity>.json per service + admin (this supervisor), 0600;
                          fresh secrets on every start (see adapters.nats.auth)
+      registry-auth/     0700: the registry's htpasswd, access rules and token secret, the login
+                         it hands out (client.json) and the runtime's own (platform-auth.json),
+                         0600 (see dockyard.local.registry_auth); none with --registry-auth none
       registry/ runtime/ builder/ gateway/   each service's own --state-dir
       sockets/           0700: registry.sock runtime.sock builder.sock, reached by the gateway only
       tls/               only with a TCP gateway: CA, server and client certificates (see adapters.grpc.tls)
@@ -45,7 +48,10 @@ State, all under one directory, so a second ``dockyard up`` finds everything int
 
 Access: the gateway listens on ``gateway_grpc`` — a unix socket (0660, group ``dockyard``) in a
 0750 directory by default, or TCP with mutual TLS. The backends' sockets are in ``sockets/``,
-which only the platform's user can enter; the registry's OCI HTTP port keeps its own auth.
+which only the platform's user can enter. The registry's OCI HTTP port (loopback TCP, so every
+local user reaches it) requires credentials to push or delete, and to pull unless
+``registry_anonymous_pull``: the runtime logs in with its own, users get one from
+``dockyard registry credentials`` (``registry_auth="none"`` opens it, on purpose only).
 nats-server listens on loopback only (it has no unix socket for clients) and refuses a connection
 without credentials; each service logs in as its own identity, allowed to publish only its own
 areas' events (the gateway reads the stream and announces only itself; only ``up`` manages it).
@@ -83,6 +89,7 @@ from dockyard.core.service import INSTANCE_ENV
 from dockyard.local.logs import RotatingLog, Rotation
 from dockyard.local.ports import require_tcp_free, require_unix_free
 from dockyard.local.procs import PidRecord, ProcessId, identify, stop_leftovers
+from dockyard.local.registry_auth import RegistryAuth, write_registry_auth
 
 log = structlog.get_logger("dockyard.up")
 
@@ -104,6 +111,8 @@ class PlatformConfig:
     state_dir: Path
     nats_port: int = 4222
     registry_http: str = "127.0.0.1:5000"
+    registry_auth: str = "token"  # token | basic | none (see dockyard.local.registry_auth)
+    registry_anonymous_pull: bool = False  # with token/basic: callers without credentials may pull
     gateway_listen: str = ""  # unix:/path or host:port (TCP: mutual TLS); "" = public_socket(state_dir)
     socket_group: str = PLATFORM_GROUP
     ready_timeout_s: float = 60.0
@@ -118,6 +127,11 @@ class PlatformConfig:
     def nats_auth(self) -> NatsAuth:
         """nats-server's config and each service's NATS credentials (0600, in a 0700 directory)."""
         return NatsAuth(self.state_dir / "nats-auth")
+
+    @property
+    def registry_logins(self) -> RegistryAuth:
+        """The registry's users, rules and token secret, the runtime's login (0600, in a 0700 directory)."""
+        return RegistryAuth(self.state_dir / "registry-auth")
 
     @property
     def gateway_grpc(self) -> str:
@@ -206,9 +220,22 @@ def child_specs(config: PlatformConfig) -> list[ChildSpec]:
         config.builder_grpc,
         *access,
     )
+    logins = config.registry_logins
+    registry_auth = logins.registry_flags(config.registry_auth)
+    # the runtime logs in to the platform's registry by itself (after the node's `dockyard login`s)
+    platform_login = () if config.registry_auth == "none" else ("--platform-auth", str(logins.platform))
     return [
-        svc("registry", config.registry_grpc, "serve", "--host", http_host, "--port", http_port),
-        svc("runtime", config.runtime_grpc),
+        svc(
+            "registry",
+            config.registry_grpc,
+            "serve",
+            "--host",
+            http_host,
+            "--port",
+            http_port,
+            *registry_auth,
+        ),
+        svc("runtime", config.runtime_grpc, *platform_login),
         svc("builder", config.builder_grpc),
         replace(gateway, tls=tls.client if tls is not None else None),
     ]
@@ -447,6 +474,12 @@ class Supervisor:
         """The private sockets directory, NATS's users (fresh secrets each run), the gateway's socket
         directory or its TLS material."""
         write_auth(self.config.nats_auth.directory, self.config.stream)
+        if self.config.registry_auth != "none":
+            write_registry_auth(
+                self.config.registry_logins.directory,
+                self.config.registry_http,
+                anonymous_pull=self.config.registry_anonymous_pull,
+            )
         if adopt_unauthenticated_store(self.nats.store_dir):
             log.info("event stream moved to the authenticated account", store=str(self.nats.store_dir))
         sockets = self.config.sockets_dir
