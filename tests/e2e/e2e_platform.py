@@ -5,8 +5,10 @@ Not a test module: the e2e tests import it (pytest puts this directory on sys.pa
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
+import json
 import os
 import pwd
 import shutil
@@ -55,6 +57,24 @@ class Platform:
         done = self.cli(*args, timeout=timeout)
         assert done.returncode == 0, f"dockyard {' '.join(args)} → {done.returncode}: {done.stderr}"
         return done.stdout
+
+    def registry_login(self) -> dict[str, str]:
+        """The login of the platform's registry (``dockyard up`` makes one; its HTTP port needs it to
+        push or delete): ``registry``, ``username``, ``password``, as ``dockyard registry credentials``
+        gives it through the gateway."""
+        login: dict[str, str] = json.loads(self.ok("registry", "credentials", "--format", "json"))
+        return login
+
+    def registry_creds(self) -> str:
+        """``user:password`` for skopeo's ``--creds`` / ``--dest-creds`` and podman's ``--creds``."""
+        login = self.registry_login()
+        return f"{login['username']}:{login['password']}"
+
+    def registry_headers(self) -> dict[str, str]:
+        """An ``Authorization: Basic`` header for requests to the registry's HTTP port (the registry
+        takes Basic on /v2/ in token mode too)."""
+        token = base64.b64encode(self.registry_creds().encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
 
 
 def as_user() -> list[str]:

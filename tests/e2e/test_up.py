@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +25,15 @@ from dockyard.local.procs import PidRecord, identify
 from dockyard.runtime.userns import end_node
 
 
-def _push_tiny_image(registry: str, repository: str, tag: str) -> None:
-    """An OCI image of one empty config and no layers, pushed over the Distribution API."""
+def _push_tiny_image(registry: str, repository: str, tag: str, auth: dict[str, str]) -> None:
+    """An OCI image of one empty config and no layers, pushed over the Distribution API with
+    ``auth`` (the platform's login: its registry refuses anonymous pushes)."""
     config = b"{}"
     digest = "sha256:" + hashlib.sha256(config).hexdigest()
     base = f"http://{registry}/v2/{repository}"
-    upload = urllib.request.Request(f"{base}/blobs/uploads/?digest={digest}", data=config, method="POST")
+    upload = urllib.request.Request(
+        f"{base}/blobs/uploads/?digest={digest}", data=config, method="POST", headers=auth
+    )
     with urllib.request.urlopen(upload, timeout=10) as reply:
         assert reply.status == 201
     manifest = {
@@ -42,7 +46,7 @@ def _push_tiny_image(registry: str, repository: str, tag: str) -> None:
         f"{base}/manifests/{tag}",
         data=json.dumps(manifest).encode(),
         method="PUT",
-        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json", **auth},
     )
     with urllib.request.urlopen(request, timeout=10) as reply:
         assert reply.status == 201
@@ -93,13 +97,18 @@ def test_up_serves_reports_events_and_stops_cleanly(workdir: Path) -> None:
             assert len(found) >= 4, pids.stdout
             assert all(os.stat(f"/proc/{pid}").st_uid == uid for pid in found)
 
-        # the registry answers OCI distribution on its HTTP port
-        with urllib.request.urlopen(f"http://{platform.registry_http}/v2/", timeout=5) as resp:
+        # the registry answers OCI distribution on its HTTP port, to the platform's login only
+        auth = platform.registry_headers()
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(f"http://{platform.registry_http}/v2/", timeout=5)
+        assert anonymous.value.code == 401
+        request = urllib.request.Request(f"http://{platform.registry_http}/v2/", headers=auth)
+        with urllib.request.urlopen(request, timeout=5) as resp:
             assert resp.status == 200
 
         # registry admin through the gateway: what was pushed over HTTP is listed, tagged, measured
         for tag in ("1.0", "2.0"):
-            _push_tiny_image(platform.registry_http, "lab/tiny", tag)
+            _push_tiny_image(platform.registry_http, "lab/tiny", tag, auth)
         assert platform.cli("registry", "ls").stdout.split() == ["lab/tiny"]
         assert platform.cli("registry", "tags", "lab/tiny").stdout.split() == ["1.0", "2.0"]
         dry = platform.cli("registry", "gc", "--dry-run")
@@ -348,6 +357,7 @@ def test_nats_killed_comes_back_and_the_events_that_waited_arrive(workdir: Path)
     platform = start(state, ports, "--log-max-bytes", "1024", "--log-files", "2")
     try:
         nats = PidRecord(state / "up.pids").read()["nats"]
+        auth = platform.registry_headers()
         # Hold the supervisor while NATS is dead so the outage lasts as long as the test needs.
         os.kill(platform.process.pid, signal.SIGSTOP)
         try:
@@ -359,7 +369,7 @@ def test_nats_killed_comes_back_and_the_events_that_waited_arrive(workdir: Path)
                 pass  # nothing answers on the NATS port
             else:
                 pytest.fail(f"port {ports[0]} answers with nats-server dead: {tcp_holder(ports[0])}")
-            _push_tiny_image(platform.registry_http, "lab/outage", "during")
+            _push_tiny_image(platform.registry_http, "lab/outage", "during", auth)
             pending = state / "registry" / "outbox" / "pending"
             assert any(pending.iterdir()), "the push's events wait in the registry's outbox"
         finally:
