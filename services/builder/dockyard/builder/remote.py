@@ -9,6 +9,7 @@ CLI see "no such image" as NotFound whether the node is here or remote. The chan
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -63,6 +64,7 @@ class RemoteRuntime:
 
     def __init__(self, address: str) -> None:
         self.address = address
+        self.owner = uuid.uuid4().hex  # labels this process's step containers (dockyard.builder.inflight)
         self.channel = grpc.aio.insecure_channel(
             grpc_target(address),
             options=[("grpc.max_receive_message_length", _MAX), ("grpc.max_send_message_length", _MAX)],
@@ -115,7 +117,7 @@ class RemoteRuntime:
             workdir=spec.workdir,
             user=spec.user,
             network=spec.network,
-            labels={"dockyard.build": "step"},
+            labels={"dockyard.build": "step", "dockyard.build.owner": self.owner},
             mounts=[_mount(m) for m in spec.mounts if m.type != "tmpfs"],
             tmpfs=[_tmpfs(m) for m in spec.mounts if m.type == "tmpfs"],
         )
@@ -143,13 +145,21 @@ class RemoteRuntime:
         return created.id, code
 
     async def step_containers(self) -> list[str]:
-        """Ids of every container this runtime holds that a builder made for a RUN step."""
+        """Ids of the RUN step containers other builder processes made on this runtime (left by
+        one that died: a live builder removes its own)."""
         ids: list[str] = []
         token = ""
         try:
             while True:
-                page = await self.containers.List(cpb.ListContainersRequest(all=True, page_token=token))
-                ids += [c.id for c in page.containers if c.spec.labels.get("dockyard.build") == "step"]
+                page = await self.containers.List(
+                    cpb.ListContainersRequest(all=True, page_token=token), timeout=30
+                )
+                ids += [
+                    c.id
+                    for c in page.containers
+                    if c.spec.labels.get("dockyard.build") == "step"
+                    and c.spec.labels.get("dockyard.build.owner") != self.owner
+                ]
                 token = page.next_page_token
                 if not token:
                     return ids
