@@ -68,7 +68,7 @@ def build(config: BuilderConfig) -> ServiceHost:
     inflight = InFlight(config.host.state_dir / "inflight", host.publisher, config.host.source)
     host.server.add_servicer(
         builds_pb2_grpc.add_BuildsServicer_to_server,
-        BuildsServicer(builder, host.publisher, config.host.source, inflight),
+        BuildsServicer(builder, host.publisher, config.host.source, inflight, runtime.ready),
         builds_pb2.DESCRIPTOR.services_by_name["Builds"].full_name,
     )
     host.add_component(_Closer(runtime, inflight))

@@ -15,8 +15,8 @@ from typing import Any
 
 import grpc
 
+from dockyard.adapters.grpc.channel import service_channel, wait_ready
 from dockyard.adapters.grpc.errors import to_native
-from dockyard.adapters.grpc.server import grpc_target
 from dockyard.api.containers.v1 import containers_pb2 as cpb
 from dockyard.api.containers.v1 import containers_pb2_grpc
 from dockyard.api.images.v1 import images_pb2 as ipb
@@ -29,6 +29,7 @@ from dockyard.builder.mounts import RunMount
 from dockyard.core.errors import Unavailable
 
 _MAX = 16 * 1024 * 1024
+READY_TIMEOUT_S = 15.0
 
 
 def _image(msg: ipb.Image) -> Image:
@@ -65,8 +66,8 @@ class RemoteRuntime:
     def __init__(self, address: str) -> None:
         self.address = address
         self.owner = uuid.uuid4().hex  # labels this process's step containers (dockyard.builder.inflight)
-        self.channel = grpc.aio.insecure_channel(
-            grpc_target(address),
+        self.channel = service_channel(
+            address,
             options=[("grpc.max_receive_message_length", _MAX), ("grpc.max_send_message_length", _MAX)],
         )
         self.images = images_pb2_grpc.ImagesStub(self.channel)
@@ -75,6 +76,10 @@ class RemoteRuntime:
 
     async def close(self) -> None:
         await self.channel.close()
+
+    async def ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait for the runtime to answer (it may be starting, or restarting, beside us)."""
+        await wait_ready(self.channel, f"the runtime at {self.address}", timeout)
 
     async def inspect(self, ref: str) -> Image:
         try:
@@ -147,6 +152,7 @@ class RemoteRuntime:
     async def step_containers(self) -> list[str]:
         """Ids of the RUN step containers other builder processes made on this runtime (left by
         one that died: a live builder removes its own)."""
+        await self.ready()
         ids: list[str] = []
         token = ""
         try:
