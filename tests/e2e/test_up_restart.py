@@ -10,6 +10,7 @@ import os
 import signal
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,30 +42,37 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_workdir(Path(tmp_path_factory.mktemp("up-restart", numbered=True)))
 
 
-def test_published_ports_and_interfaces_survive_a_restart_of_up(workdir: Path) -> None:
+SERVERS = ("web", "netweb")  # one on the default network, one on a user network
+
+
+def _restarted_with_two_servers(workdir: Path, while_down: Callable[[dict[str, str]], None]) -> None:
+    """Serve on both networks, stop `up`, run ``while_down(ids by name)``, start `up` again: both
+    containers still run and their ports answer."""
     ports = (free_port(), free_port())
-    web, net_web = free_port(), free_port()
+    published = {name: free_port() for name in SERVERS}
     platform = start(workdir / "state", ports)
     try:
         platform.ok("import", str(busybox_rootfs_tar(workdir / "busybox.tar")), "busybox:latest")
         platform.ok("network", "create", "appnet")
-        _serve(platform, "web", web)
-        _serve(platform, "netweb", net_web, "--network", "appnet")
-        for port in (web, net_web):
-            assert _get(f"http://127.0.0.1:{port}/index.html") == b"hello from dockyard\n"
+        _serve(platform, "web", published["web"])
+        _serve(platform, "netweb", published["netweb"], "--network", "appnet")
+        ids = {name: json.loads(platform.ok("inspect", name))[0]["id"] for name in SERVERS}
         assert stop(platform) == 0
-        for name, port in (("web", web), ("netweb", net_web)):  # both still served while up is down
+        for name, port in published.items():  # containers outlive up: still served while it is down
             assert _get(f"http://127.0.0.1:{port}/index.html") == b"hello from dockyard\n", name
+        while_down(ids)
         platform = start(workdir / "state", ports)
-        for name, port in (("web", web), ("netweb", net_web)):
-            doc = json.loads(platform.ok("inspect", name))[0]
-            assert doc["state"] == "running", doc
+        for name, port in published.items():
+            assert json.loads(platform.ok("inspect", name))[0]["state"] == "running", name
             assert _get(f"http://127.0.0.1:{port}/index.html") == b"hello from dockyard\n", name
-            assert "eth0" in platform.ok("exec", name, "ip", "addr") or "tap0" in platform.ok(
-                "exec", name, "ip", "addr"
-            )
+            addresses = platform.ok("exec", name, "ip", "addr")
+            assert "eth0" in addresses or "tap0" in addresses, addresses
     finally:
         clean_stop(platform)
+
+
+def test_published_ports_and_interfaces_survive_a_restart_of_up(workdir: Path) -> None:
+    _restarted_with_two_servers(workdir, lambda ids: None)
 
 
 def _kill_helpers(state: Path, cid: str) -> None:
@@ -76,20 +84,8 @@ def _kill_helpers(state: Path, cid: str) -> None:
 
 
 def test_network_helpers_that_died_while_up_was_down_are_started_again(workdir: Path) -> None:
-    ports = (free_port(), free_port())
-    web, net_web = free_port(), free_port()
-    platform = start(workdir / "state", ports)
-    try:
-        platform.ok("import", str(busybox_rootfs_tar(workdir / "busybox.tar")), "busybox:latest")
-        platform.ok("network", "create", "appnet2")
-        _serve(platform, "web", web)
-        _serve(platform, "netweb", net_web, "--network", "appnet2")
-        ids = {name: json.loads(platform.ok("inspect", name))[0]["id"] for name in ("web", "netweb")}
-        assert stop(platform) == 0
+    def kill_them(ids: dict[str, str]) -> None:
         for cid in ids.values():
             _kill_helpers(workdir / "state", cid)
-        platform = start(workdir / "state", ports)
-        for name, port in (("web", web), ("netweb", net_web)):
-            assert _get(f"http://127.0.0.1:{port}/index.html") == b"hello from dockyard\n", name
-    finally:
-        clean_stop(platform)
+
+    _restarted_with_two_servers(workdir, kill_them)

@@ -72,10 +72,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from dockyard.adapters.grpc.channel import service_channel
 from dockyard.adapters.grpc.server import grpc_target, unix_path
 from dockyard.adapters.grpc.tls import ClientTls, Material, ensure_material
 from dockyard.adapters.host import PLATFORM_GROUP, backend_socket, public_socket
@@ -97,13 +97,6 @@ STOP_GRACE_S = 10.0
 MAX_RESTARTS = 5  # within RESTART_WINDOW_S, then the service is left down
 RESTART_WINDOW_S = 120.0
 PROBE_TIMEOUT_S = 1.0
-# A channel to a socket that does not exist yet backs off before it tries again (1 s and more by
-# default): poll readiness at the pace we choose instead.
-_FAST_RECONNECT = [
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 250),
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,11 +363,8 @@ class ServiceChild(Child):
         path = unix_path(target)
         if path is not None and not path.exists():
             raise Unavailable(f"{self.name} has not made {path} yet")
-        if self.spec.tls is not None:
-            channel = grpc.aio.secure_channel(target, self.spec.tls.channel_credentials(), _FAST_RECONNECT)
-        else:
-            channel = grpc.aio.insecure_channel(target, _FAST_RECONNECT)
-        async with channel:
+        credentials = self.spec.tls.channel_credentials() if self.spec.tls is not None else None
+        async with service_channel(target, credentials) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=PROBE_TIMEOUT_S)
             if reply.status != health_pb2.HealthCheckResponse.SERVING:

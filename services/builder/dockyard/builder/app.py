@@ -14,21 +14,17 @@ reached at ``--runtime`` (default: the runtime's socket beside ours under ``dock
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-
-import structlog
 
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.api.builds.v1 import builds_pb2, builds_pb2_grpc
 from dockyard.builder.download import MAX_DOWNLOAD
 from dockyard.builder.engine import Builder
-from dockyard.builder.inflight import InFlight
+from dockyard.builder.inflight import InFlight, sweep_steps
 from dockyard.builder.remote import RemoteRuntime
 from dockyard.builder.servicer import BuildsServicer
-from dockyard.core.errors import DockyardError
 from dockyard.core.service import ServiceInfo, ServiceState
-
-log = structlog.get_logger("dockyard.builder")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +40,18 @@ class _Closer:
     def __init__(self, runtime: RemoteRuntime, inflight: InFlight) -> None:
         self.runtime = runtime
         self.inflight = inflight
+        self._sweep: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        try:
-            await self.inflight.recover(self.runtime.step_containers, self.runtime.remove_container)
-        except DockyardError as exc:  # the runtime may be starting too: the records wait for next time
-            log.warning("could not sweep a previous builder's step containers", error=str(exc))
+        await asyncio.to_thread(self.inflight.settle)
+        self._sweep = asyncio.create_task(
+            sweep_steps(self.runtime.step_containers, self.runtime.remove_container), name="step-sweep"
+        )
 
     async def stop(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            await asyncio.gather(self._sweep, return_exceptions=True)
         await self.runtime.close()
 
 
@@ -68,7 +68,7 @@ def build(config: BuilderConfig) -> ServiceHost:
     inflight = InFlight(config.host.state_dir / "inflight", host.publisher, config.host.source)
     host.server.add_servicer(
         builds_pb2_grpc.add_BuildsServicer_to_server,
-        BuildsServicer(builder, host.publisher, config.host.source, inflight),
+        BuildsServicer(builder, host.publisher, config.host.source, inflight, runtime.ready),
         builds_pb2.DESCRIPTOR.services_by_name["Builds"].full_name,
     )
     host.add_component(_Closer(runtime, inflight))

@@ -9,13 +9,14 @@ CLI see "no such image" as NotFound whether the node is here or remote. The chan
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
+from dockyard.adapters.grpc.channel import service_channel, wait_ready
 from dockyard.adapters.grpc.errors import to_native
-from dockyard.adapters.grpc.server import grpc_target
 from dockyard.api.containers.v1 import containers_pb2 as cpb
 from dockyard.api.containers.v1 import containers_pb2_grpc
 from dockyard.api.images.v1 import images_pb2 as ipb
@@ -28,6 +29,7 @@ from dockyard.builder.mounts import RunMount
 from dockyard.core.errors import Unavailable
 
 _MAX = 16 * 1024 * 1024
+READY_TIMEOUT_S = 15.0
 
 
 def _image(msg: ipb.Image) -> Image:
@@ -63,8 +65,9 @@ class RemoteRuntime:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.channel = grpc.aio.insecure_channel(
-            grpc_target(address),
+        self.owner = uuid.uuid4().hex  # labels this process's step containers (dockyard.builder.inflight)
+        self.channel = service_channel(
+            address,
             options=[("grpc.max_receive_message_length", _MAX), ("grpc.max_send_message_length", _MAX)],
         )
         self.images = images_pb2_grpc.ImagesStub(self.channel)
@@ -73,6 +76,10 @@ class RemoteRuntime:
 
     async def close(self) -> None:
         await self.channel.close()
+
+    async def ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait for the runtime to answer (it may be starting, or restarting, beside us)."""
+        await wait_ready(self.channel, f"the runtime at {self.address}", timeout)
 
     async def inspect(self, ref: str) -> Image:
         try:
@@ -115,7 +122,7 @@ class RemoteRuntime:
             workdir=spec.workdir,
             user=spec.user,
             network=spec.network,
-            labels={"dockyard.build": "step"},
+            labels={"dockyard.build": "step", "dockyard.build.owner": self.owner},
             mounts=[_mount(m) for m in spec.mounts if m.type != "tmpfs"],
             tmpfs=[_tmpfs(m) for m in spec.mounts if m.type == "tmpfs"],
         )
@@ -143,13 +150,22 @@ class RemoteRuntime:
         return created.id, code
 
     async def step_containers(self) -> list[str]:
-        """Ids of every container this runtime holds that a builder made for a RUN step."""
+        """Ids of the RUN step containers other builder processes made on this runtime (left by
+        one that died: a live builder removes its own)."""
+        await self.ready()
         ids: list[str] = []
         token = ""
         try:
             while True:
-                page = await self.containers.List(cpb.ListContainersRequest(all=True, page_token=token))
-                ids += [c.id for c in page.containers if c.spec.labels.get("dockyard.build") == "step"]
+                page = await self.containers.List(
+                    cpb.ListContainersRequest(all=True, page_token=token), timeout=30
+                )
+                ids += [
+                    c.id
+                    for c in page.containers
+                    if c.spec.labels.get("dockyard.build") == "step"
+                    and c.spec.labels.get("dockyard.build.owner") != self.owner
+                ]
                 token = page.next_page_token
                 if not token:
                     return ids

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import structlog
@@ -47,8 +47,16 @@ def _event(p: Progress) -> pb.BuildEvent:
 
 
 class BuildsServicer(builds_pb2_grpc.BuildsServicer):
-    def __init__(self, builder: Builder, publisher: Publisher, source: str, inflight: InFlight) -> None:
+    def __init__(
+        self,
+        builder: Builder,
+        publisher: Publisher,
+        source: str,
+        inflight: InFlight,
+        runtime_ready: Callable[[], Awaitable[None]],
+    ) -> None:
         self.builder = builder
+        self.runtime_ready = runtime_ready  # waits out a runtime starting beside us, else Unavailable
         self.publisher = publisher
         self.source = source
         self.inflight = inflight  # builds begun and not ended, on disk (dockyard.builder.inflight)
@@ -64,6 +72,7 @@ class BuildsServicer(builds_pb2_grpc.BuildsServicer):
         cache_to = tuple(_cache(c, "--cache-to") for c in o.cache_to)
         if not o.dockerfile_content:
             raise InvalidArgument("no Dockerfile: send its content in the options")
+        await self.runtime_ready()
         build_id = new_build_id()
         work = self.builder.new_scratch()
         ctx = work / "context"

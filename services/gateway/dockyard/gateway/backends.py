@@ -19,8 +19,8 @@ import structlog
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from dockyard.adapters.grpc.channel import service_channel
 from dockyard.adapters.grpc.convert import info_from_pb
-from dockyard.adapters.grpc.server import grpc_target
 from dockyard.api.builds.v1 import builds_pb2
 from dockyard.api.containers.v1 import containers_pb2
 from dockyard.api.images.v1 import images_pb2
@@ -61,7 +61,7 @@ class Backend:
     def __init__(self, name: str, address: str) -> None:
         self.name = name
         self.address = address
-        self.channel = grpc.aio.insecure_channel(grpc_target(address))
+        self.channel = service_channel(address)
 
     async def status(self, timeout: float = 1.0) -> BackendStatus:
         """Health and Info; never raises: an unreachable backend is reported as such."""
