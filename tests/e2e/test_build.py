@@ -165,6 +165,39 @@ def test_build_args_target_iidfile_and_failures(platform: Platform, workdir: Pat
     assert err.returncode == 1 and "Dockerfile:2" in err.stderr and "unknown instruction" in err.stderr
 
 
+def test_a_context_symlink_never_reads_the_builders_host(platform: Platform, workdir: Path) -> None:
+    """The issue's reproduction and the platform's own secrets (the builder's user can read them):
+    a symlink in the context is followed inside the context, as BuildKit does, never out of it."""
+    secrets = platform.state_dir / "nats-auth"
+    leaks = [
+        "rootlink/etc/passwd",
+        f"rootlink{secrets}/builder.json",
+        "statelink/nats-auth/admin.json",
+        f"rootlink{secrets}/*.json",
+        "uplink/*",
+    ]
+    for n, source in enumerate(leaks):
+        ctx = _context(
+            workdir / f"leak{n}", f"FROM busybox\nCOPY {source} /leak/\n", {"real/a.txt": "ours\n"}
+        )
+        (ctx / "rootlink").symlink_to("/")
+        (ctx / "statelink").symlink_to(platform.state_dir)
+        (ctx / "uplink").symlink_to("../../state/nats-auth")
+        done = platform.cli("build", "-t", f"leak:{n}", str(ctx), timeout=120)
+        assert done.returncode == 1, (source, done.stdout, done.stderr)
+        assert "not found in build context" in done.stderr or "matched nothing" in done.stderr, done.stderr
+        assert platform.cli("inspect", f"leak:{n}").returncode != 0
+    ctx = _context(
+        workdir / "inlink",
+        "FROM busybox\nCOPY lib/a.txt rootlink/real/a.txt /in/\n",
+        {"real/a.txt": "ours\n"},
+    )
+    (ctx / "lib").symlink_to("real")
+    (ctx / "rootlink").symlink_to("/")  # the context's root, inside it
+    platform.ok("build", "-t", "inlink", str(ctx), timeout=120)
+    assert platform.ok("run", "--rm", "inlink", "cat", "/in/a.txt") == "ours\n"
+
+
 def test_reproducible_without_run(platform: Platform, workdir: Path) -> None:
     dockerfile = 'FROM busybox\nENV A=1\nCOPY . /srv/\nLABEL x=y\nCMD ["cat", "/srv/f.txt"]\n'
     ids = []

@@ -26,7 +26,7 @@ async def _serve(path: Path) -> grpc.aio.Server:
 
 async def test_a_peer_that_is_not_there_is_unavailable_by_name(tmp_path: Path) -> None:
     async with service_channel(f"unix:{tmp_path / 'runtime.sock'}") as channel:
-        with pytest.raises(Unavailable, match="the runtime did not answer in 0.3 s"):
+        with pytest.raises(Unavailable, match=r"the runtime did not answer in 0\.3 s"):
             await wait_ready(channel, "the runtime", 0.3)
 
 

@@ -30,7 +30,6 @@ hash-only pass on a rebuild, the real write only on a miss).
 from __future__ import annotations
 
 import copy
-import glob
 import hashlib
 import io
 import lzma
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from dockyard.core.errors import InvalidArgument, NotFound
+from dockyard.core.fsutil import follow_in_root, lstat_under
 from dockyard.core.streams import ChunkReader
 
 BUF = 1 << 20
@@ -97,6 +97,8 @@ def extract_context(chunks: Iterable[bytes], root: Path) -> tuple[int, int]:
                             implied.mkdir()
                             implied.chmod(0o755)
                 if m.isdir():
+                    if target.is_symlink():  # mkdir(exist_ok) and the chmod after would go through it
+                        raise InvalidArgument(f"build context: dir {m.name!r} over a symlink")
                     target.mkdir(exist_ok=True)
                     dirs.append((target, m.mode & 0o7777))
                     continue
@@ -104,6 +106,7 @@ def extract_context(chunks: Iterable[bytes], root: Path) -> tuple[int, int]:
                     if target.is_dir() and not target.is_symlink():
                         raise InvalidArgument(f"build context: {rel!r} is both a dir and a file")
                     target.unlink()
+                    links.discard(rel)
                 if m.isreg():
                     src = tf.extractfile(m)
                     with open(target, "wb") as out:
@@ -119,7 +122,12 @@ def extract_context(chunks: Iterable[bytes], root: Path) -> tuple[int, int]:
                     lparts = _safe_parts(m.linkname)
                     if any("/".join(lparts[:i]) in links for i in range(1, len(lparts) + 1)):
                         raise InvalidArgument(f"build context: hard link {m.name!r} goes through a symlink")
-                    os.link(root.joinpath(*lparts), target)
+                    source = root.joinpath(*lparts)
+                    if not source.is_file() or source.is_symlink():
+                        raise InvalidArgument(
+                            f"build context: hard link {m.name!r} to {m.linkname!r}, which is no file"
+                        )
+                    os.link(source, target)
                 # devices, fifos: not part of a context
     except tarfile.TarError as exc:
         raise InvalidArgument(f"build context is not a valid tar: {exc}") from None
@@ -148,26 +156,67 @@ def _has_glob(text: str) -> bool:
 def context_sources(root: Path, patterns: Iterable[str], what: str = "COPY") -> list[Source]:
     """The context entries ``patterns`` name (paths or globs, relative to the context root).
 
-    A dir names its contents. NotFound (docker's "not found" line) when a pattern matches nothing.
+    Every path is looked up as BuildKit does, as if the context root were "/": a symlink on the
+    way, or the source itself, is followed inside the context, and neither an absolute target
+    nor ``..`` leads out of it (``ln -s / rootlink; COPY rootlink/etc/passwd`` finds no file, it
+    never reads the host's). A dir names its contents; its own symlinks are copied as symlinks.
+    NotFound (docker's "not found" line) when a pattern matches nothing.
     """
     out: list[Source] = []
     for raw in patterns:
         rel = posixpath.normpath("/" + raw).lstrip("/")
         if _has_glob(rel):
-            found = sorted(glob.glob(rel, root_dir=root, include_hidden=True))
+            found = _glob_in_root(root, rel)
             if not found:
                 raise NotFound(f'{what} failed: no source files were specified: "{raw}" matched nothing')
         else:
-            found = [rel]
-        for item in found:
-            path = root / item if item else root
-            if not os.path.lexists(path):
+            reached = follow_in_root(rel, lstat_under(root), _readlink_under(root))
+            if reached is None:
                 raise NotFound(
                     f'{what} failed: file not found in build context or excluded by .dockerignore: "{raw}"'
                 )
-            is_dir = path.is_dir() and not path.is_symlink()
-            out.append(Source(path, posixpath.basename(item) or ".", is_dir))
+            found = [(rel, *reached)]
+        for name, resolved, st in found:
+            is_dir = st is None or stat.S_ISDIR(st.st_mode)
+            out.append(Source(root / resolved if resolved else root, posixpath.basename(name) or ".", is_dir))
     return out
+
+
+def _readlink_under(top: Path) -> Callable[[str], str]:
+    return lambda rel: os.readlink(top / rel)
+
+
+def _glob_in_root(root: Path, pattern: str) -> list[tuple[str, str, os.stat_result | None]]:
+    """``(name as matched, path reached inside the context, its lstat)`` for each entry ``pattern``
+    matches part by part (Go's filepath.Match), every dir on the way followed inside the context;
+    one per entry reached, sorted by name."""
+    lstat, readlink = lstat_under(root), _readlink_under(root)
+    level: list[tuple[str, str]] = [("", "")]  # (name so far, the dir it reached)
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        names: list[str] = []
+        for name, reached in level:
+            if not _has_glob(part):
+                names.append(posixpath.join(name, part))
+                continue
+            try:
+                entries = sorted(os.listdir(root / reached if reached else root))
+            except (NotADirectoryError, FileNotFoundError):
+                continue
+            rx = _glob_regex(part)
+            names += [posixpath.join(name, e) for e in entries if rx.fullmatch(e)]
+        level = []
+        for name in names:
+            hit = follow_in_root(name, lstat, readlink)
+            if hit is None:
+                continue
+            last = i == len(parts) - 1
+            if last or hit[1] is None or stat.S_ISDIR(hit[1].st_mode):
+                level.append((name, hit[0]))
+    seen: dict[str, tuple[str, str, os.stat_result | None]] = {}
+    for name, reached in sorted(level):
+        seen.setdefault(reached, (name, reached, lstat(reached) if reached else None))
+    return list(seen.values())
 
 
 def mark_archives(sources: list[Source]) -> list[Source]:
