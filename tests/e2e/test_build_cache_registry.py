@@ -76,10 +76,11 @@ def _build(platform: Platform, ctx: Path, *flags: str) -> tuple[str, str]:
     return iid.read_text(), done.stderr
 
 
-def _index(registry: str, repository: str, tag: str) -> dict:  # type: ignore[type-arg]
+def _index(platform: Platform, repository: str, tag: str) -> dict:  # type: ignore[type-arg]
+    """The index at ``repository:tag`` in ``platform``'s registry, read with its login."""
     request = urllib.request.Request(
-        f"http://{registry}/v2/{repository}/manifests/{tag}",
-        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        f"http://{platform.registry_http}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json", **platform.registry_headers()},
     )
     with urllib.request.urlopen(request, timeout=30) as resp:
         return json.loads(resp.read())  # type: ignore[no-any-return]
@@ -114,7 +115,7 @@ def test_a_node_emptied_rebuilds_from_the_registry_cache(platform: Platform, wor
     assert re.fullmatch(r"app\n[0-9a-f-]{36}\n", made)
 
     # the registry holds one index of our artifact type over the step images, keys annotated
-    index = _index(registry, "cache/stamped", "buildcache")
+    index = _index(platform, "cache/stamped", "buildcache")
     assert index["artifactType"] == "application/vnd.dockyard.build.cache.v1+json"
     assert len(index["manifests"]) == 6  # one image per step of both stages
     assert all(len(m["annotations"]["dev.dockyard.build.cache.keys"]) >= 64 for m in index["manifests"])
@@ -143,10 +144,13 @@ def test_a_second_node_uses_the_pushed_image_and_a_min_cache(platform: Platform,
 
     first, out = _build(platform, ctx, "-t", tag, "--push", "--cache-to", f"type=registry,ref={cache}")
     assert f"pushing {tag}" in out and re.search(r"1: digest: sha256:[0-9a-f]{64} size: \d+", out), out
-    index = _index(registry, "team/min", "cache")
+    index = _index(platform, "team/min", "cache")
     assert len(index["manifests"]) == 3  # mode=min: the final stage's COPY, RUN and CMD only
 
     with busybox_platform(_node_dir(workdir / "two")) as other:
+        # another node's registry asks for its login, as a second docker host would
+        login = platform.registry_login()
+        other.ok("login", "-u", login["username"], "--password", login["password"], registry)
         # the same busybox image (an import would have another created time, so another id)
         other.ok("rmi", "-f", "busybox:latest")
         other.ok("pull", f"{registry}/base/busybox:1")

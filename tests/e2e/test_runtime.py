@@ -190,12 +190,13 @@ def test_push_pull_and_podman_runs_what_dockyard_committed(platform: Platform, w
         (podman.dir / "containers.conf").write_text(
             '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "runc"\n'
         )
+        # the platform's registry wants its login (podman 4.3's run has no --creds: pull first)
+        podman.run("pull", "--tls-verify=false", "--creds", platform.registry_creds(), f"{registry}/team/proof:1")
         out = podman.run(
             "run",
             "--rm",
             "--network",
             "none",
-            "--tls-verify=false",
             f"{registry}/team/proof:1",
             "cat",
             "/proof",
@@ -204,8 +205,9 @@ def test_push_pull_and_podman_runs_what_dockyard_committed(platform: Platform, w
         # and the other way: what podman pushes runs in Dockyard
         podman.import_base("localhost/from-podman:1")
         podman.run(
-            "push", "--tls-verify=false", "localhost/from-podman:1", f"docker://{registry}/team/from-podman:1"
-        )
+            "push", "--tls-verify=false", "--creds", platform.registry_creds(),
+            "localhost/from-podman:1", f"docker://{registry}/team/from-podman:1",
+        )  # fmt: skip
     finally:
         podman.close()
     platform.ok("pull", f"{registry}/team/from-podman:1")
