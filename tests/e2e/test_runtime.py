@@ -191,7 +191,9 @@ def test_push_pull_and_podman_runs_what_dockyard_committed(platform: Platform, w
             '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "runc"\n'
         )
         # the platform's registry wants its login (podman 4.3's run has no --creds: pull first)
-        podman.run("pull", "--tls-verify=false", "--creds", platform.registry_creds(), f"{registry}/team/proof:1")
+        podman.run(
+            "pull", "--tls-verify=false", "--creds", platform.registry_creds(), f"{registry}/team/proof:1"
+        )
         out = podman.run(
             "run",
             "--rm",
