@@ -167,7 +167,7 @@ def test_build_args_target_iidfile_and_failures(platform: Platform, workdir: Pat
 
 def test_a_context_symlink_never_reads_the_builders_host(platform: Platform, workdir: Path) -> None:
     """The issue's reproduction and the platform's own secrets (the builder's user can read them):
-    a symlink in the context is followed inside the context, as BuildKit does, never out of it."""
+    a symlink in the context is followed inside the context, never out of it."""
     secrets = platform.state_dir / "nats-auth"
     leaks = [
         "rootlink/etc/passwd",
@@ -196,6 +196,11 @@ def test_a_context_symlink_never_reads_the_builders_host(platform: Platform, wor
     (ctx / "rootlink").symlink_to("/")  # the context's root, inside it
     platform.ok("build", "-t", "inlink", str(ctx), timeout=120)
     assert platform.ok("run", "--rm", "inlink", "cat", "/in/a.txt") == "ours\n"
+    # a source that is a symlink out of the context is copied as the symlink, never followed
+    ctx = _context(workdir / "aslink", "FROM busybox\nCOPY statelink /kept/\n", {})
+    (ctx / "statelink").symlink_to(platform.state_dir)
+    platform.ok("build", "-t", "aslink", str(ctx), timeout=120)
+    assert platform.ok("run", "--rm", "aslink", "readlink", "/kept/statelink") == f"{platform.state_dir}\n"
 
 
 def test_reproducible_without_run(platform: Platform, workdir: Path) -> None:

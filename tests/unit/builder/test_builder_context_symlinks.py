@@ -1,10 +1,12 @@
 """A build context's symlinks never read the builder host's files (issue 14, item 1).
 
-Every COPY/ADD source is resolved as BuildKit does, as if the context root were "/": a symlink
-in the middle of a path, below a wildcard or as the source itself is followed inside the context
-(an absolute target starts at the context root, ``..`` stops there), so one that leads out finds
-nothing; a copied dir keeps its symlinks as symlinks. The CLI's walk that streams the context
-never descends a symlink, and the builder's ``extract_context`` writes nothing through one.
+Every COPY/ADD source is resolved inside the context root, as ``RUN --mount`` binds are: a
+symlinked dir in the middle of a path or below a wildcard is followed inside the context (an
+absolute target starts at the context root, ``..`` stops there); a source that is itself a
+symlink is followed when it points within the context and copied as the symlink when it points
+out (absolute, climbing, dangling); a copied dir keeps its symlinks as symlinks. The CLI's walk
+that streams the context never descends a symlink; the builder's ``extract_context`` writes
+nothing through one.
 
 Each test has a host directory ``outside`` beside the context whose file must never show up.
 """
@@ -126,17 +128,27 @@ def test_a_wildcard_follows_symlinked_dirs_inside_the_context(tmp_path: Path) ->
     assert [n for n, m in got.items() if m.isreg()] == ["w/c.txt"]
 
 
-def test_a_source_symlink_out_of_the_context_finds_nothing(tmp_path: Path) -> None:
-    ctx, _ = _setup(tmp_path)
+def test_a_source_symlink_out_of_the_context_is_copied_as_the_symlink(tmp_path: Path) -> None:
+    ctx, outside = _setup(tmp_path)
     (ctx / "pw").symlink_to("/etc/passwd")
     (ctx / "upfile").symlink_to("../outside/secret.txt")
     (ctx / "dangling").symlink_to("nowhere")
-    for source in ("pw", "upfile", "hostdir", "up", "dangling"):
-        with pytest.raises(NotFound, match="not found in build context"):
-            _layer(ctx, [source], "/d/")
-    # a link to "/" is the context root: the context's own files, never the host's
-    got = _names(_layer(ctx, ["rootlink"], "/d/"))
-    assert "d/real/a.txt" in got and got["d/rootlink"].issym()
+    got = _names(_layer(ctx, ["pw"], "/pw"))
+    assert got["pw"].issym() and got["pw"].linkname == "/etc/passwd"
+    got = _names(
+        _layer(ctx, ["hostdir", "up", "upfile", "rootlink", "abslib", "dangling", "real/../pw"], "/d/")
+    )
+    assert {n: (m.issym(), m.linkname) for n, m in got.items() if n != "d"} == {
+        "d/hostdir": (True, str(outside)),
+        "d/up": (True, "../outside"),
+        "d/upfile": (True, "../outside/secret.txt"),
+        "d/rootlink": (True, "/"),
+        "d/abslib": (True, "/real"),  # absolute: a host path, whatever the context holds there
+        "d/dangling": (True, "nowhere"),
+        "d/pw": (True, "/etc/passwd"),
+    }
+    got = _names(_layer(ctx, ["root*", "abs*"], "/g/"))  # matched by a wildcard: the same rule
+    assert got["g/rootlink"].issym() and got["g/abslib"].issym() and "g/a.txt" not in got
 
 
 def test_a_source_symlink_inside_the_context_copies_what_it_points_at(tmp_path: Path) -> None:
@@ -164,7 +176,9 @@ def test_a_copied_dir_keeps_its_symlinks_and_never_walks_through_them(tmp_path: 
 def test_add_of_a_tar_through_a_symlink_out_extracts_nothing(tmp_path: Path) -> None:
     ctx, outside = _setup(tmp_path)
     (ctx / "t.tar").symlink_to(outside / "secret.tar")
-    for source in ("t.tar", "up/secret.tar", "hostdir/secret.tar", "rootlink" + str(outside / "secret.tar")):
+    got = _names(_layer(ctx, ["t.tar"], "/a/", "ADD"))
+    assert got["a/t.tar"].issym() and "a/stolen.txt" not in got
+    for source in ("up/secret.tar", "hostdir/secret.tar", "rootlink" + str(outside / "secret.tar")):
         with pytest.raises(NotFound):
             _layer(ctx, [source], "/a/", "ADD")
     with tarfile.open(ctx / "real" / "in.tar", "w") as tf:  # a symlink to a tar in the context: extracted

@@ -156,10 +156,11 @@ def _has_glob(text: str) -> bool:
 def context_sources(root: Path, patterns: Iterable[str], what: str = "COPY") -> list[Source]:
     """The context entries ``patterns`` name (paths or globs, relative to the context root).
 
-    Every path is looked up as BuildKit does, as if the context root were "/": a symlink on the
-    way, or the source itself, is followed inside the context, and neither an absolute target
-    nor ``..`` leads out of it (``ln -s / rootlink; COPY rootlink/etc/passwd`` finds no file, it
-    never reads the host's). A dir names its contents; its own symlinks are copied as symlinks.
+    Every path is looked up inside the context, never on the host: a symlinked dir on the way is
+    followed as if the context root were "/" (neither an absolute target nor ``..`` leads out:
+    ``ln -s / rootlink; COPY rootlink/etc/passwd`` finds no file). A source that is itself a
+    symlink is followed when it points within the context and copied as the symlink when it
+    points out of it (see :func:`_reach`). A dir names its contents; its symlinks stay symlinks.
     NotFound (docker's "not found" line) when a pattern matches nothing.
     """
     out: list[Source] = []
@@ -170,7 +171,7 @@ def context_sources(root: Path, patterns: Iterable[str], what: str = "COPY") -> 
             if not found:
                 raise NotFound(f'{what} failed: no source files were specified: "{raw}" matched nothing')
         else:
-            reached = follow_in_root(rel, lstat_under(root), _readlink_under(root))
+            reached = _reach(root, rel)
             if reached is None:
                 raise NotFound(
                     f'{what} failed: file not found in build context or excluded by .dockerignore: "{raw}"'
@@ -184,6 +185,44 @@ def context_sources(root: Path, patterns: Iterable[str], what: str = "COPY") -> 
 
 def _readlink_under(top: Path) -> Callable[[str], str]:
     return lambda rel: os.readlink(top / rel)
+
+
+def _reach(root: Path, name: str) -> tuple[str, os.stat_result | None] | None:
+    """The context path source ``name`` stands for and its lstat (None for the root itself), or
+    None when it is not there. Its dirs are followed inside the context; the source itself, when a
+    symlink, is followed only if its target lies within the context by name (relative, never above
+    the root) and exists there, else it is the symlink: one to an absolute path, one that climbs
+    out, a dangling one."""
+    lstat, readlink = lstat_under(root), _readlink_under(root)
+    head, _, last = name.rpartition("/")
+    parent = follow_in_root(head, lstat, readlink) if head else ("", None)
+    if parent is None or (parent[1] is not None and not stat.S_ISDIR(parent[1].st_mode)):
+        return None
+    if not last:
+        return parent
+    here = posixpath.join(parent[0], last)
+    st = lstat(here)
+    if st is None or not stat.S_ISLNK(st.st_mode):
+        return None if st is None else (here, st)
+    target = readlink(here)
+    if not target.startswith("/") and not _climbs_out(parent[0], target):
+        followed = follow_in_root(here, lstat, readlink)
+        if followed is not None:
+            return followed
+    return here, st
+
+
+def _climbs_out(base: str, target: str) -> bool:
+    """Whether ``target``, relative to the dir ``base``, names a path above the context root."""
+    depth = len([p for p in base.split("/") if p])
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
 
 
 def _glob_in_root(root: Path, pattern: str) -> list[tuple[str, str, os.stat_result | None]]:
@@ -205,13 +244,11 @@ def _glob_in_root(root: Path, pattern: str) -> list[tuple[str, str, os.stat_resu
                 continue
             rx = _glob_regex(part)
             names += [posixpath.join(name, e) for e in entries if rx.fullmatch(e)]
+        last = i == len(parts) - 1
         level = []
         for name in names:
-            hit = follow_in_root(name, lstat, readlink)
-            if hit is None:
-                continue
-            last = i == len(parts) - 1
-            if last or hit[1] is None or stat.S_ISDIR(hit[1].st_mode):
+            hit = _reach(root, name) if last else follow_in_root(name, lstat, readlink)
+            if hit is not None and (last or hit[1] is None or stat.S_ISDIR(hit[1].st_mode)):
                 level.append((name, hit[0]))
     seen: dict[str, tuple[str, str, os.stat_result | None]] = {}
     for name, reached in sorted(level):
