@@ -53,6 +53,10 @@ def test_run_echo_exit_codes_and_rootless(platform: Platform) -> None:
     missing = platform.cli("run", "--rm", "busybox", "nosuchcommand")
     assert missing.returncode == 127
     assert missing.stderr.count("\n") == 1 and "nosuchcommand" in missing.stderr
+    not_executable = platform.cli("run", "--rm", "busybox", "/etc/passwd")
+    assert not_executable.returncode == 126, not_executable.stderr
+    detached = platform.cli("run", "-d", "--rm", "busybox", "nosuchcommand")
+    assert detached.returncode == 127, detached.stderr
     no_image = platform.cli("run", "--rm", "nosuchimage")
     assert no_image.returncode == 125 and no_image.stderr.startswith("dockyard: ")
 

@@ -29,7 +29,7 @@ import pytest
 from dockyard.adapters.grpc.server import GrpcServer
 from dockyard.adapters.grpc.tls import ensure_material
 from dockyard.adapters.nats.server import free_port
-from dockyard.cli.client import socket_candidates
+from dockyard.client.connection import socket_candidates
 from dockyard.runtime.userns import end_node
 
 PYTHON = sys.executable

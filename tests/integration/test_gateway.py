@@ -21,7 +21,8 @@ from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
 from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
 from dockyard.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
-from dockyard.core.errors import FailedPrecondition, Unavailable
+from dockyard.adapters.grpc.errors import to_native
+from dockyard.core.errors import FailedPrecondition, NotFound, Reason, Unavailable
 from dockyard.core.events import Subject, new_event
 from dockyard.core.service import ServiceInfo, ServiceState
 from dockyard.gateway.app import GatewayConfig, build
@@ -34,6 +35,15 @@ class _Images(images_pb2_grpc.ImagesServicer):
 
     async def Login(self, request: images_pb2.LoginRequest, context: object) -> images_pb2.LoginResponse:
         raise Unavailable(f"registry {request.registry} is unreachable")
+
+    async def Inspect(self, request: images_pb2.InspectImageRequest, context: object) -> images_pb2.Image:
+        raise NotFound(f"no such image: {request.reference}", reason=Reason.NO_SUCH_IMAGE)
+
+    async def Save(
+        self, request: images_pb2.SaveRequest, context: object
+    ) -> AsyncIterator[images_pb2.SaveChunk]:
+        yield images_pb2.SaveChunk(data=b"first")
+        raise NotFound(f"no such image: {request.references[0]}", reason=Reason.NO_SUCH_IMAGE)
 
 
 @dataclass
@@ -139,6 +149,26 @@ async def test_forwarding_keeps_the_backends_answers_and_statuses(rig: Rig) -> N
         async for _ in images.Pull(images_pb2.PullRequest(reference="x"), timeout=10):
             pass
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_an_errors_reason_crosses_the_gateway_unary_and_streaming(rig: Rig) -> None:
+    """A caller acts on the reason, never on the text: it reaches the client through the gateway."""
+    images = images_pb2_grpc.ImagesStub(rig.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await images.Inspect(images_pb2.InspectImageRequest(reference="gone:1"), timeout=10)
+    native = to_native(err.value)
+    assert isinstance(native, NotFound) and native.reason == Reason.NO_SUCH_IMAGE
+    assert str(native) == "no such image: gone:1"
+    chunks = []
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for chunk in images.Save(images_pb2.SaveRequest(references=["gone:2"]), timeout=10):
+            chunks.append(chunk.data)
+    assert chunks == [b"first"] and to_native(err.value).reason == Reason.NO_SUCH_IMAGE
+    # an error without a reason has none
+    admin = registry_pb2_grpc.RegistryAdminStub(rig.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await admin.ListTags(registry_pb2.ListTagsRequest(repository="no/such"), timeout=10)
+    assert to_native(err.value).reason == ""
 
 
 async def test_unavailable_names_the_backend_only_when_the_backend_is_what_is_down(rig: Rig) -> None:

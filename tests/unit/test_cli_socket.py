@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.cli.client import default_host, socket_candidates
+from dockyard.client.connection import default_host, socket_candidates
 
 needs_non_root = pytest.mark.skipif(os.geteuid() == 0, reason="root may use every socket")
 

@@ -19,9 +19,9 @@ from dockyard.cli.cp import extract, split_arg
 from dockyard.cli.logs import parse_tail
 from dockyard.cli.progress import ProgressView, line
 from dockyard.cli.ps import matches, parse_filters
-from dockyard.cli.spec import Port, Volume, parse_env, parse_env_file, parse_publish, parse_volume
-from dockyard.cli.stdio import exit_code_for_start_error
+from dockyard.cli.spec import parse_env, parse_env_file
 from dockyard.cli.verbs import VERBS
+from dockyard.client.grammar import Port, Volume, parse_publish, parse_volume
 from dockyard.core.errors import InvalidArgument
 
 NOW = 1_800_000_000.0
@@ -268,9 +268,13 @@ def test_tail_and_start_error_codes() -> None:
     assert parse_tail("all") == 0 and parse_tail("10") == 10
     with pytest.raises(InvalidArgument):
         parse_tail("ten")
-    assert exit_code_for_start_error('exec: "nope": executable file not found in $PATH') == 127
-    assert exit_code_for_start_error("permission denied") == 126
-    assert exit_code_for_start_error("no such image: nosuchimage") == 125
+    from dockyard.client import exit_code
+    from dockyard.core.errors import FailedPrecondition, NotFound, Reason
+
+    assert exit_code(FailedPrecondition("whatever runc said", reason=Reason.COMMAND_NOT_FOUND)) == 127
+    assert exit_code(FailedPrecondition("whatever runc said", reason=Reason.COMMAND_NOT_EXECUTABLE)) == 126
+    assert exit_code(NotFound("no such image: x", reason=Reason.NO_SUCH_IMAGE)) == 125
+    assert exit_code(FailedPrecondition('exec: "nope": executable file not found in $PATH')) == 125  # no text
 
 
 def test_progress_live_on_a_tty_and_plain_elsewhere() -> None:

@@ -8,9 +8,9 @@ import pytest
 
 from dockyard.api.containers.v1 import containers_pb2 as cpb
 from dockyard.api.volumes.v1 import volumes_pb2 as vpb
-from dockyard.cli.mountspec import Mount, apply, parse_mount
-from dockyard.cli.spec import Volume, parse_volume
+from dockyard.cli.mountspec import apply
 from dockyard.cli.volume import render, volume_dict
+from dockyard.client.grammar import Mount, Volume, parse_mount, parse_volume
 from dockyard.core.errors import InvalidArgument
 
 

@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.api.containers.v1 import containers_pb2_grpc
     from dockyard.cli.client import channel
     from dockyard.cli.output import fail
+    from dockyard.cli.run import native
     from dockyard.cli.spec import parse_env
-    from dockyard.cli.stdio import Session, exit_code_for_start_error, terminal_size
+    from dockyard.cli.stdio import Session, terminal_size
+    from dockyard.client import exit_code
     from dockyard.core.errors import InvalidArgument
 
     if not args.argv:
@@ -75,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
             code = session.run(stub.Exec)
         except Exception as exc:
             status = fail(exc)
-            details = getattr(exc, "details", None)
-            mapped = exit_code_for_start_error(str(details() if callable(details) else exc))
+            mapped = exit_code(native(exc))
             return mapped if mapped != 125 else status
     return 0 if code is None else code
 

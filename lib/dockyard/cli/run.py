@@ -2,9 +2,10 @@
 
 Exit status is docker's: the container's own code; 125 when the platform fails before the
 container runs (no such image, a bad flag the server refuses); 126/127 when its command cannot be
-executed / is not found. ``-d`` prints the id and returns. ``--rm`` is done by the server.
-An image that is not on the node is pulled first when its name says which registry holds it
-(``--pull missing``, docker's default); ``--pull always`` pulls every time, ``never`` never.
+executed / is not found (the error's reason says which). ``-d`` prints the id and returns.
+``--rm`` is done by the server. The pull of a missing image (``--pull missing``, docker's default:
+when its name says which registry holds it), ``--pull always`` and the exit codes are the client
+library's (``dockyard.client``); this module parses the flags, prints, and runs the terminal.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.cli import spec
-from dockyard.core.names import names_registry
+
+if TYPE_CHECKING:
+    from dockyard.client import PullProgress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,14 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     spec.add_arguments(parser)
 
 
-def _pull(args: argparse.Namespace) -> None:
-    from dockyard.cli import pull
+class _PullPrinter:
+    """A pull ``run`` does, as ``dockyard pull`` shows it, on stderr (stdout is the container's):
+    docker's "Unable to find image" first when the pull is for a missing image."""
 
-    pull_args = argparse.Namespace(
-        host=args.host, reference=args.image, quiet=False, platform="", tls_verify=True
-    )
-    with contextlib.redirect_stdout(sys.stderr):  # stdout is the container's
-        pull.run(pull_args)
+    def __init__(self, image: str, missing: bool) -> None:
+        from dockyard.cli.progress import ProgressView
+
+        self.view = ProgressView(sys.stderr)
+        self.heading = f"Unable to find image '{image}' locally" if missing else ""
+
+    def __call__(self, p: PullProgress) -> None:
+        if self.heading:
+            print(self.heading, file=sys.stderr)
+            self.heading = ""
+        self.view.update(p.id, p.status, p.current, p.total)
 
 
 def attach(ch: Any, container_id: str, *, interactive: bool, tty: bool, start: bool) -> int | None:
@@ -66,52 +76,45 @@ def attach(ch: Any, container_id: str, *, interactive: bool, tty: bool, start: b
 
 
 def run(args: argparse.Namespace) -> int:
-    import grpc
-
-    from dockyard.api.containers.v1 import containers_pb2 as pb
-    from dockyard.api.containers.v1 import containers_pb2_grpc
-    from dockyard.cli.client import channel
     from dockyard.cli.output import fail
-    from dockyard.cli.stdio import exit_code_for_start_error
+    from dockyard.client import Client, exit_code
 
     try:
-        request = pb.CreateContainerRequest(spec=spec.build_spec(args))
+        request = spec.build_spec(args)
     except Exception as exc:
         fail(exc)
         return 125
-    with channel(args.host) as ch:
-        stub = containers_pb2_grpc.ContainersStub(ch)
+    try:
+        client = Client(args.host)
+    except Exception as exc:
+        fail(exc)
+        return 125
+    with client:
         try:
-            if args.pull == "always":
-                _pull(args)
-            try:
-                container = stub.Create(request)
-            except grpc.RpcError as exc:
-                missing = exc.code() == grpc.StatusCode.NOT_FOUND and "no such image" in _details(exc)
-                if not (missing and args.pull == "missing" and names_registry(args.image)):
-                    raise
-                print(f"Unable to find image '{args.image}' locally", file=sys.stderr)
-                _pull(args)
-                container = stub.Create(request)
+            container = client.containers.create_from_spec(
+                request, pull=args.pull, on_pull=_PullPrinter(args.image, args.pull == "missing")
+            )
         except Exception as exc:
             fail(exc)
             return 125
-        if args.detach:
-            try:
-                stub.Start(pb.StartContainerRequest(id=container.id))
-            except Exception as exc:
-                fail(exc)
-                return exit_code_for_start_error(str(_details(exc)))
-            print(container.id)
-            return 0
         try:
-            code = attach(ch, container.id, interactive=args.interactive, tty=args.tty, start=True)
+            if args.detach:
+                client.containers.start(container.id)
+                print(container.id)
+                return 0
+            code = attach(
+                client.channel, container.id, interactive=args.interactive, tty=args.tty, start=True
+            )
         except Exception as exc:
             fail(exc)
-            return exit_code_for_start_error(str(_details(exc)))
+            return exit_code(native(exc))
     return 0 if code is None else code
 
 
-def _details(exc: BaseException) -> str:
-    details = getattr(exc, "details", None)
-    return str(details() if callable(details) else exc)
+def native(exc: BaseException) -> BaseException:
+    """A raw gRPC failure (the attach stream's) as the platform's typed error."""
+    import grpc
+
+    from dockyard.adapters.grpc.errors import to_native
+
+    return to_native(exc) if isinstance(exc, grpc.RpcError) else exc

@@ -10,27 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from dockyard.cli import limits
-
-
-@dataclass(frozen=True)
-class Port:
-    host_ip: str
-    host_port: int
-    container_port: int
-    protocol: str
-
-
-@dataclass(frozen=True)
-class Volume:
-    source: str
-    target: str
-    read_only: bool
-    type: str
-    no_copy: bool = False  # volumes: -v NAME:/path:nocopy leaves an empty volume empty
+from dockyard.client.grammar import parse_publish, parse_volume
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,91 +131,6 @@ def parse_log_opts(values: list[str]) -> dict[str, str]:
             raise InvalidArgument(f"bad --log-opt {item[:60]!r}: want KEY=VALUE (max-size=10m, max-file=3)")
         opts[key] = value
     return opts
-
-
-def _port_range(text: str, what: str, spec: str) -> list[int]:
-    from dockyard.core.errors import InvalidArgument
-
-    first, sep, last = text.partition("-")
-    try:
-        lo = int(first)
-        hi = int(last) if sep else lo
-    except ValueError:
-        raise InvalidArgument(f"bad -p {spec!r}: {what} port {text!r} is not a number or range") from None
-    if not (0 < lo <= hi <= 65535):
-        raise InvalidArgument(f"bad -p {spec!r}: {what} port {text!r} is out of 1-65535")
-    return list(range(lo, hi + 1))
-
-
-def parse_publish(spec: str) -> list[Port]:
-    """``-p``: CONTAINER, HOST:CONTAINER, IP:HOST:CONTAINER or IP::CONTAINER, each ``/tcp|udp|sctp``;
-    ranges ("8000-8001:80-81") expand to one mapping per port. Host port 0 means any free port."""
-    from dockyard.core.errors import InvalidArgument
-
-    rest, _, proto = spec.partition("/")
-    proto = (proto or "tcp").lower()
-    if proto not in ("tcp", "udp", "sctp"):
-        raise InvalidArgument(f"bad -p {spec!r}: protocol must be tcp, udp or sctp")
-    ip = ""
-    if rest.startswith("["):  # [::1]:8080:80
-        end = rest.find("]")
-        if end < 0 or rest[end + 1 : end + 2] != ":":
-            raise InvalidArgument(f"bad -p {spec!r}: expected [IPv6]:HOST:CONTAINER")
-        ip, rest = rest[1:end], rest[end + 2 :]
-        parts = rest.split(":")
-        if len(parts) != 2:
-            raise InvalidArgument(f"bad -p {spec!r}: expected [IPv6]:HOST:CONTAINER")
-    else:
-        parts = rest.split(":")
-        if len(parts) == 3:
-            ip = parts.pop(0)
-        elif len(parts) > 3:
-            raise InvalidArgument(f"bad -p {spec!r}: expected [IP:][HOST:]CONTAINER[/PROTO]")
-    if not parts[-1]:
-        raise InvalidArgument(f"bad -p {spec!r}: no container port")
-    container = _port_range(parts[-1], "container", spec)
-    host_text = parts[0] if len(parts) == 2 else ""
-    host = _port_range(host_text, "host", spec) if host_text else [0] * len(container)
-    if len(host) == 1 and len(container) > 1 and host_text:
-        raise InvalidArgument(f"bad -p {spec!r}: a port range needs a host range of the same length")
-    if len(host) != len(container):
-        raise InvalidArgument(f"bad -p {spec!r}: host and container ranges differ in length")
-    return [Port(ip, h, c, proto) for h, c in zip(host, container, strict=True)]
-
-
-def parse_volume(spec: str, cwd: str | None = None) -> Volume:
-    """``-v``: /host:/ctr[:ro|rw], ./rel:/ctr, name:/ctr (a named volume) or /ctr (anonymous)."""
-    from dockyard.core.errors import InvalidArgument
-
-    parts = spec.split(":")
-    if not spec or "" in parts[:2] or (len(parts) == 3 and not parts[2]):
-        raise InvalidArgument(f"bad -v {spec!r}: empty section between colons")
-    if len(parts) == 1:
-        source, target, opts = "", parts[0], ""
-    elif len(parts) == 2 and parts[0].startswith("/") and not parts[1].startswith("/"):
-        source, target, opts = "", parts[0], parts[1]  # volumes: "/ctr:ro", an anonymous volume
-    elif len(parts) == 2:
-        source, target, opts = parts[0], parts[1], ""
-    elif len(parts) == 3:
-        source, target, opts = parts
-    else:
-        raise InvalidArgument(f"bad -v {spec!r}: expected SRC:DST[:OPTIONS]")
-    if not target.startswith("/"):
-        raise InvalidArgument(f"bad -v {spec!r}: the container path {target!r} must be absolute")
-    read_only = no_copy = False
-    for opt in filter(None, opts.split(",")):
-        if opt == "ro":
-            read_only = True
-        elif opt == "nocopy" and not source.startswith((".", "/", "~")):  # volumes only
-            no_copy = True
-        elif opt not in ("rw", "z", "Z"):
-            raise InvalidArgument(f"bad -v {spec!r}: unknown option {opt!r} (ro, rw, nocopy for a volume)")
-    if not source:
-        return Volume("", target, read_only, "volume", no_copy)
-    if source.startswith((".", "/", "~")):
-        path = os.path.expanduser(source)
-        return Volume(os.path.normpath(os.path.join(cwd or os.getcwd(), path)), target, read_only, "bind")
-    return Volume(source, target, read_only, "volume", no_copy)
 
 
 def build_spec(args: argparse.Namespace) -> Any:

@@ -35,17 +35,6 @@ def terminal_size() -> tuple[int, int]:
     return 0, 0
 
 
-def exit_code_for_start_error(message: str) -> int:
-    """docker run's exit status when the container could not be started: 127 when the command is
-    not found, 126 when it cannot be executed, 125 for every other failure of the platform."""
-    text = message.lower()
-    if "executable file not found" in text or "no such file or directory" in text:
-        return 127
-    if "permission denied" in text:
-        return 126
-    return 125
-
-
 class Session:
     """One attached stream. ``message`` builds a request from (field, value) of the oneof."""
 

@@ -2,23 +2,40 @@
 
 The core raises these and nothing transport-shaped. Each boundary maps them once:
 ``dockyard.adapters.grpc.errors`` to gRPC status codes, the registry's HTTP layer to OCI
-error codes, the CLI to one readable line. ``code`` is the stable, machine-readable name.
+error codes, the CLI to one readable line. ``code`` is the stable, machine-readable name of
+the kind; ``reason`` (one of :class:`Reason`, or "") says which case of it, so that a caller
+deciding what to do next — pull the missing image, exit 127 — never matches message text.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Reason(StrEnum):
+    """Why, where a caller acts on it; travels beside the message (gRPC: ``REASON_KEY``)."""
+
+    NO_SUCH_IMAGE = "NO_SUCH_IMAGE"
+    NO_SUCH_CONTAINER = "NO_SUCH_CONTAINER"
+    COMMAND_NOT_FOUND = "COMMAND_NOT_FOUND"  # docker run's 127
+    COMMAND_NOT_EXECUTABLE = "COMMAND_NOT_EXECUTABLE"  # docker run's 126
+    PORT_TAKEN = "PORT_TAKEN"
 
 
 class DockyardError(Exception):
     """Base of every error the core raises on purpose.
 
-    ``message`` is safe to show a user; ``detail`` carries structured context (ids, digests).
+    ``message`` is safe to show a user; ``reason`` (a :class:`Reason` value, or "") is the case a
+    caller may act on; ``detail`` carries structured context (ids, digests).
     """
 
     code = "UNKNOWN"
 
-    def __init__(self, message: str, **detail: object) -> None:
+    def __init__(self, message: str, *, reason: str = "", **detail: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
         self.detail = detail
 
     def __str__(self) -> str:

@@ -2,6 +2,7 @@
 
 Servers get it through ``ErrorInterceptor`` (a handler just raises ``NotFound``); clients turn a
 failed call back into the same typed error with ``to_native`` so "local and remote look the same".
+An error's ``reason`` travels in the trailing metadata under ``REASON_KEY``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _FROM_GRPC[grpc.StatusCode.DEADLINE_EXCEEDED] = errors.Unavailable
 
 log = structlog.get_logger(__name__)
 
+REASON_KEY = "dockyard-reason"
+
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client should see for ``exc``.
@@ -46,11 +49,26 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, "internal error; see the service log"
 
 
+def reason_metadata(exc: BaseException) -> tuple[tuple[str, str], ...]:
+    """The trailing metadata that carries ``exc``'s reason (none without one)."""
+    reason = getattr(exc, "reason", "")
+    return ((REASON_KEY, reason),) if isinstance(exc, errors.DockyardError) and reason else ()
+
+
+def reason_of(exc: grpc.RpcError) -> str:
+    """The reason a failed call's trailing metadata carries, or ""."""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == REASON_KEY:
+            return value if isinstance(value, str) else value.decode()
+    return ""
+
+
 def to_native(exc: grpc.RpcError) -> errors.DockyardError:
-    """Turn a failed call into the core's typed error, keeping the server's message."""
+    """Turn a failed call into the core's typed error, keeping the server's message and reason."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
     cls = _FROM_GRPC.get(code, errors.Internal)
     if code == grpc.StatusCode.UNAVAILABLE:
         details = f"service unavailable: {details}"
-    return cls(details or code.name.lower())
+    return cls(details or code.name.lower(), reason=reason_of(exc))

@@ -32,7 +32,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from dockyard.adapters.grpc.errors import to_status
+from dockyard.adapters.grpc.errors import reason_metadata, to_status
 from dockyard.core.errors import DockyardError, InvalidArgument
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception)
         log.info("rpc failed", method=method, code=code.name, error=message)
     else:
         log.exception("rpc crashed", method=method)
-    await context.abort(code, message)
+    await context.abort(code, message, trailing_metadata=reason_metadata(exc))
 
 
 def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:

@@ -539,7 +539,7 @@ class _Build:
             # the same kind of error (UNAVAILABLE stays retryable); the client adds its own prefix
             cause = exc.message.removeprefix("service unavailable: ")
             await self.report(Progress("error", title, index, total, error=cause))
-            raise type(exc)(f"{made}, but {title} failed: {cause}", **exc.detail) from None
+            raise type(exc)(f"{made}, but {title} failed: {cause}", reason=exc.reason, **exc.detail) from None
         await self.report(Progress("done", title, index, total, seconds=time.monotonic() - t0))
 
     def _title(self, st: PlannedStage, multi: bool, n: int, text: str) -> str:

@@ -135,7 +135,7 @@ class ForwardingHandler(grpc.GenericRpcHandler):
             up = channel.get_state() == grpc.ChannelConnectivity.READY
             if exc.code() == grpc.StatusCode.UNAVAILABLE and not up:
                 details = f"{name} unreachable at {self._backend.address}: {details}"
-            await context.abort(exc.code(), details)
+            await context.abort(exc.code(), details, trailing_metadata=tuple(exc.trailing_metadata() or ()))
 
         if not client_streaming and not server_streaming:
 

@@ -7,6 +7,8 @@ one table (``dockyard.registry.http.OCI_STATUS``); ``oci_code`` is the spec's co
 
 from __future__ import annotations
 
+from typing import Any
+
 from dockyard.core import errors as core
 
 
@@ -27,7 +29,7 @@ class RangeInvalid(core.OutOfRange):
 
     oci_code = "BLOB_UPLOAD_INVALID"
 
-    def __init__(self, message: str, *, offset: int, **detail: object) -> None:
+    def __init__(self, message: str, *, offset: int, **detail: Any) -> None:
         super().__init__(message, offset=offset, **detail)
         self.offset = offset
 
@@ -95,7 +97,7 @@ class AuthenticationRequired(core.Unauthenticated):
 
     oci_code = "UNAUTHORIZED"
 
-    def __init__(self, message: str, *, challenge: str, **detail: object) -> None:
+    def __init__(self, message: str, *, challenge: str, **detail: Any) -> None:
         super().__init__(message, **detail)
         self.challenge = challenge
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import structlog
 
-from dockyard.core.errors import FailedPrecondition, Unavailable
+from dockyard.core.errors import FailedPrecondition, Reason, Unavailable
 from dockyard.core.tools import find_tool
 
 log = structlog.get_logger(__name__)
@@ -180,7 +180,7 @@ class Monitor:
         pid = message.get("data", -1)
         if not isinstance(pid, int) or pid <= 0:
             os.close(sync_r)
-            raise FailedPrecondition(_runtime_error(str(message.get("message", ""))))
+            raise start_failure(_runtime_error(str(message.get("message", ""))))
         return pid, sync_r
 
     async def start(self, cid: str, pid: int) -> None:
@@ -334,6 +334,17 @@ def _release_exec_fifo(fifo: Path, pid: int) -> bool:
         raise FailedPrecondition("the container's init is gone before it could start")
     fifo.unlink()
     return True
+
+
+def start_failure(why: str) -> FailedPrecondition:
+    """The error of a process runc could not start, with docker's reason when its command is
+    missing (exit 127) or cannot be executed (126)."""
+    text = why.lower()
+    if "executable file not found" in text or "no such file or directory" in text:
+        return FailedPrecondition(why, reason=Reason.COMMAND_NOT_FOUND)
+    if "permission denied" in text:
+        return FailedPrecondition(why, reason=Reason.COMMAND_NOT_EXECUTABLE)
+    return FailedPrecondition(why)
 
 
 def _runtime_error(text: str) -> str:

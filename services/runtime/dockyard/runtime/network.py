@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard.core.errors import FailedPrecondition, InvalidArgument, Unavailable
+from dockyard.core.errors import FailedPrecondition, InvalidArgument, Reason, Unavailable
 from dockyard.core.tools import find_tool
 from dockyard.runtime import outliving
 
@@ -120,7 +120,9 @@ class Slirp:
         if "error" in reply:
             desc = reply["error"].get("desc", reply["error"])
             if "bind" in str(desc) or "in use" in str(desc):
-                raise InvalidArgument(f"cannot publish {port}: host port {port.host_port} is taken")
+                raise InvalidArgument(
+                    f"cannot publish {port}: host port {port.host_port} is taken", reason=Reason.PORT_TAKEN
+                )
             raise FailedPrecondition(f"cannot publish {port}: {desc}")
 
     @staticmethod

@@ -54,7 +54,7 @@ from typing import IO, Any
 
 import structlog
 
-from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.fsutil import fsync_dir
 from dockyard.runtime.images import reference as refs
@@ -630,7 +630,7 @@ class ImageStore:
                 return matches[0], None
         elif parsed is None and not ref.startswith("sha256:"):
             refs.parse(ref)  # raises the reason it is not a reference
-        raise NotFound(f"no such image: {ref}", reference=ref)
+        raise NotFound(f"no such image: {ref}", reason=Reason.NO_SUCH_IMAGE, reference=ref)
 
     def config(self, record: ImageRecord) -> dict[str, Any]:
         """The image's OCI config document."""

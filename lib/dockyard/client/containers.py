@@ -1,0 +1,137 @@
+"""``client.containers``: docker's container verbs, with docker's client-side semantics.
+
+``create`` pulls a missing image first when the options' ``pull`` policy says so and the image's
+name says which registry holds it (docker's ``--pull missing``); ``run`` attaches before it starts
+the container, so no output is lost, and waits for its exit code. Whether the image was missing
+is the error's reason, never its text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dockyard.api.containers.v1 import containers_pb2 as pb
+from dockyard.api.containers.v1 import containers_pb2_grpc
+from dockyard.client.calls import Stream, unary
+from dockyard.client.images import Images
+from dockyard.client.types import ContainerInfo, LogLine, PullPolicy, PullProgress, RunOptions, RunResult
+from dockyard.core.errors import NotFound, Reason
+from dockyard.core.names import names_registry
+
+Writer = Callable[[bytes], object]
+
+
+class Containers:
+    def __init__(self, channel: Any, images: Images) -> None:
+        self._stub = containers_pb2_grpc.ContainersStub(channel)
+        self._images = images
+
+    def create(
+        self, options: RunOptions, *, on_pull: Callable[[PullProgress], None] | None = None
+    ) -> ContainerInfo:
+        """A new container, not started (``docker create``)."""
+        return self.create_from_spec(options.to_pb(), pull=options.pull, on_pull=on_pull)
+
+    def create_from_spec(
+        self,
+        spec: Any,
+        *,
+        pull: PullPolicy = "missing",
+        on_pull: Callable[[PullProgress], None] | None = None,
+    ) -> ContainerInfo:
+        """``create`` for a caller that built the wire ContainerSpec itself (the CLI, whose flags
+        reach beyond :class:`RunOptions`)."""
+        request = pb.CreateContainerRequest(spec=spec)
+        if pull == "always":
+            self._images.pull(spec.image, on_progress=on_pull)
+        try:
+            return ContainerInfo.from_pb(unary(self._stub.Create, request))
+        except NotFound as exc:
+            missing = exc.reason == Reason.NO_SUCH_IMAGE
+            if not (missing and pull == "missing" and names_registry(spec.image)):
+                raise
+        self._images.pull(spec.image, on_progress=on_pull)
+        return ContainerInfo.from_pb(unary(self._stub.Create, request))
+
+    def start(self, container: str) -> ContainerInfo:
+        return ContainerInfo.from_pb(unary(self._stub.Start, pb.StartContainerRequest(id=container)))
+
+    def run(
+        self,
+        options: RunOptions,
+        *,
+        detach: bool = False,
+        stdout: Writer | None = None,
+        stderr: Writer | None = None,
+        on_pull: Callable[[PullProgress], None] | None = None,
+    ) -> RunResult:
+        """``docker run``: create, attach, start, wait. Output goes to ``stdout``/``stderr`` as it
+        comes, or is collected into the result. Detached: started, and returned at once."""
+        created = self.create(options, on_pull=on_pull)
+        if detach:
+            self.start(created.id)
+            return RunResult(created.id, None)
+        out, err = bytearray(), bytearray()
+        code = self.attach(created.id, start=True, stdout=stdout or out.extend, stderr=stderr or err.extend)
+        return RunResult(created.id, code, bytes(out), bytes(err))
+
+    def attach(
+        self,
+        container: str,
+        *,
+        start: bool = False,
+        stdout: Writer | None = None,
+        stderr: Writer | None = None,
+    ) -> int:
+        """Follow a container's output until it exits (starting it first when ``start``, after the
+        attach is in place); its exit code."""
+        first = pb.AttachInput(start=pb.AttachStart(container_id=container, start=start, wait=True))
+        code = -1
+        for message in Stream(self._stub.Attach(iter([first])), lambda m: m):
+            kind = message.WhichOneof("output")
+            if kind == "stdout" and stdout is not None:
+                stdout(message.stdout)
+            elif kind == "stderr" and stderr is not None:
+                stderr(message.stderr)
+            elif kind == "exit_code":
+                code = message.exit_code
+        return code
+
+    def wait(self, container: str) -> int:
+        """Block until the container exits; its exit code."""
+        return int(unary(self._stub.Wait, pb.WaitContainerRequest(id=container)).exit_code)
+
+    def stop(self, container: str, timeout: int | None = None) -> ContainerInfo:
+        request = pb.StopContainerRequest(id=container)
+        if timeout is not None:
+            request.timeout_seconds = timeout
+        return ContainerInfo.from_pb(unary(self._stub.Stop, request))
+
+    def kill(self, container: str, signal: str = "KILL") -> None:
+        unary(self._stub.Kill, pb.KillContainerRequest(id=container, signal=signal))
+
+    def remove(self, container: str, *, force: bool = False, volumes: bool = False) -> None:
+        unary(self._stub.Remove, pb.RemoveContainerRequest(id=container, force=force, volumes=volumes))
+
+    def get(self, container: str) -> ContainerInfo:
+        """One container by id, id prefix or name (NotFound, reason NO_SUCH_CONTAINER, if none)."""
+        return ContainerInfo.from_pb(unary(self._stub.Inspect, pb.InspectContainerRequest(id=container)))
+
+    def list(self, *, all: bool = False, filters: tuple[str, ...] = ()) -> list[ContainerInfo]:
+        """Running containers (every one with ``all``); ``filters`` as ``ps --filter``."""
+        found: list[ContainerInfo] = []
+        token = ""
+        while True:
+            page = unary(
+                self._stub.List, pb.ListContainersRequest(all=all, filters=filters, page_token=token)
+            )
+            found += [ContainerInfo.from_pb(c) for c in page.containers]
+            if not (token := page.next_page_token):
+                return found
+
+    def logs(self, container: str, *, follow: bool = False, tail: int = 0) -> Stream[LogLine]:
+        """The container's output, from its log; ``follow`` keeps it open until the container ends
+        (or the stream is cancelled)."""
+        request = pb.LogsRequest(id=container, follow=follow, tail=tail)
+        return Stream(self._stub.Logs(request), LogLine.from_pb)

@@ -1,0 +1,270 @@
+"""What the client library takes and gives: plain dataclasses, never argparse or protobuf.
+
+Each result type has a ``from_pb`` that reads the wire message once; options have ``to_pb``.
+Times are timezone-aware datetimes (None when the platform has none yet).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from dockyard.client.grammar import Mount, Port, Volume, parse_mount, parse_publish, parse_volume
+
+PullPolicy = Literal["missing", "always", "never"]
+
+_STATES = {0: "unknown", 1: "created", 2: "running", 3: "paused", 4: "exited", 5: "dead"}
+
+
+def _time(ts: Any) -> datetime | None:
+    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """A container to create (``docker run``'s common flags). ``ports``, ``volumes`` and ``mounts``
+    take typed values or docker's strings (``"8080:80"``, ``"data:/data:ro"``,
+    ``"type=tmpfs,target=/run"``), parsed once by :mod:`dockyard.client.grammar`. ``pull`` is
+    docker's ``--pull``: a missing image is pulled when its name says which registry holds it."""
+
+    image: str
+    command: Sequence[str] = ()
+    name: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ports: Sequence[Port | str] = ()
+    volumes: Sequence[Volume | str] = ()
+    mounts: Sequence[Mount | str] = ()
+    entrypoint: Sequence[str] | None = None
+    workdir: str = ""
+    user: str = ""
+    network: str = ""
+    hostname: str = ""
+    tty: bool = False
+    read_only: bool = False
+    auto_remove: bool = False
+    pull: PullPolicy = "missing"
+
+    def to_pb(self) -> Any:
+        """The ContainerSpec this stands for (InvalidArgument for a bad port, volume or mount)."""
+        from dockyard.api.containers.v1 import containers_pb2 as pb
+
+        spec = pb.ContainerSpec(
+            image=self.image,
+            name=self.name,
+            command=list(self.command),
+            env=[f"{k}={v}" for k, v in self.env.items()],
+            labels=dict(self.labels),
+            workdir=self.workdir,
+            user=self.user,
+            network=self.network,
+            hostname=self.hostname,
+            tty=self.tty,
+            read_only=self.read_only,
+            auto_remove=self.auto_remove,
+        )
+        if self.entrypoint is not None:
+            spec.entrypoint.extend(self.entrypoint)
+        for item in self.ports:
+            for p in parse_publish(item) if isinstance(item, str) else [item]:
+                spec.ports.add(
+                    host_ip=p.host_ip,
+                    host_port=p.host_port,
+                    container_port=p.container_port,
+                    protocol=p.protocol,
+                )
+        for volume in self.volumes:
+            v = parse_volume(volume) if isinstance(volume, str) else volume
+            spec.mounts.add(
+                source=v.source, target=v.target, read_only=v.read_only, type=v.type, no_copy=v.no_copy
+            )
+        for mount in self.mounts:
+            m = parse_mount(mount) if isinstance(mount, str) else mount
+            spec.mounts.add(
+                type=m.type,
+                source=m.source,
+                target=m.target,
+                read_only=m.read_only,
+                no_copy=m.no_copy,
+                tmpfs_size=m.tmpfs_size,
+                tmpfs_mode=m.tmpfs_mode,
+            )
+        return spec
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str
+    image_id: str
+    state: str  # created, running, paused, exited, dead
+    exit_code: int
+    pid: int
+    command: tuple[str, ...]
+    ports: tuple[Port, ...]
+    labels: Mapping[str, str]
+    created: datetime | None
+    started: datetime | None
+    finished: datetime | None
+    error: str = ""
+    oom_killed: bool = False
+
+    @classmethod
+    def from_pb(cls, c: Any) -> ContainerInfo:
+        return cls(
+            id=c.id,
+            name=c.name,
+            image=c.image,
+            image_id=c.image_id,
+            state=_STATES.get(c.state, "unknown"),
+            exit_code=c.exit_code,
+            pid=c.pid,
+            command=tuple(c.command),
+            ports=tuple(Port(p.host_ip, p.host_port, p.container_port, p.protocol) for p in c.ports),
+            labels=dict(c.spec.labels),
+            created=_time(c.created),
+            started=_time(c.started),
+            finished=_time(c.finished),
+            error=c.error,
+            oom_killed=c.oom_killed,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What ``containers.run`` ended with: the exit code (None when detached) and, when no writer
+    was given for it, the output collected."""
+
+    id: str
+    exit_code: int | None
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+    time: datetime | None
+
+    @classmethod
+    def from_pb(cls, e: Any) -> LogLine:
+        return cls("stderr" if e.stream == 2 else "stdout", e.data, _time(e.time))
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    digests: tuple[str, ...]
+    size: int
+    created: datetime | None
+    labels: Mapping[str, str]
+    config: Mapping[str, Any]  # the image's OCI config document
+
+    @classmethod
+    def from_pb(cls, i: Any) -> ImageInfo:
+        return cls(
+            id=i.id,
+            tags=tuple(i.repo_tags),
+            digests=tuple(i.repo_digests),
+            size=i.size,
+            created=_time(i.created),
+            labels=dict(i.labels),
+            config=json.loads(i.config) if i.config else {},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PullProgress:
+    """One step of a pull: ``id`` is what moves (a layer digest), ``current``/``total`` bytes."""
+
+    id: str
+    status: str
+    current: int
+    total: int
+
+    @classmethod
+    def from_pb(cls, p: Any) -> PullProgress:
+        return cls(p.id, p.status, p.current, p.total)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    """``docker build``'s common flags; ``dockerfile`` is relative to ``context`` unless absolute."""
+
+    context: Path | str
+    tags: Sequence[str] = ()
+    dockerfile: str = "Dockerfile"
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    pull: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BuildProgress:
+    """One progress message of a build: a step's status, a line of its output, or the end."""
+
+    step: str
+    status: str
+    log: bytes
+    image_id: str
+    error: str
+
+    @classmethod
+    def from_pb(cls, e: Any) -> BuildProgress:
+        return cls(e.step, e.status, e.log, e.image_id, e.error)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A platform event (a CloudEvent): ``type`` is e.g. ``dockyard.container.start``."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime | None
+    data: Mapping[str, Any]
+    sequence: int
+
+    @classmethod
+    def from_pb(cls, e: Any) -> Event:
+        data = json.loads(e.data_json) if e.data_json else {}
+        return cls(e.id, e.type, e.source, e.subject, _time(e.time), data, e.sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkInfo:
+    id: str
+    name: str
+    driver: str
+    subnet: str
+    gateway: str
+    labels: Mapping[str, str]
+    builtin: bool
+
+    @classmethod
+    def from_pb(cls, n: Any) -> NetworkInfo:
+        return cls(n.id, n.name, n.driver, n.subnet, n.gateway, dict(n.labels), n.builtin)
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeInfo:
+    name: str
+    driver: str
+    mountpoint: str
+    labels: Mapping[str, str]
+    anonymous: bool
+    used_by: tuple[str, ...]
+
+    @classmethod
+    def from_pb(cls, v: Any) -> VolumeInfo:
+        return cls(v.name, v.driver, v.mountpoint, dict(v.labels), v.anonymous, tuple(v.used_by))
