@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from dockyard.adapters.grpc.convert import timestamp
+from dockyard.adapters.grpc.errors import to_native
 from dockyard.adapters.host import HostConfig, ServiceHost
 from dockyard.adapters.nats.bus import StreamSettings
 from dockyard.adapters.nats.server import NatsServer, free_port
@@ -21,7 +22,6 @@ from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
 from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
 from dockyard.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
-from dockyard.adapters.grpc.errors import to_native
 from dockyard.core.errors import FailedPrecondition, NotFound, Reason, Unavailable
 from dockyard.core.events import Subject, new_event
 from dockyard.core.service import ServiceInfo, ServiceState

@@ -13,23 +13,63 @@
 125/126/127 for one.
 """
 
-from dockyard.client.calls import Stream, exit_code
-from dockyard.client.client import AsyncClient, AsyncStream, Client
-from dockyard.client.connection import client_tls
-from dockyard.client.grammar import Mount, Port, Volume, parse_mount, parse_publish, parse_volume
-from dockyard.client.types import (
-    BuildOptions,
-    BuildProgress,
-    ContainerInfo,
-    Event,
-    ImageInfo,
-    LogLine,
-    NetworkInfo,
-    PullProgress,
-    RunOptions,
-    RunResult,
-    VolumeInfo,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what a type checker sees; at run time, _HOMES below
+    from dockyard.client.calls import Stream, exit_code
+    from dockyard.client.client import AsyncClient, AsyncStream, Client
+    from dockyard.client.connection import client_tls
+    from dockyard.client.grammar import Mount, Port, Volume, parse_mount, parse_publish, parse_volume
+    from dockyard.client.types import (
+        BuildOptions,
+        BuildProgress,
+        ContainerInfo,
+        Event,
+        ImageInfo,
+        LogLine,
+        NetworkInfo,
+        PullProgress,
+        RunOptions,
+        RunResult,
+        VolumeInfo,
+    )
+
+# Where each public name lives. Imported on first use, so that the CLI can load the grammar or
+# the connection without gRPC (its --help stays fast).
+_HOMES = {
+    "Stream": "calls",
+    "exit_code": "calls",
+    "AsyncClient": "client",
+    "AsyncStream": "client",
+    "Client": "client",
+    "client_tls": "connection",
+    **dict.fromkeys(("Mount", "Port", "Volume", "parse_mount", "parse_publish", "parse_volume"), "grammar"),
+    **dict.fromkeys(
+        (
+            "BuildOptions",
+            "BuildProgress",
+            "ContainerInfo",
+            "Event",
+            "ImageInfo",
+            "LogLine",
+            "NetworkInfo",
+            "PullProgress",
+            "RunOptions",
+            "RunResult",
+            "VolumeInfo",
+        ),
+        "types",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'dockyard.client' has no attribute {name!r}")
+    return getattr(import_module(f"dockyard.client.{home}"), name)
+
 
 __all__ = [
     "AsyncClient",
