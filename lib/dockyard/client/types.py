@@ -225,7 +225,7 @@ class BuildProgress:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A platform event (a CloudEvent): ``type`` is e.g. ``dockyard.container.start``."""
+    """A platform event (a CloudEvent): ``type`` is e.g. ``io.dockyard.container.started``."""
 
     id: str
     type: str
