@@ -67,11 +67,17 @@ def test_an_event_nats_cannot_take_is_set_aside_and_the_runtime_events_flow(plat
     import time
     from datetime import UTC, datetime
 
+    from dockyard.core.eventdata import ContainerCreated
     from dockyard.core.events import Subject, new_event
 
     since = datetime.now(UTC).isoformat()
     outbox = platform.state_dir / "runtime" / "outbox"
-    stuck = new_event(Subject.CONTAINER_CREATED, "/dockyard/runtime/e2e", "stuck", {"name": "n" * (2 << 20)})
+    stuck = new_event(
+        Subject.CONTAINER_CREATED,
+        "/dockyard/runtime/e2e",
+        "stuck",
+        ContainerCreated("stuck", "n" * (2 << 20), "img"),
+    )
     name = f"{0:020d}-{0:08d}-{stuck.id}.json"  # sorts first: the head of the queue
     (outbox / "tmp" / name).write_bytes(stuck.to_json())
     os.chmod(outbox / "tmp" / name, 0o644)

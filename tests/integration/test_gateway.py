@@ -23,6 +23,7 @@ from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
 from dockyard.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
 from dockyard.core.errors import FailedPrecondition, NotFound, Reason, Unavailable
+from dockyard.core.eventdata import ManifestDeleted, TagChanged
 from dockyard.core.events import Subject, new_event
 from dockyard.core.service import ServiceInfo, ServiceState
 from dockyard.gateway.app import GatewayConfig, build
@@ -188,9 +189,29 @@ async def test_unavailable_names_the_backend_only_when_the_backend_is_what_is_do
 async def test_events_replay_filter_and_resume_by_sequence(rig: Rig) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
     publish = rig.registry.publisher.publish
-    publish(new_event(Subject.REGISTRY_TAG_CHANGED, "/t", "app:1", labels={"team": "a"}))
-    publish(new_event(Subject.REGISTRY_TAG_CHANGED, "/t", "app:2", labels={"team": "b"}))
-    publish(new_event(Subject.REGISTRY_MANIFEST_DELETED, "/t", "app@sha256:00"))
+    publish(
+        new_event(
+            Subject.REGISTRY_TAG_CHANGED,
+            "/t",
+            "app:1",
+            TagChanged("app", "1", "sha256:00", ""),
+            {"team": "a"},
+        )
+    )
+    publish(
+        new_event(
+            Subject.REGISTRY_TAG_CHANGED,
+            "/t",
+            "app:2",
+            TagChanged("app", "2", "sha256:00", ""),
+            {"team": "b"},
+        )
+    )
+    publish(
+        new_event(
+            Subject.REGISTRY_MANIFEST_DELETED, "/t", "app@sha256:00", ManifestDeleted("app", "sha256:00")
+        )
+    )
     assert await rig.registry.drainer.flush(10)
     events = events_pb2_grpc.EventsStub(rig.channel)
 
@@ -216,7 +237,9 @@ async def test_a_live_subscriber_sees_new_events(rig: Rig) -> None:
     events = events_pb2_grpc.EventsStub(rig.channel)
     call = events.Subscribe(events_pb2.SubscribeRequest(filters=["entity=live:1"]), timeout=20)
     await asyncio.sleep(0.5)  # the ordered consumer is created before we publish
-    rig.registry.publisher.publish(new_event(Subject.REGISTRY_TAG_CHANGED, "/t", "live:1"))
+    rig.registry.publisher.publish(
+        new_event(Subject.REGISTRY_TAG_CHANGED, "/t", "live:1", TagChanged("live", "1", "sha256:00", ""))
+    )
     first = await asyncio.wait_for(call.read(), 15)
     assert first.subject == "live:1"
     call.cancel()

@@ -31,6 +31,7 @@ from dockyard.adapters.nats.auth import (
 from dockyard.adapters.nats.bus import OutboxDrainer, StreamSettings, connect, ensure_stream, read_events
 from dockyard.adapters.nats.server import NatsServer
 from dockyard.core.errors import Unavailable
+from dockyard.core.eventdata import ContainerDied, ContainerStarted
 from dockyard.core.events import Subject, new_event
 from dockyard.core.outbox import Outbox, OutboxPublisher
 
@@ -186,7 +187,12 @@ async def test_the_gateway_reads_the_services_events_and_publishes_none(
     try:
         for i in range(5):
             OutboxPublisher(outbox).publish(
-                new_event(Subject.CONTAINER_STARTED, "/dockyard/runtime", f"c{i}")
+                new_event(
+                    Subject.CONTAINER_STARTED,
+                    "/dockyard/runtime",
+                    f"c{i}",
+                    ContainerStarted(f"c{i}", "n", "img", 7),
+                )
             )
         assert await drainer.flush(10)
     finally:
@@ -205,7 +211,10 @@ async def test_the_gateway_reads_the_services_events_and_publishes_none(
         nxt = asyncio.ensure_future(follow.__anext__())
         runtime = await login(stream, "runtime")
         await runtime.nc.jetstream().publish(
-            "dockyard.container.died", new_event(Subject.CONTAINER_DIED, "/dockyard/runtime", "c9").to_json()
+            "dockyard.container.died",
+            new_event(
+                Subject.CONTAINER_DIED, "/dockyard/runtime", "c9", ContainerDied("c9", "n", "img", 0, False)
+            ).to_json(),
         )
         await runtime.nc.close()
         assert (await asyncio.wait_for(nxt, 10)).event.subject == "c9"
@@ -215,7 +224,9 @@ async def test_the_gateway_reads_the_services_events_and_publishes_none(
 
     me = await login(stream, GATEWAY)
     try:
-        forged = new_event(Subject.CONTAINER_STARTED, "/dockyard/runtime", "forged").to_json()
+        forged = new_event(
+            Subject.CONTAINER_STARTED, "/dockyard/runtime", "forged", ContainerStarted("f", "n", "img", 7)
+        ).to_json()
         for subject in ("dockyard.container.started", "dockyard.image.pushed", "dockyard.build.failed"):
             with pytest.raises(asyncio.TimeoutError):
                 await me.nc.jetstream().publish(subject, forged, timeout=DENIED_WAIT)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dockyard.adapters.nats.bus import OutboxDrainer, StreamSettings, connect, read_events
 from dockyard.adapters.nats.server import NatsServer
+from dockyard.core.eventdata import ContainerCreated
 from dockyard.core.events import Subject, new_event
 from dockyard.core.outbox import Outbox, OutboxPublisher
 
@@ -40,11 +41,19 @@ async def test_an_event_over_max_payload_is_dead_lettered_and_the_queue_moves_on
     settings = StreamSettings(name="T_DEAD")
     outbox = Outbox(tmp_path / "outbox")
     publisher = OutboxPublisher(outbox)
-    publisher.publish(new_event(Subject.CONTAINER_CREATED, "/test", "before"))
-    huge = new_event(Subject.CONTAINER_CREATED, "/test", "huge", data={"name": "n" * (2 << 20)})
+    publisher.publish(
+        new_event(Subject.CONTAINER_CREATED, "/test", "before", ContainerCreated("before", "n", "img"))
+    )
+    huge = new_event(
+        Subject.CONTAINER_CREATED, "/test", "huge", ContainerCreated("huge", "n" * (2 << 20), "img")
+    )
     publisher.publish(huge)
     for i in range(3):
-        publisher.publish(new_event(Subject.CONTAINER_CREATED, "/test", f"after-{i}"))
+        publisher.publish(
+            new_event(
+                Subject.CONTAINER_CREATED, "/test", f"after-{i}", ContainerCreated(f"after-{i}", "n", "img")
+            )
+        )
 
     assert await _drain(outbox, nats_server.url, settings), f"{len(outbox)} events stuck behind the big one"
     assert await _subjects(nats_server.url, settings) == ["before", "after-0", "after-1", "after-2"]
@@ -55,7 +64,9 @@ async def test_an_event_over_max_payload_is_dead_lettered_and_the_queue_moves_on
     assert "max_payload" in dead[1].read_text()
 
     # a later drainer (the service restarted) does not pick it up again; new events flow
-    publisher.publish(new_event(Subject.CONTAINER_CREATED, "/test", "later"))
+    publisher.publish(
+        new_event(Subject.CONTAINER_CREATED, "/test", "later", ContainerCreated("later", "n", "img"))
+    )
     assert await _drain(outbox, nats_server.url, settings)
     assert (await _subjects(nats_server.url, settings))[-1] == "later"
     assert outbox.dead_count() == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dockyard.adapters.nats.bus import OutboxDrainer, StreamSettings, connect, read_events
 from dockyard.adapters.nats.server import NatsServer
+from dockyard.core.eventdata import ImageTagged
 from dockyard.core.events import Subject, new_event
 from dockyard.core.outbox import Outbox, OutboxPublisher
 
@@ -32,21 +33,25 @@ async def test_events_emitted_while_nats_is_down_all_arrive_once(
     task = asyncio.create_task(drainer.run())
     try:
         for i in range(10):
-            publisher.publish(new_event(Subject.IMAGE_TAGGED, "/test", f"before-{i}"))
+            publisher.publish(
+                new_event(Subject.IMAGE_TAGGED, "/test", f"before-{i}", ImageTagged(f"before-{i}"))
+            )
         assert await drainer.flush(10), "events did not drain while NATS was up"
 
         nats_server.stop()
         during = [f"during-{i}" for i in range(50)]
         for i, name in enumerate(during):
             # publish() must not block or fail while the bus is down
-            publisher.publish(new_event(Subject.IMAGE_TAGGED, "/test", name))
+            publisher.publish(new_event(Subject.IMAGE_TAGGED, "/test", name, ImageTagged(name)))
             if i % 10 == 0:
                 await asyncio.sleep(OUTAGE_S / 5)
         assert len(outbox) == 50, "events were lost or sent while NATS was down"
 
         nats_server.start()
         for i in range(5):
-            publisher.publish(new_event(Subject.IMAGE_TAGGED, "/test", f"after-{i}"))
+            publisher.publish(
+                new_event(Subject.IMAGE_TAGGED, "/test", f"after-{i}", ImageTagged(f"after-{i}"))
+            )
         assert await drainer.flush(30), f"{len(outbox)} events still pending after NATS came back"
     finally:
         task.cancel()
@@ -62,7 +67,7 @@ async def test_a_resend_after_a_crash_is_deduplicated_by_event_id(
 ) -> None:
     settings = StreamSettings(name="T_DEDUP")
     outbox = Outbox(tmp_path / "outbox")
-    event = new_event(Subject.IMAGE_TAGGED, "/test", "once")
+    event = new_event(Subject.IMAGE_TAGGED, "/test", "once", ImageTagged("once"))
     outbox.append(event)
     # A drainer that published but "crashed" before removing the file: the event is sent twice.
     for _ in range(2):

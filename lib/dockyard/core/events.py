@@ -5,23 +5,30 @@ emitted after the change it describes is durable, and consumers de-duplicate by 
 
 The CloudEvents ``type`` is ``io.dockyard.<area>.<action>`` and the NATS subject is
 ``dockyard.<area>.<action>``; ``subject`` names the entity (a container id, ``repo:tag``...).
+What each subject's ``data`` carries is a payload type in ``eventdata`` (``PAYLOADS``); ``new_event``
+is the one place that checks it, so every emitter speaks the schema consumers read.
 """
 
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from dockyard.core import eventdata as ed
 from dockyard.core.errors import InvalidArgument
 
 SUBJECT_PREFIX = "dockyard"
 TYPE_PREFIX = "io.dockyard"
 STREAM_SUBJECTS = f"{SUBJECT_PREFIX}.>"
+
+P = TypeVar("P", bound=ed.Payload)
 
 
 class Subject(StrEnum):
@@ -156,28 +163,140 @@ class Event:
     def timestamp(self) -> datetime:
         return datetime.fromisoformat(self.time)
 
+    def payload(self, kind: builtins.type[P]) -> P:  # builtins: the field ``type`` shadows it
+        """``data`` as ``kind``, the payload type of this event's subject (``event.payload(ContainerDied)``).
+
+        Raises InvalidArgument when ``kind`` is not this subject's type or a required field is absent.
+        Fields ``kind`` does not know are ignored: an event from a newer emitter still reads.
+        """
+        try:
+            subject = Subject(self.nats_subject)
+        except ValueError:
+            raise InvalidArgument(f"no payload type for {self.type!r}: not a subject we know") from None
+        if PAYLOADS[subject] is not kind:
+            raise InvalidArgument(
+                f"{subject.value} carries {PAYLOADS[subject].__name__}, not {kind.__name__}"
+            )
+        missing = sorted(_required(kind) - self.data.keys())
+        if missing:
+            raise InvalidArgument(f"{subject.value} event {self.id} lacks {', '.join(missing)}")
+        known = {f.name for f in dataclasses.fields(kind)}
+        return kind(**{k: v for k, v in self.data.items() if k in known})
+
+
+# What ``data`` carries for each subject; a test checks that every subject has one.
+PAYLOADS: Mapping[Subject, type[ed.Payload]] = {
+    Subject.REGISTRY_MANIFEST_PUSHED: ed.ManifestPushed,
+    Subject.REGISTRY_MANIFEST_DELETED: ed.ManifestDeleted,
+    Subject.REGISTRY_TAG_CHANGED: ed.TagChanged,
+    Subject.REGISTRY_TAG_DELETED: ed.TagDeleted,
+    Subject.REGISTRY_BLOB_MOUNTED: ed.BlobMounted,
+    Subject.REGISTRY_GC_FINISHED: ed.GcFinished,
+    Subject.IMAGE_PULLED: ed.ImagePulled,
+    Subject.IMAGE_PUSHED: ed.ImagePushed,
+    Subject.IMAGE_IMPORTED: ed.ImageImported,
+    Subject.IMAGE_LOADED: ed.ImageLoaded,
+    Subject.IMAGE_TAGGED: ed.ImageTagged,
+    Subject.IMAGE_UNTAGGED: ed.ImageUntagged,
+    Subject.IMAGE_REMOVED: ed.ImageRemoved,
+    Subject.IMAGE_COMMITTED: ed.ImageCommitted,
+    Subject.CONTAINER_CREATED: ed.ContainerCreated,
+    Subject.CONTAINER_STARTED: ed.ContainerStarted,
+    Subject.CONTAINER_DIED: ed.ContainerDied,
+    Subject.CONTAINER_STOPPED: ed.ContainerStopped,
+    Subject.CONTAINER_KILLED: ed.ContainerKilled,
+    Subject.CONTAINER_PAUSED: ed.ContainerPaused,
+    Subject.CONTAINER_UNPAUSED: ed.ContainerUnpaused,
+    Subject.CONTAINER_RENAMED: ed.ContainerRenamed,
+    Subject.CONTAINER_EXEC: ed.ContainerExec,
+    Subject.CONTAINER_HEALTH_STATUS: ed.ContainerHealthStatus,
+    Subject.CONTAINER_REMOVED: ed.ContainerRemoved,
+    Subject.CONTAINER_UPDATED: ed.ContainerUpdated,
+    Subject.VOLUME_CREATED: ed.VolumeCreated,
+    Subject.VOLUME_REMOVED: ed.VolumeRemoved,
+    Subject.NETWORK_CREATED: ed.NetworkCreated,
+    Subject.NETWORK_REMOVED: ed.NetworkRemoved,
+    Subject.NETWORK_CONNECTED: ed.NetworkConnected,
+    Subject.NETWORK_DISCONNECTED: ed.NetworkDisconnected,
+    Subject.BUILD_STARTED: ed.BuildStarted,
+    Subject.BUILD_STEP: ed.BuildStep,
+    Subject.BUILD_FINISHED: ed.BuildFinished,
+    Subject.BUILD_FAILED: ed.BuildFailed,
+    Subject.SERVICE_STARTED: ed.ServiceStarted,
+    Subject.SERVICE_STOPPING: ed.ServiceStopping,
+}
+
+
+class PayloadMismatch(TypeError):
+    """An emitter built data that is not its subject's payload type: a bug in the emitter, not bad input."""
+
 
 def new_event(
     subject: Subject,
     source: str,
     entity: str,
-    data: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | ed.Payload | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> Event:
-    """Build an event of a known subject about ``entity``."""
+    """Build an event of a known subject about ``entity``.
+
+    ``data`` is the subject's payload type (``PAYLOADS``), or a mapping with exactly its fields:
+    raises PayloadMismatch for an unknown field or a missing required one.
+    """
     return Event(
         type=subject.cloudevent_type,
         source=source,
         subject=entity,
-        data=dict(data or {}),
+        data=checked_data(subject, data),
         labels=dict(labels or {}),
     )
+
+
+def checked_data(subject: Subject, data: Mapping[str, Any] | ed.Payload | None) -> dict[str, Any]:
+    """``data`` as the JSON object an event of ``subject`` carries, checked against its payload type."""
+    kind = PAYLOADS[subject]
+    if isinstance(data, ed.Payload):
+        if type(data) is not kind:
+            raise PayloadMismatch(f"{subject.value} carries {kind.__name__}, not {type(data).__name__}")
+        return dataclasses.asdict(data)
+    doc = dict(data or {})
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(doc.keys() - known)
+    missing = sorted(_required(kind) - doc.keys())
+    if unknown or missing:
+        wrong = [f"unknown field(s) {', '.join(unknown)}" if unknown else "",
+                 f"missing required field(s) {', '.join(missing)}" if missing else ""]  # fmt: skip
+        raise PayloadMismatch(
+            f"{subject.value} data does not match {kind.__name__}: {'; '.join(filter(None, wrong))}"
+        )
+    return doc
+
+
+def _required(kind: type[ed.Payload]) -> set[str]:
+    return {
+        f.name
+        for f in dataclasses.fields(kind)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
 
 
 class Publisher(Protocol):
     """Where a service hands its events. Must not block on, or fail because of, the bus."""
 
     def publish(self, event: Event) -> None: ...
+
+
+class Subscriber(Protocol):
+    """Where automation reads events: those ``want`` matches, in the order they were published.
+
+    From ``since`` on when given, else only events published after the call; with ``follow`` it
+    waits for more until the caller stops iterating, else it ends after the last stored one.
+    Delivery is at least once: de-duplicate by ``Event.id``. Read data with ``Event.payload``.
+    """
+
+    def subscribe(
+        self, want: EventFilter, *, since: datetime | None = None, follow: bool = True
+    ) -> AsyncIterator[Event]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@
   outbox's dead-letter directory, logged and counted, instead of blocking the queue.
 - ``read_events``: an ordered, ephemeral consumer that replays from a time or sequence and
   optionally follows; the gateway's ``Events.Subscribe`` is built on it.
+- ``JetStreamSubscriber``: the core ``Subscriber`` role over ``read_events``, for automation
+  that wants events by filter and does not care about stream sequences.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from dockyard.adapters.nats.auth import NatsCredentials
 from dockyard.core import retry
 from dockyard.core.errors import Unavailable
-from dockyard.core.events import STREAM_SUBJECTS, Event
+from dockyard.core.events import STREAM_SUBJECTS, Event, EventFilter
 from dockyard.core.outbox import Outbox, PendingEvent
 
 log = structlog.get_logger(__name__)
@@ -328,3 +330,19 @@ async def read_events(
     finally:
         with contextlib.suppress(Exception):  # on a dead connection there is nothing to undo
             await sub.unsubscribe()
+
+
+class JetStreamSubscriber:
+    """``events.Subscriber`` over the stream on an open connection (the caller owns ``nc``)."""
+
+    def __init__(self, nc: NATS, settings: StreamSettings) -> None:
+        self.nc = nc
+        self.settings = settings
+
+    async def subscribe(
+        self, want: EventFilter, *, since: datetime | None = None, follow: bool = True
+    ) -> AsyncIterator[Event]:
+        # The filter runs here, not as a NATS subject filter: labels and entities are not in the subject.
+        async for stored in read_events(self.nc, self.settings, since=since, follow=follow):
+            if want.matches(stored.event):
+                yield stored.event

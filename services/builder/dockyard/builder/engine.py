@@ -1,27 +1,17 @@
 """The build engine: a planned Dockerfile executed step by step against a runtime node.
 
 The engine holds no images. The state of a stage after each step is an image in the runtime's
-store (``Runtime``, a narrow role interface; ``remote.py`` implements it over gRPC), so:
+store (``Runtime``, a narrow role interface in ``node.py``; ``remote.py`` implements it over gRPC).
+The engine plans the Dockerfile, runs the stages (FROM an image: Inspect; FROM scratch: nothing
+yet; FROM a stage: that stage's result) and hands each step to the module of its instruction
+family, as BuildKit's dockerfile2llb has a ``dispatch*`` per instruction:
 
-- FROM an image: Inspect; FROM scratch: nothing yet; FROM a stage: that stage's result.
-- metadata (ENV LABEL CMD …): the new config section (``imageconfig.apply``) → ``configure``,
-  a new image whose history gains an ``empty_layer`` entry; ARG leaves no history (BuildKit).
-- COPY/ADD from the context: a reproducible layer tar (``layers.py``) → ``add_layer``;
-  ``COPY --from``: the stage's files fetched through a created (never started) container (a
-  wildcard fetches the dir above it and picks the matches); ADD extracts a context file that is
-  a tar (by its bytes) and downloads a URL (``download.py``) into the build's scratch dir;
-  ``--chown`` names are looked up in the destination image's ``/etc/passwd`` and ``/etc/group``
-  (fetched the same way), only when the step is not cached. ``--link`` is accepted and does
-  what COPY does: a COPY layer is already made from its sources alone (the parent is only asked
-  for the dirs on the way to the destination); the key keeps the parent, so a changed base
-  re-makes the step — cheap, it runs nothing.
-- RUN: a container of the current image (argv through the SHELL, the step's environment, the
-  image's WorkingDir and User, ``--network``), attached (output streamed as progress), its
-  writable layer committed with docker's ``RUN …`` history line, then removed.
-- WORKDIR sets the config and, as BuildKit does, makes the directory when the image lacks it
-  (``mkdir -p``, 0755, owned by the USER): a layer then, an ``empty_layer`` entry otherwise.
+- ``steps/metadata.py``: ENV LABEL CMD … (a new config, an ``empty_layer`` history entry) and
+  WORKDIR (the config, and the directory made when the image lacks it);
+- ``steps/copy.py``: COPY/ADD from the context or a URL, and ``COPY --from``;
+- ``steps/run.py``: RUN, as a container of the current image whose writable layer is committed.
 
-**Cache.** Before doing a step the engine computes its key (``cache.py``): parent image id +
+**Cache.** Before doing a step its module computes its key (``cache.py``): parent image id +
 the step's history line + what it reads (the COPY tar's digest, computed in a hash-only pass;
 the --from image id; an ADD'ed URL's bytes, or its ``--checksum`` so that a hit downloads
 nothing; a RUN's environment, user, workdir and network) + the epoch. A hit whose
@@ -50,22 +40,15 @@ Stages of one plan level are built concurrently; within a stage, steps are seque
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import io
-import json
-import os
-import posixpath
 import shutil
-import stat
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
 
 import structlog
 
@@ -82,142 +65,18 @@ from dockyard.builder.cachesync import (
     registry_ref,
 )
 from dockyard.builder.dockerfile import parse
-from dockyard.builder.download import MAX_DOWNLOAD, check_sources, download, is_url, url_filename
+from dockyard.builder.download import MAX_DOWNLOAD
 from dockyard.builder.imageconfig import StageState
-from dockyard.builder.layers import (
-    Chmod,
-    Existing,
-    HashSink,
-    LayerWriter,
-    Owner,
-    Source,
-    TarSource,
-    chown_names,
-    context_sources,
-    copy_from_tar,
-    copy_layer,
-    destination,
-    is_archive,
-    mark_archives,
-    mode_of,
-    parse_chmod,
-    parse_chown,
-    split_glob,
-    tar_file_text,
-    tar_sources,
-)
-from dockyard.builder.mounts import CacheVolumes, RunMount
+from dockyard.builder.mounts import CacheVolumes
+from dockyard.builder.node import Image, Runtime
 from dockyard.builder.plan import BaseImage, BuildOptions, Plan, PlannedStage, Platform, Step, plan
-from dockyard.builder.redact import Redactor
+from dockyard.builder.steps.copy import copy_step
+from dockyard.builder.steps.metadata import METADATA, meta_step, workdir_step
+from dockyard.builder.steps.run import run_step
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.names import names_registry
 
 log = structlog.get_logger("dockyard.builder")
-
-CHUNK = 1 << 20
-_METADATA = (
-    ins.Env,
-    ins.Label,
-    ins.Cmd,
-    ins.Entrypoint,
-    ins.Workdir,
-    ins.User,
-    ins.Expose,
-    ins.Volume,
-    ins.StopSignal,
-    ins.Shell,
-    ins.Healthcheck,
-    ins.Onbuild,
-    ins.Maintainer,
-)
-
-
-# --- what the engine needs from a runtime node --------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Image:
-    """An image of the node's store: its id and its config document."""
-
-    id: str
-    doc: Mapping[str, Any]
-    # ``doc`` is not what the store holds for ``id``: a step must send its config (ONBUILD cleared)
-    edited: bool = False
-
-    @property
-    def config(self) -> dict[str, Any]:
-        section = self.doc.get("config")
-        return dict(section) if isinstance(section, dict) else {}
-
-
-@dataclass(frozen=True, slots=True)
-class StepSpec:
-    """One step for the node to store: on ``parent`` ("" = scratch), the new config (None: keep)."""
-
-    parent: str
-    config: dict[str, Any] | None
-    created_by: str
-    created: int  # seconds since the epoch
-    clamp_mtime: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunSpec:
-    image: str
-    argv: list[str]
-    env: list[str]
-    workdir: str
-    user: str
-    network: str
-    mounts: tuple[RunMount, ...] = ()  # RUN --mount (dockyard.builder.mounts)
-
-
-@dataclass(frozen=True, slots=True)
-class PathInfo:
-    """A path of an image: where it leads (symlinks followed), its st_mode and owner."""
-
-    resolved: str
-    mode: int
-    uid: int
-    gid: int
-
-    @property
-    def is_dir(self) -> bool:
-        return stat.S_ISDIR(self.mode)
-
-
-Output = Callable[[str, bytes], Awaitable[None]]
-
-
-class Runtime(Protocol):
-    async def inspect(self, ref: str) -> Image: ...
-
-    async def add_layer(self, step: StepSpec, chunks: AsyncIterator[bytes]) -> Image: ...
-
-    async def configure(self, step: StepSpec) -> Image: ...
-
-    async def run(self, spec: RunSpec, output: Output) -> tuple[str, int]: ...
-
-    async def commit(self, container: str, step: StepSpec) -> Image: ...
-
-    async def remove_container(self, container: str) -> None: ...
-
-    async def copy_from(self, image: str, path: str, out: Callable[[bytes], object]) -> None: ...
-
-    async def tag(self, image: str, reference: str) -> None: ...
-
-    async def stat_paths(self, image: str, paths: list[str]) -> dict[str, PathInfo]: ...
-
-    async def squash(self, image: str, base: str, created_by: str, created: int) -> Image: ...
-
-    async def pull(self, reference: str) -> str: ...
-
-    # volumes, for RUN --mount=type=cache (dockyard.builder.mounts)
-    async def create_volume(self, name: str, labels: Mapping[str, str], opts: Mapping[str, str]) -> None: ...
-
-    async def list_volumes(self, filters: Sequence[str]) -> list[str]: ...
-
-    async def remove_volume(self, name: str) -> None: ...
 
 
 # --- progress ------------------------------------------------------------------------------------------
@@ -284,10 +143,6 @@ def epoch_of(request: Request) -> int:
     return 0
 
 
-def _canonical(config: Mapping[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, separators=(",", ":"))
-
-
 class Builder:
     """Runs builds against ``runtime``; keeps the cache and scratch space under ``state``.
 
@@ -342,6 +197,40 @@ class _Build:
         self.used = UsedSteps()  # every step key looked up: what --cache-to exports
         self.shared = RegistryCache(builder.registry) if builder.registry is not None else None
 
+    # -- what the steps need (steps.context.StepContext) ----------------------------------------------
+
+    @property
+    def context(self) -> Path:
+        return self.req.context
+
+    @property
+    def secrets(self) -> Mapping[str, bytes]:
+        return self.req.secrets
+
+    @property
+    def max_download(self) -> int:
+        return self.b.max_download
+
+    @property
+    def scratch(self) -> Path:
+        return self.b.scratch
+
+    @property
+    def cache_volumes(self) -> CacheVolumes:
+        return self.b.cache_volumes
+
+    def new_scratch(self) -> Path:
+        return self.b.new_scratch()
+
+    def remember(self, key: str, image: Image) -> None:
+        self.b.cache.put(key, image.id)
+
+    def stage_result(self, index: int) -> Image | None:
+        return self.results.get(index)
+
+    async def log(self, title: str, index: int, stream: str, data: bytes) -> None:
+        await self.report(Progress("log", title, index, self.total, log=data, stream=stream))
+
     # -- planning -------------------------------------------------------------------------------
 
     async def _plan(self) -> Plan:
@@ -349,14 +238,14 @@ class _Build:
         loop = asyncio.get_running_loop()
 
         def resolve(ref: str, platform: Platform) -> BaseImage:
-            image = asyncio.run_coroutine_threadsafe(self._image(ref), loop).result()
+            image = asyncio.run_coroutine_threadsafe(self.image(ref), loop).result()
             config = image.config
             return BaseImage(env=tuple(config.get("Env") or ()), onbuild=tuple(config.get("OnBuild") or ()))
 
         opts = BuildOptions(build_args=dict(self.req.build_args), target=self.req.target)
         return await asyncio.to_thread(plan, df, opts, resolve)
 
-    async def _image(self, ref: str) -> Image:
+    async def image(self, ref: str) -> Image:
         if ref not in self.images:
             self.images[ref] = await self._fetch_base(ref)
         return self.images[ref]
@@ -402,7 +291,7 @@ class _Build:
             pairs = tuple(ins.KeyValue(k, v) for k, v in sorted(self.req.labels.items()))
             label = ins.Label(line=0, end_line=0, original="", pairs=pairs)
             config = imageconfig.apply(final.config, label, StageState())
-            final, _ = await self._meta(final, config, imageconfig.created_by(label, config))
+            final, _ = await meta_step(self, final, config, imageconfig.created_by(label, config))
         for tag in self.req.tags:
             await self.rt.tag(final.id, tag)
         await self._share(p, final)
@@ -412,7 +301,7 @@ class _Build:
         """--squash: the layers ``image`` adds to its stage's ``base`` as one layer."""
         base_id = base.id if base is not None else ""
         key = step_key("squash", image.id, base_id, str(self.epoch))
-        hit = await self._lookup(key)
+        hit = await self.lookup(key)
         if hit is not None:
             return hit
         line = f"merge {image.id} to {base_id or 'scratch'}"
@@ -420,7 +309,7 @@ class _Build:
         self.b.cache.put(key, squashed.id)
         return squashed
 
-    async def _lookup(self, key: str) -> Image | None:
+    async def lookup(self, key: str) -> Image | None:
         self.used.add(key)
         if self.req.no_cache:
             return None
@@ -554,7 +443,7 @@ class _Build:
         await self.report(Progress("started", title, index, self.total))
         current: Image | None
         if st.base.kind == "image":
-            current = await self._image(st.base.ref)
+            current = await self.image(st.base.ref)
         elif st.base.kind == "stage":
             assert st.base.stage is not None
             current = self.results[st.base.stage]
@@ -603,404 +492,21 @@ class _Build:
         inst = step.instruction
         config = current.config if current is not None else {}
         if isinstance(inst, ins.Workdir):
-            return await self._workdir(inst, current, config, state)
-        if isinstance(inst, _METADATA):
+            return await workdir_step(self, inst, current, config, state)
+        if isinstance(inst, METADATA):
             new = imageconfig.apply(config, inst, state)
             line = imageconfig.created_by(inst, new)
-            return await self._meta(current, new, line)
+            return await meta_step(self, current, new, line)
         if isinstance(inst, ins.Run):
-            return await self._run(p, step, inst, current, state, title, index)
+            return await run_step(self, p.proxy_env, step, inst, current, state, title, index)
         if isinstance(inst, ins.Copy | ins.Add):
-            return await self._copy(step, inst, current, config)
+            return await copy_step(self, step, inst, current, config)
         raise InvalidArgument(f"{inst.keyword} is not supported yet")
-
-    async def _workdir(
-        self, inst: ins.Workdir, current: Image | None, config: dict[str, Any], state: StageState
-    ) -> tuple[Image | None, bool]:
-        """WORKDIR: the config, and the dir made when the image lacks it (see the module docstring)."""
-        new = imageconfig.apply(config, inst, state)
-        line = imageconfig.created_by(inst, new)
-        parent = current.id if current is not None else ""
-        user = str(config.get("User") or "")
-        # whether the dir exists is a function of the parent: a hit needs no look at the image
-        key = step_key("workdir", parent, line, _canonical(new), user, str(self.epoch))
-        hit = await self._lookup(key)
-        if hit is not None:
-            return hit, True
-        wd = str(new.get("WorkingDir") or "/")
-        dest, existing = await self._into(parent, wd, True) if wd != "/" else ("/", {})
-        cached = False
-        if dest == "/" or dest.strip("/") in existing:
-            image, cached = await self._meta(current, new, line)
-        else:
-            try:  # BuildKit's mkdir takes the USER's ids, 0:0 for one it cannot find
-                owner = await self._owner(user, current)
-            except InvalidArgument:
-                owner = Owner()
-
-            def write(sink: HashSink) -> None:
-                writer = LayerWriter(sink, self.epoch, existing)
-                for prefix in _prefixes(dest):
-                    writer.dir(prefix.lstrip("/"), 0o755, owner)
-                writer.close()
-
-            image = await self.rt.add_layer(
-                StepSpec(parent, new, line, self.epoch), _stream_from_thread(write)
-            )
-        self.b.cache.put(key, image.id)
-        return image, cached
-
-    async def _meta(self, parent: Image | None, config: dict[str, Any], line: str) -> tuple[Image, bool]:
-        """A metadata step: ``parent`` with ``config`` and an empty_layer history entry."""
-        key = step_key("meta", parent.id if parent else "", line, _canonical(config), str(self.epoch))
-        hit = await self._lookup(key)
-        if hit is not None:
-            return hit, True
-        image = await self.rt.configure(StepSpec(parent.id if parent else "", config, line, self.epoch))
-        self.b.cache.put(key, image.id)
-        return image, False
-
-    # -- RUN ----------------------------------------------------------------------------------------
-
-    async def _run(
-        self,
-        p: Plan,
-        step: Step,
-        inst: ins.Run,
-        current: Image | None,
-        state: StageState,
-        title: str,
-        index: int,
-    ) -> tuple[Image | None, bool]:
-        if current is None:
-            raise InvalidArgument("RUN in a stage FROM scratch with nothing in it: there is no shell to run")
-        argv = imageconfig.run_argv(inst, state.shell)
-        line = imageconfig.run_created_by(argv, step.build_args)
-        config = current.config
-        env = [*step.env, *p.proxy_env]
-        # "none": a network namespace with only lo; "host": the node's (rootless: the runtime's
-        # namespace, NATed by slirp4netns), as `dockyard run --network` has them
-        network = {"default": "", "none": "none", "host": "host"}.get(inst.network, "")
-        workdir = str(config.get("WorkingDir") or "/")
-        user = str(config.get("User") or "")
-        planned = mounts.plan(step.mounts, workdir, self.req.secrets.keys())
-        images: list[str] = []  # the image a from= bind reads ("" for the others)
-        reads: list[str] = []  # each mount, and what it reads: that image's id, a context bind's files
-        for m in planned:
-            source = await self._mount_image(m.mount)
-            images.append(source)
-            if m.mount.type == "bind" and not source:
-                source = await asyncio.to_thread(mounts.context_digest, self.req.context, m.mount)
-            reads += [m.key, source]
-        parts = (current.id, line, "\n".join(step.env), workdir, user, network, str(self.epoch))
-        edited = ("config", _canonical(current.config)) if current.edited else ()
-        key = step_key("run", *parts, *reads, *edited)  # no mounts: the key RUN had before mounts existed
-        hit = await self._lookup(key)
-        if hit is not None:
-            return hit, True
-
-        secrets = Redactor(self.req.secrets.values())  # no secret value leaves the step
-
-        async def output(stream: str, data: bytes) -> None:
-            data = secrets.feed(stream, data)
-            if data:
-                await self.report(Progress("log", title, index, self.total, log=data, stream=stream))
-
-        work = self.b.new_scratch() if planned else None
-        try:
-            async with mounts.mounted(
-                planned,
-                images,
-                context=self.req.context,
-                secrets=self.req.secrets,
-                scratch=work or self.b.scratch,
-                runtime=self.rt,
-                caches=self.b.cache_volumes,
-            ) as (run_mounts, secret_env):
-                spec = RunSpec(current.id, argv, env + secret_env, workdir, user, network, tuple(run_mounts))
-                container, code = await self.rt.run(spec, output)
-                for stream, rest in secrets.flush():
-                    await self.report(Progress("log", title, index, self.total, log=rest, stream=stream))
-                try:
-                    if code != 0:
-                        raise FailedPrecondition(
-                            f"process {json.dumps(' '.join(argv))} did not complete successfully: "
-                            f"exit code: {code}",
-                            exit_code=code,
-                        )
-                    keep = current.config if current.edited else None
-                    step_spec = StepSpec(current.id, keep, line, self.epoch, self.epoch)
-                    image = await self.rt.commit(container, step_spec)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await self.rt.remove_container(container)
-        finally:
-            if work is not None:  # secret files, fetched and copied binds
-                await asyncio.to_thread(shutil.rmtree, work, True)
-        self.b.cache.put(key, image.id)
-        return image, False
-
-    async def _mount_image(self, mount: ins.Mount) -> str:
-        """The id of the stage or image a ``from=`` bind mount reads; "" for the others."""
-        if mount.type != "bind" or not mount.from_:
-            return ""
-        if mount.from_stage is not None:
-            source = self.results.get(mount.from_stage)
-            if source is None:
-                raise InvalidArgument(f"RUN --mount from={mount.from_}: that stage is empty")
-            return source.id
-        return (await self._image(mount.from_)).id
-
-    # -- COPY / ADD ---------------------------------------------------------------------------------
-
-    async def _copy(
-        self, step: Step, inst: ins.Copy | ins.Add, current: Image | None, config: dict[str, Any]
-    ) -> tuple[Image | None, bool]:
-        check_sources(inst)
-        chmod = parse_chmod(inst.chmod)
-        by_name = any(chown_names(inst.chown))
-        workdir = str(config.get("WorkingDir") or "/")
-        line = imageconfig.created_by(inst, config)
-        parent = current.id if current is not None else ""
-        if isinstance(inst, ins.Copy) and inst.from_:
-            return await self._copy_from(step, inst, current, config, chmod, workdir, line)
-        checksum = inst.checksum if isinstance(inst, ins.Add) else ""
-        if checksum:  # the one source is known by its digest: a hit downloads nothing
-            unpack = repr(inst.unpack) if isinstance(inst, ins.Add) else ""
-            key = step_key("add-checksum", parent, line, checksum, unpack, workdir, str(self.epoch))
-            hit = await self._lookup(key)
-            if hit is not None:
-                return hit, True
-        work = self.b.new_scratch()
-        try:
-            sources = await self._sources(inst, work)
-            count = len(sources) + len(inst.contents)
-            single_file = count == 1 and (not sources or not (sources[0].contents or sources[0].unpack))
-            dest, as_dir = destination(inst.dest, workdir, count, single_file)
-            dest, existing = await self._into(parent, dest, as_dir)
-
-            def write(owner: Owner, sink: HashSink) -> None:
-                writer = LayerWriter(sink, self.epoch, existing)
-                archive_owner = owner if inst.chown else Owner(None, None)
-                copy_layer(writer, sources, dest, as_dir, owner, chmod, archive_owner)
-                for doc in inst.contents:
-                    rel = posixpath.join(dest, doc.name) if as_dir else dest
-                    writer.parents(rel)
-                    writer.data(rel.lstrip("/"), doc.data.encode(), mode_of(chmod, 0o644, False), owner)
-                writer.close()
-
-            # --chown names are looked up only on a miss: the key has the line (--chown=name) and
-            # the parent, which fix what they resolve to
-            owner = Owner() if by_name else parse_chown(inst.chown)
-            probe = HashSink()  # a hash-only pass: the key, and any refusal before a layer is sent
-            await asyncio.to_thread(write, owner, probe)
-            if not checksum:
-                key = step_key("copy", parent, line, probe.digest, str(self.epoch))
-                hit = await self._lookup(key)
-                if hit is not None:
-                    return hit, True
-            if by_name:
-                owner = await self._owner(inst.chown, current)
-            image = await self.rt.add_layer(
-                StepSpec(parent, config, line, self.epoch),
-                _stream_from_thread(functools.partial(write, owner)),
-            )
-        finally:
-            await asyncio.to_thread(shutil.rmtree, work, True)
-        self.b.cache.put(key, image.id)
-        return image, False
-
-    async def _sources(self, inst: ins.Copy | ins.Add, work: Path) -> list[Source]:
-        """What a COPY/ADD copies, in order: context entries (ADD: tars marked to be extracted
-        unless ``--unpack=false``) and, for ADD, URLs downloaded into ``work``."""
-        out: list[Source] = []
-        for i, raw in enumerate(inst.sources):
-            if isinstance(inst, ins.Add) and is_url(raw):
-                got = await download(raw, work / f"url-{i}", inst.checksum, self.b.max_download)
-                if got.mtime is not None:
-                    await asyncio.to_thread(os.utime, got.path, (got.mtime, got.mtime))
-                src = Source(got.path, url_filename(raw), contents=False)
-                if inst.unpack and await asyncio.to_thread(is_archive, got.path):
-                    src = replace(src, unpack=True)
-                out.append(src)
-                continue
-            found = await asyncio.to_thread(context_sources, self.req.context, [raw], inst.keyword)
-            if isinstance(inst, ins.Add) and inst.unpack is not False:
-                found = await asyncio.to_thread(mark_archives, found)
-            out.extend(found)
-        return out
-
-    async def _owner(self, chown: str, current: Image | None) -> Owner:
-        """``--chown`` as ids: names through the destination image's /etc/passwd and /etc/group."""
-        user_named, group_named = chown_names(chown)
-        passwd = await self._etc(current, "passwd") if user_named else None
-        group = await self._etc(current, "group") if group_named else None
-        return parse_chown(chown, passwd, group)
-
-    async def _etc(self, image: Image | None, name: str) -> str | None:
-        """The text of ``/etc/<name>`` in ``image`` (None when it has none), at most 16 MiB."""
-        if image is None:
-            return None
-        buf = io.BytesIO()
-
-        def out(data: bytes) -> None:
-            if buf.tell() + len(data) > 16 << 20:
-                raise InvalidArgument(f"--chown: the image's /etc/{name} is larger than 16 MiB")
-            buf.write(data)
-
-        try:
-            await self.rt.copy_from(image.id, f"/etc/{name}", out)
-        except NotFound:
-            return None
-        return tar_file_text(buf.getvalue())
-
-    async def _copy_from(
-        self,
-        step: Step,
-        inst: ins.Copy,
-        current: Image | None,
-        config: dict[str, Any],
-        chmod: Chmod | None,
-        workdir: str,
-        line: str,
-    ) -> tuple[Image | None, bool]:
-        parent = current.id if current is not None else ""
-        if step.source_stage is not None:
-            source = self.results.get(step.source_stage)
-            if source is None:
-                raise InvalidArgument(f"COPY --from={inst.from_}: that stage is empty")
-        else:
-            source = await self._image(inst.from_ or "")
-        key = step_key("copy-from", parent, line, source.id, inst.chown, inst.chmod, workdir, str(self.epoch))
-        hit = await self._lookup(key)
-        if hit is not None:
-            return hit, True
-        work = self.b.new_scratch()
-        try:
-            fetched: list[tuple[Path, list[TarSource]]] = []
-            for i, src in enumerate(inst.sources):
-                path = work / f"src-{i}.tar"
-                found = await self._fetch(source, src, path)
-                fetched.append((path, found))
-            count = sum(len(found) for _, found in fetched)
-            single_file = count == 1 and not fetched[0][1][0].is_dir
-            dest, as_dir = destination(inst.dest, workdir, count, single_file)
-            dest, existing = await self._into(parent, dest, as_dir)
-            owner = await self._owner(inst.chown, current) if inst.chown else Owner(None, None)
-
-            def write(sink: HashSink) -> None:
-                writer = LayerWriter(sink, self.epoch, existing)
-                for path, found in fetched:
-                    with open(path, "rb") as fh:
-                        copy_from_tar(writer, fh, found, dest, as_dir, owner, chmod)
-                writer.close()
-
-            image = await self.rt.add_layer(
-                StepSpec(parent, config, line, self.epoch), _stream_from_thread(write)
-            )
-        finally:
-            await asyncio.to_thread(shutil.rmtree, work, True)
-        self.b.cache.put(key, image.id)
-        return image, False
-
-    async def _fetch(self, image: Image, src: str, path: Path) -> list[TarSource]:
-        """Fetch COPY --from's ``src`` of ``image`` into the tar ``path``; the sources in it.
-
-        A wildcard fetches the dir above its first wildcard part and keeps the entries that
-        match (NotFound, docker's line, when none does); ``/`` and ``dir/.`` are a dir's contents.
-        """
-        where, pattern = split_glob(src)
-        raw = "/" + src.lstrip("/")
-        fh = await asyncio.to_thread(open, path, "wb")
-        try:
-            fetch = raw if pattern is None else where if where == "/" else where + "/"
-            await self.rt.copy_from(image.id, fetch, fh.write)
-        except NotFound:
-            if pattern is None:
-                raise NotFound(f'COPY failed: "{src}" not found in the source image or stage') from None
-            missing = True
-        else:
-            missing = False
-        finally:
-            await asyncio.to_thread(fh.close)
-        if pattern is None and (where == "/" or raw.endswith("/.")):
-            return [TarSource("", True)]
-
-        def scan() -> list[TarSource]:
-            with open(path, "rb") as tar:
-                return tar_sources(tar, pattern)
-
-        found = [] if missing else await asyncio.to_thread(scan)
-        if not found:
-            raise NotFound(f'COPY failed: no source files were specified: "{src}" matched nothing')
-        return found
-
-    async def _into(self, parent: str, dest: str, as_dir: bool) -> tuple[str, dict[str, Existing]]:
-        """Where a COPY to ``dest`` lands in the ``parent`` image, and the directories on the way
-        that the image has: a layer must keep their owner and mode (COPY into /tmp leaves it
-        1777) and must follow their symlinks (/bin -> usr/bin), as docker's COPY does."""
-        if not parent:
-            return dest, {}
-        folder = dest if as_dir else posixpath.dirname(dest)
-        prefixes = _prefixes(folder)
-        found = await self.rt.stat_paths(parent, prefixes)
-        deepest = next((p for p in reversed(prefixes) if p in found), None)
-        if deepest is not None and found[deepest].resolved != deepest:
-            resolved = posixpath.join(found[deepest].resolved, posixpath.relpath(folder, deepest))
-            folder = posixpath.normpath(resolved)
-            dest = folder if as_dir else posixpath.join(folder, posixpath.basename(dest))
-            found = await self.rt.stat_paths(parent, _prefixes(folder))
-        existing = {
-            path.lstrip("/"): Existing(st.mode & 0o7777, Owner(st.uid, st.gid))
-            for path, st in found.items()
-            if st.is_dir
-        }
-        return dest, existing
-
-
-def _prefixes(path: str) -> list[str]:
-    """``/a/b/c`` → ``["/a", "/a/b", "/a/b/c"]``."""
-    parts = [p for p in path.split("/") if p]
-    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _display(inst: ins.Instruction) -> str:
     text = " ".join(inst.original.split())
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-async def _stream_from_thread(write: Callable[[HashSink], None]) -> AsyncIterator[bytes]:
-    """Run ``write`` in a thread; yield what it writes, in chunks of about 1 MiB (bounded queue)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
-    buf = bytearray()
-
-    def put(data: bytes) -> None:
-        buf.extend(data)
-        if len(buf) >= CHUNK:
-            asyncio.run_coroutine_threadsafe(queue.put(bytes(buf)), loop).result()
-            buf.clear()
-
-    def produce() -> None:
-        try:
-            write(HashSink(put))
-            if buf:
-                asyncio.run_coroutine_threadsafe(queue.put(bytes(buf)), loop).result()
-        finally:
-            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
-
-    task = asyncio.ensure_future(asyncio.to_thread(produce))
-    try:
-        while (chunk := await queue.get()) is not None:
-            yield chunk
-    finally:
-        if not task.done():
-            # the consumer went away: drain so the producer can finish
-            while not task.done():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-                await asyncio.sleep(0)
-        await task
 
 
 def new_build_id() -> str:

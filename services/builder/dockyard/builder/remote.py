@@ -24,8 +24,8 @@ from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.api.volumes.v1 import volumes_pb2 as vpb
 from dockyard.api.volumes.v1 import volumes_pb2_grpc
 from dockyard.builder.cachesync import Manifest, PushProgress
-from dockyard.builder.engine import Image, Output, PathInfo, RunSpec, StepSpec
 from dockyard.builder.mounts import RunMount
+from dockyard.builder.node import Image, Output, PathInfo, RunSpec, StepSpec
 from dockyard.core.errors import Unavailable
 
 _MAX = 16 * 1024 * 1024
