@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from registry_unit_support import ListPublisher, image_manifest, push_blob, push_image
 
+from dockyard.core.oci.digest import Digest, DigestInvalid
 from dockyard.core.outbox import Outbox, OutboxPublisher
 from dockyard.registry.config import RegistryConfig
-from dockyard.registry.digest import Digest
 from dockyard.registry.errors import (
     BlobUnknown,
     BlobUploadInvalid,
     BlobUploadUnknown,
-    DigestInvalid,
     ManifestBlobUnknown,
     ManifestInvalid,
     ManifestTooLarge,

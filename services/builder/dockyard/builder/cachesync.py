@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.oci.digest import is_sha256
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 CACHE_ARTIFACT_TYPE = "application/vnd.dockyard.build.cache.v1+json"
@@ -46,7 +47,6 @@ CACHE_ANNOTATION = "dev.dockyard.build.cache"
 KEYS_ANNOTATION = "dev.dockyard.build.cache.keys"
 MODES = ("min", "max")
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _KEY = re.compile(r"[0-9a-f]{64}")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REFERENCE = re.compile(
@@ -203,7 +203,7 @@ def decode_index(body: bytes, ref: str) -> dict[str, str]:
         digest = entry.get("digest") if isinstance(entry, dict) else None
         notes = entry.get("annotations") if isinstance(entry, dict) else None
         keys = notes.get(KEYS_ANNOTATION) if isinstance(notes, dict) else None
-        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest) or not isinstance(keys, str):
+        if not is_sha256(digest) or not isinstance(keys, str):
             raise InvalidArgument(f"{ref}: a malformed entry in the build cache index")
         for key in keys.split(","):
             if not _KEY.fullmatch(key):

@@ -3,6 +3,7 @@
 Every class subclasses one of ``dockyard.core.errors`` so that other boundaries (gRPC) map
 them without knowing OCI. The HTTP layer maps them to a status and the spec's JSON body in
 one table (``dockyard.registry.http.OCI_STATUS``); ``oci_code`` is the spec's code string.
+``DigestInvalid`` is the OCI model's own (``dockyard.core.oci.digest``), mapped the same way.
 """
 
 from __future__ import annotations
@@ -30,10 +31,6 @@ class RangeInvalid(core.OutOfRange):
     def __init__(self, message: str, *, offset: int, **detail: object) -> None:
         super().__init__(message, offset=offset, **detail)
         self.offset = offset
-
-
-class DigestInvalid(core.InvalidArgument):
-    oci_code = "DIGEST_INVALID"
 
 
 class SizeInvalid(core.InvalidArgument):

@@ -32,13 +32,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from dockyard.core import errors as core
+from dockyard.core.oci.digest import Digest, DigestInvalid, is_digest, new_hasher
 from dockyard.registry.auth import Access, Authorizer
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.connections import ConnectionGuard
-from dockyard.registry.digest import Digest, is_digest, new_hasher
 from dockyard.registry.errors import (
     BlobUploadInvalid,
-    DigestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
     RangeInvalid,

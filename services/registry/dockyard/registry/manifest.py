@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.registry.digest import Digest
-from dockyard.registry.errors import DigestInvalid, ManifestInvalid
+from dockyard.core.oci.digest import Digest, DigestInvalid
+from dockyard.registry.errors import ManifestInvalid
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

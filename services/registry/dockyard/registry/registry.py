@@ -43,13 +43,12 @@ from typing import Any
 import structlog
 
 from dockyard.core.events import Publisher, Subject, new_event
+from dockyard.core.oci.digest import Digest, DigestInvalid, Hasher, is_digest, new_hasher
 from dockyard.registry.config import RegistryConfig
-from dockyard.registry.digest import Digest, Hasher, is_digest, new_hasher
 from dockyard.registry.errors import (
     BlobUnknown,
     BlobUploadInvalid,
     BlobUploadUnknown,
-    DigestInvalid,
     ManifestBlobUnknown,
     ManifestInvalid,
     ManifestTooLarge,

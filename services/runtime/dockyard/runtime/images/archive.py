@@ -45,9 +45,10 @@ from typing import Any, Literal
 
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.events import Subject
+from dockyard.core.oci.digest import check_sha256
 from dockyard.core.streams import ChunkReader
 from dockyard.runtime.images import reference as refs
-from dockyard.runtime.images.content import CHUNK_SIZE, check_digest
+from dockyard.runtime.images.content import CHUNK_SIZE
 from dockyard.runtime.images.store import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -322,7 +323,7 @@ def _manifests(store: ImageStore, index: Any, depth: int = 0) -> list[dict[str, 
 
 def _digest_of(desc: Any) -> str:
     digest = desc.get("digest", "") if isinstance(desc, dict) else ""
-    check_digest(digest)
+    check_sha256(digest)
     return str(digest)
 
 

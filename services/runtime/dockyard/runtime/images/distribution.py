@@ -83,7 +83,8 @@ from dockyard.core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from dockyard.runtime.images.content import ContentStore, check_digest, sha256_digest
+from dockyard.core.oci.digest import check_sha256, sha256_digest
+from dockyard.runtime.images.content import ContentStore
 from dockyard.runtime.images.credentials import Credentials, normalize_registry
 from dockyard.runtime.images.reference import Reference, parse
 from dockyard.runtime.images.store import ImageRecord
@@ -557,7 +558,7 @@ def _descriptor(raw: object, what: str) -> tuple[str, int, str]:
     digest, size = raw.get("digest"), raw.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidArgument(f"malformed manifest: {what} has no valid size")
-    check_digest(str(digest))
+    check_sha256(str(digest))
     return str(digest), size, str(raw.get("mediaType", ""))
 
 
@@ -579,7 +580,7 @@ def choose_platform(doc: dict[str, Any], want: Platform, name: str) -> str:
         if entry.get("mediaType") not in (*MANIFEST_TYPES, None) or e_os != os_ or e_arch != arch:
             continue
         digest = str(entry.get("digest"))
-        check_digest(digest)
+        check_sha256(digest)
         same_variant = e_var == variant or (arch == "arm64" and {e_var, variant} <= {"", "v8"})
         (exact if same_variant else loose).append(digest)
     if exact:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, replace
 
 from dockyard.core.errors import InvalidArgument
-from dockyard.runtime.images.content import check_digest
+from dockyard.core.oci.digest import check_sha256
 
 DEFAULT_TAG = "latest"
 MAX_NAME = 255
@@ -70,7 +70,7 @@ class Reference:
         return replace(self, tag=tag, digest=None)
 
     def with_digest(self, digest: str) -> Reference:
-        check_digest(digest)
+        check_sha256(digest)
         return replace(self, tag=None, digest=digest)
 
     def __str__(self) -> str:
@@ -95,7 +95,7 @@ def parse(raw: str) -> Reference:
     rest, at, digest = raw.partition("@")
     if at:
         try:
-            check_digest(digest)
+            check_sha256(digest)
         except InvalidArgument:
             raise _bad(raw, "the digest must be sha256:<64 lowercase hex>") from None
     # The tag is after the last ":" that comes after the last "/" (a port's ":" precedes a "/").

@@ -57,9 +57,10 @@ import structlog
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.fsutil import fsync_dir
+from dockyard.core.oci.digest import check_sha256, sha256_digest
 from dockyard.runtime.images import reference as refs
 from dockyard.runtime.images.changes import apply_changes
-from dockyard.runtime.images.content import CHUNK_SIZE, ContentStore, check_digest, sha256_digest
+from dockyard.runtime.images.content import CHUNK_SIZE, ContentStore
 from dockyard.runtime.images.unpack import unpack_layer
 
 log = structlog.get_logger("dockyard.runtime.images")
@@ -330,9 +331,9 @@ class ImageStore:
             layers = [(d["digest"], d.get("mediaType", OCI_LAYER)) for d in doc["layers"]]
         except (KeyError, TypeError) as exc:
             raise InvalidArgument(f"malformed manifest: missing {exc}") from None
-        check_digest(config_digest)
+        check_sha256(config_digest)
         for digest, _ in layers:
-            check_digest(digest)
+            check_sha256(digest)
         try:
             config = json.loads(self.content.read_bytes(config_digest))
             diff_ids = list(config["rootfs"]["diff_ids"])
@@ -347,7 +348,7 @@ class ImageStore:
                 f"image config names {len(diff_ids)} layers, the manifest {len(layers)}", config=config_digest
             )
         for diff_id in diff_ids:
-            check_digest(diff_id)
+            check_sha256(diff_id)
         for digest, _ in layers:
             if not self.content.has(digest):
                 raise NotFound(f"layer blob {digest} is not in the store", digest=digest)
@@ -653,7 +654,7 @@ class ImageStore:
 
     def layer_dir_by_chain(self, chain_id: str) -> Path | None:
         """The ``fs/`` of an unpacked layer with OCI ChainID ``chain_id``, if stored."""
-        d = self._layers / check_digest(chain_id) / "fs"
+        d = self._layers / check_sha256(chain_id) / "fs"
         return d if d.is_dir() else None
 
     # -- names -------------------------------------------------------------------------------
