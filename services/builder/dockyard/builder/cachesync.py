@@ -40,8 +40,8 @@ from typing import Protocol, TypeVar
 
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.oci.digest import is_sha256
+from dockyard.core.oci.mediatypes import OCI_INDEX
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 CACHE_ARTIFACT_TYPE = "application/vnd.dockyard.build.cache.v1+json"
 CACHE_ANNOTATION = "dev.dockyard.build.cache"
 KEYS_ANNOTATION = "dev.dockyard.build.cache.keys"

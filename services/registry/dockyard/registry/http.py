@@ -33,6 +33,7 @@ from multidict import CIMultiDict
 
 from dockyard.core import errors as core
 from dockyard.core.oci.digest import Digest, DigestInvalid, is_digest, new_hasher
+from dockyard.core.oci.mediatypes import OCI_INDEX
 from dockyard.registry.auth import Access, Authorizer
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.connections import ConnectionGuard
@@ -46,7 +47,7 @@ from dockyard.registry.errors import (
     TooManyTags,
     TooManyUploads,
 )
-from dockyard.registry.manifest import OCI_INDEX, accepts
+from dockyard.registry.manifest import accepts
 from dockyard.registry.registry import BlobInfo, ChunkWriter, Registry, UploadStatus
 from dockyard.registry.storage import CHUNK_SIZE
 

@@ -13,16 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.core.oci.digest import Digest, DigestInvalid
+from dockyard.core.oci.mediatypes import (
+    DOCKER_MANIFEST,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 from dockyard.registry.errors import ManifestInvalid
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES
-OCI_EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 
 
 def accepts(accept_headers: list[str], media_type: str) -> bool:
@@ -131,7 +130,7 @@ def parse_manifest(data: bytes, content_type: str = "") -> Manifest:
         raise ManifestInvalid("artifactType is not a string")
     if not artifact_type and media_type == OCI_MANIFEST:
         # Referrers API: an image manifest without artifactType is typed by its config.
-        artifact_type = blobs[0].media_type if blobs[0].media_type != OCI_EMPTY_CONFIG else ""
+        artifact_type = blobs[0].media_type if blobs[0].media_type != OCI_EMPTY else ""
     return Manifest(media_type, blobs, children, subject, artifact_type, _annotations(doc))
 
 

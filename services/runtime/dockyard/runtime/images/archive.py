@@ -46,17 +46,20 @@ from typing import Any, Literal
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.events import Subject
 from dockyard.core.oci.digest import check_sha256
-from dockyard.core.streams import ChunkReader
-from dockyard.runtime.images import reference as refs
-from dockyard.runtime.images.content import CHUNK_SIZE
-from dockyard.runtime.images.store import (
+from dockyard.core.oci.mediatypes import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
+    OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER,
     OCI_LAYER_GZIP,
     OCI_LAYER_ZSTD,
     OCI_MANIFEST,
+)
+from dockyard.core.streams import ChunkReader
+from dockyard.runtime.images import reference as refs
+from dockyard.runtime.images.content import CHUNK_SIZE
+from dockyard.runtime.images.store import (
     ImageRecord,
     ImageStore,
     goarch,
@@ -383,7 +386,7 @@ def _load_docker(store: ImageStore, loaded: _Loaded) -> list[ImageRecord]:
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "mediaType": OCI_CONFIG,
                 "digest": config_digest,
                 "size": len(config),
             },

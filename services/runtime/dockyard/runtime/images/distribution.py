@@ -84,6 +84,16 @@ from dockyard.core.errors import (
     Unavailable,
 )
 from dockyard.core.oci.digest import check_sha256, sha256_digest
+from dockyard.core.oci.mediatypes import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    IMAGE_TYPES,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 from dockyard.runtime.images.content import ContentStore
 from dockyard.runtime.images.credentials import Credentials, normalize_registry
 from dockyard.runtime.images.reference import Reference, parse
@@ -91,17 +101,7 @@ from dockyard.runtime.images.store import ImageRecord
 
 log = structlog.get_logger("dockyard.runtime.distribution")
 
-MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
-MANIFEST_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
-INDEX_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
-ACCEPT = ", ".join((MEDIA_OCI_MANIFEST, MEDIA_OCI_INDEX, MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_LIST))
+ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
 
 MAX_CONCURRENT = 4  # blobs in flight per pull or push
 MAX_MANIFEST = 4 << 20  # the size limit the distribution reference implementation uses
@@ -536,7 +536,7 @@ def classify(body: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(doc, dict):
         raise InvalidArgument("the registry sent a manifest that is not a JSON object")
     media = content_type.split(";", 1)[0].strip().lower()
-    if doc.get("schemaVersion") == 1 or media in MEDIA_DOCKER_SCHEMA1:
+    if doc.get("schemaVersion") == 1 or media in DOCKER_SCHEMA1:
         raise InvalidArgument(
             "this image has a Docker schema1 manifest, which Dockyard does not support "
             "(deprecated since 2017): push it again with a current client to get schema2/OCI"
@@ -544,9 +544,9 @@ def classify(body: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
     body_media = doc.get("mediaType")
     if isinstance(body_media, str) and body_media:
         media = body_media
-    elif media not in MANIFEST_TYPES + INDEX_TYPES:
-        media = MEDIA_OCI_INDEX if "manifests" in doc else MEDIA_OCI_MANIFEST
-    if media not in MANIFEST_TYPES + INDEX_TYPES:
+    elif media not in MANIFEST_TYPES:
+        media = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
+    if media not in MANIFEST_TYPES:
         raise InvalidArgument(f"unsupported manifest media type {media[:100]!r}")
     return media, doc
 
@@ -577,7 +577,7 @@ def choose_platform(doc: dict[str, Any], want: Platform, name: str) -> str:
         p = entry.get("platform") or {}
         e_os, e_arch, e_var = str(p.get("os", "")), str(p.get("architecture", "")), str(p.get("variant", ""))
         seen.append("/".join(x for x in (e_os, e_arch, e_var) if x))
-        if entry.get("mediaType") not in (*MANIFEST_TYPES, None) or e_os != os_ or e_arch != arch:
+        if entry.get("mediaType") not in (*IMAGE_TYPES, None) or e_os != os_ or e_arch != arch:
             continue
         digest = str(entry.get("digest"))
         check_sha256(digest)
@@ -831,7 +831,7 @@ async def push(
     record = await asyncio.to_thread(store.resolve, source_reference or reference)
     manifest = await asyncio.to_thread(store.manifest_bytes, record)
     media, doc = classify(manifest, record.manifest_media_type)
-    if media not in MANIFEST_TYPES:
+    if media not in IMAGE_TYPES:
         raise FailedPrecondition(f"{source_reference or reference} is not a single-platform image manifest")
     digest = sha256_digest(manifest)
     if ref.digest is not None and ref.digest != digest:
