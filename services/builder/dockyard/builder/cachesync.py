@@ -40,6 +40,7 @@ from typing import Protocol, TypeVar
 
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.oci.digest import is_sha256
+from dockyard.core.oci.manifest import ManifestDescriptor
 from dockyard.core.oci.mediatypes import OCI_INDEX
 
 CACHE_ARTIFACT_TYPE = "application/vnd.dockyard.build.cache.v1+json"
@@ -153,16 +154,7 @@ def parse_cache_option(value: str, flag: str) -> CacheSpec:
 # --- the index ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """A manifest as a registry holds it (an index entry's descriptor)."""
-
-    media_type: str
-    digest: str
-    size: int
-
-
-def encode_index(entries: Iterable[tuple[Manifest, Collection[str]]]) -> bytes:
+def encode_index(entries: Iterable[tuple[ManifestDescriptor, Collection[str]]]) -> bytes:
     """The cache index over ``(step image's manifest, its step keys)``; the same entries give the
     same bytes (sorted, compact JSON), so an unchanged build re-exports an unchanged index."""
     manifests = [
@@ -254,7 +246,7 @@ class RegistryRuntime(Protocol):
         """(manifest digest, number of layers) of a local image."""
         ...
 
-    async def push(self, reference: str, progress: PushProgress) -> Manifest:
+    async def push(self, reference: str, progress: PushProgress) -> ManifestDescriptor:
         """Push the local image ``reference`` names (a tag, or NAME@<manifest digest>)."""
         ...
 
@@ -262,9 +254,9 @@ class RegistryRuntime(Protocol):
         """Pull ``reference`` into the node; its image id."""
         ...
 
-    async def get_manifest(self, reference: str) -> tuple[Manifest, bytes]: ...
+    async def get_manifest(self, reference: str) -> tuple[ManifestDescriptor, bytes]: ...
 
-    async def put_manifest(self, reference: str, media_type: str, body: bytes) -> Manifest: ...
+    async def put_manifest(self, reference: str, media_type: str, body: bytes) -> ManifestDescriptor: ...
 
 
 @dataclass
@@ -313,13 +305,15 @@ class RegistryCache:
             self._sources.pop(key, None)
             raise
 
-    async def export(self, spec: CacheSpec, images: Mapping[str, Collection[str]], say: Say) -> Manifest:
+    async def export(
+        self, spec: CacheSpec, images: Mapping[str, Collection[str]], say: Say
+    ) -> ManifestDescriptor:
         """Push the step images ``images`` (image id → its keys) to ``spec.ref``'s repository,
         ancestors first, then the index under ``spec.ref``'s tag; the index's descriptor."""
         name = registry_ref(spec.ref, "--cache-to ref").name
         located = [(await self.registry.locate(image), keys) for image, keys in images.items()]
         located.sort(key=lambda item: item[0][1])  # fewer layers first: parents before children
-        entries: list[tuple[Manifest, Collection[str]]] = []
+        entries: list[tuple[ManifestDescriptor, Collection[str]]] = []
         for (digest, layers), keys in located:
             counts = _Counts()
             pushed = await self.registry.push(f"{name}@{digest}", counts)
@@ -331,7 +325,7 @@ class RegistryCache:
         await say(f"{spec.tagged}: cache index {desc.digest} ({len(entries)} step images)")
         return desc
 
-    async def push(self, reference: str, say: Say) -> Manifest:
+    async def push(self, reference: str, say: Say) -> ManifestDescriptor:
         """``build --push`` of one tag: docker's push lines (a layer's final state, the digest)."""
 
         async def progress(layer: str, status: str) -> None:

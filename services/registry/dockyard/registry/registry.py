@@ -44,13 +44,13 @@ import structlog
 
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.oci.digest import Digest, DigestInvalid, Hasher, is_digest, new_hasher
+from dockyard.core.oci.manifest import Descriptor, Manifest, ManifestInvalid, parse_manifest
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.errors import (
     BlobUnknown,
     BlobUploadInvalid,
     BlobUploadUnknown,
     ManifestBlobUnknown,
-    ManifestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
     NameInvalid,
@@ -61,7 +61,6 @@ from dockyard.registry.errors import (
     TooManyTags,
     TooManyUploads,
 )
-from dockyard.registry.manifest import Descriptor, Manifest, parse_manifest
 from dockyard.registry.storage import CHUNK_SIZE, StorageDriver, Writer
 
 log = structlog.get_logger("dockyard.registry")

@@ -13,6 +13,7 @@ from typing import Any
 from dockyard.api.types.v1 import types_pb2
 from dockyard.core.errors import NotFound
 from dockyard.core.events import Publisher, Subject, new_event
+from dockyard.core.oci.manifest import ManifestDescriptor
 from dockyard.runtime.images import distribution
 from dockyard.runtime.images.credentials import (
     ChainedCredentials,
@@ -91,12 +92,12 @@ class Transfers:
                 desc = types_pb2.Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
             yield progress, desc
 
-    async def get_manifest(self, reference: str, *, insecure: bool) -> tuple[distribution.Descriptor, bytes]:
+    async def get_manifest(self, reference: str, *, insecure: bool) -> tuple[ManifestDescriptor, bytes]:
         return await distribution.get_manifest(reference, insecure=insecure, credentials=self.lookup)
 
     async def put_manifest(
         self, reference: str, body: bytes, media_type: str, *, insecure: bool
-    ) -> distribution.Descriptor:
+    ) -> ManifestDescriptor:
         desc = await distribution.put_manifest(
             reference, body, media_type, insecure=insecure, credentials=self.lookup
         )

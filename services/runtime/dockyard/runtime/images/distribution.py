@@ -84,6 +84,7 @@ from dockyard.core.errors import (
     Unavailable,
 )
 from dockyard.core.oci.digest import check_sha256, sha256_digest
+from dockyard.core.oci.manifest import ManifestDescriptor
 from dockyard.core.oci.mediatypes import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -149,15 +150,6 @@ class Progress:
     status: str
     current: int = 0
     total: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Descriptor:
-    """What a push produced: the manifest as the registry now serves it."""
-
-    media_type: str
-    digest: str
-    size: int
 
 
 class ImageStoreLike(Protocol):
@@ -818,7 +810,7 @@ async def push(
     credentials: Credentials | None = None,
     progress: ProgressFn | None = None,
     source_reference: str | None = None,
-) -> Descriptor:
+) -> ManifestDescriptor:
     """Push the local image ``source_reference`` (default: ``reference``) to ``reference``.
 
     Blobs the registry has are skipped (HEAD), blobs of an image pulled from another repository
@@ -885,7 +877,7 @@ class _Push:
         digest: str,
         config: tuple[str, int, str],
         layers: list[tuple[str, int, str]],
-    ) -> Descriptor:
+    ) -> ManifestDescriptor:
         started = time.monotonic()
         if self.emit is not None:
             self.emit(Progress("", f"The push refers to repository [{self.ref.name}]"))
@@ -907,7 +899,7 @@ class _Push:
         if self.emit is not None:
             self.emit(Progress("", f"{target}: digest: {digest} size: {len(manifest)}"))
         self.log.info("pushed", digest=digest, seconds=round(time.monotonic() - started, 3))
-        return Descriptor(media, digest, len(manifest))
+        return ManifestDescriptor(media, digest, len(manifest))
 
     async def _blob(self, digest: str, tracker: _LayerProgress) -> None:
         path = await asyncio.to_thread(self.content.path, digest)
@@ -975,7 +967,7 @@ async def _put_manifest(
 
 async def get_manifest(
     reference: str, *, insecure: bool = False, credentials: Credentials | None = None
-) -> tuple[Descriptor, bytes]:
+) -> tuple[ManifestDescriptor, bytes]:
     """The manifest or index ``reference`` names, as the registry serves it; nothing is stored.
 
     Verified as a pull verifies it (the digest of a by-digest reference, the served digest);
@@ -988,7 +980,7 @@ async def get_manifest(
         body, media, _ = await _get_manifest(
             remote, ref, scopes, ref.digest or ref.tag or "latest", verify=ref.digest
         )
-    return Descriptor(media, sha256_digest(body), len(body)), body
+    return ManifestDescriptor(media, sha256_digest(body), len(body)), body
 
 
 async def put_manifest(
@@ -998,7 +990,7 @@ async def put_manifest(
     *,
     insecure: bool = False,
     credentials: Credentials | None = None,
-) -> Descriptor:
+) -> ManifestDescriptor:
     """Push ``body`` (a manifest or index) to ``reference``'s tag or digest, byte for byte.
 
     What it references must already be in the repository (the registry refuses it otherwise).
@@ -1015,7 +1007,7 @@ async def put_manifest(
     async with _open(ref.domain, insecure=insecure, credentials=creds) as remote:
         await _put_manifest(remote, ref, (f"repository:{ref.repository}:pull,push",), body, media, digest)
     log.info("manifest_pushed", reference=str(ref), digest=digest, media_type=media)
-    return Descriptor(media, digest, len(body))
+    return ManifestDescriptor(media, digest, len(body))
 
 
 def _with_query(url: str, **params: str) -> str:
@@ -1063,7 +1055,6 @@ async def login(registry: str, username: str, password: str, insecure: bool = Fa
 
 __all__ = [
     "ACCEPT",
-    "Descriptor",
     "ImageStoreLike",
     "Platform",
     "Progress",
