@@ -8,7 +8,7 @@ chunks by a producer thread (a bounded queue: never the whole context in memory)
 the image id, on stdout. ``SOURCE_DATE_EPOCH`` in the environment
 sets the image's timestamps (default 0: builds are reproducible; see the builder's engine).
 ``--cache-to``/``--cache-from`` take buildx's ``type=registry,ref=…`` values, checked here
-(``dockyard.builder.cachesync``) so that a bad one fails before the context is sent.
+(``dockyard.core.cacheoptions``) so that a bad one fails before the context is sent.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def cache_options(values: list[str], flag: str) -> list[Any]:
     if not values:
         return []
     from dockyard.api.builds.v1 import builds_pb2 as pb
-    from dockyard.builder.cachesync import parse_cache_option
+    from dockyard.core.cacheoptions import parse_cache_option
 
     out = []
     for value in values:

@@ -14,19 +14,18 @@ import pytest
 from dockyard.builder.cachesync import (
     CACHE_ARTIFACT_TYPE,
     KEYS_ANNOTATION,
-    OCI_INDEX,
-    CacheSpec,
     UsedSteps,
     decode_index,
     encode_index,
     in_stage,
-    parse_cache_option,
-    registry_ref,
 )
 from dockyard.cli.__main__ import build_parser
 from dockyard.cli.build import cache_options
+from dockyard.core.cacheoptions import CacheSpec, parse_cache_option
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.oci.manifest import ManifestDescriptor
+from dockyard.core.oci.mediatypes import OCI_INDEX
+from dockyard.core.oci.reference import registry_ref
 
 REG = "127.0.0.1:5000"
 KEY_A, KEY_B, KEY_C = "a" * 64, "b" * 64, "c" * 64

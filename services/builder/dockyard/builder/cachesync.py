@@ -31,126 +31,24 @@ the node (``RegistryRuntime``, which ``remote.py`` implements over gRPC).
 from __future__ import annotations
 
 import contextvars
-import csv
 import json
 import re
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from dockyard.core.cacheoptions import CacheSpec
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.oci.digest import is_sha256
 from dockyard.core.oci.manifest import ManifestDescriptor
 from dockyard.core.oci.mediatypes import OCI_INDEX
+from dockyard.core.oci.reference import registry_ref
 
 CACHE_ARTIFACT_TYPE = "application/vnd.dockyard.build.cache.v1+json"
 CACHE_ANNOTATION = "dev.dockyard.build.cache"
 KEYS_ANNOTATION = "dev.dockyard.build.cache.keys"
-MODES = ("min", "max")
 
 _KEY = re.compile(r"[0-9a-f]{64}")
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REFERENCE = re.compile(
-    r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?)"
-    rf"/(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?"
-)
-
-
-# --- references ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryRef:
-    """``HOST[:PORT]/PATH[:TAG][@DIGEST]`` split; ``name`` is the part before tag and digest."""
-
-    name: str
-    tag: str | None
-    digest: str | None
-
-
-def registry_ref(ref: str, what: str) -> RegistryRef:
-    """``ref`` parsed; InvalidArgument naming ``what`` unless it names a registry and a repository.
-
-    Docker's rule for the first component: it is a registry when it holds "." or ":" or is
-    "localhost" (there is no Docker Hub to fall back to). The runtime checks the rest of the
-    grammar again when it talks to the registry.
-    """
-    m = _REFERENCE.fullmatch(ref)
-    domain = m.group("domain") if m else ""
-    if m is None or not ("." in domain or ":" in domain or domain == "localhost"):
-        raise InvalidArgument(f"{what} {ref!r}: want HOST[:PORT]/NAME[:TAG] (a registry and a repository)")
-    return RegistryRef(f"{domain}/{m.group('path')}", m.group("tag"), m.group("digest"))
-
-
-# --- the flags ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CacheSpec:
-    """One ``--cache-to``/``--cache-from`` of ``type=registry``."""
-
-    ref: str
-    mode: str = "min"
-    ignore_error: bool = False
-
-    def checked(self, flag: str) -> CacheSpec:
-        """Self when valid for ``flag`` (``--cache-to`` or ``--cache-from``); else InvalidArgument."""
-        if not self.ref:
-            raise InvalidArgument(f"{flag}: ref=HOST[:PORT]/NAME[:TAG] is required")
-        parsed = registry_ref(self.ref, f"{flag} ref")
-        if flag == "--cache-to" and parsed.digest:
-            raise InvalidArgument(f"{flag} ref {self.ref!r}: the cache is pushed under a tag, not a digest")
-        if self.mode not in MODES:
-            raise InvalidArgument(f"{flag} mode={self.mode}: want mode=min or mode=max")
-        return self
-
-    @property
-    def tagged(self) -> str:
-        """The reference the index is pushed to: ``ref`` with ``latest`` when it has no tag."""
-        parsed = registry_ref(self.ref, "cache ref")
-        return self.ref if parsed.tag or parsed.digest else f"{self.ref}:latest"
-
-
-def parse_cache_option(value: str, flag: str) -> CacheSpec:
-    """A ``--cache-to``/``--cache-from`` value in docker buildx's syntax.
-
-    ``type=registry,ref=HOST/NAME:TAG[,mode=min|max][,ignore-error=true]`` (CSV, so a field may
-    be quoted), or just the reference (buildx's shorthand for ``type=registry,ref=…``). Only the
-    registry type exists here; anything else is one InvalidArgument line naming the flag.
-    """
-    text = value.strip()
-    if not text:
-        raise InvalidArgument(f"{flag}: empty value; want type=registry,ref=HOST[:PORT]/NAME[:TAG]")
-    if "=" not in text and "," not in text:
-        return CacheSpec(text).checked(flag)
-    try:
-        fields = next(csv.reader([text]))
-    except csv.Error as exc:
-        raise InvalidArgument(f"{flag} {value!r}: {exc}") from None
-    options: dict[str, str] = {}
-    for item in fields:
-        key, eq, val = item.partition("=")
-        if not eq:
-            raise InvalidArgument(f"{flag} {value!r}: {item!r} is not KEY=VALUE")
-        options[key.strip().lower()] = val
-    kind = options.pop("type", "registry")
-    if kind != "registry":  # first: other types' options are not ours to judge
-        raise InvalidArgument(f"{flag} type={kind}: only type=registry is supported")
-    ignore = options.pop("ignore-error", "false")
-    if ignore.lower() not in ("true", "false", "1", "0"):
-        raise InvalidArgument(f"{flag} ignore-error={ignore}: want true or false")
-    spec = CacheSpec(options.pop("ref", ""), options.pop("mode", "min"), ignore.lower() in ("true", "1"))
-    if options:
-        unknown = next(iter(options))
-        raise InvalidArgument(
-            f"{flag}: unknown option {unknown!r} (type=registry takes ref, mode, ignore-error)"
-        )
-    return spec.checked(flag)
-
-
 # --- the index ----------------------------------------------------------------------------------------
 
 

@@ -73,13 +73,11 @@ from dockyard.builder import imageconfig, mounts
 from dockyard.builder import instructions as ins
 from dockyard.builder.cache import BuildCache, step_key
 from dockyard.builder.cachesync import (
-    CacheSpec,
     RegistryCache,
     RegistryRuntime,
     Say,
     UsedSteps,
     in_stage,
-    registry_ref,
 )
 from dockyard.builder.dockerfile import parse
 from dockyard.builder.download import MAX_DOWNLOAD, check_sources, download, is_url, url_filename
@@ -109,8 +107,10 @@ from dockyard.builder.layers import (
 from dockyard.builder.mounts import CacheVolumes, RunMount
 from dockyard.builder.plan import BaseImage, BuildOptions, Plan, PlannedStage, Platform, Step, plan
 from dockyard.builder.redact import Redactor
+from dockyard.core.cacheoptions import CacheSpec
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.names import names_registry
+from dockyard.core.oci.reference import registry_ref
 
 log = structlog.get_logger("dockyard.builder")
 

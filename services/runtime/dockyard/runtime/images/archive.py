@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.events import Subject
+from dockyard.core.oci import reference as refs
 from dockyard.core.oci.digest import check_sha256
 from dockyard.core.oci.mediatypes import (
     DOCKER_LIST,
@@ -57,7 +58,6 @@ from dockyard.core.oci.mediatypes import (
     OCI_MANIFEST,
 )
 from dockyard.core.streams import ChunkReader
-from dockyard.runtime.images import reference as refs
 from dockyard.runtime.images.content import CHUNK_SIZE
 from dockyard.runtime.images.store import (
     ImageRecord,

@@ -95,9 +95,9 @@ from dockyard.core.oci.mediatypes import (
     OCI_INDEX,
     OCI_MANIFEST,
 )
+from dockyard.core.oci.reference import Reference, parse
 from dockyard.runtime.images.content import ContentStore
 from dockyard.runtime.images.credentials import Credentials, normalize_registry
-from dockyard.runtime.images.reference import Reference, parse
 from dockyard.runtime.images.store import ImageRecord
 
 log = structlog.get_logger("dockyard.runtime.distribution")

@@ -57,6 +57,7 @@ import structlog
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.fsutil import fsync_dir
+from dockyard.core.oci import reference as refs
 from dockyard.core.oci.digest import check_sha256, sha256_digest
 from dockyard.core.oci.mediatypes import (
     DOCKER_LIST,
@@ -69,7 +70,6 @@ from dockyard.core.oci.mediatypes import (
     OCI_MANIFEST,
     TO_OCI_LAYER,
 )
-from dockyard.runtime.images import reference as refs
 from dockyard.runtime.images.changes import apply_changes
 from dockyard.runtime.images.content import CHUNK_SIZE, ContentStore
 from dockyard.runtime.images.unpack import unpack_layer

@@ -137,3 +137,15 @@ def parse(raw: str) -> Reference:
 def normalize(raw: str) -> str:
     """The canonical string of a reference (``busybox`` → ``busybox:latest``)."""
     return str(parse(raw))
+
+
+def registry_ref(raw: str, what: str) -> Reference:
+    """``raw`` parsed when it names a registry and a repository; else one InvalidArgument line
+    naming ``what`` (a flag, say), which is all a user needs to fix it."""
+    try:
+        ref = parse(raw)
+    except InvalidArgument:
+        ref = None
+    if ref is None or ref.registry is None:
+        raise InvalidArgument(f"{what} {raw!r}: want HOST[:PORT]/NAME[:TAG] (a registry and a repository)")
+    return ref
