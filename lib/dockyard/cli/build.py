@@ -79,8 +79,8 @@ def secrets_option(values: list[str]) -> dict[str, bytes]:
     """``--secret`` values (docker's syntax) read now: id → bytes; a bad or unreadable one is
     InvalidArgument, one line, before anything is sent."""
     if not values:
-        return {}  # and no import of the mount code: it is most of a build's start-up
-    from dockyard.builder.mounts import parse_secret_flag, read_secret
+        return {}
+    from dockyard.cli.buildsecrets import parse_secret_flag, read_secret
     from dockyard.core.errors import InvalidArgument
 
     out: dict[str, bytes] = {}
@@ -127,7 +127,7 @@ def _pairs(values: list[str], what: str, from_env: bool) -> dict[str, str]:
 
 def context_entries(root: Path, dockerfile: str = "Dockerfile") -> Iterator[tuple[str, Path]]:
     """``(relative path, path)`` of what the context sends, sorted, dirs before their contents."""
-    from dockyard.builder.dockerignore import DockerIgnore, MatchInfo, ignore_file_candidates
+    from dockyard.core.dockerignore import DockerIgnore, MatchInfo, ignore_file_candidates
 
     ignore = DockerIgnore([])
     for name in ignore_file_candidates(dockerfile):
