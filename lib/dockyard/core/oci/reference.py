@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, replace
 
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.names import names_registry
 from dockyard.core.oci.digest import check_sha256
 
 DEFAULT_TAG = "latest"
@@ -111,7 +112,7 @@ def parse(raw: str) -> Reference:
     registry: str | None = None
     parts = rest.split("/")
     first = parts[0]
-    if len(parts) > 1 and ("." in first or ":" in first or first == "localhost"):
+    if names_registry(rest):
         registry = first
         parts = parts[1:]
         m = _DOMAIN.fullmatch(first)
