@@ -46,17 +46,11 @@ from distribution_support import (
 from dockyard.core.errors import InvalidArgument, NotFound, StorageFull, Unauthenticated, Unavailable
 from dockyard.core.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from dockyard.runtime.images.credentials import CredentialStore, StaticCredentials
-from dockyard.runtime.images.distribution import (
-    Progress,
-    classify,
-    get_manifest,
-    host_platform,
-    login,
-    parse_challenge,
-    pull,
-    push,
-    put_manifest,
-)
+from dockyard.runtime.images.manifests import classify, get_manifest, host_platform, put_manifest
+from dockyard.runtime.images.progress import Progress
+from dockyard.runtime.images.pull import pull
+from dockyard.runtime.images.push import push
+from dockyard.runtime.images.registry_client import login, parse_challenge
 
 __all__ = ["cncf_registry", "dockyard_registry"]  # fixtures, used by name
 
