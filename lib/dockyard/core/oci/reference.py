@@ -36,6 +36,8 @@ _DOMAIN = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
+REPOSITORY = re.compile(rf"{_COMPONENT.pattern}(?:/{_COMPONENT.pattern})*")
+"""A repository path without registry: components joined by "/" (a registry's ``/v2/<name>/``)."""
 
 
 @dataclass(frozen=True, slots=True)
