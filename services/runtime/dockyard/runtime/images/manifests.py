@@ -16,10 +16,7 @@ from typing import Any
 
 import structlog
 
-from dockyard.core.errors import (
-    InvalidArgument,
-    NotFound,
-)
+from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.oci.digest import check_sha256, sha256_digest
 from dockyard.core.oci.manifest import ManifestDescriptor
 from dockyard.core.oci.mediatypes import (

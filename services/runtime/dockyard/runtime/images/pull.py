@@ -33,13 +33,9 @@ from typing import Any, Protocol
 import aiohttp
 import structlog
 
-from dockyard.core.errors import (
-    InvalidArgument,
-)
+from dockyard.core.errors import InvalidArgument
 from dockyard.core.oci.digest import sha256_digest
-from dockyard.core.oci.mediatypes import (
-    INDEX_TYPES,
-)
+from dockyard.core.oci.mediatypes import INDEX_TYPES
 from dockyard.core.oci.reference import Reference, parse
 from dockyard.runtime.images.content import ContentStore
 from dockyard.runtime.images.credentials import Credentials

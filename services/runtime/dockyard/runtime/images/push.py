@@ -21,15 +21,10 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import structlog
 
-from dockyard.core.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-)
+from dockyard.core.errors import FailedPrecondition, InvalidArgument
 from dockyard.core.oci.digest import sha256_digest
 from dockyard.core.oci.manifest import ManifestDescriptor
-from dockyard.core.oci.mediatypes import (
-    IMAGE_TYPES,
-)
+from dockyard.core.oci.mediatypes import IMAGE_TYPES
 from dockyard.core.oci.reference import Reference, parse
 from dockyard.runtime.images.credentials import Credentials
 from dockyard.runtime.images.manifests import classify, descriptor_fields, send_manifest

@@ -27,12 +27,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from dockyard.core.errors import (
     DockyardError,
