@@ -8,7 +8,7 @@ chunks by a producer thread (a bounded queue: never the whole context in memory)
 the image id, on stdout. ``SOURCE_DATE_EPOCH`` in the environment
 sets the image's timestamps (default 0: builds are reproducible; see the builder's engine).
 ``--cache-to``/``--cache-from`` take buildx's ``type=registry,ref=…`` values, checked here
-(``dockyard.builder.cachesync``) so that a bad one fails before the context is sent.
+(``dockyard.core.cacheoptions``) so that a bad one fails before the context is sent.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def secrets_option(values: list[str]) -> dict[str, bytes]:
     """``--secret`` values (docker's syntax) read now: id → bytes; a bad or unreadable one is
     InvalidArgument, one line, before anything is sent."""
     if not values:
-        return {}  # and no import of the mount code: it is most of a build's start-up
-    from dockyard.builder.mounts import parse_secret_flag, read_secret
+        return {}
+    from dockyard.cli.buildsecrets import parse_secret_flag, read_secret
     from dockyard.core.errors import InvalidArgument
 
     out: dict[str, bytes] = {}
@@ -98,7 +98,7 @@ def cache_options(values: list[str], flag: str) -> list[Any]:
     if not values:
         return []
     from dockyard.api.builds.v1 import builds_pb2 as pb
-    from dockyard.builder.cachesync import parse_cache_option
+    from dockyard.core.cacheoptions import parse_cache_option
 
     out = []
     for value in values:
@@ -127,7 +127,7 @@ def _pairs(values: list[str], what: str, from_env: bool) -> dict[str, str]:
 
 def context_entries(root: Path, dockerfile: str = "Dockerfile") -> Iterator[tuple[str, Path]]:
     """``(relative path, path)`` of what the context sends, sorted, dirs before their contents."""
-    from dockyard.builder.dockerignore import DockerIgnore, MatchInfo, ignore_file_candidates
+    from dockyard.core.dockerignore import DockerIgnore, MatchInfo, ignore_file_candidates
 
     ignore = DockerIgnore([])
     for name in ignore_file_candidates(dockerfile):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 
@@ -33,11 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("DOCKYARD_STATE_DIR", os.path.join(data_home, "dockyard")),
         help="where everything is kept [DOCKYARD_STATE_DIR, default ~/.local/share/dockyard]",
     )
-    parser.add_argument("--nats-port", type=int, default=int(os.environ.get("DOCKYARD_NATS_PORT", "4222")))
+    nats = os.environ.get("DOCKYARD_NATS_PORT")
+    parser.add_argument(
+        "--nats-port",
+        type=int,
+        default=int(nats) if nats else None,
+        help="NATS's port on 127.0.0.1 [DOCKYARD_NATS_PORT, default 4222, or a free one kept for the "
+        "state dir when another user holds 4222]",
+    )
     parser.add_argument(
         "--registry-listen",
-        default=os.environ.get("DOCKYARD_REGISTRY_LISTEN", "127.0.0.1:5000"),
-        help="the registry's HTTP address [DOCKYARD_REGISTRY_LISTEN, default 127.0.0.1:5000]",
+        default=os.environ.get("DOCKYARD_REGISTRY_LISTEN"),
+        help="the registry's HTTP address [DOCKYARD_REGISTRY_LISTEN, default 127.0.0.1:5000, or a free "
+        "port kept for the state dir when another user holds 5000]",
     )
     parser.add_argument(
         "--registry-auth",
@@ -93,8 +102,20 @@ def run(args: argparse.Namespace) -> int:
 
     from dockyard.core import logging
     from dockyard.local.logs import Rotation
+    from dockyard.local.ports import default_port
     from dockyard.local.supervisor import PlatformConfig, Supervisor
 
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    notes = []
+    if args.nats_port is None:
+        args.nats_port, note = default_port(state_dir, "nats", "127.0.0.1", 4222)
+        notes.append(note)
+    if args.registry_listen is None:
+        port, note = default_port(state_dir, "registry", "127.0.0.1", 5000)
+        args.registry_listen = f"127.0.0.1:{port}"
+        notes.append(note)
+    for note in filter(None, notes):
+        print(f"dockyard up: {note}", file=sys.stderr)
     try:
         rotation = Rotation(max_bytes=args.log_max_bytes, files=args.log_files)
     except ValueError as exc:
@@ -160,8 +181,9 @@ def _become_unprivileged(state_dir: Path, listen: str, args: argparse.Namespace)
     enter_v2_subtree(user.pw_uid, user.pw_gid)
     reexec_as(
         user,
-        ["up", "--state-dir", str(state_dir), "--nats-port", str(args.nats_port),
-         "--registry-listen", args.registry_listen, "--listen", listen,
+        ["up", "--state-dir", str(state_dir), "--listen", listen,
+         *(["--nats-port", str(args.nats_port)] if args.nats_port is not None else []),
+         *(["--registry-listen", args.registry_listen] if args.registry_listen is not None else []),
          "--registry-auth", args.registry_auth,
          *(["--registry-anonymous-pull"] if args.registry_anonymous_pull else []),
          "--log-max-bytes", str(args.log_max_bytes), "--log-files", str(args.log_files)],

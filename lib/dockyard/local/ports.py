@@ -2,7 +2,9 @@
 
 ``dockyard up`` checks its TCP ports (NATS, the registry's HTTP, a TCP gateway) and the gateway's
 unix socket before starting anything, so a second platform on the same ports fails at once with
-one line instead of half-starting against the first one.
+one line instead of half-starting against the first one. A port ``up`` was not told to use
+(:func:`default_port`) is different: when another user's process holds the default, ``up`` takes a
+free one and keeps it for that state directory, so several users' platforms share a machine.
 
 Who holds a port is read from /proc, as ``ss -ltnp`` does: the listening socket's inode and owner
 uid from ``/proc/net/tcp{,6}`` (``/proc/net/unix`` for a socket path), then the process whose
@@ -13,6 +15,7 @@ their descriptors; for others the owner's user name is what can be known.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pwd
 import socket
@@ -170,3 +173,38 @@ def require_unix_free(path: Path, what: str) -> None:
     holder = unix_holder(path)
     who = holder.describe() if holder else "another process"
     raise FailedPrecondition(f"socket {path} ({what}) is already served by {who}")
+
+
+def default_port(state_dir: Path, name: str, host: str, preferred: int) -> tuple[int, str]:
+    """The port ``name`` (``nats``, ``registry``) listens on when no flag says: the one this state
+    directory kept in ``ports.json``, else ``preferred``; when another user's process holds it, a
+    free port, kept from then on (image names carry the registry's). Returns it and a line to tell
+    the user ("" when it is the usual one). A port our own user holds is left for the usual
+    one-line refusal: it is most likely this platform, already running."""
+    kept_file = state_dir / "ports.json"
+    try:
+        loaded = json.loads(kept_file.read_text())
+    except (OSError, ValueError):
+        loaded = None
+    kept: dict[str, int] = (
+        {k: v for k, v in loaded.items() if isinstance(v, int)} if isinstance(loaded, dict) else {}
+    )
+    port = kept.get(name, preferred)
+    if not tcp_in_use(host, port):
+        return port, ("" if port == preferred else f"{name}: port {port}, kept for this state directory")
+    holder = tcp_holder(port)
+    if holder is None or holder.uid in (None, os.geteuid()):
+        return port, ""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        chosen = int(probe.getsockname()[1])
+    kept[name] = chosen
+    tmp = kept_file.with_name(".ports.json.tmp")
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(json.dumps(kept) + "\n")
+    os.replace(tmp, kept_file)
+    return (
+        chosen,
+        f"{name}: port {port} is {holder.describe()}'s; using {chosen}, kept for this state directory",
+    )

@@ -44,21 +44,13 @@ from distribution_support import (
 )
 
 from dockyard.core.errors import InvalidArgument, NotFound, StorageFull, Unauthenticated, Unavailable
+from dockyard.core.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from dockyard.runtime.images.credentials import CredentialStore, StaticCredentials
-from dockyard.runtime.images.distribution import (
-    MEDIA_DOCKER_MANIFEST,
-    MEDIA_OCI_INDEX,
-    MEDIA_OCI_MANIFEST,
-    Progress,
-    classify,
-    get_manifest,
-    host_platform,
-    login,
-    parse_challenge,
-    pull,
-    push,
-    put_manifest,
-)
+from dockyard.runtime.images.manifests import classify, get_manifest, host_platform, put_manifest
+from dockyard.runtime.images.progress import Progress
+from dockyard.runtime.images.pull import pull
+from dockyard.runtime.images.push import push
+from dockyard.runtime.images.registry_client import login, parse_challenge
 
 __all__ = ["cncf_registry", "dockyard_registry"]  # fixtures, used by name
 
@@ -158,15 +150,15 @@ async def test_docker_schema2_pull_and_push(
     src = dockyard_registry.address
     published(tmp_path, src, "team/d:1", "d", 2, "--format", "v2s2")
     served = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{src}/team/d:1").stdout.encode()
-    assert json.loads(served)["mediaType"] == MEDIA_DOCKER_MANIFEST
+    assert json.loads(served)["mediaType"] == DOCKER_MANIFEST
     store = new_store(tmp_path / "store")
 
     record = await pull(store, f"{src}/team/d:1")
     assert record.manifest_digest == digest_of(served)
-    assert record.manifest_media_type == MEDIA_DOCKER_MANIFEST
+    assert record.manifest_media_type == DOCKER_MANIFEST
 
     desc = await push(store, f"{cncf_registry.address}/d:1", source_reference=f"{src}/team/d:1")
-    assert desc.media_type == MEDIA_DOCKER_MANIFEST
+    assert desc.media_type == DOCKER_MANIFEST
     assert skopeo_inspect(f"{cncf_registry.address}/d:1")["Digest"] == digest_of(served)
 
 
@@ -350,12 +342,12 @@ async def test_token_auth(tmp_path: Path, dockyard_registry: RegistryServer) -> 
 
 def _index_over(*images: tuple[bytes, dict[str, str]]) -> bytes:
     entries = [
-        {"mediaType": MEDIA_OCI_MANIFEST, "digest": digest_of(m), "size": len(m), "annotations": notes}
+        {"mediaType": OCI_MANIFEST, "digest": digest_of(m), "size": len(m), "annotations": notes}
         for m, notes in images
     ]
     doc = {
         "schemaVersion": 2,
-        "mediaType": MEDIA_OCI_INDEX,
+        "mediaType": OCI_INDEX,
         "artifactType": "application/vnd.example.cache+json",
         "manifests": entries,
     }
@@ -374,9 +366,9 @@ async def test_one_manifest_in_and_out_with_the_stored_credentials(
     creds = StaticCredentials({src: ("alice", "wonderland")})
 
     with pytest.raises(Unauthenticated, match="log in with"):
-        await put_manifest(f"{src}/team/x:cache", index, MEDIA_OCI_INDEX)
-    desc = await put_manifest(f"{src}/team/x:cache", index, MEDIA_OCI_INDEX, credentials=creds)
-    assert (desc.media_type, desc.digest, desc.size) == (MEDIA_OCI_INDEX, digest_of(index), len(index))
+        await put_manifest(f"{src}/team/x:cache", index, OCI_INDEX)
+    desc = await put_manifest(f"{src}/team/x:cache", index, OCI_INDEX, credentials=creds)
+    assert (desc.media_type, desc.digest, desc.size) == (OCI_INDEX, digest_of(index), len(index))
 
     got, body = await get_manifest(f"{src}/team/x:cache", credentials=creds)
     assert body == index and got == desc
@@ -395,13 +387,13 @@ async def test_one_manifest_in_and_out_with_the_stored_credentials(
     stranger = make_image("not-pushed", 1)
     with pytest.raises(InvalidArgument, match="refused manifest"):
         await put_manifest(
-            f"{src}/team/x:cache", _index_over((stranger.manifest, {})), MEDIA_OCI_INDEX, credentials=creds
+            f"{src}/team/x:cache", _index_over((stranger.manifest, {})), OCI_INDEX, credentials=creds
         )
     assert (await get_manifest(f"{src}/team/x:cache", credentials=creds))[1] == index
     with pytest.raises(NotFound, match="manifest unknown"):
         await get_manifest(f"{src}/team/x:nothing", credentials=creds)
     with pytest.raises(InvalidArgument, match="hashes to"):
-        await put_manifest(f"{src}/team/x@{digest_of(b'other')}", index, MEDIA_OCI_INDEX, credentials=creds)
+        await put_manifest(f"{src}/team/x@{digest_of(b'other')}", index, OCI_INDEX, credentials=creds)
 
 
 async def test_an_index_of_ours_on_distribution(tmp_path: Path, cncf_registry: CncfRegistry) -> None:
@@ -409,7 +401,7 @@ async def test_an_index_of_ours_on_distribution(tmp_path: Path, cncf_registry: C
     dst = cncf_registry.address
     image = published(tmp_path, dst, "c/x:1", "n", 1)
     index = _index_over((image.manifest, {"dev.example.keys": "c"}))
-    desc = await put_manifest(f"{dst}/c/x:cache", index, MEDIA_OCI_INDEX)
+    desc = await put_manifest(f"{dst}/c/x:cache", index, OCI_INDEX)
     assert desc.digest == digest_of(index)
     assert (await get_manifest(f"{dst}/c/x:cache"))[1] == index
 

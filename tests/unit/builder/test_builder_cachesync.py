@@ -14,19 +14,18 @@ import pytest
 from dockyard.builder.cachesync import (
     CACHE_ARTIFACT_TYPE,
     KEYS_ANNOTATION,
-    OCI_INDEX,
-    CacheSpec,
-    Manifest,
     UsedSteps,
     decode_index,
     encode_index,
     in_stage,
-    parse_cache_option,
-    registry_ref,
 )
 from dockyard.cli.__main__ import build_parser
 from dockyard.cli.build import cache_options
+from dockyard.core.cacheoptions import CacheSpec, parse_cache_option
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.oci.manifest import ManifestDescriptor
+from dockyard.core.oci.mediatypes import OCI_INDEX
+from dockyard.core.oci.reference import registry_ref
 
 REG = "127.0.0.1:5000"
 KEY_A, KEY_B, KEY_C = "a" * 64, "b" * 64, "c" * 64
@@ -127,8 +126,8 @@ def test_the_cli_refuses_a_bad_cache_value_in_one_line_before_connecting(tmp_pat
 
 
 def test_the_index_is_reproducible_and_reads_back() -> None:
-    m1 = Manifest("application/vnd.oci.image.manifest.v1+json", DIGEST_1, 400)
-    m2 = Manifest("application/vnd.oci.image.manifest.v1+json", DIGEST_2, 500)
+    m1 = ManifestDescriptor("application/vnd.oci.image.manifest.v1+json", DIGEST_1, 400)
+    m2 = ManifestDescriptor("application/vnd.oci.image.manifest.v1+json", DIGEST_2, 500)
     one = encode_index([(m2, [KEY_C]), (m1, [KEY_B, KEY_A])])
     two = encode_index([(m1, {KEY_A, KEY_B}), (m2, (KEY_C,))])
     assert one == two  # order of entries and of keys does not matter

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dockyard.core.events import Event
+from dockyard.core.oci.digest import Digest
 from dockyard.registry.config import RegistryConfig
-from dockyard.registry.digest import Digest
 from dockyard.registry.registry import Registry
 from dockyard.registry.storage import FilesystemDriver
 

@@ -10,16 +10,15 @@ from pathlib import Path
 import pytest
 from registry_unit_support import ListPublisher, image_manifest, push_blob, push_image
 
+from dockyard.core.oci.digest import Digest, DigestInvalid
+from dockyard.core.oci.manifest import ManifestInvalid
 from dockyard.core.outbox import Outbox, OutboxPublisher
 from dockyard.registry.config import RegistryConfig
-from dockyard.registry.digest import Digest
 from dockyard.registry.errors import (
     BlobUnknown,
     BlobUploadInvalid,
     BlobUploadUnknown,
-    DigestInvalid,
     ManifestBlobUnknown,
-    ManifestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
     NameInvalid,
@@ -411,6 +410,6 @@ DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
     ],
 )
 def test_accept_negotiation(accept: list[str], media_type: str, ok: bool) -> None:
-    from dockyard.registry.manifest import accepts
+    from dockyard.registry.http import accepts
 
     assert accepts(accept, media_type) is ok

@@ -8,7 +8,7 @@ import time
 
 from registry_unit_support import ListPublisher, push_blob, push_image
 
-from dockyard.registry.digest import Digest
+from dockyard.core.oci.digest import Digest
 from dockyard.registry.gc import MarkSet, run_gc
 from dockyard.registry.registry import Registry, blob_path
 

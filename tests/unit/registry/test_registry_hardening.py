@@ -16,14 +16,14 @@ from registry_unit_support import push_blob
 
 from dockyard.adapters.grpc.errors import to_native, to_status
 from dockyard.core import errors as core
+from dockyard.core.oci.manifest import ManifestInvalid, parse_manifest
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.connections import (
     ConnectionGuard,
     RateLimitedExceptionHandler,
     default_connection_limit,
 )
-from dockyard.registry.errors import ManifestInvalid, NameInvalid, StorageFull, TooManyUploads
-from dockyard.registry.manifest import parse_manifest
+from dockyard.registry.errors import NameInvalid, StorageFull, TooManyUploads
 from dockyard.registry.registry import Registry, validate_name
 from dockyard.registry.storage import FilesystemDriver
 

@@ -9,9 +9,9 @@ import pytest
 from image_test_support import sha
 
 from dockyard.core.errors import InvalidArgument, NotFound
+from dockyard.core.oci.reference import Reference, parse
 from dockyard.runtime.images.changes import apply_changes
 from dockyard.runtime.images.content import ContentStore
-from dockyard.runtime.images.reference import Reference, parse
 
 # -- content ----------------------------------------------------------------------------------
 

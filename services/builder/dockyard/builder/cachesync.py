@@ -31,138 +31,28 @@ the node (``RegistryRuntime``, which ``remote.py`` implements over gRPC).
 from __future__ import annotations
 
 import contextvars
-import csv
 import json
 import re
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from dockyard.core.cacheoptions import CacheSpec
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.oci.digest import is_sha256
+from dockyard.core.oci.manifest import ManifestDescriptor
+from dockyard.core.oci.mediatypes import OCI_INDEX
+from dockyard.core.oci.reference import registry_ref
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 CACHE_ARTIFACT_TYPE = "application/vnd.dockyard.build.cache.v1+json"
 CACHE_ANNOTATION = "dev.dockyard.build.cache"
 KEYS_ANNOTATION = "dev.dockyard.build.cache.keys"
-MODES = ("min", "max")
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _KEY = re.compile(r"[0-9a-f]{64}")
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REFERENCE = re.compile(
-    r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?)"
-    rf"/(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?"
-)
-
-
-# --- references ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryRef:
-    """``HOST[:PORT]/PATH[:TAG][@DIGEST]`` split; ``name`` is the part before tag and digest."""
-
-    name: str
-    tag: str | None
-    digest: str | None
-
-
-def registry_ref(ref: str, what: str) -> RegistryRef:
-    """``ref`` parsed; InvalidArgument naming ``what`` unless it names a registry and a repository.
-
-    Docker's rule for the first component: it is a registry when it holds "." or ":" or is
-    "localhost" (there is no Docker Hub to fall back to). The runtime checks the rest of the
-    grammar again when it talks to the registry.
-    """
-    m = _REFERENCE.fullmatch(ref)
-    domain = m.group("domain") if m else ""
-    if m is None or not ("." in domain or ":" in domain or domain == "localhost"):
-        raise InvalidArgument(f"{what} {ref!r}: want HOST[:PORT]/NAME[:TAG] (a registry and a repository)")
-    return RegistryRef(f"{domain}/{m.group('path')}", m.group("tag"), m.group("digest"))
-
-
-# --- the flags ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CacheSpec:
-    """One ``--cache-to``/``--cache-from`` of ``type=registry``."""
-
-    ref: str
-    mode: str = "min"
-    ignore_error: bool = False
-
-    def checked(self, flag: str) -> CacheSpec:
-        """Self when valid for ``flag`` (``--cache-to`` or ``--cache-from``); else InvalidArgument."""
-        if not self.ref:
-            raise InvalidArgument(f"{flag}: ref=HOST[:PORT]/NAME[:TAG] is required")
-        parsed = registry_ref(self.ref, f"{flag} ref")
-        if flag == "--cache-to" and parsed.digest:
-            raise InvalidArgument(f"{flag} ref {self.ref!r}: the cache is pushed under a tag, not a digest")
-        if self.mode not in MODES:
-            raise InvalidArgument(f"{flag} mode={self.mode}: want mode=min or mode=max")
-        return self
-
-    @property
-    def tagged(self) -> str:
-        """The reference the index is pushed to: ``ref`` with ``latest`` when it has no tag."""
-        parsed = registry_ref(self.ref, "cache ref")
-        return self.ref if parsed.tag or parsed.digest else f"{self.ref}:latest"
-
-
-def parse_cache_option(value: str, flag: str) -> CacheSpec:
-    """A ``--cache-to``/``--cache-from`` value in docker buildx's syntax.
-
-    ``type=registry,ref=HOST/NAME:TAG[,mode=min|max][,ignore-error=true]`` (CSV, so a field may
-    be quoted), or just the reference (buildx's shorthand for ``type=registry,ref=…``). Only the
-    registry type exists here; anything else is one InvalidArgument line naming the flag.
-    """
-    text = value.strip()
-    if not text:
-        raise InvalidArgument(f"{flag}: empty value; want type=registry,ref=HOST[:PORT]/NAME[:TAG]")
-    if "=" not in text and "," not in text:
-        return CacheSpec(text).checked(flag)
-    try:
-        fields = next(csv.reader([text]))
-    except csv.Error as exc:
-        raise InvalidArgument(f"{flag} {value!r}: {exc}") from None
-    options: dict[str, str] = {}
-    for item in fields:
-        key, eq, val = item.partition("=")
-        if not eq:
-            raise InvalidArgument(f"{flag} {value!r}: {item!r} is not KEY=VALUE")
-        options[key.strip().lower()] = val
-    kind = options.pop("type", "registry")
-    if kind != "registry":  # first: other types' options are not ours to judge
-        raise InvalidArgument(f"{flag} type={kind}: only type=registry is supported")
-    ignore = options.pop("ignore-error", "false")
-    if ignore.lower() not in ("true", "false", "1", "0"):
-        raise InvalidArgument(f"{flag} ignore-error={ignore}: want true or false")
-    spec = CacheSpec(options.pop("ref", ""), options.pop("mode", "min"), ignore.lower() in ("true", "1"))
-    if options:
-        unknown = next(iter(options))
-        raise InvalidArgument(
-            f"{flag}: unknown option {unknown!r} (type=registry takes ref, mode, ignore-error)"
-        )
-    return spec.checked(flag)
-
-
 # --- the index ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """A manifest as a registry holds it (an index entry's descriptor)."""
-
-    media_type: str
-    digest: str
-    size: int
-
-
-def encode_index(entries: Iterable[tuple[Manifest, Collection[str]]]) -> bytes:
+def encode_index(entries: Iterable[tuple[ManifestDescriptor, Collection[str]]]) -> bytes:
     """The cache index over ``(step image's manifest, its step keys)``; the same entries give the
     same bytes (sorted, compact JSON), so an unchanged build re-exports an unchanged index."""
     manifests = [
@@ -203,7 +93,7 @@ def decode_index(body: bytes, ref: str) -> dict[str, str]:
         digest = entry.get("digest") if isinstance(entry, dict) else None
         notes = entry.get("annotations") if isinstance(entry, dict) else None
         keys = notes.get(KEYS_ANNOTATION) if isinstance(notes, dict) else None
-        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest) or not isinstance(keys, str):
+        if not is_sha256(digest) or not isinstance(keys, str):
             raise InvalidArgument(f"{ref}: a malformed entry in the build cache index")
         for key in keys.split(","):
             if not _KEY.fullmatch(key):
@@ -254,7 +144,7 @@ class RegistryRuntime(Protocol):
         """(manifest digest, number of layers) of a local image."""
         ...
 
-    async def push(self, reference: str, progress: PushProgress) -> Manifest:
+    async def push(self, reference: str, progress: PushProgress) -> ManifestDescriptor:
         """Push the local image ``reference`` names (a tag, or NAME@<manifest digest>)."""
         ...
 
@@ -262,9 +152,9 @@ class RegistryRuntime(Protocol):
         """Pull ``reference`` into the node; its image id."""
         ...
 
-    async def get_manifest(self, reference: str) -> tuple[Manifest, bytes]: ...
+    async def get_manifest(self, reference: str) -> tuple[ManifestDescriptor, bytes]: ...
 
-    async def put_manifest(self, reference: str, media_type: str, body: bytes) -> Manifest: ...
+    async def put_manifest(self, reference: str, media_type: str, body: bytes) -> ManifestDescriptor: ...
 
 
 @dataclass
@@ -313,13 +203,15 @@ class RegistryCache:
             self._sources.pop(key, None)
             raise
 
-    async def export(self, spec: CacheSpec, images: Mapping[str, Collection[str]], say: Say) -> Manifest:
+    async def export(
+        self, spec: CacheSpec, images: Mapping[str, Collection[str]], say: Say
+    ) -> ManifestDescriptor:
         """Push the step images ``images`` (image id → its keys) to ``spec.ref``'s repository,
         ancestors first, then the index under ``spec.ref``'s tag; the index's descriptor."""
         name = registry_ref(spec.ref, "--cache-to ref").name
         located = [(await self.registry.locate(image), keys) for image, keys in images.items()]
         located.sort(key=lambda item: item[0][1])  # fewer layers first: parents before children
-        entries: list[tuple[Manifest, Collection[str]]] = []
+        entries: list[tuple[ManifestDescriptor, Collection[str]]] = []
         for (digest, layers), keys in located:
             counts = _Counts()
             pushed = await self.registry.push(f"{name}@{digest}", counts)
@@ -331,7 +223,7 @@ class RegistryCache:
         await say(f"{spec.tagged}: cache index {desc.digest} ({len(entries)} step images)")
         return desc
 
-    async def push(self, reference: str, say: Say) -> Manifest:
+    async def push(self, reference: str, say: Say) -> ManifestDescriptor:
         """``build --push`` of one tag: docker's push lines (a layer's final state, the digest)."""
 
         async def progress(layer: str, status: str) -> None:

@@ -56,13 +56,11 @@ from dockyard.builder import imageconfig, mounts
 from dockyard.builder import instructions as ins
 from dockyard.builder.cache import BuildCache, step_key
 from dockyard.builder.cachesync import (
-    CacheSpec,
     RegistryCache,
     RegistryRuntime,
     Say,
     UsedSteps,
     in_stage,
-    registry_ref,
 )
 from dockyard.builder.dockerfile import parse
 from dockyard.builder.download import MAX_DOWNLOAD
@@ -73,8 +71,10 @@ from dockyard.builder.plan import BaseImage, BuildOptions, Plan, PlannedStage, P
 from dockyard.builder.steps.copy import copy_step
 from dockyard.builder.steps.metadata import METADATA, meta_step, workdir_step
 from dockyard.builder.steps.run import run_step
+from dockyard.core.cacheoptions import CacheSpec
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.names import names_registry
+from dockyard.core.oci.reference import registry_ref
 
 log = structlog.get_logger("dockyard.builder")
 

@@ -23,10 +23,11 @@ from dockyard.api.images.v1 import images_pb2 as ipb
 from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.api.volumes.v1 import volumes_pb2 as vpb
 from dockyard.api.volumes.v1 import volumes_pb2_grpc
-from dockyard.builder.cachesync import Manifest, PushProgress
+from dockyard.builder.cachesync import PushProgress
 from dockyard.builder.mounts import RunMount
 from dockyard.builder.node import Image, Output, PathInfo, RunSpec, StepSpec
 from dockyard.core.errors import Unavailable
+from dockyard.core.oci.manifest import ManifestDescriptor
 
 _MAX = 16 * 1024 * 1024
 READY_TIMEOUT_S = 15.0
@@ -215,7 +216,7 @@ class RemoteRuntime:
             raise to_native(exc) from None
         return msg.manifest.digest, len(msg.layers)
 
-    async def push(self, reference: str, progress: PushProgress) -> Manifest:
+    async def push(self, reference: str, progress: PushProgress) -> ManifestDescriptor:
         pushed = None
         try:
             async for msg in self.images.Push(ipb.PushRequest(reference=reference)):
@@ -227,7 +228,7 @@ class RemoteRuntime:
             raise to_native(exc) from None
         if pushed is None:
             raise Unavailable(f"the push of {reference} ended without a manifest")
-        return Manifest(pushed.media_type, pushed.digest, pushed.size)
+        return ManifestDescriptor(pushed.media_type, pushed.digest, pushed.size)
 
     async def pull(self, reference: str) -> str:
         image = ""
@@ -241,20 +242,20 @@ class RemoteRuntime:
             raise Unavailable(f"the pull of {reference} ended without an image")
         return image
 
-    async def get_manifest(self, reference: str) -> tuple[Manifest, bytes]:
+    async def get_manifest(self, reference: str) -> tuple[ManifestDescriptor, bytes]:
         try:
             msg = await self.images.GetManifest(ipb.GetManifestRequest(reference=reference))
         except grpc.aio.AioRpcError as exc:
             raise to_native(exc) from None
-        return Manifest(msg.media_type, msg.digest, len(msg.content)), msg.content
+        return ManifestDescriptor(msg.media_type, msg.digest, len(msg.content)), msg.content
 
-    async def put_manifest(self, reference: str, media_type: str, body: bytes) -> Manifest:
+    async def put_manifest(self, reference: str, media_type: str, body: bytes) -> ManifestDescriptor:
         request = ipb.PutManifestRequest(reference=reference, media_type=media_type, content=body)
         try:
             desc = await self.images.PutManifest(request)
         except grpc.aio.AioRpcError as exc:
             raise to_native(exc) from None
-        return Manifest(desc.media_type, desc.digest, desc.size)
+        return ManifestDescriptor(desc.media_type, desc.digest, desc.size)
 
     async def squash(self, image: str, base: str, created_by: str, created: int) -> Image:
         request = ipb.SquashRequest(image=image, base=base, created_by=created_by)

@@ -22,10 +22,10 @@ import structlog
 
 from dockyard.api.builds.v1 import builds_pb2 as pb
 from dockyard.api.builds.v1 import builds_pb2_grpc
-from dockyard.builder.cachesync import CacheSpec
 from dockyard.builder.engine import Builder, Progress, Request, new_build_id
 from dockyard.builder.inflight import InFlight
 from dockyard.builder.layers import extract_context
+from dockyard.core.cacheoptions import CacheSpec
 from dockyard.core.errors import DockyardError, InvalidArgument
 from dockyard.core.events import Publisher, Subject, new_event
 

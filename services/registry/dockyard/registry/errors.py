@@ -3,6 +3,8 @@
 Every class subclasses one of ``dockyard.core.errors`` so that other boundaries (gRPC) map
 them without knowing OCI. The HTTP layer maps them to a status and the spec's JSON body in
 one table (``dockyard.registry.http.OCI_STATUS``); ``oci_code`` is the spec's code string.
+``DigestInvalid`` and ``ManifestInvalid`` are the OCI model's own (``dockyard.core.oci``), mapped
+the same way.
 """
 
 from __future__ import annotations
@@ -34,10 +36,6 @@ class RangeInvalid(core.OutOfRange):
         self.offset = offset
 
 
-class DigestInvalid(core.InvalidArgument):
-    oci_code = "DIGEST_INVALID"
-
-
 class SizeInvalid(core.InvalidArgument):
     oci_code = "SIZE_INVALID"
 
@@ -52,10 +50,6 @@ class NameUnknown(core.NotFound):
 
 class ManifestUnknown(core.NotFound):
     oci_code = "MANIFEST_UNKNOWN"
-
-
-class ManifestInvalid(core.InvalidArgument):
-    oci_code = "MANIFEST_INVALID"
 
 
 class ManifestBlobUnknown(core.FailedPrecondition):

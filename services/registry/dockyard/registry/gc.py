@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from dockyard.core.events import Subject
-from dockyard.registry.digest import Digest
+from dockyard.core.oci.digest import Digest
 from dockyard.registry.registry import Registry, blob_path
 
 log = structlog.get_logger("dockyard.registry.gc")

@@ -32,13 +32,13 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from dockyard.core import errors as core
+from dockyard.core.oci.digest import Digest, DigestInvalid, is_digest, new_hasher
+from dockyard.core.oci.mediatypes import MANIFEST_TYPES, OCI_INDEX
 from dockyard.registry.auth import Access, Authorizer
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.connections import ConnectionGuard
-from dockyard.registry.digest import Digest, is_digest, new_hasher
 from dockyard.registry.errors import (
     BlobUploadInvalid,
-    DigestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
     RangeInvalid,
@@ -47,7 +47,6 @@ from dockyard.registry.errors import (
     TooManyTags,
     TooManyUploads,
 )
-from dockyard.registry.manifest import OCI_INDEX, accepts
 from dockyard.registry.registry import BlobInfo, ChunkWriter, Registry, UploadStatus
 from dockyard.registry.storage import CHUNK_SIZE
 
@@ -215,6 +214,23 @@ def _satisfiable(header: str, size: int) -> bool:
         return int(m.group(2)) > 0 and size > 0
     first = int(m.group(1))
     return first < size and (not m.group(2) or int(m.group(2)) >= first)
+
+
+def accepts(accept_headers: list[str], media_type: str) -> bool:
+    """Whether a client's ``Accept`` values admit a manifest of ``media_type``.
+
+    Only a client that names manifest types explicitly is held to them (a Docker client that
+    cannot read an index, say); no ``Accept``, wildcards, or only non-manifest types admit all.
+    """
+    named = {
+        part.split(";", 1)[0].strip().lower()
+        for value in accept_headers
+        for part in value.split(",")
+        if part.strip()
+    }
+    if named & {"*/*", "application/*"} or not named & MANIFEST_TYPES:
+        return True
+    return media_type.lower() in named
 
 
 def _upload_headers(status: UploadStatus) -> dict[str, str]:

@@ -43,15 +43,15 @@ from typing import Any
 import structlog
 
 from dockyard.core.events import Publisher, Subject, new_event
+from dockyard.core.oci.digest import Digest, DigestInvalid, Hasher, is_digest, new_hasher
+from dockyard.core.oci.manifest import Descriptor, Manifest, ManifestInvalid, parse_manifest
+from dockyard.core.oci.reference import REPOSITORY
 from dockyard.registry.config import RegistryConfig
-from dockyard.registry.digest import Digest, Hasher, is_digest, new_hasher
 from dockyard.registry.errors import (
     BlobUnknown,
     BlobUploadInvalid,
     BlobUploadUnknown,
-    DigestInvalid,
     ManifestBlobUnknown,
-    ManifestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
     NameInvalid,
@@ -62,13 +62,11 @@ from dockyard.registry.errors import (
     TooManyTags,
     TooManyUploads,
 )
-from dockyard.registry.manifest import Descriptor, Manifest, parse_manifest
 from dockyard.registry.storage import CHUNK_SIZE, StorageDriver, Writer
 
 log = structlog.get_logger("dockyard.registry")
 
 # Matched with ``fullmatch``: ``$`` would also accept a trailing newline ("name\n").
-NAME_RE = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
 TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 UPLOAD_ID_RE = re.compile(r"[a-f0-9]{32}")
 NAME_MAX = 255
@@ -76,7 +74,7 @@ NAME_MAX = 255
 
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid repository name, else raise NameInvalid (also blocks traversal)."""
-    if len(name) > NAME_MAX or not NAME_RE.fullmatch(name):
+    if len(name) > NAME_MAX or not REPOSITORY.fullmatch(name):
         raise NameInvalid(f"invalid repository name {name[:300]!r}", name=name[:300])
     return name
 

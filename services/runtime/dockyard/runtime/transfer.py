@@ -1,7 +1,8 @@
 """Pull, push and login for the servicer: progress as a stream, credentials kept, events published.
 
-The distribution client reports progress through a callback on the event loop; this turns it
-into an async stream the servicer relays as it comes, with the result as the last item.
+The registry client (``images.pull``, ``images.push``) reports progress through a callback on the
+event loop; this turns it into an async stream the servicer relays as it comes, with the result as
+the last item.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from typing import Any
 from dockyard.api.types.v1 import types_pb2
 from dockyard.core.errors import NotFound
 from dockyard.core.events import Publisher, Subject, new_event
-from dockyard.runtime.images import distribution
+from dockyard.core.oci.manifest import ManifestDescriptor
 from dockyard.runtime.images.credentials import (
     ChainedCredentials,
     Credentials,
     CredentialStore,
     normalize_registry,
 )
+from dockyard.runtime.images.manifests import get_manifest, put_manifest
+from dockyard.runtime.images.pull import pull
+from dockyard.runtime.images.push import push
+from dockyard.runtime.images.registry_client import login
 from dockyard.runtime.images.store import ImageStore
 
 
@@ -61,7 +66,7 @@ class Transfers:
 
     async def pull(self, reference: str, *, insecure: bool) -> AsyncIterator[tuple[Any, Any]]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        work = distribution.pull(
+        work = pull(
             self.store, reference, insecure=insecure, credentials=self.lookup, progress=queue.put_nowait
         )
         async for progress, record in self._relay(work, queue):
@@ -75,7 +80,7 @@ class Transfers:
 
     async def push(self, reference: str, *, insecure: bool) -> AsyncIterator[tuple[Any, Any]]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        work = distribution.push(
+        work = push(
             self.store, reference, insecure=insecure, credentials=self.lookup, progress=queue.put_nowait
         )
         async for progress, desc in self._relay(work, queue):
@@ -91,15 +96,13 @@ class Transfers:
                 desc = types_pb2.Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
             yield progress, desc
 
-    async def get_manifest(self, reference: str, *, insecure: bool) -> tuple[distribution.Descriptor, bytes]:
-        return await distribution.get_manifest(reference, insecure=insecure, credentials=self.lookup)
+    async def get_manifest(self, reference: str, *, insecure: bool) -> tuple[ManifestDescriptor, bytes]:
+        return await get_manifest(reference, insecure=insecure, credentials=self.lookup)
 
     async def put_manifest(
         self, reference: str, body: bytes, media_type: str, *, insecure: bool
-    ) -> distribution.Descriptor:
-        desc = await distribution.put_manifest(
-            reference, body, media_type, insecure=insecure, credentials=self.lookup
-        )
+    ) -> ManifestDescriptor:
+        desc = await put_manifest(reference, body, media_type, insecure=insecure, credentials=self.lookup)
         self.publisher.publish(
             new_event(
                 Subject.IMAGE_PUSHED, self.source, reference, {"digest": desc.digest, "name": reference}
@@ -108,7 +111,7 @@ class Transfers:
         return desc
 
     async def login(self, registry: str, username: str, password: str, insecure: bool) -> None:
-        await distribution.login(registry, username, password, insecure)
+        await login(registry, username, password, insecure)
         await asyncio.to_thread(self.credentials.set, registry, username, password)
 
     def logout(self, registry: str) -> None:

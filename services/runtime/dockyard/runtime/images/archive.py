@@ -45,17 +45,21 @@ from typing import Any, Literal
 
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.events import Subject
-from dockyard.core.streams import ChunkReader
-from dockyard.runtime.images import reference as refs
-from dockyard.runtime.images.content import CHUNK_SIZE, check_digest
-from dockyard.runtime.images.store import (
+from dockyard.core.oci import reference as refs
+from dockyard.core.oci.digest import check_sha256
+from dockyard.core.oci.mediatypes import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
+    OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER,
     OCI_LAYER_GZIP,
     OCI_LAYER_ZSTD,
     OCI_MANIFEST,
+)
+from dockyard.core.streams import ChunkReader
+from dockyard.runtime.images.content import CHUNK_SIZE
+from dockyard.runtime.images.store import (
     ImageRecord,
     ImageStore,
     goarch,
@@ -322,7 +326,7 @@ def _manifests(store: ImageStore, index: Any, depth: int = 0) -> list[dict[str, 
 
 def _digest_of(desc: Any) -> str:
     digest = desc.get("digest", "") if isinstance(desc, dict) else ""
-    check_digest(digest)
+    check_sha256(digest)
     return str(digest)
 
 
@@ -382,7 +386,7 @@ def _load_docker(store: ImageStore, loaded: _Loaded) -> list[ImageRecord]:
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "mediaType": OCI_CONFIG,
                 "digest": config_digest,
                 "size": len(config),
             },

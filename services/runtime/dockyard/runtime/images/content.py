@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -33,22 +32,10 @@ from typing import BinaryIO
 
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.fsutil import fsync_dir, start_writeback
+from dockyard.core.oci.digest import check_sha256, is_sha256, sha256_digest
 
 CHUNK_SIZE = 1 << 20  # 1 MiB reads: few syscalls, bounded memory
 WRITEBACK_EVERY = 8 << 20  # start writeback every 8 MiB so the committing fsync is short
-_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def check_digest(digest: str) -> str:
-    """Return the hex part of a valid ``sha256:<64 lowercase hex>``; InvalidArgument otherwise."""
-    if not isinstance(digest, str) or _DIGEST_RE.fullmatch(digest) is None:
-        raise InvalidArgument(f"invalid digest {str(digest)[:100]!r}: want sha256:<64 lowercase hex>")
-    return digest[7:]
-
-
-def sha256_digest(data: bytes) -> str:
-    """``sha256:<hex>`` of bytes in memory (manifests, configs; not blobs of unknown size)."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class ContentStore:
@@ -75,7 +62,7 @@ class ContentStore:
         nothing is kept. Cost: one pass over the bytes (hash + write), one fsync, one rename.
         """
         if expected is not None:
-            check_digest(expected)
+            check_sha256(expected)
         tmp = self._ingest / uuid.uuid4().hex
         hasher = hashlib.sha256()
         written = 0
@@ -130,11 +117,11 @@ class ContentStore:
     # -- reading ---------------------------------------------------------------------------
 
     def has(self, digest: str) -> bool:
-        return (self._blobs / check_digest(digest)).is_file()
+        return (self._blobs / check_sha256(digest)).is_file()
 
     def path(self, digest: str) -> Path:
         """The blob's file (for readers that want a path); NotFound when absent."""
-        p = self._blobs / check_digest(digest)
+        p = self._blobs / check_sha256(digest)
         if not p.is_file():
             raise NotFound(f"blob {digest} not found", digest=digest)
         return p
@@ -142,7 +129,7 @@ class ContentStore:
     def open(self, digest: str) -> BinaryIO:
         """An open binary stream of the blob; the caller closes it. NotFound when absent."""
         try:
-            return open(self._blobs / check_digest(digest), "rb")  # the caller closes it
+            return open(self._blobs / check_sha256(digest), "rb")  # the caller closes it
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found", digest=digest) from None
 
@@ -157,22 +144,20 @@ class ContentStore:
 
     def size(self, digest: str) -> int:
         try:
-            return (self._blobs / check_digest(digest)).stat().st_size
+            return (self._blobs / check_sha256(digest)).stat().st_size
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found", digest=digest) from None
 
     def digests(self) -> list[str]:
         """Every stored digest (sorted)."""
-        return sorted(
-            "sha256:" + p.name for p in self._blobs.iterdir() if _DIGEST_RE.fullmatch("sha256:" + p.name)
-        )
+        return sorted("sha256:" + p.name for p in self._blobs.iterdir() if is_sha256("sha256:" + p.name))
 
     # -- removing --------------------------------------------------------------------------
 
     def delete(self, digest: str) -> None:
         """Remove a blob; a missing blob is not an error."""
         with contextlib.suppress(FileNotFoundError):
-            (self._blobs / check_digest(digest)).unlink()
+            (self._blobs / check_sha256(digest)).unlink()
 
 
 def _read_chunks(fh: BinaryIO) -> Iterator[bytes]:

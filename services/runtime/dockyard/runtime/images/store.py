@@ -57,26 +57,25 @@ import structlog
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.fsutil import fsync_dir
-from dockyard.runtime.images import reference as refs
+from dockyard.core.oci import reference as refs
+from dockyard.core.oci.digest import check_sha256, sha256_digest
+from dockyard.core.oci.mediatypes import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+    TO_OCI_LAYER,
+)
 from dockyard.runtime.images.changes import apply_changes
-from dockyard.runtime.images.content import CHUNK_SIZE, ContentStore, check_digest, sha256_digest
+from dockyard.runtime.images.content import CHUNK_SIZE, ContentStore
 from dockyard.runtime.images.unpack import unpack_layer
 
 log = structlog.get_logger("dockyard.runtime.images")
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
-DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-#: Docker's layer media types and their OCI equivalents (a committed image's manifest is OCI).
-TO_OCI_LAYER = {DOCKER_LAYER: OCI_LAYER, DOCKER_LAYER_GZIP: OCI_LAYER_GZIP}
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MISSING = "<missing>"
 _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm"}
@@ -330,9 +329,9 @@ class ImageStore:
             layers = [(d["digest"], d.get("mediaType", OCI_LAYER)) for d in doc["layers"]]
         except (KeyError, TypeError) as exc:
             raise InvalidArgument(f"malformed manifest: missing {exc}") from None
-        check_digest(config_digest)
+        check_sha256(config_digest)
         for digest, _ in layers:
-            check_digest(digest)
+            check_sha256(digest)
         try:
             config = json.loads(self.content.read_bytes(config_digest))
             diff_ids = list(config["rootfs"]["diff_ids"])
@@ -347,7 +346,7 @@ class ImageStore:
                 f"image config names {len(diff_ids)} layers, the manifest {len(layers)}", config=config_digest
             )
         for diff_id in diff_ids:
-            check_digest(diff_id)
+            check_sha256(diff_id)
         for digest, _ in layers:
             if not self.content.has(digest):
                 raise NotFound(f"layer blob {digest} is not in the store", digest=digest)
@@ -653,7 +652,7 @@ class ImageStore:
 
     def layer_dir_by_chain(self, chain_id: str) -> Path | None:
         """The ``fs/`` of an unpacked layer with OCI ChainID ``chain_id``, if stored."""
-        d = self._layers / check_digest(chain_id) / "fs"
+        d = self._layers / check_sha256(chain_id) / "fs"
         return d if d.is_dir() else None
 
     # -- names -------------------------------------------------------------------------------

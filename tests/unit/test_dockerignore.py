@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.builder.dockerignore import DockerIgnore, MatchInfo, read_patterns
+from dockyard.core.dockerignore import DockerIgnore, MatchInfo, read_patterns
 from dockyard.core.errors import InvalidArgument
 
 

@@ -1,9 +1,12 @@
-"""Parsing and validating the manifest kinds the registry stores.
+"""Manifests and descriptors: parsing and validating the manifest kinds Dockyard handles.
 
 Accepted: OCI image manifest and index (v1), Docker schema2 manifest and manifest list. A
 manifest is validated as JSON of the right shape (every descriptor has a valid ``digest``, a
 non-negative integer ``size`` and a ``mediaType``); whether the blobs it references exist is the
 registry's business, not this module's.
+
+``ManifestDescriptor`` is the lighter record a registry client keeps of one manifest it pushed
+or fetched (the runtime's distribution client, the builder's registry cache).
 """
 
 from __future__ import annotations
@@ -12,34 +15,31 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.registry.digest import Digest
-from dockyard.registry.errors import DigestInvalid, ManifestInvalid
+from dockyard.core.errors import InvalidArgument
+from dockyard.core.oci.digest import Digest, DigestInvalid
+from dockyard.core.oci.mediatypes import (
+    DOCKER_MANIFEST,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES
-OCI_EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
+
+class ManifestInvalid(InvalidArgument):
+    """A document that is not one of the accepted manifest kinds, or not of the right shape."""
+
+    oci_code = "MANIFEST_INVALID"  # the Distribution spec's error code (the registry's HTTP side)
 
 
-def accepts(accept_headers: list[str], media_type: str) -> bool:
-    """Whether a client's ``Accept`` values admit a manifest of ``media_type``.
+@dataclass(frozen=True, slots=True)
+class ManifestDescriptor:
+    """A manifest as a registry serves it: what a push produced, or what a GET returned."""
 
-    Only a client that names manifest types explicitly is held to them (a Docker client that
-    cannot read an index, say); no ``Accept``, wildcards, or only non-manifest types admit all.
-    """
-    named = {
-        part.split(";", 1)[0].strip().lower()
-        for value in accept_headers
-        for part in value.split(",")
-        if part.strip()
-    }
-    if named & {"*/*", "application/*"} or not named & MANIFEST_TYPES:
-        return True
-    return media_type.lower() in named
+    media_type: str
+    digest: str  # sha256:<hex>
+    size: int
 
 
 # Layers clients may legitimately not push (Windows foreign layers, non-distributable layers).
@@ -131,7 +131,7 @@ def parse_manifest(data: bytes, content_type: str = "") -> Manifest:
         raise ManifestInvalid("artifactType is not a string")
     if not artifact_type and media_type == OCI_MANIFEST:
         # Referrers API: an image manifest without artifactType is typed by its config.
-        artifact_type = blobs[0].media_type if blobs[0].media_type != OCI_EMPTY_CONFIG else ""
+        artifact_type = blobs[0].media_type if blobs[0].media_type != OCI_EMPTY else ""
     return Manifest(media_type, blobs, children, subject, artifact_type, _annotations(doc))
 
 

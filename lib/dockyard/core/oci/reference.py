@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass, replace
 
 from dockyard.core.errors import InvalidArgument
-from dockyard.runtime.images.content import check_digest
+from dockyard.core.names import names_registry
+from dockyard.core.oci.digest import check_sha256
 
 DEFAULT_TAG = "latest"
 MAX_NAME = 255
@@ -35,6 +36,8 @@ _DOMAIN = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
+REPOSITORY = re.compile(rf"{_COMPONENT.pattern}(?:/{_COMPONENT.pattern})*")
+"""A repository path without registry: components joined by "/" (a registry's ``/v2/<name>/``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ class Reference:
         return replace(self, tag=tag, digest=None)
 
     def with_digest(self, digest: str) -> Reference:
-        check_digest(digest)
+        check_sha256(digest)
         return replace(self, tag=None, digest=digest)
 
     def __str__(self) -> str:
@@ -95,7 +98,7 @@ def parse(raw: str) -> Reference:
     rest, at, digest = raw.partition("@")
     if at:
         try:
-            check_digest(digest)
+            check_sha256(digest)
         except InvalidArgument:
             raise _bad(raw, "the digest must be sha256:<64 lowercase hex>") from None
     # The tag is after the last ":" that comes after the last "/" (a port's ":" precedes a "/").
@@ -111,7 +114,7 @@ def parse(raw: str) -> Reference:
     registry: str | None = None
     parts = rest.split("/")
     first = parts[0]
-    if len(parts) > 1 and ("." in first or ":" in first or first == "localhost"):
+    if names_registry(rest):
         registry = first
         parts = parts[1:]
         m = _DOMAIN.fullmatch(first)
@@ -137,3 +140,15 @@ def parse(raw: str) -> Reference:
 def normalize(raw: str) -> str:
     """The canonical string of a reference (``busybox`` → ``busybox:latest``)."""
     return str(parse(raw))
+
+
+def registry_ref(raw: str, what: str) -> Reference:
+    """``raw`` parsed when it names a registry and a repository; else one InvalidArgument line
+    naming ``what`` (a flag, say), which is all a user needs to fix it."""
+    try:
+        ref = parse(raw)
+    except InvalidArgument:
+        ref = None
+    if ref is None or ref.registry is None:
+        raise InvalidArgument(f"{what} {raw!r}: want HOST[:PORT]/NAME[:TAG] (a registry and a repository)")
+    return ref

@@ -1,7 +1,12 @@
-"""Content digests (``<algorithm>:<hex>``) for the algorithms the registry accepts.
+"""Content digests (``<algorithm>:<hex>``): parsing, validating, computing.
 
-Only ``sha256`` and ``sha512`` are accepted; the hex part must be lowercase and of the exact
-length, which also makes a digest safe to use as a path component.
+Two strictnesses, because the parts of Dockyard accept different things:
+
+* ``Digest.parse`` takes ``sha256`` and ``sha512`` (what a registry must accept from clients);
+* ``check_sha256`` takes only ``sha256`` (what the node's store and the builder name content by).
+
+Either way the hex part must be lowercase and of the exact length, which also makes a digest
+safe to use as a path component.
 """
 
 from __future__ import annotations
@@ -9,12 +14,19 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
-from dockyard.registry.errors import DigestInvalid
+from dockyard.core.errors import InvalidArgument
 
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"(sha256|sha512):([a-f0-9]+)")
+_SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class DigestInvalid(InvalidArgument):
+    """A malformed or unsupported digest, or content that does not hash to the one given."""
+
+    oci_code = "DIGEST_INVALID"  # the Distribution spec's error code (the registry's HTTP side)
 
 
 class Hasher(Protocol):
@@ -56,3 +68,20 @@ def new_hasher(algorithm: str) -> Hasher:
     if algorithm not in ALGORITHMS:
         raise DigestInvalid(f"unsupported digest algorithm {algorithm!r}")
     return hashlib.new(algorithm)
+
+
+def is_sha256(raw: object) -> TypeGuard[str]:
+    """Whether ``raw`` is a valid ``sha256:<64 lowercase hex>``."""
+    return isinstance(raw, str) and _SHA256_RE.fullmatch(raw) is not None
+
+
+def check_sha256(digest: str) -> str:
+    """Return the hex part of a valid ``sha256:<64 lowercase hex>``; DigestInvalid otherwise."""
+    if not is_sha256(digest):
+        raise DigestInvalid(f"invalid digest {str(digest)[:100]!r}: want sha256:<64 lowercase hex>")
+    return digest[7:]
+
+
+def sha256_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of bytes in memory (manifests, configs; not blobs of unknown size)."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
