@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from e2e_platform import PYTHON, Platform, as_user, busybox_platform, make_workdir
 
-from dockyard.client import AsyncClient, Client, Port, RunOptions, exit_code
+from dockyard.client import AsyncClient, BuildOptions, BuildProgress, Client, Port, RunOptions, exit_code
 from dockyard.core.errors import InvalidArgument, NotFound, Reason
 
 
@@ -121,6 +121,27 @@ def test_the_async_client_runs_and_follows_events(platform: Platform) -> None:
                 await client.containers.get(result.id)
 
     asyncio.run(scenario())
+
+
+def test_build_from_a_directory_with_progress(platform: Platform, workdir: Path) -> None:
+    ctx = workdir / "lib-build"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM busybox\nCOPY msg /msg\nRUN cat /msg\nCMD ["cat", "/msg"]\n')
+    (ctx / "msg").write_text("built by the library\n")
+    (ctx / ".dockerignore").write_text("secret\n")
+    (ctx / "secret").write_text("never sent\n")
+    for path in [ctx, *ctx.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    seen: list[BuildProgress] = []
+    with Client(platform.gateway) as client:
+        image = client.builds.build(BuildOptions(ctx, tags=["lib/built:1"]), on_progress=seen.append)
+        assert image.startswith("sha256:") and client.images.get("lib/built:1").id == image
+        assert b"built by the library\n" in b"".join(p.log for p in seen)  # the RUN step's output
+        run = client.containers.run(RunOptions("lib/built:1", auto_remove=True))
+        assert run.stdout == b"built by the library\n"
+        (ctx / "Dockerfile").write_text("FROM busybox\nCOPY secret /s\n")
+        with pytest.raises(NotFound, match=r"excluded by \.dockerignore"):
+            client.builds.build(BuildOptions(ctx))
 
 
 def test_a_program_of_the_platforms_user_finds_its_socket_without_being_told(platform: Platform) -> None:

@@ -1,9 +1,8 @@
 """``dockyard build``: build an image from a Dockerfile and a context directory, as docker does.
 
-The context directory is walked once, filtered by ``.dockerignore`` (``<Dockerfile>.dockerignore``
-first) with pruning of excluded directories, and streamed to the builder as a tar in 1 MiB
-chunks by a producer thread (a bounded queue: never the whole context in memory). The Dockerfile
-(``-f``, anywhere, ``-`` for stdin) travels in the options. Progress goes to stderr
+The context directory is walked and streamed by the client library (``dockyard.client.builds``:
+``.dockerignore``'d, a tar in 1 MiB chunks, never whole in memory). The Dockerfile (``-f``,
+anywhere, ``-`` for stdin) travels in the options. Progress goes to stderr
 (``buildprogress``: plain ``#N`` lines for CI logs, or a live tty view); ``-q`` prints only
 the image id, on stdout. ``SOURCE_DATE_EPOCH`` in the environment
 sets the image's timestamps (default 0: builds are reproducible; see the builder's engine).
@@ -17,11 +16,8 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-CHUNK = 1 << 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,122 +121,17 @@ def _pairs(values: list[str], what: str, from_env: bool) -> dict[str, str]:
     return out
 
 
-def context_entries(root: Path, dockerfile: str = "Dockerfile") -> Iterator[tuple[str, Path]]:
-    """``(relative path, path)`` of what the context sends, sorted, dirs before their contents."""
-    from dockyard.core.dockerignore import DockerIgnore, MatchInfo, ignore_file_candidates
-
-    ignore = DockerIgnore([])
-    for name in ignore_file_candidates(dockerfile):
-        candidate = root / name
-        if candidate.is_file():
-            ignore = DockerIgnore.from_text(candidate.read_bytes())
-            break
-
-    def walk(directory: Path, prefix: str, info: MatchInfo | None) -> Iterator[tuple[str, Path]]:
-        for name in sorted(os.listdir(directory)):
-            path = directory / name
-            rel = prefix + name
-            excluded, sub = ignore.match(rel, info)
-            is_dir = path.is_dir() and not path.is_symlink()
-            if is_dir:
-                if excluded and ignore.can_prune(rel):
-                    continue
-                if not excluded:
-                    yield rel, path
-                yield from walk(path, rel + "/", sub)
-            elif not excluded:
-                yield rel, path
-
-    yield from walk(root, "", None)
-
-
-def context_chunks(root: Path, dockerfile: str) -> Iterator[bytes]:
-    """The context as an uncompressed tar, in chunks, made by a producer thread (bounded queue)."""
-    import queue
-    import tarfile
-    import threading
-
-    q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
-    stop = threading.Event()
-
-    class Sink:
-        def __init__(self) -> None:
-            self.buf = bytearray()
-
-        def write(self, data: bytes) -> int:
-            self.buf.extend(data)
-            if len(self.buf) >= CHUNK:
-                self.flush()
-            return len(data)
-
-        def flush(self) -> None:
-            if self.buf:
-                while not stop.is_set():
-                    try:
-                        q.put(bytes(self.buf), timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                self.buf.clear()
-
-    def produce() -> None:
-        sink = Sink()
-        try:
-            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for rel, path in context_entries(root, dockerfile):
-                    if stop.is_set():
-                        return
-                    info = tar.gettarinfo(str(path), rel)
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    if info.isreg():
-                        with open(path, "rb") as fh:
-                            tar.addfile(info, fh)
-                    elif info.isdir() or info.issym():
-                        tar.addfile(info)
-            sink.flush()
-            q.put(None)
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
-
-    thread = threading.Thread(target=produce, name="context", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
 def run(args: argparse.Namespace) -> int:
     from dockyard.api.builds.v1 import builds_pb2 as pb
-    from dockyard.api.builds.v1 import builds_pb2_grpc
     from dockyard.cli.buildprogress import display
-    from dockyard.cli.client import channel
+    from dockyard.client import Client
+    from dockyard.client.builds import read_dockerfile
     from dockyard.core.errors import InvalidArgument
 
     root = Path(args.path)
-    if not root.is_dir():
-        raise InvalidArgument(f"unable to prepare context: path {args.path!r} is not a directory")
-    if args.file == "-":
-        content, name = sys.stdin.buffer.read(), "Dockerfile"
-    else:
-        path = Path(args.file) if args.file else root / "Dockerfile"
-        try:
-            content = path.read_bytes()
-        except FileNotFoundError:
-            raise InvalidArgument(
-                f"failed to read the Dockerfile: open {path}: no such file or directory"
-            ) from None
-        try:
-            name = str(path.resolve().relative_to(root.resolve()))
-        except ValueError:
-            name = path.name
+    content, name = (
+        (sys.stdin.buffer.read(), "Dockerfile") if args.file == "-" else read_dockerfile(root, args.file)
+    )
     options = pb.BuildOptions(
         dockerfile=name,
         dockerfile_content=content,
@@ -263,17 +154,12 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise InvalidArgument(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds") from None
 
-    def requests() -> Iterator[Any]:
-        yield pb.BuildInput(options=options)
-        for block in context_chunks(root, name):
-            yield pb.BuildInput(context_chunk=block)
-
     view = None if args.quiet else display(args.progress, sys.stderr)
     image_id = ""
-    with channel(args.host) as ch, contextlib.ExitStack() as cleanup:
+    with Client(args.host) as client, contextlib.ExitStack() as cleanup:
         if view is not None:
             cleanup.callback(view.close)
-        for event in builds_pb2_grpc.BuildsStub(ch).Build(requests()):
+        for event in client.builds.build_from_options(options, root):
             if event.status == "result":
                 image_id = event.image_id
                 if view is not None:

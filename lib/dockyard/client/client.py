@@ -12,6 +12,7 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from dockyard.client.builds import Builds
 from dockyard.client.calls import Stream
 from dockyard.client.connection import Endpoint, channel, resolve
 from dockyard.client.containers import Containers
@@ -38,6 +39,7 @@ class Client:
         self.networks = Networks(self.channel)
         self.volumes = Volumes(self.channel)
         self.events = Events(self.channel)
+        self.builds = Builds(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -108,6 +110,7 @@ class AsyncClient:
         self.networks = Async(self.sync.networks)
         self.volumes = Async(self.sync.volumes)
         self.events = Async(self.sync.events)
+        self.builds = Async(self.sync.builds)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)

@@ -31,7 +31,7 @@ from dockyard.builder.layers import (
     mark_archives,
     parse_chown,
 )
-from dockyard.cli.build import context_entries
+from dockyard.client.builds import context_entries
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.runtime.layerdiff import tar_path
 

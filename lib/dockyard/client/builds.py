@@ -1,0 +1,172 @@
+"""``client.builds``: build an image from a Dockerfile and a context directory, as docker does.
+
+The context is walked once, filtered by ``.dockerignore`` (``<Dockerfile>.dockerignore`` first)
+with pruning of excluded directories, and streamed to the builder as an uncompressed tar in 1 MiB
+chunks by a producer thread (a bounded queue: never the whole context in memory).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dockyard.api.builds.v1 import builds_pb2 as pb
+from dockyard.api.builds.v1 import builds_pb2_grpc
+from dockyard.client.calls import Stream
+from dockyard.client.types import BuildOptions, BuildProgress
+from dockyard.core.errors import Internal, InvalidArgument
+
+CHUNK = 1 << 20
+
+
+class Builds:
+    def __init__(self, channel: Any) -> None:
+        self._stub = builds_pb2_grpc.BuildsStub(channel)
+
+    def build(
+        self, options: BuildOptions, *, on_progress: Callable[[BuildProgress], None] | None = None
+    ) -> str:
+        """Build ``options.context``; the new image's id. ``on_progress`` sees every step and line."""
+        root = Path(options.context)
+        content, name = read_dockerfile(root, str(root / options.dockerfile))  # / keeps an absolute one
+        wire = pb.BuildOptions(
+            dockerfile=name,
+            dockerfile_content=content,
+            tags=list(options.tags),
+            build_args=dict(options.build_args),
+            labels=dict(options.labels),
+            target=options.target,
+            no_cache=options.no_cache,
+            pull=options.pull,
+        )
+        for event in self.build_from_options(wire, root):
+            if event.status == "result":
+                return str(event.image_id)
+            if on_progress is not None:
+                on_progress(BuildProgress.from_pb(event))
+        raise Internal("the build ended without a result")
+
+    def build_from_options(self, options: Any, context: Path) -> Stream[Any]:
+        """The builder's progress messages for the wire BuildOptions ``options`` (the CLI's, whose
+        flags reach beyond :class:`BuildOptions`) and the context directory ``context``."""
+
+        def requests() -> Iterator[Any]:
+            yield pb.BuildInput(options=options)
+            for block in context_chunks(context, options.dockerfile or "Dockerfile"):
+                yield pb.BuildInput(context_chunk=block)
+
+        return Stream(self._stub.Build(requests()), lambda event: event)
+
+
+def read_dockerfile(root: Path, file: str = "") -> tuple[bytes, str]:
+    """The Dockerfile's bytes and its name relative to the context (``file``: empty for
+    ``<root>/Dockerfile``, else a path as docker's ``-f`` takes it: anywhere)."""
+    if not root.is_dir():
+        raise InvalidArgument(f"unable to prepare context: path {str(root)!r} is not a directory")
+    path = Path(file) if file else root / "Dockerfile"
+    try:
+        content = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise InvalidArgument(
+            f"failed to read the Dockerfile: open {path}: no such file or directory"
+        ) from None
+    try:
+        name = str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        name = path.name
+    return content, name
+
+
+def context_entries(root: Path, dockerfile: str = "Dockerfile") -> Iterator[tuple[str, Path]]:
+    """``(relative path, path)`` of what the context sends, sorted, dirs before their contents;
+    a symlink is sent as one, never descended."""
+    from dockyard.core.dockerignore import DockerIgnore, MatchInfo, ignore_file_candidates
+
+    ignore = DockerIgnore([])
+    for name in ignore_file_candidates(dockerfile):
+        candidate = root / name
+        if candidate.is_file():
+            ignore = DockerIgnore.from_text(candidate.read_bytes())
+            break
+
+    def walk(directory: Path, prefix: str, info: MatchInfo | None) -> Iterator[tuple[str, Path]]:
+        for name in sorted(os.listdir(directory)):
+            path = directory / name
+            rel = prefix + name
+            excluded, sub = ignore.match(rel, info)
+            is_dir = path.is_dir() and not path.is_symlink()
+            if is_dir:
+                if excluded and ignore.can_prune(rel):
+                    continue
+                if not excluded:
+                    yield rel, path
+                yield from walk(path, rel + "/", sub)
+            elif not excluded:
+                yield rel, path
+
+    yield from walk(root, "", None)
+
+
+def context_chunks(root: Path, dockerfile: str) -> Iterator[bytes]:
+    """The context as an uncompressed tar, in chunks, made by a producer thread (bounded queue)."""
+    import queue
+    import tarfile
+    import threading
+
+    q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
+    stop = threading.Event()
+
+    class Sink:
+        def __init__(self) -> None:
+            self.buf = bytearray()
+
+        def write(self, data: bytes) -> int:
+            self.buf.extend(data)
+            if len(self.buf) >= CHUNK:
+                self.flush()
+            return len(data)
+
+        def flush(self) -> None:
+            if self.buf:
+                while not stop.is_set():
+                    try:
+                        q.put(bytes(self.buf), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                self.buf.clear()
+
+    def produce() -> None:
+        sink = Sink()
+        try:
+            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                for rel, path in context_entries(root, dockerfile):
+                    if stop.is_set():
+                        return
+                    info = tar.gettarinfo(str(path), rel)
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    if info.isreg():
+                        with open(path, "rb") as fh:
+                            tar.addfile(info, fh)
+                    elif info.isdir() or info.issym():
+                        tar.addfile(info)
+            sink.flush()
+            q.put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name="context", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
