@@ -61,6 +61,11 @@ def test_run_collects_output_and_exit_codes_as_docker(platform: Platform) -> Non
             assert exit_code(failed.value) == code, failed.value
         with pytest.raises(InvalidArgument, match="bad -p"):
             client.containers.run(RunOptions("busybox", ports=["80/quic"]))
+        # the grammar takes sctp (docker's); the node says once, clearly, that it cannot forward it
+        with pytest.raises(InvalidArgument, match="slirp4netns forwards tcp and udp only"):
+            client.containers.run(RunOptions("busybox", ports=["80/sctp"]))
+        with pytest.raises(InvalidArgument, match="65535"):  # a typed value the grammar never saw
+            client.containers.run(RunOptions("busybox", ports=[Port("", 0, 70000, "tcp")]))
 
 
 def test_detach_logs_ports_networks_volumes(platform: Platform) -> None:

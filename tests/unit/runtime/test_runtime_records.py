@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from dockyard.runtime.containers import ContainerConfig, ContainerRecord, State
 from dockyard.runtime.logs import follow_log, parse_line, parse_time
 from dockyard.runtime.monitor import _runtime_error
 from dockyard.runtime.network import PortForward
+from dockyard.runtime.ocispec import PortMapping
 
 LOG = (
     b"2026-11-22T17:40:00.000000001+00:00 stdout F first line\n"
@@ -68,7 +70,9 @@ def test_record_round_trips_through_json() -> None:
     record = ContainerRecord(
         id="ab" * 32,
         name="web",
-        config=ContainerConfig(image="busybox", command=["httpd"], ports=["8080:80"], labels={"a": "b"}),
+        config=ContainerConfig(
+            image="busybox", command=["httpd"], ports=[PortMapping(80, 8080)], labels={"a": "b"}
+        ),
         image_id="sha256:" + "cd" * 32,
         created="2026-11-22T17:40:00.000000+00:00",
         state=State.EXITED,
@@ -78,3 +82,22 @@ def test_record_round_trips_through_json() -> None:
     )
     again = ContainerRecord.from_json(record.to_json())
     assert again == record and again.state is State.EXITED and again.short_id == "ab" * 6
+
+
+def test_a_record_from_before_structured_ports_still_loads() -> None:
+    """Ports travel structured from the client to the core now; records on disk from before hold
+    "-p" strings, and a restarted runtime must still read them."""
+    record = ContainerRecord(
+        id="ef" * 32,
+        name="old",
+        config=ContainerConfig(image="busybox", ports=[PortMapping(80, 8080, "tcp", "127.0.0.1")]),
+        image_id="sha256:" + "cd" * 32,
+        created="2026-11-22T17:40:00.000000+00:00",
+        state=State.CREATED,
+    )
+    doc = json.loads(record.to_json())
+    assert doc["config"]["ports"] == [
+        {"container_port": 80, "host_port": 8080, "protocol": "tcp", "host_ip": "127.0.0.1"}
+    ]
+    doc["config"]["ports"] = ["127.0.0.1:8080:80/tcp"]
+    assert ContainerRecord.from_json(json.dumps(doc)) == record

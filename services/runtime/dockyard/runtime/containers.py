@@ -82,7 +82,7 @@ class ContainerConfig:
     interactive: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     binds: list[str] = field(default_factory=list)  # "-v" syntax: /host:/ctr[:ro]
-    ports: list[str] = field(default_factory=list)  # "-p" syntax
+    ports: list[ocispec.PortMapping] = field(default_factory=list)  # as the client sent them
     publish_all: bool = False
     network: str = "slirp4netns"
     read_only: bool = False
@@ -139,6 +139,11 @@ class ContainerRecord:
     def from_json(cls, text: str) -> ContainerRecord:
         d = json.loads(text)
         d["config"]["limits"] = Limits.from_dict(d["config"].get("limits"))  # resource limits
+        # a record written before ports were kept structured holds them as "-p" strings
+        d["config"]["ports"] = [
+            ocispec.parse_publish(p) if isinstance(p, str) else ocispec.PortMapping(**p)
+            for p in d["config"].get("ports", [])
+        ]
         d["config"] = ContainerConfig(**d["config"])
         d["state"] = State(d["state"])
         d["ports"] = [PortForward(**p) for p in d.get("ports", [])]
@@ -503,8 +508,11 @@ class ContainerManager:
                 raise InvalidArgument(f"cannot publish ports with --network {config.network}")
             return []
         out: list[PortForward] = []
-        for spec in config.ports:
-            p = ocispec.parse_publish(spec)
+        for p in config.ports:
+            if p.protocol not in ("tcp", "udp"):
+                raise InvalidArgument(
+                    f"cannot publish {p.container_port}/{p.protocol}: slirp4netns forwards tcp and udp only"
+                )
             host_port = p.host_port or free_port(p.host_ip, p.protocol)
             out.append(PortForward(p.host_ip or "0.0.0.0", host_port, p.container_port, p.protocol))
         if config.publish_all:

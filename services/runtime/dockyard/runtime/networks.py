@@ -432,10 +432,11 @@ class NetworkManager:
                 raise InvalidArgument(f"invalid --network-alias {alias!r}")
         if config.ip:
             self._check_ip(net, config.ip)
-        for spec in config.ports:
-            if spec.endswith("/sctp"):
+        for port in config.ports:
+            if port.protocol == "sctp":
                 raise InvalidArgument(
-                    f"cannot publish {spec} on network {net.name}: sctp is not supported there"
+                    f"cannot publish {port.container_port}/sctp on network {net.name}: "
+                    "sctp is not supported there"
                 )
 
     def _check_ip(self, net: Network, ip: str, exclude: str = "") -> str:

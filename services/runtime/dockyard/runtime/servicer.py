@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,7 @@ from dockyard.runtime.containers import ContainerConfig, ContainerManager, Conta
 from dockyard.runtime.health_convert import fill_container_pb, healthcheck_from_pb
 from dockyard.runtime.images.store import ImageStore
 from dockyard.runtime.network_servicer import add_networks_pb  # networks
+from dockyard.runtime.ocispec import PortMapping
 from dockyard.runtime.stats import ContainerStats, stream_stats
 from dockyard.runtime.transfer import Transfers
 from dockyard.runtime.volume_servicer import mount_fields, mounts_from_pb
@@ -110,15 +112,27 @@ def _bind_pb(spec: str) -> cpb.Mount:
     return cpb.Mount(**mount_fields(spec))  # a bind or a volume (dockyard.runtime.volume_servicer)
 
 
+def _port_from_pb(p: cpb.PortMapping) -> PortMapping:
+    """A published port as the client sent it, checked (no "-p" string in between)."""
+    protocol = p.protocol.lower() or "tcp"
+    what = f"port {p.host_ip + ':' if p.host_ip else ''}{p.host_port or ''}:{p.container_port}/{protocol}"
+    if protocol not in ("tcp", "udp", "sctp"):
+        raise InvalidArgument(f"cannot publish {what}: the protocol must be tcp, udp or sctp")
+    if not 0 < p.container_port <= 65535 or p.host_port > 65535:
+        raise InvalidArgument(f"cannot publish {what}: ports are 1-65535 (a host port 0 is any free one)")
+    if p.host_ip:
+        try:
+            ipaddress.ip_address(p.host_ip)
+        except ValueError:
+            raise InvalidArgument(f"cannot publish {what}: {p.host_ip!r} is not an IP address") from None
+    return PortMapping(p.container_port, p.host_port, protocol, p.host_ip)
+
+
 def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
     if not spec.image:
         raise InvalidArgument("an image is required")
     binds, mount_tmpfs = mounts_from_pb(spec.mounts)  # bind, volume and tmpfs mounts (volumes)
-    ports = []
-    for p in spec.ports:
-        host = f"{p.host_ip}:" if p.host_ip else ""
-        host += f"{p.host_port}:" if p.host_port else ""
-        ports.append(f"{host}{p.container_port}/{p.protocol or 'tcp'}")
+    ports = [_port_from_pb(p) for p in spec.ports]
     network = spec.network or "slirp4netns"
     if network in ("bridge", "default", "slirp"):
         network = "slirp4netns"
