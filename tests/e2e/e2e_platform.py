@@ -102,13 +102,13 @@ def make_workdir(path: Path) -> Path:
 
 
 def start(
-    state_dir: Path, ports: tuple[int, int], *extra: str, env: dict[str, str] | None = None
+    state_dir: Path, ports: tuple[int, int] | None, *extra: str, env: dict[str, str] | None = None
 ) -> Platform:
-    """``dockyard up`` on ``state_dir`` with (NATS, registry HTTP) ``ports``, waited for until ready.
+    """``dockyard up`` on ``state_dir`` with (NATS, registry HTTP) ``ports`` (None: up's defaults,
+    and the registry's address is asked of the platform), waited for until ready.
 
     ``extra`` are more ``up`` flags, ``env`` more environment variables.
     """
-    nats_port, http_port = ports
     output = state_dir.parent / f"up-{time.monotonic_ns()}.out"
     env = {**os.environ, "HOME": str(state_dir.parent), "DOCKYARD_LOG_LEVEL": "info", **(env or {})}
     env.pop("XDG_RUNTIME_DIR", None)  # so the gateway's socket is the fallback, <state-dir>/dockyard.sock
@@ -120,22 +120,21 @@ def start(
         "up",
         "--state-dir",
         str(state_dir),
-        "--nats-port",
-        str(nats_port),
-        "--registry-listen",
-        f"127.0.0.1:{http_port}",
+        *(("--nats-port", str(ports[0]), "--registry-listen", f"127.0.0.1:{ports[1]}") if ports else ()),
         *extra,
     ]
     with open(output, "w") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
     gateway = f"unix://{state_dir}/dockyard.sock"
-    platform = Platform(process, state_dir, gateway, f"127.0.0.1:{http_port}", output)
+    platform = Platform(process, state_dir, gateway, f"127.0.0.1:{ports[1]}" if ports else "", output)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
             end_node(state_dir / "runtime")  # a runtime that started before another part failed
             pytest.fail(f"dockyard up exited {process.returncode}:\n{output.read_text()}")
         if "platform ready" in output.read_text():
+            if not ports:
+                platform.registry_http = platform.registry_login()["registry"]
             return platform
         time.sleep(0.2)
     process.kill()
