@@ -713,7 +713,7 @@ class ImageStore:
                 untagged = sorted(tags) + sorted(digests)
                 self._untag(untagged)
                 deleted = [] if in_use else [image_id]
-                freed = self._delete_records(deleted)
+                freed, _ = self._delete_records(deleted)
         for n in untagged:
             self._emit(Subject.IMAGE_UNTAGGED, image_id, name=n)
         for i in deleted:
@@ -728,14 +728,15 @@ class ImageStore:
         if names:
             self._save_refs()
 
-    def _delete_records(self, ids: list[str]) -> list[str]:
-        """Drop records and the blobs only they used (under the lock); returns layer dirs to free.
+    def _delete_records(self, ids: list[str]) -> tuple[list[str], int]:
+        """Drop records and the blobs only they used (under the lock); returns the layer dirs to
+        free and the bytes of the blobs deleted.
 
         Unused layers are renamed to ``.trash-…`` here, so no new image can pick one up; the
         caller removes them (``_free``) after releasing the lock.
         """
         if not ids:
-            return []
+            return [], 0
         gone = [self._records.pop(i) for i in ids]
         for doc in gone:
             (self._images / f"{doc['id'][7:]}.json").unlink(missing_ok=True)
@@ -754,22 +755,33 @@ class ImageStore:
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self._layers / chain, trash)
                 trashed.append(trash.name)
+        blob_bytes = 0
         for blob in blobs:
+            with contextlib.suppress(NotFound):
+                blob_bytes += self.content.size(blob)
             self.content.delete(blob)
-        return trashed
+        return trashed, blob_bytes
 
     @staticmethod
     def _blobs_of(doc: dict[str, Any]) -> list[str]:
         return [doc["id"], doc["manifest_digest"], *doc["layer_digests"]]
 
-    def _free(self, trashed: list[str]) -> None:
+    def _free(self, trashed: list[str]) -> int:
+        """Remove the trashed layer dirs; the bytes of the files they held."""
+        freed = 0
         for name in trashed:
+            for top, _, files in os.walk(self._layers / name):
+                for f in files:
+                    with contextlib.suppress(OSError):
+                        freed += os.lstat(os.path.join(top, f)).st_size
             shutil.rmtree(self._layers / name, ignore_errors=True)
+        return freed
 
     def prune(self, all: bool, users: Users) -> tuple[list[str], int]:
         """Delete dangling (untagged) images, or with ``all`` every image no container uses.
 
-        Returns the deleted ids and the unpacked bytes of the layers freed.
+        Returns the deleted ids and the bytes freed: the blobs deleted and the files of the
+        unpacked layers removed (docker's "Total reclaimed space").
         """
         with self._lock:
             tagged = set(self._refs.tags.values())
@@ -780,15 +792,10 @@ class ImageStore:
             doomed = [
                 i for i in candidates if i in self._records and i not in busy and (all or i not in tagged)
             ]
-            sizes = {
-                c[7:]: self._layer_size(c) for i in doomed for c in chain_ids(self._records[i]["diff_ids"])
-            }
-            trashed = self._delete_records(doomed)
-        freed = sum(sizes.get(t.split("-")[1], 0) for t in trashed)
+            trashed, blob_bytes = self._delete_records(doomed)
         for i in doomed:
             self._emit(Subject.IMAGE_REMOVED, i, name=i, pruned=True)
-        self._free(trashed)
-        return sorted(doomed), freed
+        return sorted(doomed), blob_bytes + self._free(trashed)
 
     # -- reports -----------------------------------------------------------------------------
 
