@@ -316,3 +316,36 @@ def test_cp_goes_through_the_containers_mounts(platform: Platform, workdir: Path
     finally:
         platform.cli("rm", "-f", "-v", "cpvol")
         platform.cli("volume", "rm", "cpdata", "cpro")
+
+
+def test_system_df_counts_volumes_and_the_build_cache(platform: Platform, workdir: Path) -> None:
+    """`system df` has docker's Local Volumes and Build Cache rows, with what they really hold."""
+
+    def rows() -> dict[str, dict[str, str]]:
+        out = platform.ok("system", "df", "--format", "json")
+        return {r["Type"]: r for r in map(json.loads, out.splitlines())}
+
+    before = rows()
+    platform.ok("volume", "create", "df-data")
+    platform.ok(
+        "run", "--rm", "-v", "df-data:/d", "busybox", "dd", "if=/dev/zero", "of=/d/f", "bs=1M", "count=3"
+    )
+    ctx = workdir / "df-build"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "RUN --mount=type=cache,target=/cache,id=df-cache dd if=/dev/zero of=/cache/c bs=1M count=2\n"
+    )
+    ctx.chmod(0o755)
+    (ctx / "Dockerfile").chmod(0o644)
+    platform.ok("build", "-q", str(ctx), timeout=180)
+    after = rows()
+    volumes, cache = after["Local Volumes"], after["Build Cache"]
+    assert int(volumes["TotalCount"]) == int(before["Local Volumes"]["TotalCount"]) + 1
+    assert int(cache["TotalCount"]) == int(before["Build Cache"]["TotalCount"]) + 1
+    assert volumes["Active"] == "0" and re.match(r"3(\.\d+)?MB", volumes["Size"]), volumes  # nothing uses it
+    assert volumes["Reclaimable"].startswith(volumes["Size"]), volumes
+    assert re.match(r"2(\.\d+)?MB", cache["Size"]), cache
+    verbose = platform.ok("system", "df", "-v")
+    assert re.search(r"df-data\s+0\s+3", verbose) and "Build cache usage" in verbose, verbose
+    platform.ok("volume", "rm", "df-data")

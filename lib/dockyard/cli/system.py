@@ -26,7 +26,7 @@ def summary(usage: Any, running: int) -> list[dict[str, str]]:
     # The API gives one total for containers' writable layers: all of it is reclaimable only
     # when nothing runs.
     c_reclaim = usage.containers_size if running == 0 else 0
-    return [
+    rows = [
         {
             "Type": "Images",
             "TotalCount": str(len(usage.images)),
@@ -42,6 +42,20 @@ def summary(usage: Any, running: int) -> list[dict[str, str]]:
             "Reclaimable": human_size(c_reclaim) + percent(c_reclaim, usage.containers_size),
         },
     ]
+    for kind, build_cache in (("Local Volumes", False), ("Build Cache", True)):
+        volumes = [v for v in usage.volumes if v.build_cache == build_cache]
+        size = sum(v.size for v in volumes)
+        unused = sum(v.size for v in volumes if v.containers == 0)
+        rows.append(
+            {
+                "Type": kind,
+                "TotalCount": str(len(volumes)),
+                "Active": str(sum(1 for v in volumes if v.containers > 0)),
+                "Size": human_size(size),
+                "Reclaimable": human_size(unused) + percent(unused, size),
+            }
+        )
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,5 +110,15 @@ def run(args: argparse.Namespace) -> int:
     table(
         ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"),
         [[row(c)[k] for k in ckeys] for c in listing],
+    )
+    print("\nLocal Volumes space usage:\n")
+    table(
+        ("VOLUME NAME", "LINKS", "SIZE"),
+        [(v.name, v.containers, human.human_size(v.size)) for v in usage.volumes if not v.build_cache],
+    )
+    print("\nBuild cache usage (RUN --mount=type=cache):\n")
+    table(
+        ("VOLUME NAME", "LINKS", "SIZE"),
+        [(v.name, v.containers, human.human_size(v.size)) for v in usage.volumes if v.build_cache],
     )
     return 0

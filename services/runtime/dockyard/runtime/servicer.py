@@ -529,6 +529,9 @@ def _image_pb(record: Any, config: dict[str, Any]) -> ipb.Image:
     return msg
 
 
+BUILD_CACHE_LABEL = "dockyard.build.cache"  # what the builder labels its cache mounts' volumes with
+
+
 class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def __init__(self, store: ImageStore, manager: ContainerManager, transfers: Transfers) -> None:
         self.store = store
@@ -676,11 +679,21 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
             for row in rows
         ]
         containers = self.m.list_containers(all=True)
+        volumes = [
+            ipb.VolumeUsage(
+                name=record.name,
+                size=size,
+                containers=len(users),
+                build_cache=BUILD_CACHE_LABEL in record.labels,
+            )
+            for record, users, size in await self.m.volumes.usage()
+        ]
         return ipb.DiskUsageResponse(
             images=images,
             images_size=await asyncio.to_thread(self.store.total_size),
             containers=len(containers),
             containers_size=await asyncio.to_thread(self.m.writable_size),
+            volumes=volumes,
         )
 
     # --- builds (the builder's steps: dockyard.runtime.buildsteps) ---

@@ -558,6 +558,13 @@ class VolumeStore:
         """volume name → containers using it; call on the event loop."""
         return _users_of(self.containers())
 
+    async def usage(self) -> list[tuple[VolumeRecord, list[str], int]]:
+        """Every volume, its users and the bytes it holds on disk (``system df``)."""
+        users = self.users()
+        records = self.records()
+        sizes = await asyncio.to_thread(lambda: [_du(self._dir(r.name)) for r in records])
+        return [(r, users.get(r.name, []), size) for r, size in zip(records, sizes, strict=True)]
+
     def select(self, filters: Sequence[str] = ()) -> list[tuple[VolumeRecord, list[str]]]:
         """Volumes with their users, filtered as ``docker volume ls -f``; call on the event loop."""
         users = self.users()

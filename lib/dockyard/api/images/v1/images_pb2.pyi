@@ -725,12 +725,17 @@ class DiskUsageResponse(_message.Message):
     IMAGES_SIZE_FIELD_NUMBER: _builtins.int
     CONTAINERS_SIZE_FIELD_NUMBER: _builtins.int
     CONTAINERS_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
     images_size: _builtins.int
     """Unique bytes of all images (a layer shared by several counts once)."""
     containers_size: _builtins.int
     containers: _builtins.int
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImageUsage]: ...
+    @_builtins.property
+    def volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeUsage]:
+        """Every volume with what it holds; RUN --mount=type=cache volumes are the build cache's."""
+
     def __init__(
         self,
         *,
@@ -738,14 +743,46 @@ class DiskUsageResponse(_message.Message):
         images_size: _builtins.int = ...,
         containers_size: _builtins.int = ...,
         containers: _builtins.int = ...,
+        volumes: _abc.Iterable[Global___VolumeUsage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "containers_size", b"containers_size", "images", b"images", "images_size", b"images_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "containers_size", b"containers_size", "images", b"images", "images_size", b"images_size", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DiskUsageResponse: _TypeAlias = DiskUsageResponse  # noqa: Y015
+
+@_typing.final
+class VolumeUsage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CONTAINERS_FIELD_NUMBER: _builtins.int
+    BUILD_CACHE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    size: _builtins.int
+    """Bytes on disk (allocated blocks) under the volume."""
+    containers: _builtins.int
+    """Containers that use it."""
+    build_cache: _builtins.bool
+    """A builder's cache mount (label dockyard.build.cache): counted as build cache."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        size: _builtins.int = ...,
+        containers: _builtins.int = ...,
+        build_cache: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_cache", b"build_cache", "containers", b"containers", "name", b"name", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolumeUsage: _TypeAlias = VolumeUsage  # noqa: Y015
 
 @_typing.final
 class GetManifestRequest(_message.Message):
