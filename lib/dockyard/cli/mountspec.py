@@ -38,17 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def apply(args: argparse.Namespace, spec: Any) -> None:
     """Add ``--mount`` and ``--volumes-from`` to the ContainerSpec ``spec``."""
+    from dockyard.client.types import add_to_spec
+
     for item in args.mount:
-        m = parse_mount(item)
-        spec.mounts.add(
-            type=m.type,
-            source=m.source,
-            target=m.target,
-            read_only=m.read_only,
-            no_copy=m.no_copy,
-            tmpfs_size=m.tmpfs_size,
-            tmpfs_mode=m.tmpfs_mode,
-        )
+        add_to_spec(spec, parse_mount(item))
     for item in args.volumes_from:
         ref, _, mode = item.partition(":")
         if not ref or mode not in ("", "ro", "rw"):

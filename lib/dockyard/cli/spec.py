@@ -14,6 +14,7 @@ from typing import Any
 
 from dockyard.cli import limits
 from dockyard.client.grammar import parse_publish, parse_volume
+from dockyard.client.types import add_to_spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -178,15 +179,10 @@ def build_spec(args: argparse.Namespace) -> Any:
 
     health_restart.apply(args, spec)
     for item in args.publish:
-        for p in parse_publish(item):
-            spec.ports.add(
-                host_ip=p.host_ip, host_port=p.host_port, container_port=p.container_port, protocol=p.protocol
-            )
+        for port in parse_publish(item):
+            add_to_spec(spec, port)
     for item in args.volume:
-        v = parse_volume(item)
-        spec.mounts.add(
-            source=v.source, target=v.target, read_only=v.read_only, type=v.type, no_copy=v.no_copy
-        )
+        add_to_spec(spec, parse_volume(item))
     for item in args.tmpfs:
         path, _, _ = item.partition(":")
         if not path.startswith("/"):

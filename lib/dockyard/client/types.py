@@ -69,31 +69,43 @@ class RunOptions:
         )
         if self.entrypoint is not None:
             spec.entrypoint.extend(self.entrypoint)
-        for item in self.ports:
-            for p in parse_publish(item) if isinstance(item, str) else [item]:
-                spec.ports.add(
-                    host_ip=p.host_ip,
-                    host_port=p.host_port,
-                    container_port=p.container_port,
-                    protocol=p.protocol,
-                )
+        for port in self.ports:
+            for one in parse_publish(port) if isinstance(port, str) else [port]:
+                add_to_spec(spec, one)
         for volume in self.volumes:
-            v = parse_volume(volume) if isinstance(volume, str) else volume
-            spec.mounts.add(
-                source=v.source, target=v.target, read_only=v.read_only, type=v.type, no_copy=v.no_copy
-            )
+            add_to_spec(spec, parse_volume(volume) if isinstance(volume, str) else volume)
         for mount in self.mounts:
-            m = parse_mount(mount) if isinstance(mount, str) else mount
-            spec.mounts.add(
-                type=m.type,
-                source=m.source,
-                target=m.target,
-                read_only=m.read_only,
-                no_copy=m.no_copy,
-                tmpfs_size=m.tmpfs_size,
-                tmpfs_mode=m.tmpfs_mode,
-            )
+            add_to_spec(spec, parse_mount(mount) if isinstance(mount, str) else mount)
         return spec
+
+
+def add_to_spec(spec: Any, item: Port | Volume | Mount) -> None:
+    """One parsed ``-p``, ``-v`` or ``--mount`` value into the wire ContainerSpec ``spec``."""
+    if isinstance(item, Port):
+        spec.ports.add(
+            host_ip=item.host_ip,
+            host_port=item.host_port,
+            container_port=item.container_port,
+            protocol=item.protocol,
+        )
+    elif isinstance(item, Volume):
+        spec.mounts.add(
+            source=item.source,
+            target=item.target,
+            read_only=item.read_only,
+            type=item.type,
+            no_copy=item.no_copy,
+        )
+    else:
+        spec.mounts.add(
+            type=item.type,
+            source=item.source,
+            target=item.target,
+            read_only=item.read_only,
+            no_copy=item.no_copy,
+            tmpfs_size=item.tmpfs_size,
+            tmpfs_mode=item.tmpfs_mode,
+        )
 
 
 @dataclass(frozen=True, slots=True)
