@@ -25,10 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.api.containers.v1 import containers_pb2_grpc
     from dockyard.cli.client import channel
     from dockyard.cli.output import fail
-    from dockyard.cli.run import native
     from dockyard.cli.spec import parse_env
     from dockyard.cli.stdio import Session, terminal_size
     from dockyard.client import exit_code
+    from dockyard.client.calls import native
     from dockyard.core.errors import InvalidArgument
 
     if not args.argv:

@@ -78,6 +78,7 @@ def attach(ch: Any, container_id: str, *, interactive: bool, tty: bool, start: b
 def run(args: argparse.Namespace) -> int:
     from dockyard.cli.output import fail
     from dockyard.client import Client, exit_code
+    from dockyard.client.calls import native
 
     try:
         request = spec.build_spec(args)
@@ -109,12 +110,3 @@ def run(args: argparse.Namespace) -> int:
             fail(exc)
             return exit_code(native(exc))
     return 0 if code is None else code
-
-
-def native(exc: BaseException) -> BaseException:
-    """A raw gRPC failure (the attach stream's) as the platform's typed error."""
-    import grpc
-
-    from dockyard.adapters.grpc.errors import to_native
-
-    return to_native(exc) if isinstance(exc, grpc.RpcError) else exc

@@ -57,6 +57,12 @@ class Stream(Generic[T]):
         self.cancel()
 
 
+def native(exc: BaseException) -> BaseException:
+    """A raw gRPC failure (of a call the library does not wrap, like the CLI's terminal attach)
+    as the platform's typed error; anything else as it is."""
+    return to_native(exc) if isinstance(exc, grpc.RpcError) else exc
+
+
 def exit_code(error: BaseException) -> int:
     """docker run's status when the platform failed before the container's command ran: 127 when
     the command is not found, 126 when it cannot be executed, 125 otherwise."""
