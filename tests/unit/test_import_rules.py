@@ -22,17 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 # Third-party transports the core must not know, besides our own adapters, API and services.
 CORE_FORBIDDEN_ROOTS = ("grpc", "dockyard.api", "dockyard.adapters", "nats", "aiohttp")
 
-# Violations present on 2026-12-07, tolerated while other branches fix them. The test fails when one
-# of these disappears, so delete the line in the commit that fixes it: this list only shrinks.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # private: health and restart policies type their argument with the manager's live-container
-        # record, and stats reads its pid-namespace walk (the containers.py split makes them public).
-        ("dockyard.runtime.health", "dockyard.runtime.containers._Live"),
-        ("dockyard.runtime.restart", "dockyard.runtime.containers._Live"),
-        ("dockyard.runtime.stats", "dockyard.runtime.containers._pid_namespace_members"),
-    }
-)
+# Violations tolerated while a branch fixes them. The test fails when one of these disappears, so
+# delete the line in the commit that fixes it: this list only shrinks (empty since 2026-12-07).
+KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

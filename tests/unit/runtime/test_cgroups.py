@@ -19,10 +19,11 @@ from dockyard.core.errors import FailedPrecondition, InvalidArgument
 from dockyard.core.rootless import SnapshotterChoice
 from dockyard.runtime import ocispec
 from dockyard.runtime.cgroups import Cgroups, Limits, oci_resources
-from dockyard.runtime.containers import ContainerConfig, ContainerManager
+from dockyard.runtime.containers import ContainerManager
 from dockyard.runtime.images.store import ImageStore
 from dockyard.runtime.monitor import Monitor
 from dockyard.runtime.network import Slirp
+from dockyard.runtime.records import ContainerConfig
 from dockyard.runtime.snapshot import snapshotter_for
 
 V1 = ("memory", "cpu,cpuacct", "pids", "freezer", "devices", "blkio", "cpuset", "systemd")
@@ -153,7 +154,7 @@ def test_the_spec_gets_cgroups_path_and_resources_only_with_a_cgroup() -> None:
 
 
 def test_limits_survive_the_record_round_trip() -> None:
-    from dockyard.runtime.containers import ContainerRecord
+    from dockyard.runtime.records import ContainerRecord
 
     record = ContainerRecord(
         "id1", "n", ContainerConfig(image="i", limits=Limits(memory=64 << 20, pids_limit=9)), "sha256:x", "t"
@@ -317,7 +318,7 @@ def test_stream_stats_turns_cpu_time_into_percent_of_a_core() -> None:
     from dataclasses import replace as dc_replace
 
     from dockyard.runtime.cgroups import Sample
-    from dockyard.runtime.containers import ContainerRecord, State
+    from dockyard.runtime.records import ContainerRecord, State
     from dockyard.runtime.stats import stream_stats
 
     class HalfACore:

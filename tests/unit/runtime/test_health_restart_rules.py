@@ -13,8 +13,8 @@ import pytest
 from dockyard.api.containers.v1 import containers_pb2 as cpb
 from dockyard.core.errors import InvalidArgument
 from dockyard.runtime import health, restart
-from dockyard.runtime.containers import ContainerConfig, ContainerRecord
 from dockyard.runtime.health_convert import fill_container_pb, healthcheck_from_pb
+from dockyard.runtime.records import ContainerConfig, ContainerRecord
 
 MS = 1_000_000
 S = 1_000_000_000

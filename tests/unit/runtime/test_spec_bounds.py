@@ -17,10 +17,11 @@ from dockyard.core.cgroups import probe
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.rootless import SnapshotterChoice
 from dockyard.runtime.cgroups import Cgroups
-from dockyard.runtime.containers import ContainerConfig, ContainerManager
+from dockyard.runtime.containers import ContainerManager
 from dockyard.runtime.images.store import ImageStore
 from dockyard.runtime.monitor import Monitor
 from dockyard.runtime.network import Slirp
+from dockyard.runtime.records import ContainerConfig
 from dockyard.runtime.snapshot import snapshotter_for
 
 

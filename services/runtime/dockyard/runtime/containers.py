@@ -28,9 +28,8 @@ import shutil
 import signal
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
-from enum import StrEnum
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -48,6 +47,14 @@ from dockyard.runtime.logs import LogOptions, follow_log, rotate
 from dockyard.runtime.monitor import AttachStream, Monitor, Paths
 from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
 from dockyard.runtime.networks import NetworkManager, is_user_network  # user networks
+from dockyard.runtime.records import (
+    ContainerConfig,
+    ContainerRecord,
+    LiveContainer,
+    State,
+    now,
+    pid_namespace_members,
+)
 from dockyard.runtime.restart import RestartPolicies
 from dockyard.runtime.restart import validate as validate_restart_policy
 from dockyard.runtime.volumes import VolumeStore, is_volume, parse_mount
@@ -57,97 +64,6 @@ log = structlog.get_logger(__name__)
 DEFAULT_STOP_TIMEOUT = 10
 LOG_ROTATE_EVERY_S = 0.5  # how far past max-size a log can grow: this times the writer's rate
 ADOPTED_POLL_S = 0.5
-
-
-class State(StrEnum):
-    CREATED = "created"
-    RUNNING = "running"
-    PAUSED = "paused"
-    EXITED = "exited"
-    DEAD = "dead"
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerConfig:
-    """What the user asked for (docker run's flags), as persisted. Transport-free."""
-
-    image: str
-    name: str = ""
-    command: list[str] | None = None
-    entrypoint: list[str] | None = None
-    env: list[str] = field(default_factory=list)
-    workdir: str = ""
-    user: str = ""
-    tty: bool = False
-    interactive: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    binds: list[str] = field(default_factory=list)  # "-v" syntax: /host:/ctr[:ro]
-    ports: list[ocispec.PortMapping] = field(default_factory=list)  # as the client sent them
-    publish_all: bool = False
-    network: str = "slirp4netns"
-    read_only: bool = False
-    auto_remove: bool = False
-    hostname: str = ""
-    tmpfs: list[str] = field(default_factory=list)
-    # health checks and restart policies (dockyard.runtime.health, dockyard.runtime.restart)
-    restart_policy: str = ""  # "no", "always", "unless-stopped", "on-failure[:N]"
-    healthcheck: dict[str, Any] = field(default_factory=dict)  # docker's Healthcheck, merged with the image's
-    stop_signal: str = ""
-    stop_timeout: int = 0
-    volumes_from: list[str] = field(default_factory=list)  # --volumes-from (dockyard.runtime.volumes)
-    limits: Limits = field(default_factory=Limits)  # resource limits (dockyard.runtime.cgroups)
-    # networks (dockyard.runtime.networks): --dns, --add-host, --network-alias, --ip
-    dns: list[str] = field(default_factory=list)
-    extra_hosts: list[str] = field(default_factory=list)
-    network_aliases: list[str] = field(default_factory=list)
-    ip: str = ""
-    log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt (dockyard.runtime.logs)
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerRecord:
-    """One container, as stored in container.json."""
-
-    id: str
-    name: str
-    config: ContainerConfig
-    image_id: str
-    created: str
-    state: State = State.CREATED
-    exit_code: int = 0
-    pid: int = 0
-    started: str = ""
-    finished: str = ""
-    ports: list[PortForward] = field(default_factory=list)
-    command: list[str] = field(default_factory=list)
-    error: str = ""
-    oom_killed: bool = False
-    # health checks and restart policies (dockyard.runtime.health, dockyard.runtime.restart)
-    restart_count: int = 0  # restarts by the policy since the user last started it
-    restarting: bool = False  # exited, and the policy starts it again after a back-off
-    manual_stop: bool = False  # stopped by the user: no restarts until the next start
-    health: dict[str, Any] = field(default_factory=dict)  # docker's State.Health; {} without a check
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> ContainerRecord:
-        d = json.loads(text)
-        d["config"]["limits"] = Limits.from_dict(d["config"].get("limits"))  # resource limits
-        # a record written before ports were kept structured holds them as "-p" strings
-        d["config"]["ports"] = [
-            ocispec.parse_publish(p) if isinstance(p, str) else ocispec.PortMapping(**p)
-            for p in d["config"].get("ports", [])
-        ]
-        d["config"] = ContainerConfig(**d["config"])
-        d["state"] = State(d["state"])
-        d["ports"] = [PortForward(**p) for p in d.get("ports", [])]
-        return cls(**d)
 
 
 class ImageSource(Protocol):
@@ -188,10 +104,6 @@ class Snapshots(Protocol):
     def write_layer(self, key: str, lowers: Sequence[Path], out: BinaryIO) -> tuple[str, int]: ...
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 _ADJECTIVES = (
     "brave calm eager fond gentle happy jolly keen lucid merry noble proud quick sharp tidy vivid wise zen"
 )
@@ -202,18 +114,6 @@ _NOUNS = (
 
 def random_name() -> str:
     return f"{random.choice(_ADJECTIVES.split())}_{random.choice(_NOUNS.split())}"
-
-
-class _Live:
-    """In-memory companion of a record: its lock, exit notification, exit watcher."""
-
-    def __init__(self, record: ContainerRecord) -> None:
-        self.record = record
-        self.lock = asyncio.Lock()
-        self.exited = asyncio.Event()
-        if record.state not in (State.RUNNING, State.PAUSED):
-            self.exited.set()
-        self.watcher: asyncio.Task[None] | None = None
 
 
 class ContainerManager:
@@ -250,7 +150,7 @@ class ContainerManager:
         self.networks = networks
         if networks is not None:
             networks.bind(self)
-        self._live: dict[str, _Live] = {}
+        self.live: dict[str, LiveContainer] = {}
         self._names_lock = asyncio.Lock()
         self._claimed: set[str] = set()  # names of containers being created
         self._log_rotation: asyncio.Task[None] | None = None  # started by recover()
@@ -266,7 +166,7 @@ class ContainerManager:
     def _paths(self, cid: str) -> Paths:
         return Paths(self._dir(cid))
 
-    def _save(self, record: ContainerRecord, *, durable: bool = False) -> ContainerRecord:
+    def save(self, record: ContainerRecord, *, durable: bool = False) -> ContainerRecord:
         """Persist ``record`` atomically (rename) and make it the live one.
 
         Only ``durable`` saves (creation) wait for the disk: a later state (running, exited) is
@@ -281,29 +181,29 @@ class ContainerManager:
                 f.flush()
                 os.fsync(f.fileno())
         tmp.replace(d / "container.json")
-        live = self._live.get(record.id)
+        live = self.live.get(record.id)
         if live is not None:
             live.record = record
         return record
 
-    def _emit(self, subject: Subject, record: ContainerRecord, **data: Any) -> None:
+    def emit(self, subject: Subject, record: ContainerRecord, **data: Any) -> None:
         payload = {"id": record.id, "name": record.name, "image": record.config.image, **data}
         self.publisher.publish(new_event(subject, self.source, record.id, payload))
 
     def get(self, ref: str) -> ContainerRecord:
         return self._find(ref).record
 
-    def _find(self, ref: str) -> _Live:
+    def _find(self, ref: str) -> LiveContainer:
         """By full id, name, or unique id prefix — as docker resolves them."""
         if not ref:
             raise InvalidArgument("a container name or id is required")
-        live = self._live.get(ref)
+        live = self.live.get(ref)
         if live is not None:
             return live
-        for candidate in self._live.values():
+        for candidate in self.live.values():
             if candidate.record.name == ref.lstrip("/"):
                 return candidate
-        matches = [c for cid, c in self._live.items() if cid.startswith(ref)]
+        matches = [c for cid, c in self.live.items() if cid.startswith(ref)]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -311,18 +211,18 @@ class ContainerManager:
         raise NotFound(f"no such container: {ref}")
 
     def list_containers(self, all: bool = False) -> list[ContainerRecord]:
-        records = [c.record for c in self._live.values()]
+        records = [c.record for c in self.live.values()]
         if not all:
             records = [r for r in records if r.state in (State.RUNNING, State.PAUSED)]
         return sorted(records, key=lambda r: r.created, reverse=True)
 
     def writable_size(self) -> int:
         """Bytes in every container's writable layer (docker system df's containers row)."""
-        return sum(_du(self.snapshots.upper(cid)) for cid in list(self._live))
+        return sum(_du(self.snapshots.upper(cid)) for cid in list(self.live))
 
     def users_of_image(self, image_id: str) -> list[str]:
         """Names of the containers (in any state) made from ``image_id``."""
-        return sorted(c.record.name for c in self._live.values() if c.record.image_id == image_id)
+        return sorted(c.record.name for c in self.live.values() if c.record.image_id == image_id)
 
     # --- start-up: adopt what a previous service left ----------------------------------------------
 
@@ -341,8 +241,8 @@ class ContainerManager:
                 else:
                     log.warning("unreadable container record", dir=str(d), error=str(exc))
                 continue
-            live = _Live(record)
-            self._live[record.id] = live
+            live = LiveContainer(record)
+            self.live[record.id] = live
             if record.state in (State.RUNNING, State.PAUSED):
                 paths = self._paths(record.id)
                 if Monitor.exit_code(paths) is not None or not Monitor.monitor_alive(paths):
@@ -359,7 +259,7 @@ class ContainerManager:
         """Keep every running container's log within its --log-opt bounds (dockyard.runtime.logs)."""
         while True:
             await asyncio.sleep(LOG_ROTATE_EVERY_S)
-            for live in list(self._live.values()):
+            for live in list(self.live.values()):
                 record = live.record
                 if record.state not in (State.RUNNING, State.PAUSED):
                     continue
@@ -383,9 +283,9 @@ class ContainerManager:
                 await self.networks.readopt(record)
         except DockyardError as exc:
             log.error("cannot restore an adopted container's network", id=record.short_id, error=str(exc))
-            self._save(replace(record, error=f"its network could not be restored: {exc}"))
+            self.save(replace(record, error=f"its network could not be restored: {exc}"))
 
-    async def _watch_adopted(self, live: _Live) -> None:
+    async def _watch_adopted(self, live: LiveContainer) -> None:
         paths = self._paths(live.record.id)
         # conmon is not our child and its sync pipe died with the previous service: poll its files.
         while Monitor.exit_code(paths) is None and Monitor.monitor_alive(paths):  # noqa: ASYNC110
@@ -396,7 +296,7 @@ class ContainerManager:
         """Stop watching (containers keep running; the next service adopts them)."""
         await self.health.close()  # health checks and restart policies: the next service resumes them
         await self.restarts.close()
-        tasks = [c.watcher for c in self._live.values() if c.watcher is not None]
+        tasks = [c.watcher for c in self.live.values() if c.watcher is not None]
         if self._log_rotation is not None:
             tasks.append(self._log_rotation)
         for t in tasks:
@@ -428,7 +328,7 @@ class ContainerManager:
         # fsynced record) runs outside it, so concurrent creates do not queue behind each other.
         async with self._names_lock:
             name = bounds.check_container_name(config.name or self._unused_name())
-            if name in self._claimed or any(c.record.name == name for c in self._live.values()):
+            if name in self._claimed or any(c.record.name == name for c in self.live.values()):
                 raise AlreadyExists(f"the container name {name!r} is already in use")
             self._claimed.add(name)
         cid = secrets.token_hex(32)
@@ -451,7 +351,7 @@ class ContainerManager:
             async with self._names_lock:
                 if self.networks is not None:  # networks: its address on its user network
                     await self.networks.reserve(record)
-                self._live[cid] = _Live(record)
+                self.live[cid] = LiveContainer(record)
         except BaseException:
             if self.networks is not None:  # networks
                 await self.networks.release(cid)
@@ -459,17 +359,17 @@ class ContainerManager:
             raise
         finally:
             self._claimed.discard(name)
-        self._emit(Subject.CONTAINER_CREATED, record)
+        self.emit(Subject.CONTAINER_CREATED, record)
         return record
 
     def _make(self, record: ContainerRecord, image: Any) -> None:
         """The container's directory, writable layer and durable record (blocking)."""
         (self._dir(record.id) / "bundle").mkdir(parents=True)
         self.snapshots.prepare(record.id, self.images.layer_dirs(image))
-        self._save(record, durable=True)
+        self.save(record, durable=True)
 
     def _unused_name(self) -> str:
-        taken = self._claimed | {c.record.name for c in self._live.values()}
+        taken = self._claimed | {c.record.name for c in self.live.values()}
         for _ in range(100):
             name = random_name()
             if name not in taken:
@@ -539,14 +439,16 @@ class ContainerManager:
                 record = live.record
                 if record.state in (State.RUNNING, State.PAUSED):
                     return record
-                return await self._start_locked(live, before_start)
+                return await self.start_locked(live, before_start)
         except Exception:
             if live.record.config.auto_remove:  # docker run --rm: a container that never ran goes too
                 with contextlib.suppress(NotFound):
                     await self.remove(live.record.id, force=True)
             raise
 
-    async def _start_locked(self, live: _Live, before_start: Callable[[], Any] | None) -> ContainerRecord:
+    async def start_locked(
+        self, live: LiveContainer, before_start: Callable[[], Any] | None
+    ) -> ContainerRecord:
         record = live.record
         cid = record.id
         paths = self._paths(cid)
@@ -569,7 +471,7 @@ class ContainerManager:
             await self._abort_start(record, exc)
             raise
         live.exited.clear()
-        record = self._save(
+        record = self.save(
             replace(
                 record,
                 state=State.RUNNING,
@@ -583,7 +485,7 @@ class ContainerManager:
             )
         )
         live.watcher = asyncio.create_task(self._watch(live, sync_fd))
-        self._emit(Subject.CONTAINER_STARTED, record, pid=pid)
+        self.emit(Subject.CONTAINER_STARTED, record, pid=pid)
         self.restarts.started(live)  # health checks and restart policies
         self.health.start(live)
         return record
@@ -651,15 +553,15 @@ class ContainerManager:
         code = 127 if "not found" in message or "no such file" in message.lower() else 126
         if isinstance(exc, asyncio.CancelledError):
             code = 125
-        self._save(replace(record, exit_code=code, error=message))
+        self.save(replace(record, exit_code=code, error=message))
 
-    async def _watch(self, live: _Live, sync_fd: int) -> None:
+    async def _watch(self, live: LiveContainer, sync_fd: int) -> None:
         code = await Monitor.wait_sync(sync_fd)
         if code is None:  # conmon went away without a word; trust its exit file if any
             code = Monitor.exit_code(self._paths(live.record.id))
         await self._on_exit(live, code)
 
-    async def _on_exit(self, live: _Live, code: int | None) -> None:
+    async def _on_exit(self, live: LiveContainer, code: int | None) -> None:
         self.health.stop(live)  # health checks end with the process
         record = live.record
         paths = self._paths(record.id)
@@ -672,7 +574,7 @@ class ContainerManager:
                 state, error = State.DEAD, "the container's monitor ended without an exit code"
         oom = await asyncio.to_thread(self._release, record.id)
         oom = oom or paths.oom.exists()
-        record = self._save(
+        record = self.save(
             replace(
                 record,
                 state=state,
@@ -687,7 +589,7 @@ class ContainerManager:
             await self.networks.detach(record)
         live.exited.set()
         live.watcher = None
-        self._emit(Subject.CONTAINER_DIED, record, exitCode=record.exit_code, oomKilled=oom)
+        self.emit(Subject.CONTAINER_DIED, record, exitCode=record.exit_code, oomKilled=oom)
         self.restarts.exited(live)  # the restart policy decides
         if record.config.auto_remove:
             with contextlib.suppress(NotFound):
@@ -734,7 +636,7 @@ class ContainerManager:
             raise FailedPrecondition(f"container {live.record.name} is not running")
         await self.restarts.user_kill(live, number)  # SIGKILL or the stop signal: a user's stop
         await self.monitor.kill(live.record.id, number)
-        self._emit(Subject.CONTAINER_KILLED, live.record, signal=number)
+        self.emit(Subject.CONTAINER_KILLED, live.record, signal=number)
         return live.record
 
     async def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
@@ -762,7 +664,7 @@ class ContainerManager:
         except TimeoutError:
             await self.monitor.kill(record.id, signal.SIGKILL)
             await live.exited.wait()
-        self._emit(Subject.CONTAINER_STOPPED, live.record)
+        self.emit(Subject.CONTAINER_STOPPED, live.record)
         return live.record
 
     async def restart(self, ref: str, timeout: int | None = None) -> ContainerRecord:
@@ -788,8 +690,8 @@ class ContainerManager:
                     f"cannot {'pause' if pause else 'unpause'} {record.name}: it needs a freezer cgroup "
                     f"this user may write ({exc})"
                 ) from exc
-            record = self._save(replace(record, state=want))
-        self._emit(Subject.CONTAINER_PAUSED if pause else Subject.CONTAINER_UNPAUSED, record)
+            record = self.save(replace(record, state=want))
+        self.emit(Subject.CONTAINER_PAUSED if pause else Subject.CONTAINER_UNPAUSED, record)
         return record
 
     # --- resource limits (dockyard.runtime.cgroups) ---------------------------------------------------
@@ -806,8 +708,8 @@ class ContainerManager:
             self.cgroups.require(Limits.from_dict(changes))
             if record.state in (State.RUNNING, State.PAUSED):
                 await self.monitor.update(record.id, self.cgroups.resources(limits, lifting=True))
-            record = self._save(replace(record, config=replace(record.config, limits=limits)))
-        self._emit(Subject.CONTAINER_UPDATED, record, limits=limits.to_dict())
+            record = self.save(replace(record, config=replace(record.config, limits=limits)))
+        self.emit(Subject.CONTAINER_UPDATED, record, limits=limits.to_dict())
         return record
 
     # --- remove / rename / prune ---------------------------------------------------------------------
@@ -824,15 +726,15 @@ class ContainerManager:
                 )
             await self.monitor.kill(record.id, signal.SIGKILL)
             await live.exited.wait()
-            if record.config.auto_remove and record.id not in self._live:
+            if record.config.auto_remove and record.id not in self.live:
                 return record  # its own exit already removed it
         async with live.lock:
-            if self._live.pop(record.id, None) is None:
+            if self.live.pop(record.id, None) is None:
                 return record
             await asyncio.to_thread(self._discard, record.id)
             if self.networks is not None:  # networks: its addresses are free again
                 await self.networks.release(record.id)
-        self._emit(Subject.CONTAINER_REMOVED, record)
+        self.emit(Subject.CONTAINER_REMOVED, record)
         # volumes: rm -v and --rm take the container's anonymous volumes along (unless shared)
         await self.volumes.release(record.config.binds, volumes or record.config.auto_remove)
         return record
@@ -842,16 +744,14 @@ class ContainerManager:
         bounds.check_container_name(name)
         async with self._names_lock:
             if name in self._claimed or any(
-                c.record.name == name and c is not live for c in self._live.values()
+                c.record.name == name and c is not live for c in self.live.values()
             ):
                 raise AlreadyExists(f"the container name {name!r} is already in use")
             old = live.record.name
-            record = self._save(
-                replace(live.record, name=name, config=replace(live.record.config, name=name))
-            )
+            record = self.save(replace(live.record, name=name, config=replace(live.record.config, name=name)))
         if self.networks is not None:  # networks: peers' hosts files know the new name
             await self.networks.renamed(record.id)
-        self._emit(Subject.CONTAINER_RENAMED, record, oldName=old)
+        self.emit(Subject.CONTAINER_RENAMED, record, oldName=old)
         return record
 
     async def prune(self) -> tuple[list[str], int]:
@@ -969,7 +869,7 @@ class ContainerManager:
         record = self._find(ref).record
         if record.state not in (State.RUNNING, State.PAUSED):
             raise FailedPrecondition(f"container {record.name} is not running")
-        pids = await asyncio.to_thread(_pid_namespace_members, record.pid)
+        pids = await asyncio.to_thread(pid_namespace_members, record.pid)
         # As docker: run ps with the user's options, keep the rows of the container's processes.
         proc = await asyncio.create_subprocess_exec(
             "ps", *(ps_args or ["-ef"]), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -1021,7 +921,7 @@ class ContainerManager:
             rows=rows,
             cols=cols,
         )
-        self._emit(Subject.CONTAINER_EXEC, record, command=args)
+        self.emit(Subject.CONTAINER_EXEC, record, command=args)
         return session
 
     def _spec_user(self, record: ContainerRecord) -> str:
@@ -1037,21 +937,6 @@ class ContainerManager:
         if self.networks is not None and is_user_network(record.config.network):  # networks
             return self.networks.container_ip(record)
         return CONTAINER_IP if record.config.network == "slirp4netns" else ""
-
-
-def _pid_namespace_members(init_pid: int) -> list[str]:
-    """Pids of every process in ``init_pid``'s pid namespace (``runc ps`` would need a cgroup)."""
-    try:
-        ns = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError:
-        return []
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
-                    members.append(entry)
-    return members
 
 
 def _du(path: Path) -> int:

@@ -46,7 +46,8 @@ from dockyard.core.errors import InvalidArgument
 from dockyard.core.events import Subject
 
 if TYPE_CHECKING:
-    from dockyard.runtime.containers import ContainerConfig, ContainerManager, _Live
+    from dockyard.runtime.lifecycle import Lifecycle
+    from dockyard.runtime.records import ContainerConfig, LiveContainer
 
 log = structlog.get_logger(__name__)
 
@@ -255,34 +256,34 @@ def _runc_error(text: str) -> str:
 
 
 class HealthChecks:
-    """Runs the health check of every running container that has one, for a ContainerManager."""
+    """Runs the health check of every running container that has one."""
 
-    def __init__(self, manager: ContainerManager) -> None:
+    def __init__(self, manager: Lifecycle) -> None:
         self.m = manager
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, live: _Live, *, resume: bool = False) -> None:
+    def start(self, live: LiveContainer, *, resume: bool = False) -> None:
         """Begin checking ``live`` (it runs). A fresh start is "starting" with an empty log; ``resume``
         (an adopted container) keeps the status, streak and log the record has."""
         record = live.record
         check = record.config.healthcheck
         if argv(check) is None:
             if record.health and not resume:
-                self.m._save(replace(record, health={}))
+                self.m.save(replace(record, health={}))
             return
         if not resume or not record.health:
-            self.m._save(replace(record, health={"Status": STARTING, "FailingStreak": 0, "Log": []}))
+            self.m.save(replace(record, health={"Status": STARTING, "FailingStreak": 0, "Log": []}))
         self.stop(live)
         self._tasks[record.id] = asyncio.create_task(self._loop(live))
 
-    def stop(self, live: _Live) -> None:
+    def stop(self, live: LiveContainer) -> None:
         task = self._tasks.pop(live.record.id, None)
         if task is not None:
             task.cancel()
 
     def recover(self) -> None:
         """Resume the checks of the running containers a previous service left."""
-        for live in list(self.m._live.values()):
+        for live in list(self.m.live.values()):
             if live.record.state in ("running", "paused") and live.record.id not in self._tasks:
                 self.start(live, resume=True)
 
@@ -293,7 +294,7 @@ class HealthChecks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _loop(self, live: _Live) -> None:
+    async def _loop(self, live: LiveContainer) -> None:
         check = live.record.config.healthcheck
         command = argv(check) or []
         interval = (check.get("Interval") or DEFAULT_INTERVAL_NS) / SECOND_NS
@@ -320,7 +321,7 @@ class HealthChecks:
             )
             result = {"Start": started, "End": now_iso(), "ExitCode": code, "Output": output}
             record = live.record
-            if record.state != "running" or self.m._live.get(cid) is not live:
+            if record.state != "running" or self.m.live.get(cid) is not live:
                 return  # it stopped (or went) while the check ran: the result says nothing
             before = (record.health or {}).get("Status") or STARTING
             health = apply_result(
@@ -330,10 +331,10 @@ class HealthChecks:
                 start_period_ns=start_period,
                 retries=retries,
             )
-            record = self.m._save(replace(record, health=health))
+            record = self.m.save(replace(record, health=health))
             if health["Status"] != before:
                 log.info("health status", id=record.short_id, name=record.name, status=health["Status"])
-                self.m._emit(Subject.CONTAINER_HEALTH_STATUS, record, status=health["Status"])
+                self.m.emit(Subject.CONTAINER_HEALTH_STATUS, record, status=health["Status"])
 
 
 def _process_user(container_dir: Path) -> str:

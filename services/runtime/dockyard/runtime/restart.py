@@ -42,7 +42,8 @@ import structlog
 from dockyard.core.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from dockyard.runtime.containers import ContainerConfig, ContainerManager, _Live
+    from dockyard.runtime.lifecycle import Lifecycle
+    from dockyard.runtime.records import ContainerConfig, LiveContainer
 
 log = structlog.get_logger(__name__)
 
@@ -130,9 +131,9 @@ def _ran_seconds(started: str, finished: str) -> float:
 
 
 class RestartPolicies:
-    """Applies each container's restart policy for a ContainerManager (which calls the hooks)."""
+    """Applies each container's restart policy (the manager calls the hooks)."""
 
-    def __init__(self, manager: ContainerManager) -> None:
+    def __init__(self, manager: Lifecycle) -> None:
         self.m = manager
         self._delay: dict[str, float] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
@@ -140,7 +141,7 @@ class RestartPolicies:
 
     # --- hooks the manager calls ---------------------------------------------------------------------
 
-    def user_start(self, live: _Live) -> None:
+    def user_start(self, live: LiveContainer) -> None:
         """The user starts the container: it counts from zero again and a manual stop is forgotten."""
         record = live.record
         if record.state in _ACTIVE:
@@ -148,9 +149,9 @@ class RestartPolicies:
         self._cancel_sleeping(record.id)
         self._delay.pop(record.id, None)
         if record.manual_stop or record.restart_count or record.restarting:
-            self.m._save(replace(record, manual_stop=False, restart_count=0, restarting=False))
+            self.m.save(replace(record, manual_stop=False, restart_count=0, restarting=False))
 
-    async def user_stop(self, live: _Live) -> None:
+    async def user_stop(self, live: LiveContainer) -> None:
         """The user stops, kills or removes the container: no restart until it is started again.
 
         Persisted before any signal is sent, so the exit it causes is not restarted. A restart that
@@ -163,9 +164,9 @@ class RestartPolicies:
                 await asyncio.shield(task)
         record = live.record
         if not record.manual_stop or record.restarting:
-            self.m._save(replace(record, manual_stop=True, restarting=False))
+            self.m.save(replace(record, manual_stop=True, restarting=False))
 
-    async def user_kill(self, live: _Live, number: int) -> None:
+    async def user_kill(self, live: LiveContainer, number: int) -> None:
         """``kill``: SIGKILL or the container's stop signal is a stop by the user (as docker)."""
         stop_signal = int(signal.SIGTERM)
         with contextlib.suppress(InvalidArgument, ValueError):
@@ -176,18 +177,18 @@ class RestartPolicies:
         if number in (signal.SIGKILL, stop_signal):
             await self.user_stop(live)
 
-    async def removing(self, live: _Live, force: bool) -> None:
+    async def removing(self, live: LiveContainer, force: bool) -> None:
         """``rm``: nothing is restarted once removal is under way (``rm`` without -f of a running
         container is refused, so it changes nothing)."""
         if force or live.record.state not in _ACTIVE:
             await self.user_stop(live)
 
-    def started(self, live: _Live) -> None:
+    def started(self, live: LiveContainer) -> None:
         record = live.record
         if record.restarting:
-            self.m._save(replace(record, restarting=False))
+            self.m.save(replace(record, restarting=False))
 
-    def exited(self, live: _Live, delay: float | None = None) -> None:
+    def exited(self, live: LiveContainer, delay: float | None = None) -> None:
         """The container exited (its exit is recorded): restart it after the back-off, if its policy says."""
         record = live.record
         if record.id in self._pending and not self._pending[record.id].done():
@@ -200,12 +201,12 @@ class RestartPolicies:
             record.exit_code, record.restart_count, record.manual_stop
         ):
             if record.restarting:
-                self.m._save(replace(record, restarting=False))
+                self.m.save(replace(record, restarting=False))
             return
         if delay is None:
             delay = next_delay(self._delay.get(record.id, 0.0), _ran_seconds(record.started, record.finished))
         self._delay[record.id] = delay
-        record = self.m._save(replace(record, restart_count=record.restart_count + 1, restarting=True))
+        record = self.m.save(replace(record, restart_count=record.restart_count + 1, restarting=True))
         log.info(
             "restart due",
             id=record.short_id,
@@ -219,7 +220,7 @@ class RestartPolicies:
 
     def recover(self) -> None:
         """After the manager adopted what a previous service left: make the restarts it owed."""
-        for live in list(self.m._live.values()):
+        for live in list(self.m.live.values()):
             record = live.record
             if record.state in _ACTIVE or record.manual_stop or record.config.auto_remove:
                 continue
@@ -242,7 +243,7 @@ class RestartPolicies:
 
     # --- the restart itself --------------------------------------------------------------------------
 
-    def _schedule(self, live: _Live, delay: float, *, clean: bool = False) -> None:
+    def _schedule(self, live: LiveContainer, delay: float, *, clean: bool = False) -> None:
         cid = live.record.id
         old = self._pending.get(cid)
         if old is not None and not old.done():
@@ -261,14 +262,14 @@ class RestartPolicies:
         if task is not None and cid in self._sleeping:
             task.cancel()
 
-    async def _restart_after(self, live: _Live, delay: float, clean: bool) -> None:
+    async def _restart_after(self, live: LiveContainer, delay: float, clean: bool) -> None:
         cid = live.record.id
         self._sleeping.add(cid)
         try:
             await asyncio.sleep(delay)
         finally:
             self._sleeping.discard(cid)
-        if self.m._live.get(cid) is not live or live.record.manual_stop:
+        if self.m.live.get(cid) is not live or live.record.manual_stop:
             return
         async with live.lock:
             if live.record.state in _ACTIVE or live.record.manual_stop:
@@ -276,7 +277,7 @@ class RestartPolicies:
             try:
                 if clean:  # a previous service may have died half-way through this start
                     await self.m.monitor.delete(cid)
-                await self.m._start_locked(live, None)
+                await self.m.start_locked(live, None)
             except Exception as exc:  # as docker: a restart that cannot start gives up, recorded
                 log.warning("restart failed", id=live.record.short_id, name=live.record.name, error=str(exc))
-                self.m._save(replace(live.record, restarting=False))
+                self.m.save(replace(live.record, restarting=False))

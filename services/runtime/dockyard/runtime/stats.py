@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from dockyard.core.errors import NotFound
 from dockyard.runtime.cgroups import Sample, proc_sample
-from dockyard.runtime.containers import ContainerManager, ContainerRecord, State, _pid_namespace_members, now
+from dockyard.runtime.containers import ContainerManager
+from dockyard.runtime.records import ContainerRecord, State, now, pid_namespace_members
 
 #: Seconds between samples (docker's).
 INTERVAL = 1.0
@@ -49,7 +50,7 @@ def read_sample(manager: ContainerManager, record: ContainerRecord) -> tuple[Sam
     sample = manager.cgroups.sample(record.id, record.pid)
     if sample is not None:
         return sample, True
-    return proc_sample(_pid_namespace_members(record.pid), record.pid), False
+    return proc_sample(pid_namespace_members(record.pid), record.pid), False
 
 
 def _targets(manager: ContainerManager, refs: Sequence[str]) -> list[ContainerRecord]:
