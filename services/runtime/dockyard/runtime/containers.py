@@ -46,7 +46,7 @@ from dockyard.runtime.health import HealthChecks, with_image_healthcheck
 from dockyard.runtime.logs import LogOptions, follow_log, rotate
 from dockyard.runtime.monitor import AttachStream, Monitor, Paths
 from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
-from dockyard.runtime.networks import NetworkManager, is_user_network  # user networks
+from dockyard.runtime.networks import NetworkManager, NoNetworks, is_user_network  # user networks
 from dockyard.runtime.records import (
     ContainerConfig,
     ContainerRecord,
@@ -147,7 +147,7 @@ class ContainerManager:
         self.volumes = volumes or VolumeStore(root.parent / "volumes", publisher, source)
         self.volumes.containers = lambda: self.list_containers(all=True)
         # User networks (dockyard.runtime.networks): endpoints made at create, wired at start.
-        self.networks = networks
+        self.networks: NetworkManager | NoNetworks = networks or NoNetworks()
         if networks is not None:
             networks.bind(self)
         self.live: dict[str, LiveContainer] = {}
@@ -279,8 +279,7 @@ class ContainerManager:
             if record.config.network == "slirp4netns" and not Slirp.running(self._dir(record.id)):
                 log.warning("slirp4netns of an adopted container is gone; starting it", id=record.short_id)
                 await self.slirp.attach(record.pid, self._dir(record.id), record.ports)
-            if self.networks is not None:
-                await self.networks.readopt(record)
+            await self.networks.readopt(record)
         except DockyardError as exc:
             log.error("cannot restore an adopted container's network", id=record.short_id, error=str(exc))
             self.save(replace(record, error=f"its network could not be restored: {exc}"))
@@ -320,10 +319,7 @@ class ContainerManager:
         process = ocispec.merge_process(image_config, run)  # validates command, user, signal
         ports = self._ports(config, image_config)
         # networks: the user network exists; --ip, --network-alias, --dns, --add-host are valid
-        if self.networks is not None:
-            self.networks.validate(config)
-        else:
-            ocispec.parse_network(config.network)
+        self.networks.validate(config)
         # The name is claimed under the lock; the slow part (volumes, the snapshot mount, the
         # fsynced record) runs outside it, so concurrent creates do not queue behind each other.
         async with self._names_lock:
@@ -349,12 +345,10 @@ class ContainerManager:
             )
             await asyncio.to_thread(self._make, record, image)
             async with self._names_lock:
-                if self.networks is not None:  # networks: its address on its user network
-                    await self.networks.reserve(record)
+                await self.networks.reserve(record)  # networks: its address on its user network
                 self.live[cid] = LiveContainer(record)
         except BaseException:
-            if self.networks is not None:  # networks
-                await self.networks.release(cid)
+            await self.networks.release(cid)  # networks
             await asyncio.to_thread(self._discard, cid)
             raise
         finally:
@@ -460,8 +454,7 @@ class ContainerManager:
             )
             if record.config.network == "slirp4netns":
                 await self.slirp.attach(pid, self._dir(cid), record.ports)
-            if self.networks is not None:  # networks: veths to user networks' bridges, -p
-                await self.networks.attach(record, pid)
+            await self.networks.attach(record, pid)  # networks: veths to user networks' bridges, -p
             if before_start is not None:
                 await before_start()
             await self.monitor.start(cid, pid)
@@ -514,7 +507,7 @@ class ContainerManager:
         etc = d / "etc"
         etc.mkdir(exist_ok=True)
         # networks: user networks write their own hosts (peers by name) and resolv.conf
-        if self.networks is not None and is_user_network(record.config.network):
+        if is_user_network(record.config.network):
             hosts, resolv, hostname_file = self.networks.etc_files(record, etc, hostname)
         else:
             hosts, resolv, hostname_file = ocispec.etc_files(
@@ -543,8 +536,7 @@ class ContainerManager:
     async def _abort_start(self, record: ContainerRecord, exc: BaseException) -> None:
         """Undo a start that failed half-way; the container stays, marked with why."""
         self.slirp.detach(self._dir(record.id))
-        if self.networks is not None:  # networks
-            await self.networks.detach(record)
+        await self.networks.detach(record)  # networks
         await self.monitor.kill(record.id, signal.SIGKILL)
         await self.monitor.delete(record.id)
         with contextlib.suppress(Exception):
@@ -585,8 +577,7 @@ class ContainerManager:
                 error=error,
             )
         )
-        if self.networks is not None:  # networks: its forwarder stops, peers' hosts drop it
-            await self.networks.detach(record)
+        await self.networks.detach(record)  # networks: its forwarder stops, peers' hosts drop it
         live.exited.set()
         live.watcher = None
         self.emit(Subject.CONTAINER_DIED, record, exitCode=record.exit_code, oomKilled=oom)
@@ -732,8 +723,7 @@ class ContainerManager:
             if self.live.pop(record.id, None) is None:
                 return record
             await asyncio.to_thread(self._discard, record.id)
-            if self.networks is not None:  # networks: its addresses are free again
-                await self.networks.release(record.id)
+            await self.networks.release(record.id)  # networks: its addresses are free again
         self.emit(Subject.CONTAINER_REMOVED, record)
         # volumes: rm -v and --rm take the container's anonymous volumes along (unless shared)
         await self.volumes.release(record.config.binds, volumes or record.config.auto_remove)
@@ -749,8 +739,7 @@ class ContainerManager:
                 raise AlreadyExists(f"the container name {name!r} is already in use")
             old = live.record.name
             record = self.save(replace(live.record, name=name, config=replace(live.record.config, name=name)))
-        if self.networks is not None:  # networks: peers' hosts files know the new name
-            await self.networks.renamed(record.id)
+        await self.networks.renamed(record.id)  # networks: peers' hosts files know the new name
         self.emit(Subject.CONTAINER_RENAMED, record, oldName=old)
         return record
 
@@ -934,7 +923,7 @@ class ContainerManager:
             return record.config.user or "0"
 
     def container_ip(self, record: ContainerRecord) -> str:
-        if self.networks is not None and is_user_network(record.config.network):  # networks
+        if is_user_network(record.config.network):  # networks
             return self.networks.container_ip(record)
         return CONTAINER_IP if record.config.network == "slirp4netns" else ""
 

@@ -12,7 +12,7 @@ from typing import Any
 from dockyard.api.containers.v1 import containers_pb2 as cpb
 from dockyard.api.networks.v1 import networks_pb2 as npb
 from dockyard.api.networks.v1 import networks_pb2_grpc
-from dockyard.runtime.networks import BUILTIN, Network, NetworkManager, is_user_network
+from dockyard.runtime.networks import BUILTIN, Network, NetworkManager, NoNetworks, is_user_network
 
 #: docker's three built-in networks, as `network ls` shows them (bridge is slirp4netns here).
 _BUILTIN_ROWS = (
@@ -23,7 +23,7 @@ _BUILTIN_ROWS = (
 
 
 def add_networks_pb(
-    msg: cpb.Container, record: Any, networks: NetworkManager | None, ip: str
+    msg: cpb.Container, record: Any, networks: NetworkManager | NoNetworks, ip: str
 ) -> cpb.Container:
     """Fill a Container message's network fields (spec flags, attachments, address)."""
     c = record.config
@@ -32,17 +32,16 @@ def add_networks_pb(
     msg.spec.network_aliases.extend(c.network_aliases)
     msg.spec.ip = c.ip
     msg.ip_address = ip
-    if networks is not None:
-        for a in networks.attachments(record.id):
-            msg.networks.add(
-                network=a.network,
-                network_id=a.network_id,
-                ip=a.ip,
-                prefix_len=a.prefix_len,
-                gateway=a.gateway,
-                aliases=a.aliases,
-                interface=a.ifname,
-            )
+    for a in networks.attachments(record.id):
+        msg.networks.add(
+            network=a.network,
+            network_id=a.network_id,
+            ip=a.ip,
+            prefix_len=a.prefix_len,
+            gateway=a.gateway,
+            aliases=a.aliases,
+            interface=a.ifname,
+        )
     return msg
 
 

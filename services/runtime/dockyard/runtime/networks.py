@@ -747,3 +747,42 @@ def _wait_gone(pid: int, limit_s: float = 1.0) -> None:
         except OSError:
             return
         time.sleep(0.002)
+
+
+class NoNetworks:
+    """The node without user networks (the runtime was made without a NetworkManager): every
+    container is on slirp4netns, host or none, so there is nothing to reserve, attach or release,
+    and a user network's name is refused at create. Stands where the manager would, so the
+    lifecycle never asks whether there are networks."""
+
+    def validate(self, config: Any) -> None:
+        from dockyard.runtime.ocispec import parse_network
+
+        parse_network(config.network)
+
+    async def reserve(self, record: Any) -> None:
+        return None
+
+    async def release(self, cid: str) -> None:
+        return None
+
+    async def attach(self, record: Any, pid: int) -> None:
+        return None
+
+    async def readopt(self, record: Any) -> None:
+        return None
+
+    async def detach(self, record: Any) -> None:
+        return None
+
+    async def renamed(self, cid: str) -> None:
+        return None
+
+    def attachments(self, cid: str) -> list[Attachment]:
+        return []
+
+    def etc_files(self, record: Any, etc: Path, hostname: str) -> tuple[Path, Path, Path]:
+        raise NotFound(f"network {record.config.network!r} not found")  # validate refused it first
+
+    def container_ip(self, record: Any) -> str:
+        raise NotFound(f"network {record.config.network!r} not found")
