@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _create(stub: Any, pb: Any, args: argparse.Namespace) -> int:
-    from dockyard.cli.spec import parse_labels
+    from dockyard.client.grammar import parse_labels
 
     net = stub.Create(
         pb.CreateNetworkRequest(

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from dockyard.cli import limits
-from dockyard.client.grammar import parse_publish, parse_volume
+from dockyard.client.grammar import parse_labels, parse_publish, parse_volume
 from dockyard.client.types import add_to_spec
 
 
@@ -111,14 +111,6 @@ def parse_env(values: list[str], environ: dict[str, str] | os._Environ[str] | No
         elif key in env:
             out.append(f"{key}={env[key]}")
     return out
-
-
-def parse_labels(values: list[str]) -> dict[str, str]:
-    labels = {}
-    for item in values:
-        key, _, value = item.partition("=")
-        labels[key] = value
-    return labels
 
 
 def parse_log_opts(values: list[str]) -> dict[str, str]:

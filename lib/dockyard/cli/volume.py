@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _create(stub: Any, pb: Any, args: argparse.Namespace) -> int:
-    from dockyard.cli.spec import parse_labels
+    from dockyard.client.grammar import parse_labels
     from dockyard.core.errors import InvalidArgument
 
     if args.name and args.name_flag and args.name != args.name_flag:

@@ -21,6 +21,15 @@ from typing import Any, NamedTuple
 from dockyard.core.errors import InvalidArgument
 
 
+def parse_labels(values: list[str]) -> dict[str, str]:
+    """``--label KEY=VALUE`` (a bare ``KEY`` is an empty value), the last of a key winning."""
+    labels = {}
+    for item in values:
+        key, _, value = item.partition("=")
+        labels[key] = value
+    return labels
+
+
 @dataclass(frozen=True, slots=True)
 class Port:
     """One published port of ``-p``: host port 0 means any free one."""
