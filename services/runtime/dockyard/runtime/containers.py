@@ -40,12 +40,13 @@ from dockyard.core.cgroups import Delegation
 from dockyard.core.errors import AlreadyExists, DockyardError, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.runtime import ocispec
+from dockyard.runtime.admission import admit, run_config
 from dockyard.runtime.cgroups import Cgroups, Limits
 from dockyard.runtime.execs import ExecSession
-from dockyard.runtime.health import HealthChecks, with_image_healthcheck
+from dockyard.runtime.health import HealthChecks
 from dockyard.runtime.logs import LogOptions, follow_log, rotate
 from dockyard.runtime.monitor import AttachStream, Monitor, Paths
-from dockyard.runtime.network import CONTAINER_IP, PortForward, Slirp, free_port
+from dockyard.runtime.network import CONTAINER_IP, Slirp
 from dockyard.runtime.networks import NetworkManager, NoNetworks, is_user_network  # user networks
 from dockyard.runtime.records import (
     ContainerConfig,
@@ -56,8 +57,7 @@ from dockyard.runtime.records import (
     pid_namespace_members,
 )
 from dockyard.runtime.restart import RestartPolicies
-from dockyard.runtime.restart import validate as validate_restart_policy
-from dockyard.runtime.volumes import VolumeStore, is_volume, parse_mount
+from dockyard.runtime.volumes import VolumeStore, parse_mount
 
 log = structlog.get_logger(__name__)
 
@@ -306,20 +306,8 @@ class ContainerManager:
 
     async def create(self, config: ContainerConfig) -> ContainerRecord:
         """Make a container from ``config``: validate everything, snapshot the image, record it."""
-        if config.name:  # sizes first (dockyard.core.bounds): nothing past them is looked at
-            bounds.check_container_name(config.name)
-        bounds.check_exec(config.command or [], config.entrypoint or [], config.env)
-        bounds.check_labels(config.labels)
-        image = await asyncio.to_thread(self.images.resolve, config.image)
-        image_config = (await asyncio.to_thread(self.images.config, image)).get("config") or {}
-        config = validate_restart_policy(with_image_healthcheck(config, image_config))  # health, restart
-        run = self._run_config(config)  # validates the network mode, binds and tmpfs
-        self.cgroups.check(config.limits)  # a limit this node cannot enforce is refused, never dropped
-        LogOptions.parse(config.log_opts)  # --log-opt (dockyard.runtime.logs)
-        process = ocispec.merge_process(image_config, run)  # validates command, user, signal
-        ports = self._ports(config, image_config)
-        # networks: the user network exists; --ip, --network-alias, --dns, --add-host are valid
-        self.networks.validate(config)
+        admitted = await admit(config, self.images, self.cgroups, self.networks)  # every check, first
+        config, image, image_config = admitted.config, admitted.image, admitted.image_config
         # The name is claimed under the lock; the slow part (volumes, the snapshot mount, the
         # fsynced record) runs outside it, so concurrent creates do not queue behind each other.
         async with self._names_lock:
@@ -340,8 +328,8 @@ class ContainerManager:
                 config=config,
                 image_id=image.id,
                 created=now(),
-                ports=ports,
-                command=list(process.args),
+                ports=admitted.ports,
+                command=list(admitted.process.args),
             )
             await asyncio.to_thread(self._make, record, image)
             async with self._names_lock:
@@ -374,49 +362,6 @@ class ContainerManager:
         with contextlib.suppress(Exception):
             self.snapshots.remove(cid)
         shutil.rmtree(self._dir(cid), ignore_errors=True)
-
-    @staticmethod
-    def _run_config(config: ContainerConfig) -> ocispec.RunConfig:
-        return ocispec.RunConfig(
-            command=config.command,
-            entrypoint=config.entrypoint,
-            env=list(config.env),
-            workdir=config.workdir,
-            user=config.user,
-            tty=config.tty,
-            interactive=config.interactive,
-            hostname=config.hostname,
-            read_only=config.read_only,
-            tmpfs=list(config.tmpfs),
-            binds=[ocispec.parse_volume(v) for v in config.binds if not is_volume(v)],  # volumes: at start
-            # user networks: a network namespace of its own, wired by dockyard.runtime.networks
-            network="none" if is_user_network(config.network) else config.network,
-            labels=dict(config.labels),
-            stop_signal=config.stop_signal,
-        )
-
-    @staticmethod
-    def _ports(config: ContainerConfig, image_config: dict[str, Any]) -> list[PortForward]:
-        if config.network in ("none", "host"):  # user networks publish through runtime.portfwd
-            if config.ports:
-                raise InvalidArgument(f"cannot publish ports with --network {config.network}")
-            return []
-        out: list[PortForward] = []
-        for p in config.ports:
-            if p.protocol not in ("tcp", "udp"):
-                raise InvalidArgument(
-                    f"cannot publish {p.container_port}/{p.protocol}: slirp4netns forwards tcp and udp only"
-                )
-            host_port = p.host_port or free_port(p.host_ip, p.protocol)
-            out.append(PortForward(p.host_ip or "0.0.0.0", host_port, p.container_port, p.protocol))
-        if config.publish_all:
-            published = {(p.container_port, p.protocol) for p in out}
-            for exposed in sorted(image_config.get("ExposedPorts") or {}):
-                port, _, proto = exposed.partition("/")
-                if not port.isdigit() or (int(port), proto or "tcp") in published:
-                    continue
-                out.append(PortForward("0.0.0.0", free_port("", proto or "tcp"), int(port), proto or "tcp"))
-        return out
 
     # --- start / exit --------------------------------------------------------------------------------
 
@@ -493,7 +438,7 @@ class ContainerManager:
         self, record: ContainerRecord, rootfs: Path, image_config: dict[str, Any]
     ) -> dict[str, Any]:
         d = self._dir(record.id)
-        run = self._run_config(record.config)
+        run = run_config(record.config)
         run = replace(run, binds=[*run.binds, *self.volumes.mounts(record.config.binds, rootfs)])  # volumes
         if self.cgroups.usable:  # the container's own cgroup, with its limits
             run = replace(
