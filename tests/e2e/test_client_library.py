@@ -62,7 +62,7 @@ def test_run_collects_output_and_exit_codes_as_docker(platform: Platform) -> Non
         with pytest.raises(InvalidArgument, match="bad -p"):
             client.containers.run(RunOptions("busybox", ports=["80/quic"]))
         # the grammar takes sctp (docker's); the node says once, clearly, that it cannot forward it
-        with pytest.raises(InvalidArgument, match="slirp4netns forwards tcp and udp only"):
+        with pytest.raises(InvalidArgument, match="only tcp and udp ports can be published"):
             client.containers.run(RunOptions("busybox", ports=["80/sctp"]))
         with pytest.raises(InvalidArgument, match="65535"):  # a typed value the grammar never saw
             client.containers.run(RunOptions("busybox", ports=[Port("", 0, 70000, "tcp")]))

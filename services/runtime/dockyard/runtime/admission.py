@@ -85,7 +85,7 @@ def published_ports(config: ContainerConfig, image_config: dict[str, Any]) -> li
     for p in config.ports:
         if p.protocol not in ("tcp", "udp"):
             raise InvalidArgument(
-                f"cannot publish {p.container_port}/{p.protocol}: slirp4netns forwards tcp and udp only"
+                f"cannot publish {p.container_port}/{p.protocol}: only tcp and udp ports can be published"
             )
         host_port = p.host_port or free_port(p.host_ip, p.protocol)
         out.append(PortForward(p.host_ip or "0.0.0.0", host_port, p.container_port, p.protocol))
