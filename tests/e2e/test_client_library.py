@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 from e2e_platform import PYTHON, Platform, as_user, busybox_platform, make_workdir
 
-from dockyard.client import AsyncClient, BuildOptions, BuildProgress, Client, Port, RunOptions, exit_code
+from dockyard.client import (
+    AsyncClient,
+    BuildOptions,
+    BuildProgress,
+    Client,
+    Mount,
+    Port,
+    RunOptions,
+    exit_code,
+)
 from dockyard.core.errors import InvalidArgument, NotFound, Reason
 
 
@@ -55,6 +64,9 @@ def test_run_collects_output_and_exit_codes_as_docker(platform: Platform) -> Non
         with pytest.raises(NotFound) as missing_image:
             client.containers.run(RunOptions("nosuchimage"))
         assert missing_image.value.reason == Reason.NO_SUCH_IMAGE and exit_code(missing_image.value) == 125
+        with pytest.raises(NotFound) as missing_container:
+            client.containers.get("nosuchcontainer")
+        assert missing_container.value.reason == Reason.NO_SUCH_CONTAINER
         for command, code in ((["nosuchcommand"], 127), (["/etc/passwd"], 126)):
             with pytest.raises(Exception) as failed:
                 client.containers.run(RunOptions("busybox", command, auto_remove=True))
@@ -80,6 +92,7 @@ def test_detach_logs_ports_networks_volumes(platform: Platform) -> None:
                 ["sh", "-c", "echo one; echo two > /data/f; sleep 60"],
                 name="lib-detached",
                 volumes=["lib-data:/data"],
+                mounts=["type=tmpfs,target=/scratch,tmpfs-size=1m", Mount("bind", "/etc", "/host-etc", True)],
                 ports=["127.0.0.1::8080", Port("", 0, 9090, "udp")],
             ),
             detach=True,
@@ -89,6 +102,22 @@ def test_detach_logs_ports_networks_volumes(platform: Platform) -> None:
         assert info.state == "running" and info.id == started.id
         assert {(p.container_port, p.protocol) for p in info.ports} == {(8080, "tcp"), (9090, "udp")}
         assert all(p.host_port > 0 for p in info.ports)  # -p with no host port: a free one was chosen
+        # mounts stay structured from the client to the core and back
+        assert set(info.mounts) == {
+            Mount("volume", "lib-data", "/data"),
+            Mount("tmpfs", "", "/scratch", tmpfs_size=1 << 20),
+            Mount("bind", "/etc", "/host-etc", read_only=True),
+        }
+        seen = client.containers.run(
+            RunOptions(
+                "busybox",
+                ["sh", "-c", "df -k /scratch | tail -1; test -f /host-etc/passwd && cat /data/f"],
+                mounts=[Mount("tmpfs", "", "/scratch", tmpfs_size=1 << 20)],
+                volumes=["lib-data:/data:ro", "/etc:/host-etc:ro"],
+                auto_remove=True,
+            )
+        )
+        assert seen.exit_code == 0 and b" 1024 " in seen.stdout and seen.stdout.endswith(b"two\n"), seen
         assert started.id in [c.id for c in client.containers.list()]
         with client.containers.logs(started.id, follow=True) as logs:
             first = next(logs)

@@ -239,6 +239,7 @@ def test_mount_syntax_and_volumes_from(platform: Platform, workdir: Path) -> Non
     assert {(m["type"], m.get("source", ""), m["target"]) for m in mounts} == {
         ("volume", "mv", "/m"),
         ("bind", str(host), "/h"),
+        ("tmpfs", "", "/t"),  # a --mount, shown as one (docker's HostConfig.Mounts), not as --tmpfs
     }
 
     # --volumes-from: the same volume and bind; :ro makes both read-only here

@@ -125,6 +125,7 @@ class ContainerInfo:
     finished: datetime | None
     error: str = ""
     oom_killed: bool = False
+    mounts: tuple[Mount, ...] = ()  # as made: anonymous volumes named, binds normalised
 
     @classmethod
     def from_pb(cls, c: Any) -> ContainerInfo:
@@ -144,6 +145,10 @@ class ContainerInfo:
             finished=_time(c.finished),
             error=c.error,
             oom_killed=c.oom_killed,
+            mounts=tuple(
+                Mount(m.type, m.source, m.target, m.read_only, m.no_copy, m.tmpfs_size, m.tmpfs_mode)
+                for m in c.spec.mounts
+            ),
         )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dockyard.runtime.logs import follow_log, parse_line, parse_time
 from dockyard.runtime.monitor import _runtime_error
+from dockyard.runtime.mounts import Kind, MountSpec
 from dockyard.runtime.network import PortForward
 from dockyard.runtime.ocispec import PortMapping
 from dockyard.runtime.records import ContainerConfig, ContainerRecord, State
@@ -101,3 +102,35 @@ def test_a_record_from_before_structured_ports_still_loads() -> None:
     ]
     doc["config"]["ports"] = ["127.0.0.1:8080:80/tcp"]
     assert ContainerRecord.from_json(json.dumps(doc)) == record
+
+
+def test_mounts_are_kept_structured_and_old_v_strings_still_load() -> None:
+    """Mounts travel structured from the client to the core; records on disk from before hold
+    them as "-v" strings under "binds", and a restarted runtime must still read them."""
+    mounts = [
+        MountSpec(Kind.BIND, "/srv/site", "/usr/share/nginx/html", read_only=True),
+        MountSpec(Kind.VOLUME, "db", "/var/lib/db", no_copy=True),
+        MountSpec(Kind.TMPFS, "", "/run", tmpfs_size=1 << 20, tmpfs_mode=0o1770),
+    ]
+    record = ContainerRecord(
+        id="ef" * 32,
+        name="new",
+        config=ContainerConfig(image="busybox", mounts=mounts),
+        image_id="sha256:" + "cd" * 32,
+        created="2026-11-22T17:40:00.000000+00:00",
+    )
+    doc = json.loads(record.to_json())
+    assert doc["config"]["mounts"][2] == {
+        "kind": "tmpfs",
+        "source": "",
+        "target": "/run",
+        "read_only": False,
+        "no_copy": False,
+        "tmpfs_size": 1 << 20,
+        "tmpfs_mode": 0o1770,
+    }
+    again = ContainerRecord.from_json(record.to_json())
+    assert again == record and again.config.mounts[1].kind is Kind.VOLUME
+    del doc["config"]["mounts"]
+    doc["config"]["binds"] = ["/srv/site:/usr/share/nginx/html:ro", "db:/var/lib/db:nocopy"]
+    assert ContainerRecord.from_json(json.dumps(doc)).config.mounts == mounts[:2]

@@ -1,4 +1,4 @@
-"""The volume core in-process: -v/--mount strings, the store's records and rules, copy-up.
+"""The volume core in-process: mounts (and old records' -v strings), the store, copy-up.
 
 Real directories; ownership checks need root (CI runs as root), and are skipped otherwise.
 """
@@ -17,16 +17,8 @@ import pytest
 
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Event
-from dockyard.runtime.volumes import (
-    MountSpec,
-    VolumeStore,
-    copy_tree,
-    is_volume,
-    mount_to_bind,
-    parse_mount,
-    resolve_in_root,
-    root_owner,
-)
+from dockyard.runtime.mounts import Kind, MountSpec, check_name, mount, parse_mount
+from dockyard.runtime.volumes import VolumeStore, copy_tree, resolve_in_root, root_owner
 
 ROOT = os.geteuid() == 0
 
@@ -42,9 +34,24 @@ class Events:
         return [e.type.removeprefix("io.") for e in self.events]
 
 
+def v(*specs: str) -> list[MountSpec]:
+    """Mounts written as ``-v`` strings, for short tests."""
+    return [parse_mount(s) for s in specs]
+
+
+def as_v(m: MountSpec) -> str:
+    """A resolved bind or volume as its ``-v`` string, for short asserts."""
+    opts = ",".join(o for o, on in (("ro", m.read_only), ("nocopy", m.no_copy)) if on)
+    return f"{m.source}:{m.target}" + (f":{opts}" if opts else "")
+
+
 @dataclass
 class Config:
-    binds: list[str]
+    specs: list[str]
+    mounts: list[MountSpec] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.mounts = v(*self.specs)
 
 
 @dataclass
@@ -69,11 +76,11 @@ def setup(tmp_path: Path) -> tuple[VolumeStore, Events, list[Record]]:
 
 
 def test_parse_mount_kinds_and_options() -> None:
-    assert parse_mount("/srv/x:/data:ro") == MountSpec("bind", "/srv/x", "/data", True)
-    assert parse_mount("db:/var/lib/db") == MountSpec("volume", "db", "/var/lib/db")
-    assert parse_mount("db:/d/:ro,nocopy") == MountSpec("volume", "db", "/d", True, True)
-    assert parse_mount("/cache") == MountSpec("anonymous", "", "/cache")
-    assert parse_mount("/cache:ro") == MountSpec("anonymous", "", "/cache", True)
+    assert parse_mount("/srv/x:/data:ro") == MountSpec(Kind.BIND, "/srv/x", "/data", True)
+    assert parse_mount("db:/var/lib/db") == MountSpec(Kind.VOLUME, "db", "/var/lib/db")
+    assert parse_mount("db:/d/:ro,nocopy") == MountSpec(Kind.VOLUME, "db", "/d", True, True)
+    assert parse_mount("/cache") == MountSpec(Kind.ANONYMOUS, "", "/cache")
+    assert parse_mount("/cache:ro") == MountSpec(Kind.ANONYMOUS, "", "/cache", True)
     for bad, why in (
         ("db:relative", "must be absolute"),
         ("db:/", "cannot be '/'"),
@@ -86,20 +93,17 @@ def test_parse_mount_kinds_and_options() -> None:
         with pytest.raises(InvalidArgument, match=why):
             parse_mount(bad)
     for spec in ("db:/x", "/x", "/x:ro", "db:/x:ro"):
-        assert is_volume(spec) and parse_mount(spec).kind in ("volume", "anonymous")
-    assert not is_volume("/h:/x") and not is_volume("/h:/x:ro")
-    for m in (MountSpec("volume", "db", "/x", True, True), MountSpec("anonymous", "", "/y", True)):
-        assert parse_mount(m.to_bind()) == m
+        assert parse_mount(spec).kind in (Kind.VOLUME, Kind.ANONYMOUS)
 
 
-def test_mount_to_bind_from_the_api() -> None:
-    assert mount_to_bind("volume", "db", "/data", True, True) == ("bind", "db:/data:ro,nocopy")
-    assert mount_to_bind("volume", "", "/data", False) == ("bind", "/data")
-    assert mount_to_bind("", "/srv", "/data", False) == ("bind", "/srv:/data")
-    assert mount_to_bind("tmpfs", "", "/run", True, tmpfs_size=1 << 20, tmpfs_mode=0o1770) == (
-        "tmpfs",
-        "/run:size=1048576,mode=1770,ro",
-    )
+def test_mount_from_the_api() -> None:
+    assert mount("volume", "db", "/data", True, True) == MountSpec(Kind.VOLUME, "db", "/data", True, True)
+    assert mount("volume", "", "/data/") == MountSpec(Kind.ANONYMOUS, "", "/data")
+    assert mount("", "/srv/", "/data") == MountSpec(Kind.BIND, "/srv", "/data")
+    tmpfs = mount("tmpfs", "", "/run", True, tmpfs_size=1 << 20, tmpfs_mode=0o1770)
+    assert tmpfs == MountSpec(Kind.TMPFS, "", "/run", True, tmpfs_size=1 << 20, tmpfs_mode=0o1770)
+    assert tmpfs.tmpfs().options == ("noexec", "nosuid", "nodev", "mode=1770", "size=1048576", "ro")
+    assert mount("tmpfs", "", "/t").tmpfs().options == ("noexec", "nosuid", "nodev", "mode=1777")
     for args, why in (
         (("nfs", "x", "/d", False), "invalid mount type"),
         (("volume", "db", "", False), "a target is required"),
@@ -109,7 +113,7 @@ def test_mount_to_bind_from_the_api() -> None:
         (("bind", "/srv", "/d", False, True), "volume-nocopy needs type=volume"),
     ):
         with pytest.raises(InvalidArgument, match=why):
-            mount_to_bind(*args)  # type: ignore[arg-type]
+            mount(*args)  # type: ignore[arg-type]
 
 
 # --- the store -------------------------------------------------------------------------------------
@@ -229,23 +233,22 @@ def test_resolve_makes_volumes_and_merges_volumes_from_and_image_volumes(
             return source
         raise NotFound(f"no such container: {ref}")
 
-    binds = run(
+    resolved = run(
         store.resolve(
-            ["named:/data", "/scratch:ro", f"{host}:/h2"],
+            v("named:/data", "/scratch:ro", f"{host}:/h2"),
             ["/run:size=1m"],
             ["src:ro"],
             {"/data": {}, "/var/log": {}, "/run": {}},
             find,
         )
     )
-    anon = [
-        b for b in binds if parse_mount(b).kind == "volume" and store.get(parse_mount(b).source).anonymous
-    ]
+    binds = [as_v(m) for m in resolved]
+    anon = [m for m in resolved if m.kind == Kind.VOLUME and store.get(m.source).anonymous]
     assert binds[0] == "named:/data" and binds[2] == f"{host}:/h2"
-    assert parse_mount(binds[1]).target == "/scratch" and parse_mount(binds[1]).read_only
+    assert resolved[1].target == "/scratch" and resolved[1].read_only
     assert f"{host}:/h:ro" in binds and "shared:/s:ro" in binds  # --volumes-from, mode replaced
-    assert {parse_mount(b).target for b in anon} == {"/scratch", "/var/log", "/tmp-anon-target"}
-    assert not any(parse_mount(b).target == "/run" for b in binds)  # the tmpfs covers the image's VOLUME
+    assert {m.target for m in anon} == {"/scratch", "/var/log", "/tmp-anon-target"}
+    assert not any(m.target == "/run" for m in resolved)  # the tmpfs covers the image's VOLUME
     assert not store.get("named").anonymous and not store.get("shared").anonymous
     made = len(events.events)
     # everything is checked before anything is made
@@ -256,7 +259,7 @@ def test_resolve_makes_volumes_and_merges_volumes_from_and_image_volumes(
         (["fresh:/f"], ["src:rx"], "ro or rw"),
     ):
         with pytest.raises((InvalidArgument, NotFound), match=why):
-            run(store.resolve(binds_in, [], vfrom, {}, find))
+            run(store.resolve(v(*binds_in), [], vfrom, {}, find))
     assert len(events.events) == made and "fresh" not in {r.name for r in store.records()}
 
 
@@ -264,8 +267,8 @@ def test_release_takes_only_unshared_anonymous_volumes(
     setup: tuple[VolumeStore, Events, list[Record]],
 ) -> None:
     store, _, containers = setup
-    binds = run(store.resolve(["keep:/k", "/a1", "/a2"], [], [], {}, lambda r: None))
-    a1, a2 = (parse_mount(b).source for b in binds[1:])
+    binds = run(store.resolve(v("keep:/k", "/a1", "/a2"), [], [], {}, lambda r: None))
+    a1, a2 = (m.source for m in binds[1:])
     containers.append(Record("sharer", Config([f"{a2}:/x"])))
     assert run(store.release(binds, remove_anonymous=False)) == []
     assert run(store.release(binds, remove_anonymous=True)) == [a1]
@@ -328,7 +331,7 @@ def test_first_mount_copies_up_once(setup: tuple[VolumeStore, Events, list[Recor
     rootfs = tmp_path / "rootfs"
     _image_tree(rootfs)
     binds = run(
-        store.resolve(["data:/via-link", "empty:/nothing-here", "nc:/srv/data:nocopy"], [], [], {}, None)
+        store.resolve(v("data:/via-link", "empty:/nothing-here", "nc:/srv/data:nocopy"), [], [], {}, None)
     )
     mounts = store.mounts(binds, rootfs)
     assert [(m.source, m.target) for m in mounts] == [
@@ -365,13 +368,11 @@ def test_a_volume_with_data_is_never_overwritten(
     _image_tree(rootfs)
     run(store.create("mine"))
     (store.mountpoint("mine") / "own").write_text("mine")
-    store.mounts(["mine:/srv/data"], rootfs)
+    store.mounts(v("mine:/srv/data"), rootfs)
     assert sorted(p.name for p in store.mountpoint("mine").iterdir()) == ["own"]
 
 
 def test_a_name_longer_than_a_file_name_is_invalid_argument() -> None:
-    from dockyard.runtime.volumes import check_name
-
     assert check_name("a" * 255) == "a" * 255
     with pytest.raises(InvalidArgument, match="longer than 255 bytes"):
         check_name("a" * 256)

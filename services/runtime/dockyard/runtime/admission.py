@@ -16,11 +16,11 @@ from dockyard.runtime import ocispec
 from dockyard.runtime.cgroups import Cgroups
 from dockyard.runtime.health import with_image_healthcheck
 from dockyard.runtime.logs import LogOptions
+from dockyard.runtime.mounts import Kind
 from dockyard.runtime.network import PortForward, free_port
 from dockyard.runtime.networks import NetworkManager, NoNetworks, is_user_network
 from dockyard.runtime.records import ContainerConfig
 from dockyard.runtime.restart import validate as validate_restart_policy
-from dockyard.runtime.volumes import is_volume
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +66,11 @@ def run_config(config: ContainerConfig) -> ocispec.RunConfig:
         interactive=config.interactive,
         hostname=config.hostname,
         read_only=config.read_only,
-        tmpfs=list(config.tmpfs),
-        binds=[ocispec.parse_volume(v) for v in config.binds if not is_volume(v)],  # volumes: at start
+        tmpfs=[*config.tmpfs, *(m.tmpfs() for m in config.mounts if m.kind == Kind.TMPFS)],
+        # volumes are bound at start (VolumeStore.mounts), once made
+        binds=[
+            ocispec.bind_mount(m.source, m.target, m.read_only) for m in config.mounts if m.kind == Kind.BIND
+        ],
         # user networks: a network namespace of its own, wired by dockyard.runtime.networks
         network="none" if is_user_network(config.network) else config.network,
         labels=dict(config.labels),

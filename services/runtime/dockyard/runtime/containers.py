@@ -37,7 +37,14 @@ import structlog
 
 from dockyard.core import bounds
 from dockyard.core.cgroups import Delegation
-from dockyard.core.errors import AlreadyExists, DockyardError, FailedPrecondition, InvalidArgument, NotFound
+from dockyard.core.errors import (
+    AlreadyExists,
+    DockyardError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Reason,
+)
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.runtime import ocispec
 from dockyard.runtime.admission import admit, run_config
@@ -46,6 +53,7 @@ from dockyard.runtime.execs import ExecSession
 from dockyard.runtime.health import HealthChecks
 from dockyard.runtime.logs import LogOptions, follow_log, rotate
 from dockyard.runtime.monitor import AttachStream, Monitor, Paths
+from dockyard.runtime.mounts import Kind
 from dockyard.runtime.network import CONTAINER_IP, Slirp
 from dockyard.runtime.networks import NetworkManager, NoNetworks, is_user_network  # user networks
 from dockyard.runtime.records import (
@@ -57,7 +65,7 @@ from dockyard.runtime.records import (
     pid_namespace_members,
 )
 from dockyard.runtime.restart import RestartPolicies
-from dockyard.runtime.volumes import VolumeStore, parse_mount
+from dockyard.runtime.volumes import VolumeStore
 
 log = structlog.get_logger(__name__)
 
@@ -208,7 +216,7 @@ class ContainerManager:
             return matches[0]
         if len(matches) > 1:
             raise InvalidArgument(f"ambiguous container id prefix {ref!r}: {len(matches)} containers match")
-        raise NotFound(f"no such container: {ref}")
+        raise NotFound(f"no such container: {ref}", reason=Reason.NO_SUCH_CONTAINER)
 
     def list_containers(self, all: bool = False) -> list[ContainerRecord]:
         records = [c.record for c in self.live.values()]
@@ -318,10 +326,10 @@ class ContainerManager:
         cid = secrets.token_hex(32)
         try:
             # volumes: -v, --mount, --volumes-from and the image's VOLUMEs → mounts; volumes made
-            binds = await self.volumes.resolve(
-                config.binds, config.tmpfs, config.volumes_from, image_config.get("Volumes") or {}, self.get
+            mounts = await self.volumes.resolve(
+                config.mounts, config.tmpfs, config.volumes_from, image_config.get("Volumes") or {}, self.get
             )
-            config = replace(config, binds=binds, name=name)
+            config = replace(config, mounts=mounts, name=name)
             record = ContainerRecord(
                 id=cid,
                 name=name,
@@ -439,7 +447,7 @@ class ContainerManager:
     ) -> dict[str, Any]:
         d = self._dir(record.id)
         run = run_config(record.config)
-        run = replace(run, binds=[*run.binds, *self.volumes.mounts(record.config.binds, rootfs)])  # volumes
+        run = replace(run, binds=[*run.binds, *self.volumes.mounts(record.config.mounts, rootfs)])  # volumes
         if self.cgroups.usable:  # the container's own cgroup, with its limits
             run = replace(
                 run,
@@ -671,7 +679,7 @@ class ContainerManager:
             await self.networks.release(record.id)  # networks: its addresses are free again
         self.emit(Subject.CONTAINER_REMOVED, record)
         # volumes: rm -v and --rm take the container's anonymous volumes along (unless shared)
-        await self.volumes.release(record.config.binds, volumes or record.config.auto_remove)
+        await self.volumes.release(record.config.mounts, volumes or record.config.auto_remove)
         return record
 
     async def rename(self, ref: str, name: str) -> ContainerRecord:
@@ -753,16 +761,19 @@ class ContainerManager:
         wanted = "/" + path.lstrip("/")
         key = posixpath.normpath(wanted)
         best = None
-        for spec in record.config.binds:
-            m = parse_mount(spec)
+        for m in record.config.mounts:
             inside = key == m.target or key.startswith(m.target.rstrip("/") + "/")
-            if m.kind != "anonymous" and inside and (best is None or len(m.target) > len(best.target)):
+            if (
+                m.kind in (Kind.BIND, Kind.VOLUME)
+                and inside
+                and (best is None or len(m.target) > len(best.target))
+            ):
                 best = m
         if best is None:
             return rootfs, path, ""
         if write and best.read_only:
             raise FailedPrecondition(f"mounted volume is marked read-only: {best.target}")
-        host = self.volumes.mountpoint(best.source) if best.kind == "volume" else Path(best.source)
+        host = self.volumes.mountpoint(best.source) if best.kind == Kind.VOLUME else Path(best.source)
         rest = wanted[len(best.target) :] if wanted.startswith(best.target) else key[len(best.target) :]
         return host, rest or "/", posixpath.basename(best.target)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from dockyard.runtime import ocispec
 from dockyard.runtime.cgroups import Limits
+from dockyard.runtime.mounts import MountSpec, parse_mount
 from dockyard.runtime.network import PortForward
 
 
@@ -43,14 +44,14 @@ class ContainerConfig:
     tty: bool = False
     interactive: bool = False
     labels: dict[str, str] = field(default_factory=dict)
-    binds: list[str] = field(default_factory=list)  # "-v" syntax: /host:/ctr[:ro]
+    mounts: list[MountSpec] = field(default_factory=list)  # binds, volumes, tmpfs (dockyard.runtime.mounts)
     ports: list[ocispec.PortMapping] = field(default_factory=list)  # as the client sent them
     publish_all: bool = False
     network: str = "slirp4netns"
     read_only: bool = False
     auto_remove: bool = False
     hostname: str = ""
-    tmpfs: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)  # --tmpfs PATH[:OPTS], as docker keeps HostConfig.Tmpfs
     # health checks and restart policies (dockyard.runtime.health, dockyard.runtime.restart)
     restart_policy: str = ""  # "no", "always", "unless-stopped", "on-failure[:N]"
     healthcheck: dict[str, Any] = field(default_factory=dict)  # docker's Healthcheck, merged with the image's
@@ -105,6 +106,11 @@ class ContainerRecord:
         d["config"]["ports"] = [
             ocispec.parse_publish(p) if isinstance(p, str) else ocispec.PortMapping(**p)
             for p in d["config"].get("ports", [])
+        ]
+        # and mounts as "-v" strings, under "binds"
+        d["config"]["mounts"] = [
+            parse_mount(m) if isinstance(m, str) else MountSpec.from_dict(m)
+            for m in d["config"].pop("binds", None) or d["config"].get("mounts", [])
         ]
         d["config"] = ContainerConfig(**d["config"])
         d["state"] = State(d["state"])

@@ -34,7 +34,7 @@ from dockyard.runtime.ocispec import PortMapping
 from dockyard.runtime.records import ContainerConfig, ContainerRecord, State
 from dockyard.runtime.stats import ContainerStats, stream_stats
 from dockyard.runtime.transfer import Transfers
-from dockyard.runtime.volume_servicer import mount_fields, mounts_from_pb
+from dockyard.runtime.volume_servicer import mount_fields, mount_from_pb
 
 CHUNK = 1 << 20
 
@@ -68,7 +68,7 @@ def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
         tty=c.tty,
         interactive=c.interactive,
         labels=c.labels,
-        mounts=[_bind_pb(b) for b in c.binds],
+        mounts=[cpb.Mount(**mount_fields(m)) for m in c.mounts],
         network=c.network,
         read_only=c.read_only,
         auto_remove=c.auto_remove,
@@ -109,10 +109,6 @@ def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
     return msg
 
 
-def _bind_pb(spec: str) -> cpb.Mount:
-    return cpb.Mount(**mount_fields(spec))  # a bind or a volume (dockyard.runtime.volume_servicer)
-
-
 def _port_from_pb(p: cpb.PortMapping) -> PortMapping:
     """A published port as the client sent it, checked (no "-p" string in between)."""
     protocol = p.protocol.lower() or "tcp"
@@ -132,7 +128,6 @@ def _port_from_pb(p: cpb.PortMapping) -> PortMapping:
 def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
     if not spec.image:
         raise InvalidArgument("an image is required")
-    binds, mount_tmpfs = mounts_from_pb(spec.mounts)  # bind, volume and tmpfs mounts (volumes)
     ports = [_port_from_pb(p) for p in spec.ports]
     network = spec.network or "slirp4netns"
     if network in ("bridge", "default", "slirp"):
@@ -148,7 +143,7 @@ def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
         tty=spec.tty,
         interactive=spec.interactive,
         labels=dict(spec.labels),
-        binds=binds,
+        mounts=[mount_from_pb(m) for m in spec.mounts],  # binds, volumes, tmpfs (volumes)
         ports=ports,
         publish_all=spec.publish_all,
         network=network,
@@ -157,7 +152,7 @@ def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
         restart_policy=spec.restart_policy,  # health checks and restart policies
         healthcheck=healthcheck_from_pb(spec),
         hostname=spec.hostname,
-        tmpfs=[*spec.tmpfs, *mount_tmpfs],
+        tmpfs=list(spec.tmpfs),
         stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout,
         limits=Limits.from_dict(limit_changes(spec.resources)),

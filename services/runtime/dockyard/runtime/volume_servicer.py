@@ -1,4 +1,4 @@
-"""The Volumes gRPC service, and the container API's mounts ⇄ ``-v`` strings. Parse, call, convert.
+"""The Volumes gRPC service, and the container API's mounts ⇄ :class:`MountSpec`. Parse, call, convert.
 
 Core errors become status codes in the ErrorInterceptor; nothing here catches them.
 """
@@ -6,7 +6,6 @@ Core errors become status codes in the ErrorInterceptor; nothing here catches th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,30 +13,25 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from dockyard.api.volumes.v1 import volumes_pb2 as vpb
 from dockyard.api.volumes.v1 import volumes_pb2_grpc
-from dockyard.runtime.volumes import VolumeRecord, VolumeStore, mount_to_bind, parse_mount
+from dockyard.runtime.mounts import Kind, MountSpec, mount
+from dockyard.runtime.volumes import VolumeRecord, VolumeStore
 
 
-def mounts_from_pb(mounts: Iterable[Any]) -> tuple[list[str], list[str]]:
-    """ContainerSpec.mounts → (``-v`` strings, ``--tmpfs`` strings); InvalidArgument if malformed."""
-    binds: list[str] = []
-    tmpfs: list[str] = []
-    for m in mounts:
-        kind, text = mount_to_bind(
-            m.type, m.source, m.target, m.read_only, m.no_copy, m.tmpfs_size, m.tmpfs_mode
-        )
-        (tmpfs if kind == "tmpfs" else binds).append(text)
-    return binds, tmpfs
+def mount_from_pb(m: Any) -> MountSpec:
+    """A ContainerSpec.Mount, checked; InvalidArgument if malformed."""
+    return mount(m.type, m.source, m.target, m.read_only, m.no_copy, m.tmpfs_size, m.tmpfs_mode)
 
 
-def mount_fields(spec: str) -> dict[str, Any]:
-    """A persisted ``-v`` string as ContainerSpec.Mount fields (type bind or volume)."""
-    m = parse_mount(spec)
+def mount_fields(m: MountSpec) -> dict[str, Any]:
+    """A container's mount as ContainerSpec.Mount fields."""
     return {
         "source": m.source,
         "target": m.target,
         "read_only": m.read_only,
-        "type": "bind" if m.kind == "bind" else "volume",
+        "type": "bind" if m.kind == Kind.BIND else "tmpfs" if m.kind == Kind.TMPFS else "volume",
         "no_copy": m.no_copy,
+        "tmpfs_size": m.tmpfs_size,
+        "tmpfs_mode": m.tmpfs_mode,
     }
 
 

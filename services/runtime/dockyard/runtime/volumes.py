@@ -16,11 +16,11 @@ by uid 999 in a container is uid 999 here (and a subordinate id on the host).
 
 How containers use volumes (:class:`dockyard.runtime.containers.ContainerManager` calls these):
 
-- at create, :meth:`VolumeStore.resolve` turns what was asked — ``-v NAME:/p``, ``-v /p``
-  (anonymous), ``--mount`` (already ``-v`` strings or tmpfs by the servicer), ``--volumes-from``
-  and the image's ``VOLUME`` paths — into the container's mounts, persisted in its config as
-  ``-v`` strings: ``/host:/ctr[:ro]`` (a bind) or ``NAME:/ctr[:ro][,nocopy]`` (a volume). Named
-  volumes are created on first use; anonymous ones get a random 64-hex name and are marked so.
+- at create, :meth:`VolumeStore.resolve` turns what was asked — the container's mounts
+  (:class:`dockyard.runtime.mounts.MountSpec`: binds, named and anonymous volumes, tmpfs),
+  ``--volumes-from`` and the image's ``VOLUME`` paths — into the mounts persisted in its config.
+  Named volumes are created on first use; anonymous ones get a random 64-hex name and are
+  marked so.
 - at start, :meth:`VolumeStore.mounts` gives the bind mounts of the volumes and, the first time
   a volume is mounted, copies the image's content at the mount path into it if it is empty
   (docker's copy-up; ``nocopy`` skips it): ownership, modes, times, symlinks, hard links, fifos
@@ -41,7 +41,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import secrets
 import shutil
 import stat
@@ -50,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 
@@ -59,11 +58,10 @@ from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.fsutil import follow_in_root, fsync_dir, lstat_under
 from dockyard.core.rootless import MIN_SUBIDS  # the node's namespace maps ids 0…MIN_SUBIDS
 from dockyard.runtime import ocispec
+from dockyard.runtime.mounts import Kind, MountSpec, check_name, container_path
 
 log = structlog.get_logger(__name__)
 
-#: docker's volume name rule.
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 DRIVER = "local"
 #: xattrs never copied: overlay's own bookkeeping and what a user namespace may not set.
 _SKIP_XATTRS = ("user.overlay.", "trusted.", "security.selinux")
@@ -93,36 +91,6 @@ class VolumeRecord:
         return cls(**json.loads(text))
 
 
-# --- container mounts as "-v" strings ------------------------------------------------------------
-
-
-class MountSpec(NamedTuple):
-    """One container mount. ``kind``: "bind" (source a host path), "volume" (source a volume name)
-    or "anonymous" (a volume still to be made; only before :meth:`VolumeStore.resolve`)."""
-
-    kind: str
-    source: str
-    target: str
-    read_only: bool = False
-    no_copy: bool = False
-
-    def to_bind(self) -> str:
-        """The ``-v`` string: ``SRC:DST[:ro][,nocopy]`` (``DST`` alone for an anonymous volume)."""
-        head = self.target if self.kind == "anonymous" else f"{self.source}:{self.target}"
-        opts = [o for o, on in (("ro", self.read_only), ("nocopy", self.no_copy)) if on]
-        return head + (":" + ",".join(opts) if opts else "")
-
-
-def container_path(path: str, spec: str) -> str:
-    """An absolute container path, normalised; never "/"."""
-    if not path.startswith("/"):
-        raise InvalidArgument(f"invalid mount {spec!r}: the container path {path!r} must be absolute")
-    clean = os.path.normpath(path)
-    if clean in ("/", "//"):
-        raise InvalidArgument(f"invalid mount {spec!r}: the container path cannot be '/'")
-    return clean
-
-
 def root_owner(options: Mapping[str, str]) -> tuple[int, int, int]:
     """The (uid, gid, mode) of a new volume's root from the local driver's options: only
     ``o=uid=N,gid=N,mode=OCTAL`` (podman's ``o=uid=,gid=`` plus a mode), each part optional;
@@ -146,109 +114,6 @@ def root_owner(options: Mapping[str, str]) -> tuple[int, int, int]:
             raise InvalidArgument(f"invalid volume option o={options['o']}: bad {key} {value!r}")
         values[key] = n
     return values["uid"], values["gid"], values["mode"]
-
-
-#: A volume is a directory named after it: a longer name is ENAMETOOLONG on every filesystem.
-NAME_MAX = 255
-
-
-def check_name(name: str) -> str:
-    if len(name.encode()) > NAME_MAX:
-        raise InvalidArgument(f"invalid volume name {name[:32]!r}…: longer than {NAME_MAX} bytes")
-    if not NAME_RE.match(name):
-        raise InvalidArgument(
-            f"invalid volume name {name!r}: it must be 2+ characters of [a-zA-Z0-9_.-], "
-            "starting with a letter or digit (a host path must be absolute)"
-        )
-    return name
-
-
-def parse_mount(spec: str) -> MountSpec:
-    """A ``-v`` string: ``/host:/ctr[:opts]``, ``NAME:/ctr[:opts]`` or ``/ctr[:opts]`` (anonymous).
-
-    Options: ``ro``, ``rw``, ``z``/``Z`` (accepted, no SELinux here) and, for volumes, ``nocopy``.
-    """
-    parts = spec.split(":")
-    if not spec or len(parts) > 3:
-        raise InvalidArgument(f"invalid volume specification: {spec!r}")
-    opts = ""
-    if len(parts) == 3:
-        source, target, opts = parts
-    elif len(parts) == 2 and parts[1].startswith("/"):
-        source, target = parts
-    elif len(parts) == 2 and parts[0].startswith("/"):  # "/ctr:ro"
-        source, target, opts = "", parts[0], parts[1]
-    elif len(parts) == 2:  # "name:relative": refused below, for its path
-        source, target = parts
-    else:
-        source, target = "", parts[0]
-    if len(parts) == 3 and not source:
-        raise InvalidArgument(f"invalid volume specification: {spec!r}")
-    read_only = no_copy = False
-    for opt in filter(None, opts.split(",")):
-        if opt == "ro":
-            read_only = True
-        elif opt == "nocopy" and not source.startswith("/"):
-            no_copy = True
-        elif opt not in ("rw", "z", "Z"):
-            raise InvalidArgument(f"invalid mode {opt!r} in volume specification {spec!r}")
-    target = container_path(target, spec)
-    if not source:
-        return MountSpec("anonymous", "", target, read_only, no_copy)
-    if source.startswith("/"):
-        return MountSpec("bind", os.path.normpath(source), target, read_only)
-    return MountSpec("volume", check_name(source), target, read_only, no_copy)
-
-
-def is_volume(spec: str) -> bool:
-    """Whether a ``-v`` string names a volume (named or anonymous) rather than a host path."""
-    head, sep, _ = spec.partition(":")
-    return not head.startswith("/") or not sep or not spec.split(":")[1].startswith("/")
-
-
-def mount_to_bind(
-    type_: str,
-    source: str,
-    target: str,
-    read_only: bool,
-    no_copy: bool = False,
-    tmpfs_size: int = 0,
-    tmpfs_mode: int = 0,
-) -> tuple[str, str]:
-    """One ``--mount``-style mount → ("bind", a ``-v`` string) or ("tmpfs", a ``--tmpfs`` string).
-
-    ``type_`` "" means "bind" (the API's default before volumes existed). Checks what the flags
-    alone can say; bind sources are checked for existence at create.
-    """
-    what = f"type={type_ or 'bind'},source={source},target={target}"
-    if not target:
-        raise InvalidArgument(f"invalid mount ({what}): a target is required")
-    target = container_path(target, what)
-    if type_ not in ("", "bind", "volume", "tmpfs"):
-        raise InvalidArgument(f"invalid mount type {type_!r}: use bind, volume or tmpfs")
-    if type_ != "tmpfs" and (tmpfs_size or tmpfs_mode):
-        raise InvalidArgument(f"invalid mount ({what}): tmpfs options need type=tmpfs")
-    if type_ != "volume" and no_copy:
-        raise InvalidArgument(f"invalid mount ({what}): volume-nocopy needs type=volume")
-    if type_ == "tmpfs":
-        if source:
-            raise InvalidArgument(f"invalid mount ({what}): a tmpfs has no source")
-        if tmpfs_size < 0 or not 0 <= tmpfs_mode <= 0o7777:
-            raise InvalidArgument(f"invalid mount ({what}): bad tmpfs-size or tmpfs-mode")
-        opts = [f"size={tmpfs_size}"] if tmpfs_size else []
-        opts += [f"mode={tmpfs_mode:04o}"] if tmpfs_mode else []
-        opts += ["ro"] if read_only else []
-        return "tmpfs", target + (":" + ",".join(opts) if opts else "")
-    if type_ == "volume":
-        if source.startswith("/"):
-            raise InvalidArgument(f"invalid mount ({what}): a volume's source is a name; use type=bind")
-        kind = "volume" if source else "anonymous"
-        return "bind", MountSpec(
-            kind, check_name(source) if source else "", target, read_only, no_copy
-        ).to_bind()
-    if not source.startswith("/"):
-        raise InvalidArgument(f"invalid mount ({what}): a bind's source must be an absolute host path")
-    return "bind", MountSpec("bind", os.path.normpath(source), target, read_only).to_bind()
 
 
 # --- copy-up -----------------------------------------------------------------------------------------
@@ -350,11 +215,9 @@ def _users_of(containers: Iterable[Any]) -> dict[str, list[str]]:
     """volume name → names of the containers (any state) mounting it."""
     out: dict[str, list[str]] = {}
     for record in containers:
-        for spec in record.config.binds:
-            with contextlib.suppress(InvalidArgument):
-                m = parse_mount(spec)
-                if m.kind == "volume":
-                    out.setdefault(m.source, []).append(record.name)
+        for m in record.config.mounts:
+            if m.kind == Kind.VOLUME:
+                out.setdefault(m.source, []).append(record.name)
     return {k: sorted(set(v)) for k, v in out.items()}
 
 
@@ -606,24 +469,24 @@ class VolumeStore:
 
     async def resolve(
         self,
-        binds: Sequence[str],
+        mounts: Sequence[MountSpec],
         tmpfs: Sequence[str],
         volumes_from: Sequence[str],
         image_volumes: Iterable[str],
         find: Callable[[str], Any],
-    ) -> list[str]:
-        """A new container's mounts as ``-v`` strings, its volumes made (see the module docstring).
+    ) -> list[MountSpec]:
+        """A new container's mounts, its volumes made (see the module docstring).
 
-        Order: the container's own ``binds`` (anonymous ones get a volume), then what
-        ``--volumes-from CONTAINER[:ro|rw]`` brings (skipping paths already mounted; the mode,
-        when given, replaces the source's), then an anonymous volume for each image ``VOLUME``
-        path nothing mounts yet (tmpfs paths count). Everything is checked before anything is made.
+        Order: the container's own ``mounts`` (anonymous ones get a volume), then the binds and
+        volumes ``--volumes-from CONTAINER[:ro|rw]`` brings (skipping paths already mounted; the
+        mode, when given, replaces the source's), then an anonymous volume for each image
+        ``VOLUME`` path nothing mounts yet (``--tmpfs`` paths count). Everything is checked
+        before anything is made.
         """
         planned: list[MountSpec] = []
         taken: set[str] = set()
-        for spec in binds:
-            m = parse_mount(spec)
-            if m.kind == "bind":
+        for m in mounts:
+            if m.kind == Kind.BIND:
                 ocispec.bind_mount(m.source, m.target, m.read_only)  # the host path must exist
             if m.target in taken:
                 raise InvalidArgument(f"duplicate mount point: {m.target}")
@@ -634,40 +497,37 @@ class VolumeStore:
             ref, _, mode = item.partition(":")
             if mode not in ("", "ro", "rw"):
                 raise InvalidArgument(f"invalid --volumes-from {item!r}: the mode must be ro or rw")
-            other = find(ref)
-            for spec in other.config.binds:
-                m = parse_mount(spec)
-                if m.target in taken:
+            for m in find(ref).config.mounts:
+                if m.kind == Kind.TMPFS or m.target in taken:
                     continue
                 taken.add(m.target)
-                planned.append(m._replace(read_only=m.read_only if not mode else mode == "ro"))
+                planned.append(replace(m, read_only=m.read_only if not mode else mode == "ro"))
         for path in sorted(image_volumes):
             target = container_path(path, f"VOLUME {path}")
             if target not in taken:
                 taken.add(target)
-                planned.append(MountSpec("anonymous", "", target))
+                planned.append(MountSpec(Kind.ANONYMOUS, "", target))
 
-        out: list[str] = []
+        out: list[MountSpec] = []
         async with self._lock:
             for m in planned:
-                if m.kind == "anonymous":
+                if m.kind == Kind.ANONYMOUS:
                     record, _ = await asyncio.to_thread(self._create, secrets.token_hex(32), {}, True)
-                    m = m._replace(kind="volume", source=record.name)
-                elif m.kind == "volume":
+                    m = replace(m, kind=Kind.VOLUME, source=record.name)
+                elif m.kind == Kind.VOLUME:
                     await asyncio.to_thread(self._create, m.source, {}, False)
-                out.append(m.to_bind())
+                out.append(m)
         return out
 
-    def mounts(self, binds: Sequence[str], rootfs: Path) -> list[ocispec.BindMount]:
-        """The bind mounts of the volumes among ``binds`` (``-v`` strings), for a container about to
-        start on ``rootfs`` (its merged root, not running). Synchronous; may copy (see copy_up).
+    def mounts(self, mounts: Sequence[MountSpec], rootfs: Path) -> list[ocispec.BindMount]:
+        """The bind mounts of the volumes among ``mounts``, for a container about to start on
+        ``rootfs`` (its merged root, not running). Synchronous; may copy (see copy_up).
 
         A volume that went missing is made again, empty (named volumes are made on use).
         """
         out = []
-        for spec in binds:
-            m = parse_mount(spec)
-            if m.kind != "volume":
+        for m in mounts:
+            if m.kind != Kind.VOLUME:
                 continue
             with self._disk:
                 record = self._read(m.source)
@@ -704,7 +564,7 @@ class VolumeStore:
             raise
         log.info("volume filled from the image", name=record.name, path=target, entries=count)
 
-    async def release(self, binds: Sequence[str], remove_anonymous: bool) -> list[str]:
+    async def release(self, mounts: Sequence[MountSpec], remove_anonymous: bool) -> list[str]:
         """After a container is gone: with ``remove_anonymous``, remove its anonymous volumes that no
         other container uses. Never raises for a volume already gone; returns what was removed."""
         if not remove_anonymous:
@@ -712,11 +572,9 @@ class VolumeStore:
         removed = []
         async with self._lock:
             users = self.users()
-            for spec in binds:
-                with contextlib.suppress(InvalidArgument):
-                    m = parse_mount(spec)
-                    record = self._read(m.source) if m.kind == "volume" else None
-                    if record is not None and record.anonymous and m.source not in users:
-                        await asyncio.to_thread(self._delete, record)
-                        removed.append(record.name)
+            for m in mounts:
+                record = self._read(m.source) if m.kind == Kind.VOLUME else None
+                if record is not None and record.anonymous and m.source not in users:
+                    await asyncio.to_thread(self._delete, record)
+                    removed.append(record.name)
         return removed
