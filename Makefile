@@ -81,6 +81,10 @@ bench-logs: setup ## Container logs (read a stopped one, follow a fast writer) v
 soak: venv ## Registry soak: mixed push/pull/delete/GC from many clients (SOAK_MINUTES, default 10); errors 0, RSS and fds flat
 	$(BIN)/python bench/soak.py
 
+.PHONY: soak-runtime
+soak-runtime: setup ## Platform soak (SOAK_MINUTES, default 20): 16 clients, a fork bomb, a full disk, kill -9 of conmon/runtime/gateway; errors 0, nothing left, flat
+	$(BIN)/python bench/soak_runtime.py
+
 .PHONY: bench-build
 bench-build: setup ## Builder (20 MB COPY, two RUNs, metadata: cold and cached build) vs rootless buildah bud --layers
 	$(BIN)/python bench/build_bench.py
