@@ -12,27 +12,28 @@ from typing import Any
 import pytest
 
 from dockyard.core.errors import FailedPrecondition, InvalidArgument
-from dockyard.runtime import ocispec
+from dockyard.runtime import ocispec, passwd, seccomp
+from dockyard.runtime.etcfiles import etc_files
 from dockyard.runtime.ocispec import (
     DEFAULT_CAPS,
     DEFAULT_PATH,
+    ProcessSpec,
+    RunConfig,
+    build_spec,
+    merge_process,
+)
+from dockyard.runtime.passwd import ResolvedUser, resolve_user
+from dockyard.runtime.runflags import (
     BindMount,
     NetworkMode,
     PortMapping,
-    ProcessSpec,
-    ResolvedUser,
-    RunConfig,
     TmpfsMount,
-    build_spec,
-    etc_files,
-    load_seccomp,
-    merge_process,
     parse_publish,
     parse_signal,
     parse_tmpfs,
     parse_volume,
-    resolve_user,
 )
+from dockyard.runtime.seccomp import load_seccomp
 
 IMAGE = {"Entrypoint": ["/entry"], "Cmd": ["serve", "--port=80"]}
 
@@ -272,7 +273,7 @@ def test_a_fifo_or_directory_passwd_is_refused_without_blocking(rootfs: Path) ->
 
 def test_a_huge_passwd_is_refused(rootfs: Path) -> None:
     with (rootfs / "etc" / "passwd").open("w") as f:
-        f.truncate(ocispec.MAX_ETC_FILE + 1)
+        f.truncate(passwd.MAX_ETC_FILE + 1)
     with pytest.raises(InvalidArgument, match="larger than"):
         resolve_user(rootfs, "app")
 
@@ -425,7 +426,7 @@ def test_etc_files_errors(tmp_path: Path, kwargs: dict[str, Any], message: str) 
 # --- seccomp -----------------------------------------------------------------------------------------
 
 needs_profile = pytest.mark.skipif(
-    not ocispec.SECCOMP_PROFILE.exists(),
+    not seccomp.SECCOMP_PROFILE.exists(),
     reason="containers-common's seccomp.json is not installed (make setup)",
 )
 

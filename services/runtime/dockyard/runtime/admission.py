@@ -12,7 +12,7 @@ from typing import Any
 
 from dockyard.core import bounds
 from dockyard.core.errors import InvalidArgument
-from dockyard.runtime import ocispec
+from dockyard.runtime import ocispec, runflags
 from dockyard.runtime.cgroups import Cgroups
 from dockyard.runtime.health import with_image_healthcheck
 from dockyard.runtime.logs import LogOptions
@@ -67,7 +67,7 @@ def run_config(config: ContainerConfig) -> ocispec.RunConfig:
         hostname=config.hostname,
         read_only=config.read_only,
         tmpfs=list(config.tmpfs),
-        binds=[ocispec.parse_volume(v) for v in config.binds if not is_volume(v)],  # volumes: at start
+        binds=[runflags.parse_volume(v) for v in config.binds if not is_volume(v)],  # volumes: at start
         # user networks: a network namespace of its own, wired by dockyard.runtime.networks
         network="none" if is_user_network(config.network) else config.network,
         labels=dict(config.labels),

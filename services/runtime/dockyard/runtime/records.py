@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from dockyard.runtime import ocispec
+from dockyard.runtime import runflags
 from dockyard.runtime.cgroups import Limits
 from dockyard.runtime.network import PortForward
 
@@ -44,7 +44,7 @@ class ContainerConfig:
     interactive: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     binds: list[str] = field(default_factory=list)  # "-v" syntax: /host:/ctr[:ro]
-    ports: list[ocispec.PortMapping] = field(default_factory=list)  # as the client sent them
+    ports: list[runflags.PortMapping] = field(default_factory=list)  # as the client sent them
     publish_all: bool = False
     network: str = "slirp4netns"
     read_only: bool = False
@@ -103,7 +103,7 @@ class ContainerRecord:
         d["config"]["limits"] = Limits.from_dict(d["config"].get("limits"))  # resource limits
         # a record written before ports were kept structured holds them as "-p" strings
         d["config"]["ports"] = [
-            ocispec.parse_publish(p) if isinstance(p, str) else ocispec.PortMapping(**p)
+            runflags.parse_publish(p) if isinstance(p, str) else runflags.PortMapping(**p)
             for p in d["config"].get("ports", [])
         ]
         d["config"] = ContainerConfig(**d["config"])

@@ -58,7 +58,7 @@ from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.fsutil import follow_in_root, fsync_dir, lstat_under
 from dockyard.core.rootless import MIN_SUBIDS  # the node's namespace maps ids 0…MIN_SUBIDS
-from dockyard.runtime import ocispec
+from dockyard.runtime import runflags
 
 log = structlog.get_logger(__name__)
 
@@ -624,7 +624,7 @@ class VolumeStore:
         for spec in binds:
             m = parse_mount(spec)
             if m.kind == "bind":
-                ocispec.bind_mount(m.source, m.target, m.read_only)  # the host path must exist
+                runflags.bind_mount(m.source, m.target, m.read_only)  # the host path must exist
             if m.target in taken:
                 raise InvalidArgument(f"duplicate mount point: {m.target}")
             taken.add(m.target)
@@ -658,7 +658,7 @@ class VolumeStore:
                 out.append(m.to_bind())
         return out
 
-    def mounts(self, binds: Sequence[str], rootfs: Path) -> list[ocispec.BindMount]:
+    def mounts(self, binds: Sequence[str], rootfs: Path) -> list[runflags.BindMount]:
         """The bind mounts of the volumes among ``binds`` (``-v`` strings), for a container about to
         start on ``rootfs`` (its merged root, not running). Synchronous; may copy (see copy_up).
 
@@ -678,7 +678,7 @@ class VolumeStore:
                         self._copy_up(record, rootfs, m.target)
                     record = replace(record, populated=True)
                     self._write(self._dir(record.name), record)
-            out.append(ocispec.BindMount(str(self.mountpoint(record.name)), m.target, m.read_only))
+            out.append(runflags.BindMount(str(self.mountpoint(record.name)), m.target, m.read_only))
         return out
 
     def _copy_up(self, record: VolumeRecord, rootfs: Path, target: str) -> None:
