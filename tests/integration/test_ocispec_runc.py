@@ -24,15 +24,11 @@ from typing import Any
 
 import pytest
 
-from dockyard.runtime import ocispec
-from dockyard.runtime.ocispec import (
-    RunConfig,
-    build_spec,
-    etc_files,
-    load_seccomp,
-    merge_process,
-    resolve_user,
-)
+from dockyard.runtime import runflags
+from dockyard.runtime.etcfiles import etc_files
+from dockyard.runtime.ocispec import RunConfig, build_spec, merge_process
+from dockyard.runtime.passwd import resolve_user
+from dockyard.runtime.seccomp import load_seccomp
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 BUSYBOX = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.isfile(p)), None)
@@ -131,7 +127,7 @@ def _probe_run(data: Path, **kw: Any) -> RunConfig:
         command=["sh", "-c", PROBE],
         read_only=True,
         tmpfs=["/scratch"],
-        binds=[ocispec.bind_mount(str(data), "/data", read_only=True)],
+        binds=[runflags.bind_mount(str(data), "/data", read_only=True)],
         **kw,
     )
 

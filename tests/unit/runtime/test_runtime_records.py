@@ -11,8 +11,8 @@ from dockyard.runtime.logs import follow_log, parse_line, parse_time
 from dockyard.runtime.monitor import _runtime_error
 from dockyard.runtime.mounts import Kind, MountSpec
 from dockyard.runtime.network import PortForward
-from dockyard.runtime.ocispec import PortMapping
 from dockyard.runtime.records import ContainerConfig, ContainerRecord, State
+from dockyard.runtime.runflags import PortMapping
 
 LOG = (
     b"2026-11-22T17:40:00.000000001+00:00 stdout F first line\n"

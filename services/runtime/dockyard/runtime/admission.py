@@ -12,7 +12,7 @@ from typing import Any
 
 from dockyard.core import bounds
 from dockyard.core.errors import InvalidArgument
-from dockyard.runtime import ocispec
+from dockyard.runtime import ocispec, runflags
 from dockyard.runtime.cgroups import Cgroups
 from dockyard.runtime.health import with_image_healthcheck
 from dockyard.runtime.logs import LogOptions
@@ -69,7 +69,7 @@ def run_config(config: ContainerConfig) -> ocispec.RunConfig:
         tmpfs=[*config.tmpfs, *(m.tmpfs() for m in config.mounts if m.kind == Kind.TMPFS)],
         # volumes are bound at start (VolumeStore.mounts), once made
         binds=[
-            ocispec.bind_mount(m.source, m.target, m.read_only) for m in config.mounts if m.kind == Kind.BIND
+            runflags.bind_mount(m.source, m.target, m.read_only) for m in config.mounts if m.kind == Kind.BIND
         ],
         # user networks: a network namespace of its own, wired by dockyard.runtime.networks
         network="none" if is_user_network(config.network) else config.network,

@@ -41,6 +41,7 @@ from dockyard.runtime.monitor import Monitor
 from dockyard.runtime.network import Slirp
 from dockyard.runtime.network_servicer import NetworksServicer  # networks
 from dockyard.runtime.networks import NetworkManager  # networks
+from dockyard.runtime.seccomp import load_seccomp
 from dockyard.runtime.servicer import ContainersServicer, ImagesServicer
 from dockyard.runtime.snapshot import snapshotter_for
 from dockyard.runtime.transfer import Transfers
@@ -77,7 +78,7 @@ def build(host_config: HostConfig, facts: RootlessFacts, platform_auth: Path | N
 
     @cache
     def seccomp() -> dict[str, Any] | None:
-        return ocispec.load_seccomp(caps=set(ocispec.DEFAULT_CAPS), arch=platform.machine())
+        return load_seccomp(caps=set(ocispec.DEFAULT_CAPS), arch=platform.machine())
 
     # Resource limits: which cgroup subtree we may write, decided once (dockyard.core.cgroups).
     cgroups = Cgroups(cgroup_delegation.probe())

@@ -46,7 +46,7 @@ from dockyard.core.errors import (
     Reason,
 )
 from dockyard.core.events import Publisher, Subject, new_event
-from dockyard.runtime import ocispec
+from dockyard.runtime import etcfiles, ocispec, passwd, runflags
 from dockyard.runtime.admission import admit, run_config
 from dockyard.runtime.cgroups import Cgroups, Limits
 from dockyard.runtime.execs import ExecSession
@@ -455,7 +455,7 @@ class ContainerManager:
                 resources=self.cgroups.resources(record.config.limits),
             )
         process = ocispec.merge_process(image_config, run)
-        uid, gid, gids = ocispec.resolve_user(rootfs, process.user)
+        uid, gid, gids = passwd.resolve_user(rootfs, process.user)
         hostname = record.config.hostname or record.short_id
         etc = d / "etc"
         etc.mkdir(exist_ok=True)
@@ -463,7 +463,7 @@ class ContainerManager:
         if is_user_network(record.config.network):
             hosts, resolv, hostname_file = self.networks.etc_files(record, etc, hostname)
         else:
-            hosts, resolv, hostname_file = ocispec.etc_files(
+            hosts, resolv, hostname_file = etcfiles.etc_files(
                 etc, hostname, record.config.network, record.config.extra_hosts, record.config.dns
             )
         netns = None
@@ -575,7 +575,7 @@ class ContainerManager:
 
     async def kill(self, ref: str, sig: str | int | None = None) -> ContainerRecord:
         live = self._find(ref)
-        number = ocispec.parse_signal(str(sig)) if sig else signal.SIGKILL
+        number = runflags.parse_signal(str(sig)) if sig else signal.SIGKILL
         if live.record.state not in (State.RUNNING, State.PAUSED):
             raise FailedPrecondition(f"container {live.record.name} is not running")
         await self.restarts.user_kill(live, number)  # SIGKILL or the stop signal: a user's stop
@@ -599,7 +599,7 @@ class ContainerManager:
             image_signal = ((await asyncio.to_thread(self.images.config, image)).get("config") or {}).get(
                 "StopSignal", ""
             )
-        sig = ocispec.parse_signal(record.config.stop_signal or image_signal or "SIGTERM")
+        sig = runflags.parse_signal(record.config.stop_signal or image_signal or "SIGTERM")
         if record.state is State.PAUSED:
             await self.monitor.resume(record.id)
         await self.monitor.kill(record.id, sig)
@@ -852,7 +852,7 @@ class ContainerManager:
             raise InvalidArgument("exec needs a command")
         _, rootfs, _ = await asyncio.to_thread(self.rootfs_for, record.id)
         user = user or self._spec_user(record)
-        uid, gid, _ = await asyncio.to_thread(ocispec.resolve_user, rootfs, user)
+        uid, gid, _ = await asyncio.to_thread(passwd.resolve_user, rootfs, user)
         session = await ExecSession.start(
             self.monitor.runc_argv(),
             record.id,

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from dockyard.core.errors import InvalidArgument
-from dockyard.runtime import ocispec
+from dockyard.runtime import runflags
 
 #: docker's volume name rule.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -46,13 +46,13 @@ class MountSpec:
     def from_dict(cls, d: dict[str, Any]) -> MountSpec:
         return cls(**{**d, "kind": Kind(d["kind"])})
 
-    def tmpfs(self) -> ocispec.TmpfsMount:
+    def tmpfs(self) -> runflags.TmpfsMount:
         """A tmpfs mount's OCI form: docker's defaults, with its mode, size and ro."""
-        options = [o for o in ocispec.TMPFS_DEFAULTS if not o.startswith("mode=")]
+        options = [o for o in runflags.TMPFS_DEFAULTS if not o.startswith("mode=")]
         options.append(f"mode={self.tmpfs_mode:04o}" if self.tmpfs_mode else "mode=1777")
         options += [f"size={self.tmpfs_size}"] if self.tmpfs_size else []
         options += ["ro"] if self.read_only else []
-        return ocispec.TmpfsMount(self.target, tuple(options))
+        return runflags.TmpfsMount(self.target, tuple(options))
 
 
 def container_path(path: str, spec: str) -> str:

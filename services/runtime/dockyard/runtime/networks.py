@@ -756,7 +756,7 @@ class NoNetworks:
     lifecycle never asks whether there are networks."""
 
     def validate(self, config: Any) -> None:
-        from dockyard.runtime.ocispec import parse_network
+        from dockyard.runtime.runflags import parse_network
 
         parse_network(config.network)
 

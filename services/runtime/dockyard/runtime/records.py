@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from dockyard.runtime import ocispec
+from dockyard.runtime import runflags
 from dockyard.runtime.cgroups import Limits
 from dockyard.runtime.mounts import MountSpec, parse_mount
 from dockyard.runtime.network import PortForward
@@ -45,7 +45,7 @@ class ContainerConfig:
     interactive: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     mounts: list[MountSpec] = field(default_factory=list)  # binds, volumes, tmpfs (dockyard.runtime.mounts)
-    ports: list[ocispec.PortMapping] = field(default_factory=list)  # as the client sent them
+    ports: list[runflags.PortMapping] = field(default_factory=list)  # as the client sent them
     publish_all: bool = False
     network: str = "slirp4netns"
     read_only: bool = False
@@ -104,7 +104,7 @@ class ContainerRecord:
         d["config"]["limits"] = Limits.from_dict(d["config"].get("limits"))  # resource limits
         # a record written before ports were kept structured holds them as "-p" strings
         d["config"]["ports"] = [
-            ocispec.parse_publish(p) if isinstance(p, str) else ocispec.PortMapping(**p)
+            runflags.parse_publish(p) if isinstance(p, str) else runflags.PortMapping(**p)
             for p in d["config"].get("ports", [])
         ]
         # and mounts as "-v" strings, under "binds"

@@ -171,9 +171,9 @@ class RestartPolicies:
         stop_signal = int(signal.SIGTERM)
         with contextlib.suppress(InvalidArgument, ValueError):
             if live.record.config.stop_signal:
-                from dockyard.runtime import ocispec
+                from dockyard.runtime import runflags
 
-                stop_signal = ocispec.parse_signal(live.record.config.stop_signal)
+                stop_signal = runflags.parse_signal(live.record.config.stop_signal)
         if number in (signal.SIGKILL, stop_signal):
             await self.user_stop(live)
 

@@ -30,8 +30,8 @@ from dockyard.runtime.containers import ContainerManager
 from dockyard.runtime.health_convert import fill_container_pb, healthcheck_from_pb
 from dockyard.runtime.images.store import ImageStore
 from dockyard.runtime.network_servicer import add_networks_pb  # networks
-from dockyard.runtime.ocispec import PortMapping
 from dockyard.runtime.records import ContainerConfig, ContainerRecord, State
+from dockyard.runtime.runflags import PortMapping
 from dockyard.runtime.stats import ContainerStats, stream_stats
 from dockyard.runtime.transfer import Transfers
 from dockyard.runtime.volume_servicer import mount_fields, mount_from_pb

@@ -57,7 +57,7 @@ from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.fsutil import follow_in_root, fsync_dir, lstat_under
 from dockyard.core.rootless import MIN_SUBIDS  # the node's namespace maps ids 0…MIN_SUBIDS
-from dockyard.runtime import ocispec
+from dockyard.runtime import runflags
 from dockyard.runtime.mounts import Kind, MountSpec, check_name, container_path
 
 log = structlog.get_logger(__name__)
@@ -487,7 +487,7 @@ class VolumeStore:
         taken: set[str] = set()
         for m in mounts:
             if m.kind == Kind.BIND:
-                ocispec.bind_mount(m.source, m.target, m.read_only)  # the host path must exist
+                runflags.bind_mount(m.source, m.target, m.read_only)  # the host path must exist
             if m.target in taken:
                 raise InvalidArgument(f"duplicate mount point: {m.target}")
             taken.add(m.target)
@@ -519,7 +519,7 @@ class VolumeStore:
                 out.append(m)
         return out
 
-    def mounts(self, mounts: Sequence[MountSpec], rootfs: Path) -> list[ocispec.BindMount]:
+    def mounts(self, mounts: Sequence[MountSpec], rootfs: Path) -> list[runflags.BindMount]:
         """The bind mounts of the volumes among ``mounts``, for a container about to start on
         ``rootfs`` (its merged root, not running). Synchronous; may copy (see copy_up).
 
@@ -538,7 +538,7 @@ class VolumeStore:
                         self._copy_up(record, rootfs, m.target)
                     record = replace(record, populated=True)
                     self._write(self._dir(record.name), record)
-            out.append(ocispec.BindMount(str(self.mountpoint(record.name)), m.target, m.read_only))
+            out.append(runflags.BindMount(str(self.mountpoint(record.name)), m.target, m.read_only))
         return out
 
     def _copy_up(self, record: VolumeRecord, rootfs: Path, target: str) -> None:
