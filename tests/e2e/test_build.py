@@ -383,3 +383,30 @@ def test_a_builder_killed_mid_run_leaves_no_step_container_and_reports_the_build
     finally:
         build.kill()
         build.wait()
+
+
+def test_a_context_with_a_socket_and_hard_links_builds_with_both_names(
+    platform: Platform, workdir: Path
+) -> None:
+    """Issue 15, item 6: a unix socket in the context gave "Exception iterating requests!" and a
+    second hard link was silently dropped; now the socket is left out and both names arrive."""
+    import socket
+
+    ctx = _context(
+        workdir / "special",
+        "FROM busybox\nCOPY . /ctx/\n"
+        'RUN [ /ctx/a.txt -ef /ctx/sub/b.txt ] && [ ! -e /ctx/app.sock ] && echo "linked: $(cat /ctx/sub/b.txt)"\n',
+        {"a.txt": "same inode\n", "sub/keep": ""},
+    )
+    os.link(ctx / "a.txt", ctx / "sub" / "b.txt")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(ctx / "app.sock"))
+    try:
+        built = platform.cli("build", "-t", "special", "--progress", "plain", str(ctx), timeout=180)
+    finally:
+        listener.close()
+    assert built.returncode == 0, built.stderr
+    assert "linked: same inode" in built.stderr, built.stderr
+    assert "Exception" not in built.stderr
+    listing = platform.ok("run", "--rm", "special", "ls", "/ctx", "/ctx/sub")
+    assert "a.txt" in listing and "b.txt" in listing and "app.sock" not in listing, listing

@@ -3,6 +3,12 @@
 The context is walked once, filtered by ``.dockerignore`` (``<Dockerfile>.dockerignore`` first)
 with pruning of excluded directories, and streamed to the builder as an uncompressed tar in 1 MiB
 chunks by a producer thread (a bounded queue: never the whole context in memory).
+
+What the tar holds: regular files, dirs, symlinks (never followed), and hard links — the
+second and later names of one inode go as tar hard links to the first name sent, so both
+reach the build (the builder links them again, inside the context only). Sockets, fifos and
+device nodes are left out: docker skips sockets, and the builder makes none of them anyway
+(no COPY can carry one into a layer), so sending them could only fail or block.
 """
 
 from __future__ import annotations
@@ -145,13 +151,15 @@ def context_chunks(root: Path, dockerfile: str) -> Iterator[bytes]:
                 for rel, path in context_entries(root, dockerfile):
                     if stop.is_set():
                         return
-                    info = tar.gettarinfo(str(path), rel)
+                    info = tar.gettarinfo(str(path), rel)  # a second name of an inode: LNKTYPE
+                    if info is None or not (info.isreg() or info.islnk() or info.isdir() or info.issym()):
+                        continue  # a socket, fifo or device: not part of a context (see module doc)
                     info.uid = info.gid = 0
                     info.uname = info.gname = ""
                     if info.isreg():
                         with open(path, "rb") as fh:
                             tar.addfile(info, fh)
-                    elif info.isdir() or info.issym():
+                    else:
                         tar.addfile(info)
             sink.flush()
             q.put(None)
