@@ -83,6 +83,19 @@ def test_writable_layer_is_the_containers_own(platform: Platform) -> None:
     assert "A /data.txt" in platform.ok("diff", "writer").splitlines()
 
 
+def test_diff_lists_a_name_that_is_not_utf8_as_its_bytes(platform: Platform) -> None:
+    """Issue 15, item 6: one Latin-1 file name made `dockyard diff` fail for the whole container."""
+    platform.ok("run", "--name", "latin1", "busybox", "sh", "-c", "touch \"/tmp/$(printf 'caf\\351')\"")
+    done = subprocess.run(
+        [sys.executable, "-m", "dockyard.cli", "-H", platform.gateway, "diff", "latin1"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b"A /tmp/caf\xe9" in done.stdout.splitlines(), done.stdout
+    assert b"C /tmp" in done.stdout.splitlines()
+    platform.ok("rm", "latin1")
+
+
 def test_commit_keeps_additions_and_deletions(platform: Platform) -> None:
     platform.ok("run", "--name", "changer", "busybox", "sh", "-c", "echo new > /added && rm /etc/group")
     diff = platform.ok("diff", "changer").splitlines()
