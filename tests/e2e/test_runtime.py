@@ -312,6 +312,37 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_a_rm_container_left_by_a_killed_runtime_is_removed_when_it_comes_back(platform: Platform) -> None:
+    """Issue 15, item 8: a `run --rm` that failed while the runtime was down left a Created container."""
+    cid = platform.ok("create", "--rm", "--name", "rm-left", "busybox", "true").strip()
+    os.kill(_runtime_pid(platform.state_dir), signal.SIGKILL)
+    started = platform.cli("start", "rm-left")  # the client's start: the runtime is down (or it is swept)
+    assert started.returncode != 0, started.stdout
+    deadline = time.monotonic() + 60  # dockyard up restarts the runtime
+    names: list[str] = ["rm-left"]
+    while time.monotonic() < deadline:
+        ps = platform.cli("ps", "-a", "--format", "json")
+        if ps.returncode == 0:
+            names = [json.loads(line)["Names"] for line in ps.stdout.splitlines()]
+            if "rm-left" not in names:
+                break
+        time.sleep(0.5)
+    assert "rm-left" not in names, names
+    assert not (platform.state_dir / "runtime" / "containers" / cid).exists()
+    removed: list[dict[str, object]] = []
+    for _ in range(50):  # the outbox publishes asynchronously
+        out = platform.ok("events", "--since", "5m", "--until", "0s", "--format", "json", timeout=60)
+        removed = [
+            doc
+            for doc in map(json.loads, out.splitlines())
+            if doc.get("subject") == cid and str(doc.get("type", "")).endswith("container.removed")
+        ]
+        if removed:
+            break
+        time.sleep(0.2)
+    assert len(removed) == 1, f"no container.removed event for {cid}"
+
+
 def test_a_container_whose_conmon_is_killed_is_stopped_and_reported(platform: Platform) -> None:
     """kill -9 of conmon left the container running unmanaged, shown Dead: stop returned 0 without
     killing it and start ran a second copy over the same upper directory."""
