@@ -96,3 +96,16 @@ def test_rm_containers_left_created_or_exited_are_removed_at_start_with_their_ev
     assert not (root / created.id).exists() and not (root / exited.id).exists()
     removed = [e for e in publisher.events if e.action == "removed"]
     assert sorted(e.subject for e in removed) == sorted([created.id, exited.id])
+
+
+def test_a_store_killed_mid_build_step_leaves_no_spool(tmp_path: Path, publisher: ListPublisher) -> None:
+    """A RUN step's layer (CommitStep spools ``step-*.tar``, ``run-*.tar``, ``squash-*/`` in the
+    store's tmp) and a layer being unpacked, as kill -9 of the runtime leaves them."""
+    root = tmp_path / "images"
+    ImageStore(root, publisher, "/dockyard/runtime/test")
+    (root / "tmp" / "step-k1ll3d.tar").write_bytes(b"\0" * 4096)
+    (root / "tmp" / "squash-k1ll3d" / "etc").mkdir(parents=True)
+    (root / "layers" / ".tmp-abc-1234").mkdir()
+    ImageStore(root, publisher, "/dockyard/runtime/test")
+    assert list((root / "tmp").iterdir()) == []
+    assert list((root / "layers").iterdir()) == []
