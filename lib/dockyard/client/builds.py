@@ -22,7 +22,7 @@ from dockyard.api.builds.v1 import builds_pb2 as pb
 from dockyard.api.builds.v1 import builds_pb2_grpc
 from dockyard.client.calls import Stream
 from dockyard.client.types import BuildOptions, BuildProgress
-from dockyard.core.errors import Internal, InvalidArgument
+from dockyard.core.errors import DockyardError, Internal, InvalidArgument
 
 CHUNK = 1 << 20
 
@@ -58,12 +58,36 @@ class Builds:
         """The builder's progress messages for the wire BuildOptions ``options`` (the CLI's, whose
         flags reach beyond :class:`BuildOptions`) and the context directory ``context``."""
 
+        unreadable: list[OSError] = []
+
         def requests() -> Iterator[Any]:
             yield pb.BuildInput(options=options)
-            for block in context_chunks(context, options.dockerfile or "Dockerfile"):
-                yield pb.BuildInput(context_chunk=block)
+            try:
+                for block in context_chunks(context, options.dockerfile or "Dockerfile"):
+                    yield pb.BuildInput(context_chunk=block)
+            except OSError as exc:  # gRPC cancels the call (the builder gets no half context) and
+                unreadable.append(exc)  # says only "Exception iterating requests!": the stream says why
+                raise
 
-        return Stream(self._stub.Build(requests()), lambda event: event)
+        return _ContextStream(self._stub.Build(requests()), lambda event: event, unreadable)
+
+
+class _ContextStream(Stream[Any]):
+    """A build's progress; when reading the context failed, that failure is the call's error."""
+
+    def __init__(self, call: Any, convert: Callable[[Any], Any], unreadable: list[OSError]) -> None:
+        super().__init__(call, convert)
+        self._unreadable = unreadable
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except DockyardError:
+            if self._unreadable:
+                exc = self._unreadable[0]
+                where = f": {exc.filename}" if exc.filename else ""
+                raise InvalidArgument(f"error from sender: {exc.strerror or exc}{where}") from None
+            raise
 
 
 def read_dockerfile(root: Path, file: str = "") -> tuple[bytes, str]:
