@@ -383,3 +383,53 @@ def test_a_builder_killed_mid_run_leaves_no_step_container_and_reports_the_build
     finally:
         build.kill()
         build.wait()
+
+
+def test_a_context_with_a_socket_and_hard_links_builds_with_both_names(
+    platform: Platform, workdir: Path
+) -> None:
+    """Issue 15, item 6: a unix socket in the context gave "Exception iterating requests!" and a
+    second hard link was silently dropped; now the socket is left out and both names arrive."""
+    import socket
+
+    ctx = _context(
+        workdir / "special",
+        "FROM busybox\nCOPY . /ctx/\n"
+        "RUN [ /ctx/a.txt -ef /ctx/sub/b.txt ] && [ ! -e /ctx/app.sock ]"
+        ' && echo "linked: $(cat /ctx/sub/b.txt)"\n',
+        {"a.txt": "same inode\n", "sub/keep": ""},
+    )
+    os.link(ctx / "a.txt", ctx / "sub" / "b.txt")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(ctx / "app.sock"))
+    try:
+        built = platform.cli("build", "-t", "special", "--progress", "plain", str(ctx), timeout=180)
+    finally:
+        listener.close()
+    assert built.returncode == 0, built.stderr
+    assert "linked: same inode" in built.stderr, built.stderr
+    assert "Exception" not in built.stderr
+    listing = platform.ok("run", "--rm", "special", "ls", "/ctx", "/ctx/sub")
+    assert "a.txt" in listing and "b.txt" in listing and "app.sock" not in listing, listing
+
+
+def test_an_unreadable_context_file_fails_the_build_with_one_line_naming_it(
+    platform: Platform, workdir: Path
+) -> None:
+    """Reading the context failed inside gRPC's request thread: the CLI said only "Exception
+    iterating requests!". Run as the platform's user (root reads every file)."""
+    import subprocess
+    import sys
+
+    from e2e_platform import as_user
+
+    ctx = _context(workdir / "unreadable", "FROM busybox\nCOPY . /ctx/\n", {"secret.key": "no\n"})
+    (ctx / "secret.key").chmod(0)
+    if not as_user() and os.access(ctx / "secret.key", os.R_OK):
+        pytest.skip("needs a user who cannot read a mode-0 file")
+    done = subprocess.run(
+        [*as_user(), sys.executable, "-m", "dockyard.cli", "-H", platform.gateway, "build", str(ctx)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"dockyard: error from sender: Permission denied: {ctx / 'secret.key'}\n"

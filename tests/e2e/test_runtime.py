@@ -83,6 +83,19 @@ def test_writable_layer_is_the_containers_own(platform: Platform) -> None:
     assert "A /data.txt" in platform.ok("diff", "writer").splitlines()
 
 
+def test_diff_lists_a_name_that_is_not_utf8_as_its_bytes(platform: Platform) -> None:
+    """Issue 15, item 6: one Latin-1 file name made `dockyard diff` fail for the whole container."""
+    platform.ok("run", "--name", "latin1", "busybox", "sh", "-c", "touch \"/tmp/$(printf 'caf\\351')\"")
+    done = subprocess.run(
+        [sys.executable, "-m", "dockyard.cli", "-H", platform.gateway, "diff", "latin1"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b"A /tmp/caf\xe9" in done.stdout.splitlines(), done.stdout
+    assert b"C /tmp" in done.stdout.splitlines()
+    platform.ok("rm", "latin1")
+
+
 def test_commit_keeps_additions_and_deletions(platform: Platform) -> None:
     platform.ok("run", "--name", "changer", "busybox", "sh", "-c", "echo new > /added && rm /etc/group")
     diff = platform.ok("diff", "changer").splitlines()
@@ -297,6 +310,37 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def test_a_rm_container_left_by_a_killed_runtime_is_removed_when_it_comes_back(platform: Platform) -> None:
+    """Issue 15, item 8: a `run --rm` that failed while the runtime was down left a Created container."""
+    cid = platform.ok("create", "--rm", "--name", "rm-left", "busybox", "true").strip()
+    os.kill(_runtime_pid(platform.state_dir), signal.SIGKILL)
+    started = platform.cli("start", "rm-left")  # the client's start: the runtime is down (or it is swept)
+    assert started.returncode != 0, started.stdout
+    deadline = time.monotonic() + 60  # dockyard up restarts the runtime
+    names: list[str] = ["rm-left"]
+    while time.monotonic() < deadline:
+        ps = platform.cli("ps", "-a", "--format", "json")
+        if ps.returncode == 0:
+            names = [json.loads(line)["Names"] for line in ps.stdout.splitlines()]
+            if "rm-left" not in names:
+                break
+        time.sleep(0.5)
+    assert "rm-left" not in names, names
+    assert not (platform.state_dir / "runtime" / "containers" / cid).exists()
+    removed: list[dict[str, object]] = []
+    for _ in range(50):  # the outbox publishes asynchronously
+        out = platform.ok("events", "--since", "5m", "--until", "0s", "--format", "json", timeout=60)
+        removed = [
+            doc
+            for doc in map(json.loads, out.splitlines())
+            if doc.get("subject") == cid and str(doc.get("type", "")).endswith("container.removed")
+        ]
+        if removed:
+            break
+        time.sleep(0.2)
+    assert len(removed) == 1, f"no container.removed event for {cid}"
 
 
 def test_a_container_whose_conmon_is_killed_is_stopped_and_reported(platform: Platform) -> None:

@@ -3,6 +3,12 @@
 The context is walked once, filtered by ``.dockerignore`` (``<Dockerfile>.dockerignore`` first)
 with pruning of excluded directories, and streamed to the builder as an uncompressed tar in 1 MiB
 chunks by a producer thread (a bounded queue: never the whole context in memory).
+
+What the tar holds: regular files, dirs, symlinks (never followed), and hard links — the
+second and later names of one inode go as tar hard links to the first name sent, so both
+reach the build (the builder links them again, inside the context only). Sockets, fifos and
+device nodes are left out: docker skips sockets, and the builder makes none of them anyway
+(no COPY can carry one into a layer), so sending them could only fail or block.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dockyard.api.builds.v1 import builds_pb2 as pb
 from dockyard.api.builds.v1 import builds_pb2_grpc
 from dockyard.client.calls import Stream
 from dockyard.client.types import BuildOptions, BuildProgress
-from dockyard.core.errors import Internal, InvalidArgument
+from dockyard.core.errors import DockyardError, Internal, InvalidArgument
 
 CHUNK = 1 << 20
 
@@ -52,12 +58,36 @@ class Builds:
         """The builder's progress messages for the wire BuildOptions ``options`` (the CLI's, whose
         flags reach beyond :class:`BuildOptions`) and the context directory ``context``."""
 
+        unreadable: list[OSError] = []
+
         def requests() -> Iterator[Any]:
             yield pb.BuildInput(options=options)
-            for block in context_chunks(context, options.dockerfile or "Dockerfile"):
-                yield pb.BuildInput(context_chunk=block)
+            try:
+                for block in context_chunks(context, options.dockerfile or "Dockerfile"):
+                    yield pb.BuildInput(context_chunk=block)
+            except OSError as exc:  # gRPC cancels the call (the builder gets no half context) and
+                unreadable.append(exc)  # says only "Exception iterating requests!": the stream says why
+                raise
 
-        return Stream(self._stub.Build(requests()), lambda event: event)
+        return _ContextStream(self._stub.Build(requests()), lambda event: event, unreadable)
+
+
+class _ContextStream(Stream[Any]):
+    """A build's progress; when reading the context failed, that failure is the call's error."""
+
+    def __init__(self, call: Any, convert: Callable[[Any], Any], unreadable: list[OSError]) -> None:
+        super().__init__(call, convert)
+        self._unreadable = unreadable
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except DockyardError:
+            if self._unreadable:
+                exc = self._unreadable[0]
+                where = f": {exc.filename}" if exc.filename else ""
+                raise InvalidArgument(f"error from sender: {exc.strerror or exc}{where}") from None
+            raise
 
 
 def read_dockerfile(root: Path, file: str = "") -> tuple[bytes, str]:
@@ -145,13 +175,15 @@ def context_chunks(root: Path, dockerfile: str) -> Iterator[bytes]:
                 for rel, path in context_entries(root, dockerfile):
                     if stop.is_set():
                         return
-                    info = tar.gettarinfo(str(path), rel)
+                    info = tar.gettarinfo(str(path), rel)  # a second name of an inode: LNKTYPE
+                    if info is None or not (info.isreg() or info.islnk() or info.isdir() or info.issym()):
+                        continue  # a socket, fifo or device: not part of a context (see module doc)
                     info.uid = info.gid = 0
                     info.uname = info.gname = ""
                     if info.isreg():
                         with open(path, "rb") as fh:
                             tar.addfile(info, fh)
-                    elif info.isdir() or info.issym():
+                    else:
                         tar.addfile(info)
             sink.flush()
             q.put(None)

@@ -124,6 +124,14 @@ def random_name() -> str:
     return f"{random.choice(_ADJECTIVES.split())}_{random.choice(_NOUNS.split())}"
 
 
+def removal_owed(record: ContainerRecord) -> bool:
+    """A ``--rm`` container found not running when the service starts: created and never
+    started (its start was cut short by a killed service, or the client went away) or exited with
+    its removal unmade. Nothing can run it any more, so it is removed, as docker's daemon does
+    with every AutoRemove container that is not running at restore."""
+    return record.config.auto_remove and record.state not in (State.RUNNING, State.PAUSED)
+
+
 class ContainerManager:
     """Create, run, stop and remove containers; the servicer calls one method per RPC."""
 
@@ -259,9 +267,27 @@ class ContainerManager:
                     live.watcher = asyncio.create_task(self._watch_adopted(live))
                     log.info("adopted running container", id=record.short_id, name=record.name)
                     await self._readopt_network(record)
+        for live in [c for c in self.live.values() if removal_owed(c.record)]:
+            await self._remove_owed(live)
         self.health.recover()  # health checks of adopted containers resume
         self.restarts.recover()  # restarts owed by the previous service are made
         self._log_rotation = asyncio.create_task(self._rotate_logs(), name="log-rotation")
+
+    async def _remove_owed(self, live: LiveContainer) -> None:
+        """Remove a ``--rm`` container a killed service left (see :func:`removal_owed`), with the
+        ``container.removed`` event it owed. A start cut short may have left runc's container
+        (created, or even started) with its conmon, cgroup, mount and helpers: all of it goes."""
+        record = live.record
+        log.info("removing a --rm container left by the previous service", id=record.short_id,
+                 name=record.name, state=record.state.value)  # fmt: skip
+        try:
+            if record.state is State.CREATED:
+                await self.monitor.delete(record.id)  # --force: kills what runc made, then deletes it
+                await self.networks.detach(record)
+                await asyncio.to_thread(self._release, record.id)
+            await self.remove(record.id, force=True)
+        except (DockyardError, OSError) as exc:  # the next start tries again; serving goes on
+            log.error("cannot remove a --rm container left behind", id=record.short_id, error=str(exc))
 
     async def _rotate_logs(self) -> None:
         """Keep every running container's log within its --log-opt bounds (dockyard.runtime.logs)."""

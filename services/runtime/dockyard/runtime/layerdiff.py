@@ -61,11 +61,22 @@ _RESOLVE_NO_MAGICLINKS, _RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH, _RESOLVE_IN_ROOT
 class Change:
     """One line of ``docker diff``: ``kind`` A (added), C (changed) or D (deleted); ``path`` absolute."""
 
-    path: str
+    path: str  # as the OS gave it: bytes that are not UTF-8 are lone surrogates (surrogateescape)
     kind: Literal["A", "C", "D"]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.path}"
+
+    @property
+    def raw(self) -> bytes:
+        """The path's exact bytes (a Linux name is bytes; any but "/" and NUL)."""
+        return os.fsencode(self.path)
+
+    @property
+    def text(self) -> str:
+        """The path as valid UTF-8 text, each byte outside a valid sequence as ``\\xNN``: what a
+        string on the wire can hold (:attr:`raw` is the faithful form)."""
+        return self.raw.decode("utf-8", "backslashreplace")
 
 
 def is_whiteout(st: os.stat_result) -> bool:

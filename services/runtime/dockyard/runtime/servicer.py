@@ -292,7 +292,12 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
 
     async def Diff(self, request: cpb.DiffRequest, context: Any) -> cpb.DiffResponse:
         changes = await self.m.diff(request.id)
-        return cpb.DiffResponse(changes=[cpb.Change(kind=c.kind, path=c.path) for c in changes])
+        return cpb.DiffResponse(
+            changes=[  # a name that is not UTF-8: escaped text, and its exact bytes beside it
+                cpb.Change(kind=c.kind, path=c.text, path_bytes=b"" if c.text == c.path else c.raw)
+                for c in changes
+            ]
+        )
 
     async def Commit(self, request: cpb.CommitRequest, context: Any) -> cpb.CommitResponse:
         image = await self.m.commit(

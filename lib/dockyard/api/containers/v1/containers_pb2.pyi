@@ -1205,18 +1205,26 @@ class Change(_message.Message):
 
     KIND_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
+    PATH_BYTES_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """"A", "C" or "D"."""
     path: _builtins.str
+    """The absolute path as UTF-8 text. A name that is not valid UTF-8 (Linux allows any bytes but
+    "/" and NUL) shows each byte that is not part of a valid sequence as the four characters
+    \\xNN (Python's "backslashreplace"); path_bytes then holds the exact bytes.
+    """
+    path_bytes: _builtins.bytes
+    """The exact bytes of the path when they are not valid UTF-8; empty otherwise (use path)."""
     def __init__(
         self,
         *,
         kind: _builtins.str = ...,
         path: _builtins.str = ...,
+        path_bytes: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "path", b"path", "path_bytes", b"path_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
