@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+from dockyard.core.errors import StorageFull
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # no space left; disk quota exceeded
 
 
 def fsync_dir(path: Path | str) -> None:
@@ -16,6 +21,49 @@ def fsync_dir(path: Path | str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def full_disk_error(exc: BaseException) -> OSError | None:
+    """The ENOSPC/EDQUOT OSError behind ``exc`` (itself, or what it was raised from), or None."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain: an error re-raised as another, at most a few times
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in FULL_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def mount_point(path: Path | str) -> Path:
+    """The mount point of the filesystem that holds ``path`` (or its nearest existing parent)."""
+    here = Path(os.path.abspath(path))
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    dev = here.stat().st_dev
+    while here != here.parent and here.parent.stat().st_dev == dev:
+        here = here.parent
+    return here
+
+
+def storage_full(exc: OSError, path: Path | str | None = None) -> StorageFull:
+    """One line for a write that ran out of space: which filesystem is full, and what to do.
+
+    ``path`` is where the write went when the OSError does not say (a write() has no filename).
+    """
+    where = exc.filename or path
+    reason = os.strerror(exc.errno or errno.ENOSPC).lower()
+    if where is None:
+        return StorageFull(f"{reason}: free some space and retry")
+    try:
+        mount = str(mount_point(where))
+    except OSError:
+        mount = "?"
+    return StorageFull(
+        f"{reason}: the filesystem mounted at {mount} (holding {where}) is full; free some space and retry",
+        path=str(where),
+        mount=mount,
+    )
 
 
 _SYNC_FILE_RANGE_WRITE = 2  # start writeback of dirty pages in the range; do not wait

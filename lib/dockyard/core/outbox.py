@@ -23,6 +23,7 @@ Names sort in emission order, so draining in name order keeps the order a servic
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import threading
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.core.events import Event
-from dockyard.core.fsutil import fsync_dir
+from dockyard.core.fsutil import FULL_ERRNOS, fsync_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +68,14 @@ class Outbox:
         with self._lock:
             name = f"{time.time_ns():020d}-{next(self._seq) % 10**8:08d}-{event.id}.json"
         tmp = self._tmp / name
-        with open(tmp, "wb") as fh:
-            fh.write(event.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(event.to_json())
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: no half an event left behind
+            raise
         final = self._pending / name
         os.rename(tmp, final)
         fsync_dir(self._pending)
@@ -125,10 +130,36 @@ class Outbox:
 
 
 class OutboxPublisher:
-    """The ``Publisher`` every service uses: append to the outbox, return at once."""
+    """The ``Publisher`` every service uses: append to the outbox, return at once.
 
-    def __init__(self, outbox: Outbox) -> None:
+    When the disk is full (ENOSPC/EDQUOT) an event is held in memory, in order, up to
+    ``max_held`` of them, and written before the next one once there is space again: a full disk
+    must not make the change the event reports (a kill, a remove) fail. Held events are lost only
+    if the service ends before space comes back.
+    """
+
+    def __init__(self, outbox: Outbox, max_held: int = 10_000) -> None:
         self.outbox = outbox
+        self.max_held = max_held
+        self._held: collections.deque[Event] = collections.deque()
+        self._lock = threading.Lock()
+
+    @property
+    def held(self) -> int:
+        """How many events wait in memory for disk space."""
+        return len(self._held)
 
     def publish(self, event: Event) -> None:
-        self.outbox.append(event)
+        with self._lock:
+            self._held.append(event)
+            if len(self._held) > self.max_held:
+                self._held.popleft()  # bounded: the oldest goes first
+            while self._held:
+                try:
+                    self.outbox.append(self._held[0])
+                except OSError as exc:
+                    if exc.errno in FULL_ERRNOS:
+                        return  # kept; the next publish tries again
+                    self._held.popleft()
+                    raise
+                self._held.popleft()

@@ -79,7 +79,7 @@ from dockyard.adapters.grpc.channel import service_channel
 from dockyard.adapters.grpc.server import grpc_target, unix_path
 from dockyard.adapters.grpc.tls import ClientTls, Material, ensure_material
 from dockyard.adapters.host import PLATFORM_GROUP, backend_socket, public_socket
-from dockyard.adapters.nats.auth import ADMIN, NatsAuth, adopt_unauthenticated_store, write_auth
+from dockyard.adapters.nats.auth import ADMIN, NatsAuth, adopt_unauthenticated_store, fit_to_disk, write_auth
 from dockyard.adapters.nats.bus import StreamSettings, close_quietly, connect, ensure_stream
 from dockyard.adapters.nats.server import NatsServer, server_info
 from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
@@ -395,6 +395,11 @@ class NatsChild(Child):
             )
 
 
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
 class Supervisor:
     def __init__(self, config: PlatformConfig, instance: str | None = None) -> None:
         self.config = config
@@ -413,6 +418,7 @@ class Supervisor:
         ]
         self.children: list[Child] = [self.nats_child, *self.services]
         self.ready_after_s: float | None = None  # seconds from run() to everything ready
+        self.stream = config.stream  # fitted to the disk's free space before NATS starts
         self._stopping = asyncio.Event()
         self._prefix: tuple[str, ...] = ()
 
@@ -463,7 +469,14 @@ class Supervisor:
     def _prepare_access(self) -> None:
         """The private sockets directory, NATS's users (fresh secrets each run), the gateway's socket
         directory or its TLS material."""
-        write_auth(self.config.nats_auth.directory, self.config.stream)
+        self.stream = fit_to_disk(self.config.stream, _free_bytes(self.config.state_dir))
+        if self.stream.max_bytes < self.config.stream.max_bytes:
+            log.warning(
+                "event stream bounded to fit the disk",
+                max_bytes=self.stream.max_bytes,
+                configured=self.config.stream.max_bytes,
+            )
+        write_auth(self.config.nats_auth.directory, self.stream)
         if self.config.registry_auth != "none":
             write_registry_auth(
                 self.config.registry_logins.directory,
@@ -521,7 +534,7 @@ class Supervisor:
             self.nats.url, name="dockyard-up", credentials=self.config.nats_auth.credentials(ADMIN)
         )
         try:
-            await ensure_stream(nc, self.config.stream)
+            await ensure_stream(nc, self.stream)
         finally:
             await close_quietly(nc)
 

@@ -11,6 +11,7 @@ import grpc
 import structlog
 
 from dockyard.core import errors
+from dockyard.core.fsutil import full_disk_error, storage_full
 
 _TO_GRPC: dict[type[errors.DockyardError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -38,8 +39,12 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 
     Typed errors keep their message; NotImplementedError (raised by the generated base
     servicers) is UNIMPLEMENTED; anything else is a bug and becomes INTERNAL with a generic
-    message (the traceback goes to the log, never to the client).
+    message (the traceback goes to the log, never to the client). A write that ran out of space
+    (ENOSPC/EDQUOT, however deep it was wrapped) is RESOURCE_EXHAUSTED naming the full filesystem.
     """
+    full = None if isinstance(exc, errors.StorageFull) else full_disk_error(exc)
+    if full is not None:
+        exc = storage_full(full)
     if isinstance(exc, NotImplementedError):  # what the generated base servicers raise
         return grpc.StatusCode.UNIMPLEMENTED, "not implemented yet"
     for cls in type(exc).__mro__:

@@ -35,7 +35,7 @@ import json
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,26 @@ IDENTITIES = (*EVENT_AREAS, GATEWAY, ADMIN)
 
 MAX_MEMORY_STORE = 64 << 20  # the event stream is file-backed; memory only for JetStream's own needs
 STORE_SLACK = 256 << 20  # above the stream's max_bytes: its indexes and a message in flight
+MIN_SLACK = 8 << 20  # the least of it, for a stream fitted to a small disk
+MIN_STREAM_BYTES = 16 << 20  # a stream smaller than this is no event history worth the name
+DISK_SHARE = 4  # the event store takes at most a quarter of the space free at start
+
+
+def store_slack(max_bytes: int) -> int:
+    """JetStream's room above the stream's bound: a quarter of it, between MIN_SLACK and STORE_SLACK."""
+    return min(STORE_SLACK, max(MIN_SLACK, max_bytes // 4))
+
+
+def fit_to_disk(settings: StreamSettings, free: int) -> StreamSettings:
+    """``settings`` with max_bytes lowered so that the stream and its slack fit in a quarter of
+    ``free`` bytes (never below MIN_STREAM_BYTES): a configured bound bigger than the disk makes
+    nats-server refuse the stream ("insufficient storage resources") and ``up`` fail."""
+    room = free // DISK_SHARE
+    # max_bytes + store_slack(max_bytes) <= room: slack is a quarter above 32 MiB, MIN_SLACK below
+    fitted = min(settings.max_bytes, max(MIN_STREAM_BYTES, min(room * 4 // 5, room - MIN_SLACK)))
+    return replace(settings, max_bytes=fitted) if fitted != settings.max_bytes else settings
+
+
 BCRYPT_ROUNDS = 10
 MAX_CONSUMERS = 1024  # each `dockyard events` holds one ephemeral consumer while it runs
 
@@ -115,7 +135,7 @@ def server_config(credentials: Mapping[str, NatsCredentials], settings: StreamSe
 
     It holds bcrypt hashes of the passwords, never the passwords (costs the server ≈50 ms per login).
     """
-    max_file = settings.max_bytes + STORE_SLACK
+    max_file = settings.max_bytes + store_slack(settings.max_bytes)
     users = [
         {"user": c.user, "password": _hash(c.password), "permissions": permissions(name, settings.name)}
         for name, c in credentials.items()

@@ -46,6 +46,7 @@ from dockyard.core.errors import (
     Reason,
 )
 from dockyard.core.events import Publisher, Subject, new_event
+from dockyard.core.fsutil import FULL_ERRNOS, storage_full
 from dockyard.runtime import etcfiles, ocispec, passwd, runflags
 from dockyard.runtime.admission import admit, run_config
 from dockyard.runtime.cgroups import Cgroups, Limits
@@ -64,6 +65,7 @@ from dockyard.runtime.records import (
     now,
     pid_namespace_members,
 )
+from dockyard.runtime.reserve import SpaceReserve
 from dockyard.runtime.restart import RestartPolicies
 from dockyard.runtime.volumes import VolumeStore
 
@@ -173,6 +175,8 @@ class ContainerManager:
         self.health = HealthChecks(self)  # health checks (dockyard.runtime.health)
         self.restarts = RestartPolicies(self)  # restart policies (dockyard.runtime.restart)
         root.mkdir(parents=True, exist_ok=True)
+        self.reserve = SpaceReserve(root.parent / "space-reserve")  # so kill/stop/rm work when full
+        self.reserve.ensure()
 
     # --- records -------------------------------------------------------------------------------------
 
@@ -182,21 +186,36 @@ class ContainerManager:
     def _paths(self, cid: str) -> Paths:
         return Paths(self._dir(cid))
 
-    def save(self, record: ContainerRecord, *, durable: bool = False) -> ContainerRecord:
+    def save(
+        self, record: ContainerRecord, *, durable: bool = False, strict: bool = False
+    ) -> ContainerRecord:
         """Persist ``record`` atomically (rename) and make it the live one.
 
         Only ``durable`` saves (creation) wait for the disk: a later state (running, exited) is
         what conmon's files say anyway, and recover() reconciles with them; no container survives
         the power loss that would lose an unsynced rename. That keeps two fsyncs off every run.
+
+        On a full disk the half-written temporary file is removed and the old record stays whole.
+        A ``durable`` or ``strict`` save (create, rename, update) then raises StorageFull; any other
+        (a state change on the way to stopping) keeps the record in memory only, so kill, stop and
+        rm still work when a container has filled the disk.
         """
         d = self._dir(record.id)
         tmp = d / "container.json.tmp"
-        with open(tmp, "w") as f:
-            f.write(record.to_json())
-            if durable:
+        try:
+            with open(tmp, "w") as f:
+                f.write(record.to_json())
                 f.flush()
-                os.fsync(f.fileno())
-        tmp.replace(d / "container.json")
+                if durable:
+                    os.fsync(f.fileno())
+            tmp.replace(d / "container.json")
+        except OSError as exc:
+            if exc.errno not in FULL_ERRNOS:
+                raise
+            tmp.unlink(missing_ok=True)
+            if durable or strict:
+                raise storage_full(exc, tmp) from None
+            log.warning("disk full: container record kept in memory only", id=record.id[:12])
         live = self.live.get(record.id)
         if live is not None:
             live.record = record
@@ -604,6 +623,7 @@ class ContainerManager:
         number = runflags.parse_signal(str(sig)) if sig else signal.SIGKILL
         if live.record.state not in (State.RUNNING, State.PAUSED):
             raise FailedPrecondition(f"container {live.record.name} is not running")
+        self.reserve.release_if_full()
         await self.restarts.user_kill(live, number)  # SIGKILL or the stop signal: a user's stop
         await self.monitor.kill(live.record.id, number)
         self.emit(Subject.CONTAINER_KILLED, live.record, signal=number)
@@ -612,6 +632,7 @@ class ContainerManager:
     async def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
         """Stop signal, then SIGKILL after ``timeout`` seconds. Idempotent."""
         live = self._find(ref)
+        self.reserve.release_if_full()
         await self.restarts.user_stop(live)  # no restart, until the next start
         record = live.record
         if record.state not in (State.RUNNING, State.PAUSED):
@@ -678,7 +699,7 @@ class ContainerManager:
             self.cgroups.require(Limits.from_dict(changes))
             if record.state in (State.RUNNING, State.PAUSED):
                 await self.monitor.update(record.id, self.cgroups.resources(limits, lifting=True))
-            record = self.save(replace(record, config=replace(record.config, limits=limits)))
+            record = self.save(replace(record, config=replace(record.config, limits=limits)), strict=True)
         self.emit(Subject.CONTAINER_UPDATED, record, limits=limits.to_dict())
         return record
 
@@ -686,6 +707,7 @@ class ContainerManager:
 
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> ContainerRecord:
         live = self._find(ref)
+        self.reserve.release_if_full()
         await self.restarts.removing(live, force)  # no restart of what is being removed
         record = live.record
         if record.state in (State.RUNNING, State.PAUSED):
@@ -703,6 +725,7 @@ class ContainerManager:
                 return record
             await asyncio.to_thread(self._discard, record.id)
             await self.networks.release(record.id)  # networks: its addresses are free again
+            await asyncio.to_thread(self.reserve.ensure)  # its layer's space may be free again
         self.emit(Subject.CONTAINER_REMOVED, record)
         # volumes: rm -v and --rm take the container's anonymous volumes along (unless shared)
         await self.volumes.release(record.config.mounts, volumes or record.config.auto_remove)
@@ -717,7 +740,9 @@ class ContainerManager:
             ):
                 raise AlreadyExists(f"the container name {name!r} is already in use")
             old = live.record.name
-            record = self.save(replace(live.record, name=name, config=replace(live.record.config, name=name)))
+            record = self.save(
+                replace(live.record, name=name, config=replace(live.record.config, name=name)), strict=True
+            )
         await self.networks.renamed(record.id)  # networks: peers' hosts files know the new name
         self.emit(Subject.CONTAINER_RENAMED, record, oldName=old)
         return record
@@ -832,6 +857,10 @@ class ContainerManager:
                 overrides,
                 reference or None,
             )
+        except OSError as exc:
+            if exc.errno not in FULL_ERRNOS:
+                raise
+            raise storage_full(exc, tmp) from None  # one line naming the full filesystem
         finally:
             await asyncio.to_thread(tmp.unlink, missing_ok=True)
         return new

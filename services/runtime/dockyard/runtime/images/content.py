@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.core.errors import InvalidArgument, NotFound
-from dockyard.core.fsutil import fsync_dir, start_writeback
+from dockyard.core.fsutil import FULL_ERRNOS, fsync_dir, start_writeback, storage_full
 from dockyard.core.oci.digest import check_sha256, is_sha256, sha256_digest
 
 CHUNK_SIZE = 1 << 20  # 1 MiB reads: few syscalls, bounded memory
@@ -99,6 +99,10 @@ class ContentStore:
             os.replace(tmp, target)
             fsync_dir(self._blobs)
             return digest, written
+        except OSError as exc:
+            if exc.errno not in FULL_ERRNOS:
+                raise
+            raise storage_full(exc, tmp) from None  # the partial file goes below
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

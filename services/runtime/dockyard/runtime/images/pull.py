@@ -26,7 +26,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -75,6 +75,8 @@ class ImageStoreLike(Protocol):
     def resolve(self, ref: str) -> ImageRecord: ...
 
     def manifest_bytes(self, record: ImageRecord) -> bytes: ...
+
+    def discard_unheld(self, digests: Iterable[str]) -> int: ...
 
 
 class _Aborted(Exception):
@@ -219,10 +221,15 @@ class _Pull:
             if is_layer:
                 downloaded.append(digest)
             jobs.append(functools.partial(self._blob, digest, size, tracker))
-        await run_bounded(jobs, MAX_CONCURRENT)
-
         reference = None if ref.digest else str(ref)
-        record = await asyncio.to_thread(self.store.add_image, body, reference, repo_digest)
+        try:
+            await run_bounded(jobs, MAX_CONCURRENT)
+            record = await asyncio.to_thread(self.store.add_image, body, reference, repo_digest)
+        except BaseException:
+            # what this pull stored and no image holds: else uncounted by `system df`, never pruned
+            fetched = [sha256_digest(body), *(d for d, _, _ in wanted if d not in present)]
+            await asyncio.shield(asyncio.to_thread(self.store.discard_unheld, fetched))
+            raise
         for digest in downloaded:
             LayerProgress(self.emit, digest, 0, "").event("Pull complete")
         self._event(f"Digest: {repo_digest.rpartition('@')[2]}")

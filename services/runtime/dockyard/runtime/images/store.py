@@ -250,6 +250,18 @@ class ImageStore:
         if count:
             log.info("removed blobs no image holds (a failed pull or commit)", blobs=count, bytes=freed)
 
+    def discard_unheld(self, digests: Iterable[str]) -> int:
+        """Delete those of ``digests`` no image record holds: what a failed pull had stored, so
+        it is neither left uncounted by ``system df`` nor kept from every prune. Returns bytes freed."""
+        freed = 0
+        with self._lock:
+            held = {b for doc in self._records.values() for b in self._blobs_of(doc)}
+            for digest in set(digests) - held:
+                with contextlib.suppress(NotFound):
+                    freed += self.content.size(digest)
+                self.content.delete(digest)
+        return freed
+
     def _load_records(self) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
         for path in self._images.glob("*.json"):
