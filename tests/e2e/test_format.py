@@ -56,3 +56,23 @@ def test_version_info_network_volume(platform: Platform) -> None:
     assert platform.ok("volume", "inspect", "-f", "{{.Name}} {{.Driver}}", "fmtvol") == "fmtvol local\n"
     platform.ok("network", "create", "fmtnet")
     assert "fmtnet bridge" in platform.ok("network", "ls", "--format", "{{.Name}} {{.Driver}}").splitlines()
+
+
+def test_stats_and_events_templates(platform: Platform) -> None:
+    out = platform.ok("stats", "--no-stream", "--format", r"table {{.Name}}\t{{.PIDs}}", "fmtweb", timeout=90)
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "PIDS"] and lines[1].split()[0] == "fmtweb"
+    events = platform.ok(
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        "0s",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.ID}}",
+    )
+    fields = [line.split() for line in events.splitlines()]
+    assert fields and all(f[0] == "container" and len(f[2]) == 64 for f in fields), events
+    assert {"created", "started"} <= {f[1] for f in fields}
