@@ -146,6 +146,8 @@ def test_missingkey_error_as_docker_inspect_reads_raw_json() -> None:
         ('{{ "open }}', "unclosed action"),
         ("{{ # }}", "unexpected '#'"),
         ('{{define "x"}}{{end}}', "not supported"),
+        ("{{nofunc .Name}}", 'function "nofunc" not defined'),
+        ("{{if .A}}{{(upper (nofunc))}}{{end}}", 'function "nofunc" not defined'),
     ],
 )
 def test_a_template_that_does_not_parse_is_one_line(template: str, says: str) -> None:
@@ -158,7 +160,6 @@ def test_a_template_that_does_not_parse_is_one_line(template: str, says: str) ->
 @pytest.mark.parametrize(
     ("template", "says"),
     [
-        ("{{nofunc .Name}}", 'function "nofunc" not defined'),
         ("{{index .Args 9}}", "error calling index: index out of range: 9"),
         ("{{upper .Args}}", "error calling upper"),
         ('{{truncate "abc"}}', "wrong number of args for truncate"),

@@ -879,8 +879,31 @@ def parse(
     missing_key_error: bool = False,
 ) -> Template:
     """Parse ``source``; ``functions`` adds to or replaces the built-in ones."""
-    nodes = _Parser(source).parse()
-    return Template(source, nodes, {**FUNCTIONS, **(functions or {})}, missing_key_error)
+    parser = _Parser(source)
+    nodes = parser.parse()
+    known = {**FUNCTIONS, **(functions or {})}
+    for ident in _idents(nodes):  # Go refuses an unknown function when it parses, not when it runs
+        if ident.value not in known and ident.value not in ("and", "or"):
+            raise TemplateError(f'template: {parser.where(ident.pos)}: function "{ident.value}" not defined')
+    return Template(source, nodes, known, missing_key_error)
+
+
+def _idents(nodes: list[Any]) -> Iterator[_Operand]:
+    def pipeline(p: _Pipeline) -> Iterator[_Operand]:
+        for cmd in p.cmds:
+            for a in cmd.args:
+                if a.kind == "ident":
+                    yield a
+                elif a.kind == "pipeline":
+                    yield from pipeline(a.value)
+
+    for node in nodes:
+        if isinstance(node, _Action):
+            yield from pipeline(node.pipe)
+        elif isinstance(node, _Branch):
+            yield from pipeline(node.pipe)
+            yield from _idents(node.body)
+            yield from _idents(node.orelse)
 
 
 def render(source: str, data: Any, missing_key_error: bool = False) -> str:
