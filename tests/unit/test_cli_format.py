@@ -205,7 +205,7 @@ def test_version_format_needs_no_platform(cli: Any) -> None:
 
 def test_events_template_over_dockers_fields() -> None:
     event = epb.Event(
-        type="io.dockyard.container.start",
+        type="io.dockyard.container.started",
         subject="web",
         source="/dockyard/runtime/node1",
         labels={"image": "busybox:latest", "name": "web"},
@@ -218,4 +218,7 @@ def test_events_template_over_dockers_fields() -> None:
     )
     assert line == "container start web busybox:latest web 1700000000"
     assert json.loads(_render(event, "{{json .}}"))["Status"] == "start"
+    assert _render(event, "{{.DockyardAction}}") == "started"
+    event.type = "io.dockyard.image.removed"
+    assert _render(event, "{{.Type}} {{.Action}}") == "image delete"
     assert _render(event, "json") == event.cloudevent_json

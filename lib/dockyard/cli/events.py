@@ -98,10 +98,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# docker's action words for ours (docker's "events" reference); the rest keep Dockyard's word
+_DOCKER_ACTIONS = {
+    "created": "create",
+    "started": "start",
+    "died": "die",
+    "stopped": "stop",
+    "killed": "kill",
+    "paused": "pause",
+    "unpaused": "unpause",
+    "removed": "destroy",
+    "renamed": "rename",
+    "updated": "update",
+    "exec": "exec_start",
+    "connected": "connect",
+    "disconnected": "disconnect",
+    "imported": "import",
+    "loaded": "load",
+    "pulled": "pull",
+    "pushed": "push",
+    "tagged": "tag",
+    "untagged": "untag",
+}
+
+
 def docker_event(event: object) -> object:
-    """What an ``events --format`` template sees: docker's message fields (Type, Action, Actor.ID,
-    Actor.Attributes, ID, Status, From, Scope, Time, TimeNano) plus Subject, Source, Sequence and
-    the event's Data."""
+    """What an ``events --format`` template sees: docker's message fields (Type, Action and Status
+    in docker's words, Actor.ID, Actor.Attributes, ID, From, Scope, Time, TimeNano) plus Subject,
+    Source, Sequence, the event's Data and DockyardAction (the word ``--filter action=`` takes)."""
     import json
 
     from dockyard.cli.gofmt import struct
@@ -116,14 +140,18 @@ def docker_event(event: object) -> object:
     except ValueError:
         data = getattr(event, "data_json", "")
     subject = getattr(event, "subject", "")
+    docker_action = _DOCKER_ACTIONS.get(action, action)
+    if area == "image" and action == "removed":
+        docker_action = "delete"
     return struct(
         "*events.Message",
         {
             "Type": area,
-            "Action": action,
+            "Action": docker_action,
             "Actor": struct("events.Actor", {"ID": subject, "Attributes": labels}),
             "ID": subject,
-            "Status": action,
+            "Status": docker_action,
+            "DockyardAction": action,
             "From": labels.get("image", ""),
             "Scope": "local",
             "Time": seconds,
