@@ -85,7 +85,7 @@ def test_volume_inspect_shape_and_templates() -> None:
     assert render("{{.Name}} {{ .Mountpoint }} {{json .Labels}} {{.Anonymous}}", d) == (
         'data /s/volumes/data/_data {"a":"b"} false'
     )
-    with pytest.raises(InvalidArgument, match="no field 'Nope'"):
+    with pytest.raises(InvalidArgument, match="can't evaluate field Nope in type"):
         render("{{.Nope}}", d)
 
 

@@ -2,7 +2,9 @@
 
 Without --since/--until it follows new events. --since replays from that point and then
 follows; --until stops at that time. Times are RFC 3339 (2026-11-22T05:00:00Z), Unix
-seconds, or a duration back from now (90s, 10m, 2h, 7d).
+seconds, or a duration back from now (90s, 10m, 2h, 7d). ``--format`` is text, json (the
+CloudEvent), or a Go template over docker's event fields (``{{.Type}} {{.Action}} {{.Actor.ID}}``,
+``{{json .}}``), see :func:`docker_event`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="type=, action=, entity=, label=k[=v]; repeat (same key ORs, different keys AND)",
     )
     parser.add_argument(
-        "--format", choices=("text", "json"), default="text", help="json: one CloudEvent per line"
+        "--format",
+        default="text",
+        help="text, json (one CloudEvent a line), or a Go template: '{{.Type}} {{.Action}} {{.Actor.ID}}'",
     )
 
 
@@ -68,11 +72,13 @@ def run(args: argparse.Namespace) -> int:
 
     from dockyard.adapters.grpc.convert import timestamp
     from dockyard.api.events.v1 import events_pb2, events_pb2_grpc
+    from dockyard.cli import gofmt
     from dockyard.cli.client import channel
     from dockyard.cli.limits import integer
     from dockyard.core.events import EventFilter
 
     EventFilter.parse(args.filter)  # a bad filter is the user's mistake: say so before dialling
+    gofmt.check(args.format)
     sequence = integer(str(args.sequence), "--sequence", low=0, high=(1 << 64) - 1)
     request = events_pb2.SubscribeRequest(filters=args.filter, start_sequence=sequence)
     if args.since:
@@ -92,11 +98,80 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# docker's action words for ours (docker's "events" reference); the rest keep Dockyard's word
+_DOCKER_ACTIONS = {
+    "created": "create",
+    "started": "start",
+    "died": "die",
+    "stopped": "stop",
+    "killed": "kill",
+    "paused": "pause",
+    "unpaused": "unpause",
+    "removed": "destroy",
+    "renamed": "rename",
+    "updated": "update",
+    "exec": "exec_start",
+    "connected": "connect",
+    "disconnected": "disconnect",
+    "imported": "import",
+    "loaded": "load",
+    "pulled": "pull",
+    "pushed": "push",
+    "tagged": "tag",
+    "untagged": "untag",
+}
+
+
+def docker_event(event: object) -> object:
+    """What an ``events --format`` template sees: docker's message fields (Type, Action and Status
+    in docker's words, Actor.ID, Actor.Attributes, ID, From, Scope, Time, TimeNano) plus Subject,
+    Source, Sequence, the event's Data and DockyardAction (the word ``--filter action=`` takes)."""
+    import json
+
+    from dockyard.cli.gofmt import struct
+
+    kind = getattr(event, "type", "")
+    _, area, action = ("", "", "", *kind.rsplit(".", 2))[-3:]
+    labels = dict(getattr(event, "labels", {}))
+    time = getattr(event, "time", None)
+    seconds, nanos = (time.seconds, time.nanos) if time is not None else (0, 0)
+    try:
+        data = json.loads(getattr(event, "data_json", "") or "null")
+    except ValueError:
+        data = getattr(event, "data_json", "")
+    subject = getattr(event, "subject", "")
+    docker_action = _DOCKER_ACTIONS.get(action, action)
+    if area == "image" and action == "removed":
+        docker_action = "delete"
+    return struct(
+        "*events.Message",
+        {
+            "Type": area,
+            "Action": docker_action,
+            "Actor": struct("events.Actor", {"ID": subject, "Attributes": labels}),
+            "ID": subject,
+            "Status": docker_action,
+            "DockyardAction": action,
+            "From": labels.get("image", ""),
+            "Scope": "local",
+            "Time": seconds,
+            "TimeNano": seconds * 1_000_000_000 + nanos,
+            "Subject": subject,
+            "Source": getattr(event, "source", ""),
+            "Sequence": getattr(event, "sequence", 0),
+            "Data": data,
+        },
+    )
+
+
 def _render(event: object, fmt: str) -> str:
     from dockyard.api.events.v1 import events_pb2
+    from dockyard.cli import gofmt
 
     assert isinstance(event, events_pb2.Event)
-    if fmt == "json":
+    if gofmt.is_template(fmt):
+        return gofmt.render(fmt, [docker_event(event)]).removesuffix("\n")
+    if fmt.strip() == "json":
         return event.cloudevent_json
     _, area, action = event.type.rsplit(".", 2)
     when = event.time.ToDatetime(tzinfo=UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -12,7 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--digests", action="store_true", help="show digests")
     parser.add_argument("--no-trunc", action="store_true", help="full ids")
     parser.add_argument(
-        "--format", choices=("table", "json"), default="table", help="json: one object a line"
+        "--format",
+        default="table",
+        help="table, json (one object a line), or a Go template: 'table {{.Repository}}\\t{{.Tag}}'",
     )
     parser.add_argument(
         "-f",
@@ -51,6 +53,31 @@ def rows(images: list[Any], no_trunc: bool = False, now: float | None = None) ->
     return out
 
 
+# docker's column titles for ``images --format 'table …'`` (cli/command/formatter/image.go)
+TEMPLATE_HEADERS = {
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "Containers": "CONTAINERS",
+    "VirtualSize": "SIZE",
+    "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+}
+
+
+def context(r: dict[str, str]) -> Any:
+    """What an ``images --format`` template sees: docker's image fields."""
+    from dockyard.cli.gofmt import struct
+
+    na = "N/A"  # docker's answer when it did not count (no -s / system df)
+    extra = {"Containers": na, "VirtualSize": r["Size"], "SharedSize": na, "UniqueSize": na}
+    return struct("*formatter.imageContext", {**r, **extra})
+
+
 def _selected(reference: str | None, row: dict[str, str]) -> bool:
     if not reference:
         return True
@@ -65,10 +92,12 @@ def _selected(reference: str | None, row: dict[str, str]) -> bool:
 def run(args: argparse.Namespace) -> int:
     from dockyard.api.images.v1 import images_pb2 as pb
     from dockyard.api.images.v1 import images_pb2_grpc
+    from dockyard.cli import gofmt
     from dockyard.cli.client import channel, list_all
     from dockyard.cli.human import json_line
     from dockyard.cli.output import table
 
+    gofmt.check(args.format)  # a bad template is refused before the platform is asked
     with channel(args.host) as ch:
         listing = list_all(
             images_pb2_grpc.ImagesStub(ch).List,
@@ -84,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
                 seen.add(r["ID"])
                 print(r["ID"])
         return 0
-    if args.format == "json":
+    if gofmt.is_template(args.format):
+        print(gofmt.render(args.format, [context(r) for r in found], TEMPLATE_HEADERS), end="")
+        return 0
+    if args.format.strip() == "json":
         for r in found:
             print(json_line(r))
         return 0

@@ -6,7 +6,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--format",
+        default="text",
+        help="text, json, or a Go template over the json object: '{{.ServerVersion}}', '{{json .gateway}}'",
+    )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the gateway")
 
 
@@ -14,12 +18,21 @@ def run(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
     from dockyard.api.system.v1 import system_pb2, system_pb2_grpc
+    from dockyard.cli import gofmt
     from dockyard.cli.client import channel
     from dockyard.cli.output import emit_json, table
 
+    gofmt.check(args.format)
     with channel(args.host) as ch:
         status = system_pb2_grpc.PlatformStub(ch).Status(system_pb2.StatusRequest(), timeout=args.timeout)
-    if args.format == "json":
+    if gofmt.is_template(args.format):
+        view = MessageToDict(status, preserving_proto_field_name=True)
+        # docker's names for what both have, so `docker info --format` habits carry over
+        view.setdefault("ServerVersion", status.gateway.version)
+        view.setdefault("Name", status.gateway.node)
+        print(gofmt.render_one(args.format, view, missing_key_error=True), end="")
+        return 0
+    if args.format.strip() == "json":
         emit_json(MessageToDict(status, preserving_proto_field_name=True))
         return 0
     state = system_pb2.ServiceState.Name

@@ -67,7 +67,11 @@ def _add_create(p: argparse.ArgumentParser) -> None:
 
 def _add_ls(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only names")
-    p.add_argument("--format", default="table", help="table (default) or json (one object a line)")
+    p.add_argument(
+        "--format",
+        default="table",
+        help="table (default), json (one object a line), or a Go template: '{{.Name}}\\t{{.Driver}}'",
+    )
 
 
 def _add_inspect(p: argparse.ArgumentParser) -> None:
@@ -134,6 +138,47 @@ def network_dict(n: Any) -> dict[str, Any]:
     }
 
 
+# docker's column titles for ``network ls --format 'table …'`` (cli/command/formatter/network.go)
+TEMPLATE_HEADERS = {
+    "ID": "NETWORK ID",
+    "Name": "NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "IPv6": "IPV6",
+    "Internal": "INTERNAL",
+    "Labels": "LABELS",
+    "Label": "LABEL",
+    "CreatedAt": "CREATED AT",
+    "Subnet": "SUBNET",
+    "Gateway": "GATEWAY",
+}
+
+
+def ls_context(n: Any) -> Any:
+    """What a ``network ls --format`` template sees: docker's fields, plus Subnet and Gateway."""
+    from dockyard.cli import human
+    from dockyard.cli.gofmt import struct
+
+    labels = dict(n.labels)
+    created = human.epoch(n.created) if n.HasField("created") else 0
+    return struct(
+        "*formatter.networkContext",
+        {
+            "ID": n.id[:12],
+            "Name": n.name,
+            "Driver": n.driver,
+            "Scope": "local",
+            "IPv6": "false",
+            "Internal": "false",
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "Label": lambda key: labels.get(key, ""),
+            "CreatedAt": human.rfc3339(created) if created else "",
+            "Subnet": n.subnet,
+            "Gateway": n.gateway,
+        },
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from dockyard.api.networks.v1 import networks_pb2 as pb
     from dockyard.api.networks.v1 import networks_pb2_grpc
@@ -162,14 +207,18 @@ def _create(stub: Any, pb: Any, args: argparse.Namespace) -> int:
 
 
 def _ls(stub: Any, pb: Any, args: argparse.Namespace) -> int:
+    from dockyard.cli import gofmt
     from dockyard.cli.human import json_line
     from dockyard.cli.output import table
 
+    gofmt.check(args.format)
     networks = stub.List(pb.ListNetworksRequest()).networks
     if args.quiet:
         for n in networks:
             print(n.name)
-    elif args.format == "json":
+    elif gofmt.is_template(args.format):
+        print(gofmt.render(args.format, [ls_context(n) for n in networks], TEMPLATE_HEADERS), end="")
+    elif args.format.strip() == "json":
         for n in networks:
             print(json_line(network_dict(n)))
     else:

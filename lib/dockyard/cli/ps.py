@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-l", "--latest", action="store_true", help="the latest created (any state)")
     parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids and commands")
     parser.add_argument(
-        "--format", choices=("table", "json"), default="table", help="json: one object a line"
+        "--format",
+        default="table",
+        help="table, json (one object a line), or a Go template: '{{.Names}}', 'table {{.ID}}\\t{{.Status}}'",
     )
     parser.add_argument(
         "-f", "--filter", action="append", default=[], metavar="KEY=VALUE", help=", ".join(_FILTER_KEYS)
@@ -84,13 +86,55 @@ def row(c: Any, no_trunc: bool = False, now: float | None = None) -> dict[str, s
     }
 
 
+# docker's column titles for ``ps --format 'table …'`` (cli/command/formatter/container.go)
+TEMPLATE_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Ports": "PORTS",
+    "State": "STATE",
+    "Status": "STATUS",
+    "Size": "SIZE",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Label": "LABEL",
+    "Mounts": "MOUNTS",
+    "LocalVolumes": "LOCAL VOLUMES",
+    "Networks": "NETWORKS",
+}
+
+
+def context(c: Any, no_trunc: bool = False, now: float | None = None) -> Any:
+    """What a ``ps --format`` template sees: docker's container fields (``.Label "k"`` a method)."""
+    from dockyard.cli.gofmt import struct
+
+    labels = dict(c.spec.labels)
+    mounts = [m.source if m.type == "volume" and m.source else m.target for m in c.spec.mounts]
+    networks = [n.network for n in c.networks] or ([c.spec.network] if c.spec.network else [])
+    return struct(
+        "*formatter.ContainerContext",
+        {
+            **row(c, no_trunc, now),
+            "Size": "",
+            "Mounts": ",".join(mounts),
+            "LocalVolumes": str(sum(1 for m in c.spec.mounts if m.type == "volume")),
+            "Networks": ",".join(networks),
+            "Label": lambda key: labels.get(key, ""),
+        },
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from dockyard.api.containers.v1 import containers_pb2 as pb
     from dockyard.api.containers.v1 import containers_pb2_grpc
+    from dockyard.cli import gofmt
     from dockyard.cli.client import channel, list_all
     from dockyard.cli.human import json_line, short_id
     from dockyard.cli.output import table
 
+    gofmt.check(args.format)  # a bad template is refused before the platform is asked
     filters = parse_filters(args.filter)
     last = 1 if args.latest else args.last
     with channel(args.host) as ch:
@@ -107,8 +151,14 @@ def run(args: argparse.Namespace) -> int:
         for c in containers:
             print(short_id(c.id, args.no_trunc))
         return 0
+    if gofmt.is_template(args.format):
+        print(
+            gofmt.render(args.format, [context(c, args.no_trunc) for c in containers], TEMPLATE_HEADERS),
+            end="",
+        )
+        return 0
     rows = [row(c, args.no_trunc) for c in containers]
-    if args.format == "json":
+    if args.format.strip() == "json":
         for r in rows:
             print(json_line(r))
         return 0

@@ -22,9 +22,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-stream", action="store_true", help="print one sample and exit")
     parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids")
     parser.add_argument(
-        "--format", choices=("table", "json"), default="table", help="json: one object a line"
+        "--format",
+        default="table",
+        help="table, json (one object a line), or a Go template: 'table {{.Name}}\\t{{.CPUPerc}}'",
     )
     parser.add_argument("containers", nargs="*", metavar="CONTAINER", help="default: every running one")
+
+
+# docker's column titles for ``stats --format 'table …'`` (cli/command/container/formatter_stats.go)
+TEMPLATE_HEADERS = {
+    "Container": "CONTAINER ID",
+    "ID": "CONTAINER ID",
+    "Name": "NAME",
+    "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT",
+    "MemPerc": "MEM %",
+    "NetIO": "NET I/O",
+    "BlockIO": "BLOCK I/O",
+    "PIDs": "PIDS",
+}
 
 
 def binary_size(size: float) -> str:
@@ -69,15 +85,24 @@ def run(args: argparse.Namespace) -> int:
 
     from dockyard.api.containers.v1 import containers_pb2 as pb
     from dockyard.api.containers.v1 import containers_pb2_grpc
+    from dockyard.cli import gofmt
     from dockyard.cli.client import channel
+    from dockyard.cli.gofmt import struct
     from dockyard.cli.output import table
 
+    gofmt.check(args.format)  # a bad template is refused before the platform is asked
     tty = sys.stdout.isatty()
     request = pb.StatsRequest(ids=args.containers, stream=not args.no_stream)
     with channel(args.host) as ch:
         for report in containers_pb2_grpc.ContainersStub(ch).Stats(request):
             rows = [row(s, args.no_trunc) for s in report.stats]
-            if args.format == "json":
+            if gofmt.is_template(args.format):
+                if tty and not args.no_stream and gofmt.prepare(args.format)[0]:
+                    print("\033[2J\033[H", end="")
+                contexts = [struct("*container.statsContext", r) for r in rows]
+                print(gofmt.render(args.format, contexts, TEMPLATE_HEADERS), end="", flush=True)
+                continue
+            if args.format.strip() == "json":
                 for r in rows:
                     print(json.dumps(r), flush=True)
                 continue

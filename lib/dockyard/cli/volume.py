@@ -1,7 +1,8 @@
 """``dockyard volume create|ls|inspect|rm|prune``: docker's volume verbs.
 
 ``inspect`` prints docker's JSON shape (CreatedAt, Driver, Labels, Mountpoint, Name, Options,
-Scope) plus Anonymous and UsedBy; ``-f/--format`` takes ``{{.Field}}`` / ``{{json .Field}}``.
+Scope) plus Anonymous and UsedBy; ``-f/--format`` takes a Go template (``{{.Mountpoint}}``,
+``{{json .Labels}}``), and so does ``ls --format`` (``table {{.Name}}\t{{.Driver}}``).
 ``prune`` asks y/N unless ``-f`` and removes every volume no container uses — named ones too,
 as docker did before 23.0 (``-a`` is accepted for today's docker habits).
 """
@@ -9,8 +10,6 @@ as docker did before 23.0 (``-a`` is accepted for today's docker habits).
 from __future__ import annotations
 
 import argparse
-import json
-import re
 from typing import Any
 
 ACTIONS = {
@@ -48,11 +47,15 @@ def _add_ls(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="dangling=true|false, name=…, label=KEY[=VALUE], label!=…, driver=local",
     )
-    p.add_argument("--format", default="table", help="table (default), json (one object a line)")
+    p.add_argument(
+        "--format",
+        default="table",
+        help="table (default), json (one object a line), or a Go template: '{{.Name}}\\t{{.Driver}}'",
+    )
 
 
 def _add_inspect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--format", default="", help="{{.Field}} / {{json .Field}} per volume")
+    p.add_argument("-f", "--format", default="", help="a Go template per volume: '{{.Mountpoint}}'")
     p.add_argument("names", nargs="+", metavar="VOLUME")
 
 
@@ -90,24 +93,45 @@ def volume_dict(v: Any) -> dict[str, Any]:
     }
 
 
-_FIELD = re.compile(r"\{\{\s*(json\s+)?\.(\w+)\s*\}\}")
+# docker's column titles for ``volume ls --format 'table …'`` (cli/command/formatter/volume.go)
+TEMPLATE_HEADERS = {
+    "Name": "VOLUME NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "Mountpoint": "MOUNTPOINT",
+    "Labels": "LABELS",
+    "Label": "LABEL",
+    "Links": "LINKS",
+    "Size": "SIZE",
+}
+
+
+def ls_context(v: Any) -> Any:
+    """What a ``volume ls --format`` template sees: docker's fields (Labels as k=v,…; Links is the
+    number of containers using it)."""
+    from dockyard.cli.gofmt import struct
+
+    labels = dict(v.labels)
+    return struct(
+        "*formatter.volumeContext",
+        {
+            "Name": v.name,
+            "Driver": v.driver,
+            "Scope": v.scope,
+            "Mountpoint": v.mountpoint,
+            "Labels": ",".join(f"{k}={val}" for k, val in sorted(labels.items())),
+            "Label": lambda key: labels.get(key, ""),
+            "Links": str(len(v.used_by)),
+            "Size": "N/A",
+        },
+    )
 
 
 def render(template: str, value: dict[str, Any]) -> str:
-    """Docker's simplest templates: ``{{.Name}}``, ``{{json .Labels}}``; an unknown field is an error."""
-    from dockyard.core.errors import InvalidArgument
+    """``volume inspect -f``: the template over docker's volume object (a missing field is an error)."""
+    from dockyard.cli.gofmt import render_one, struct
 
-    def one(m: re.Match[str]) -> str:
-        if m.group(2) not in value:
-            raise InvalidArgument(f"template: no field {m.group(2)!r} (have {', '.join(value)})")
-        field = value[m.group(2)]
-        if m.group(1) or isinstance(field, dict | list):
-            return json.dumps(field, separators=(",", ":"))
-        return (
-            "<no value>" if field is None else str(field).lower() if isinstance(field, bool) else str(field)
-        )
-
-    return _FIELD.sub(one, template)
+    return render_one(template, struct("*volume.Volume", value)).removesuffix("\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,27 +170,30 @@ def _create(stub: Any, pb: Any, args: argparse.Namespace) -> int:
 
 
 def _ls(stub: Any, pb: Any, args: argparse.Namespace) -> int:
+    from dockyard.cli import gofmt
     from dockyard.cli.human import json_line
     from dockyard.cli.output import table
 
+    gofmt.check(args.format)
     volumes = stub.List(pb.ListVolumesRequest(filters=args.filter)).volumes
     if args.quiet:
         for v in volumes:
             print(v.name)
-    elif args.format == "json":
+    elif gofmt.is_template(args.format):
+        print(gofmt.render(args.format, [ls_context(v) for v in volumes], TEMPLATE_HEADERS), end="")
+    elif args.format.strip() == "json":
         for v in volumes:
             print(json_line(volume_dict(v)))
-    elif args.format == "table":
-        table(["DRIVER", "VOLUME NAME"], [[v.driver, v.name] for v in volumes])
     else:
-        for v in volumes:
-            print(render(args.format, volume_dict(v)))
+        table(["DRIVER", "VOLUME NAME"], [[v.driver, v.name] for v in volumes])
     return 0
 
 
 def _inspect(stub: Any, pb: Any, args: argparse.Namespace) -> int:
+    from dockyard.cli import gofmt
     from dockyard.cli.output import emit_json, fail
 
+    gofmt.check(args.format)
     found = []
     status = 0
     for name in args.names:
