@@ -168,6 +168,8 @@ def _probe_v1(root: Path, subtree: str) -> Delegation:
         else:
             paths[name] = sub
     problems = sorted(set(problems))
+    if hierarchies and not paths and all(p.endswith(" is missing") for p in problems):
+        problems = [f"{root}/*/{subtree} is missing (in every hierarchy)"]  # one line, not one per hierarchy
     if not hierarchies:
         return Delegation("none", False, problems=(f"no cgroup hierarchy under {root}",))
     usable = not problems
