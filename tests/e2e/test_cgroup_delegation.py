@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import pwd
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +27,18 @@ PEER = "dockyard-peer"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir() -> Iterator[Path]:
+    """Outside /tmp/pytest-of-root: another pytest session starting on this machine resets that to
+    0700, and the peer's running platform then loses its own state (seen: EACCES mid-test)."""
     try:
         pwd.getpwnam(PEER)
     except KeyError:
         pytest.fail(f"user {PEER!r} missing: run `make setup` as root (it makes a second group member)")
-    return make_workdir(Path(tmp_path_factory.mktemp("delegation-e2e", numbered=True)), PEER)
+    path = Path(tempfile.mkdtemp(prefix="dockyard-delegation-e2e-"))
+    try:
+        yield make_workdir(path, PEER)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
