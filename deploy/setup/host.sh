@@ -7,11 +7,14 @@
 #   - an unprivileged user (default `dockyard`, env DOCKYARD_USER) with home /home/<user>, /bin/bash,
 #     and 65536 subordinate uids and gids in /etc/subuid and /etc/subgid that overlap no other entry;
 #   - a group `dockyard` (env DOCKYARD_GROUP) with that user in it: its members may use the platform's
-#     socket; and a user `dockyard-outsider`, in no such group, that the tests prove is refused;
+#     socket; a second member `dockyard-peer` (its own subordinate ids), that the tests run a platform
+#     as to prove delegation works for any member; and a user `dockyard-outsider`, in no such group,
+#     that the tests prove is refused;
 #   - /dev/fuse and /dev/net/tun are rw for everyone (chmod now, a udev rule for after reboot);
 #   - unprivileged user namespaces are enabled (warns only: a sysctl is the admin's call);
-#   - a cgroup subtree `dockyard` owned by the user in every v1 hierarchy (or, on cgroup v2, one with
-#     cpu/io/memory/pids enabled), so runc can enforce resource limits and pause rootless;
+#   - every member of the group gets its own cgroup subtree `dockyard/<user>` in every v1 hierarchy
+#     (or, on cgroup v2, one with cpu/io/memory/pids enabled), so runc can enforce resource limits and
+#     pause rootless for any member's platform (`dockyard system delegate USER` does it for one);
 #   - every parent directory of this checkout is o+x, so the user can run the venv's python.
 #
 # Prints one line per action taken, or a single "host ready" line when nothing needed doing.
@@ -26,6 +29,7 @@ readonly USER_NAME="${DOCKYARD_USER:-dockyard}"
 readonly USER_HOME="/home/${USER_NAME}"
 readonly GROUP_NAME="${DOCKYARD_GROUP:-dockyard}"
 readonly OUTSIDER_NAME=dockyard-outsider
+readonly PEER_NAME=dockyard-peer
 readonly SUBID_COUNT=65536
 readonly SUBID_FLOOR=100000
 readonly UDEV_RULE=/etc/udev/rules.d/70-dockyard-rootless.rules
@@ -97,6 +101,15 @@ if ! id -nG "$USER_NAME" | tr ' ' '\n' | grep -qx "$GROUP_NAME"; then
     usermod -a -G "$GROUP_NAME" "$USER_NAME" || die "usermod -aG ${GROUP_NAME} ${USER_NAME} failed"
     act "added ${USER_NAME} to group ${GROUP_NAME}"
 fi
+if ! getent passwd "$PEER_NAME" >/dev/null; then
+    useradd --create-home --home-dir "/home/${PEER_NAME}" --shell /bin/bash \
+        -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$PEER_NAME" || die "useradd ${PEER_NAME} failed"
+    act "created user ${PEER_NAME} (a second member of ${GROUP_NAME}, for the delegation tests)"
+fi
+if ! id -nG "$PEER_NAME" | tr ' ' '\n' | grep -qx "$GROUP_NAME"; then
+    usermod -a -G "$GROUP_NAME" "$PEER_NAME" || die "usermod -aG ${GROUP_NAME} ${PEER_NAME} failed"
+    act "added ${PEER_NAME} to group ${GROUP_NAME}"
+fi
 if ! getent passwd "$OUTSIDER_NAME" >/dev/null; then
     useradd --no-create-home --shell /usr/sbin/nologin "$OUTSIDER_NAME" || die "useradd ${OUTSIDER_NAME} failed"
     act "created user ${OUTSIDER_NAME} (for the access tests: in no dockyard group)"
@@ -105,11 +118,11 @@ fi
 # --- subordinate ids ---------------------------------------------------------------------------------
 step="subordinate ids"
 touch /etc/subuid /etc/subgid
-# Total ids the user already owns in a subid file (entries may name the user or its numeric uid).
+# Total ids user $2 already owns in subid file $1 (entries may name the user or its numeric uid).
 subid_total() {
     local uid
-    uid="$(id -u "$USER_NAME")"
-    awk -F: -v n="$USER_NAME" -v u="$uid" '($1 == n || $1 == u) && $3 ~ /^[0-9]+$/ { t += $3 } END { print t + 0 }' "$1"
+    uid="$(id -u "$2")"
+    awk -F: -v n="$2" -v u="$uid" '($1 == n || $1 == u) && $3 ~ /^[0-9]+$/ { t += $3 } END { print t + 0 }' "$1"
 }
 # First start >= SUBID_FLOOR past the end of every range in the file: overlaps no other entry.
 next_free_start() {
@@ -117,12 +130,14 @@ next_free_start() {
         $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ { end = $2 + $3; if (end > max) max = end }
         END { print (max > floor ? max : floor) }' "$1"
 }
-for file in /etc/subuid /etc/subgid; do
-    if [ "$(subid_total "$file")" -lt "$SUBID_COUNT" ]; then
-        start="$(next_free_start "$file")"
-        echo "${USER_NAME}:${start}:${SUBID_COUNT}" >>"$file"
-        act "added ${USER_NAME}:${start}:${SUBID_COUNT} to ${file}"
-    fi
+for who in "$USER_NAME" "$PEER_NAME"; do
+    for file in /etc/subuid /etc/subgid; do
+        if [ "$(subid_total "$file" "$who")" -lt "$SUBID_COUNT" ]; then
+            start="$(next_free_start "$file")"
+            echo "${who}:${start}:${SUBID_COUNT}" >>"$file"
+            act "added ${who}:${start}:${SUBID_COUNT} to ${file}"
+        fi
+    done
 done
 
 # --- devices -----------------------------------------------------------------------------------------
@@ -148,60 +163,17 @@ if [ ! -f "$UDEV_RULE" ] || [ "$(cat "$UDEV_RULE")" != "$rule" ]; then
     act "wrote ${UDEV_RULE} (keeps /dev/fuse and /dev/net/tun 0666 after reboot)"
 fi
 
-# --- cgroups: a subtree the user may write, for resource limits, pause and stats ---------------------
-# (lib/dockyard/core/cgroups.py describes the layout; cgroupfs is not persistent: this runs at every
-# `make run`/`make test`, and after a reboot `make setup` again.)
+# --- cgroups: a subtree per member, for resource limits, pause and stats ---------------------------
+# One implementation, shared with `dockyard system delegate USER`: dockyard.core.cgroups.delegate (it
+# describes the layout), run with the system python3 since the venv may not exist yet. cgroupfs is not
+# persistent: this runs at every `make run`/`make test`, and after a reboot `make setup` again.
 step="cgroups"
-readonly CGROUP_SUBTREE=dockyard
-USER_GROUP="$(id -gn "$USER_NAME")"
-give_cgroup() { # $1: a cgroup dir; the user gets it and the files that move processes and enable controllers
-    local d="$1" f changed=1
-    for f in "$d" "$d/cgroup.procs" "$d/tasks" "$d/cgroup.threads" "$d/cgroup.subtree_control"; do
-        [ -e "$f" ] || continue
-        if [ "$(stat -c %U "$f")" != "$USER_NAME" ]; then
-            chown "$USER_NAME:$USER_GROUP" "$f" || die "chown ${f} failed"
-            changed=0
-        fi
-    done
-    return "$changed"
-}
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then # cgroup v2: one subtree, controllers enabled for it
-    d="/sys/fs/cgroup/${CGROUP_SUBTREE}"
-    if [ ! -d "$d" ]; then
-        mkdir "$d" || die "mkdir ${d} failed"
-        act "created cgroup ${d}"
-    fi
-    for c in cpu cpuset io memory pids; do
-        grep -qw "$c" /sys/fs/cgroup/cgroup.controllers || continue
-        for parent in /sys/fs/cgroup "$d"; do
-            if ! grep -qw "$c" "$parent/cgroup.subtree_control"; then
-                if echo "+$c" >"$parent/cgroup.subtree_control" 2>/dev/null; then
-                    act "enabled the ${c} controller in ${parent}/cgroup.subtree_control"
-                else
-                    warn "cannot enable ${c} in ${parent}/cgroup.subtree_control (a process in it?)"
-                fi
-            fi
-        done
-    done
-    if give_cgroup "$d"; then act "gave cgroup ${d} to ${USER_NAME}"; fi
-elif grep -q ' cgroup ' /proc/self/mounts; then # v1 or hybrid: runc uses every v1 hierarchy, so all
-    while read -r _ mnt type _; do
-        [ "$type" = cgroup ] || continue
-        d="${mnt}/${CGROUP_SUBTREE}"
-        if [ ! -d "$d" ]; then
-            mkdir "$d" || die "mkdir ${d} failed"
-            act "created cgroup ${d}"
-        fi
-        if [ -f "$d/cpuset.cpus" ]; then # runc (not root) cannot fill these in for itself
-            for f in cpuset.cpus cpuset.mems; do
-                if [ -z "$(cat "$d/$f")" ]; then
-                    cat "$mnt/$f" >"$d/$f" || die "cannot copy ${mnt}/${f} to ${d}"
-                    act "copied ${f} into ${d}"
-                fi
-            done
-        fi
-        if give_cgroup "$d"; then act "gave cgroup ${d} to ${USER_NAME}"; fi
-    done </proc/self/mounts
+if grep -qE ' cgroup2? ' /proc/self/mounts; then
+    delegated="$(python3 "$REPO/deploy/setup/delegate_cgroups.py" "$GROUP_NAME")" \
+        || die "cgroup delegation failed (see above)"
+    while IFS= read -r line; do
+        [ -z "$line" ] || act "$line"
+    done <<<"$delegated"
 else
     warn "no cgroup filesystem: container resource limits and pause will be refused"
 fi

@@ -77,18 +77,18 @@ class Platform:
         return {"Authorization": f"Basic {token}"}
 
 
-def as_user() -> list[str]:
-    """Run as the unprivileged user when we are root (CI), as ourselves otherwise."""
+def as_user(user: str = USER) -> list[str]:
+    """Run as the unprivileged ``user`` when we are root (CI), as ourselves otherwise."""
     if os.geteuid() != 0:
         return []
     try:
-        pwd.getpwnam(USER)
+        group = pwd.getpwnam(user).pw_gid
     except KeyError:
-        pytest.fail(f"user {USER!r} missing: run `make setup` (it creates the unprivileged user)")
-    return ["setpriv", "--reuid", USER, "--regid", USER, "--init-groups", "--"]
+        pytest.fail(f"user {user!r} missing: run `make setup` (it creates the unprivileged users)")
+    return ["setpriv", "--reuid", user, "--regid", str(group), "--init-groups", "--"]
 
 
-def make_workdir(path: Path) -> Path:
+def make_workdir(path: Path, user: str = USER) -> Path:
     """``path`` world-traversable and owned by the platform's user (it keeps its state there)."""
     path.chmod(0o755)
     for parent in path.parents:
@@ -97,23 +97,27 @@ def make_workdir(path: Path) -> Path:
         if not parent.stat().st_mode & 0o001:
             parent.chmod(parent.stat().st_mode | 0o001)
     if os.geteuid() == 0:
-        shutil.chown(path, USER, USER)
+        shutil.chown(path, user, pwd.getpwnam(user).pw_gid)
     return path
 
 
 def start(
-    state_dir: Path, ports: tuple[int, int] | None, *extra: str, env: dict[str, str] | None = None
+    state_dir: Path,
+    ports: tuple[int, int] | None,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    user: str = USER,
 ) -> Platform:
     """``dockyard up`` on ``state_dir`` with (NATS, registry HTTP) ``ports`` (None: up's defaults,
     and the registry's address is asked of the platform), waited for until ready.
 
-    ``extra`` are more ``up`` flags, ``env`` more environment variables.
+    ``extra`` are more ``up`` flags, ``env`` more environment variables, ``user`` who runs it (as root).
     """
     output = state_dir.parent / f"up-{time.monotonic_ns()}.out"
     env = {**os.environ, "HOME": str(state_dir.parent), "DOCKYARD_LOG_LEVEL": "info", **(env or {})}
     env.pop("XDG_RUNTIME_DIR", None)  # so the gateway's socket is the fallback, <state-dir>/dockyard.sock
     cmd = [
-        *as_user(),
+        *as_user(user),
         PYTHON,
         "-m",
         "dockyard.cli",
@@ -185,9 +189,9 @@ def clean_stop(platform: Platform) -> None:
 
 
 @contextlib.contextmanager
-def busybox_platform(workdir: Path) -> Iterator[Platform]:
-    """A platform under ``workdir/state`` with ``busybox:latest`` imported; cleaned up after."""
-    platform = start(workdir / "state", (free_port(), free_port()))
+def busybox_platform(workdir: Path, user: str = USER) -> Iterator[Platform]:
+    """A platform under ``workdir/state``, run by ``user``, with ``busybox:latest`` imported; cleaned up."""
+    platform = start(workdir / "state", (free_port(), free_port()), user=user)
     try:
         platform.ok(
             "import", str(busybox_rootfs_tar(workdir / "busybox.tar")), "busybox:latest", "-c", 'CMD ["sh"]'

@@ -1,9 +1,9 @@
 """End to end: resource limits, pause, update and stats, proven by behaviour, as the unprivileged user.
 
 The platform runs as `dockyard`; limits reach the kernel through the cgroup subtree ``make setup``
-delegates (/sys/fs/cgroup/<hierarchy>/dockyard on v1). The tests read the containers' cgroup files
-(as root, or as anyone: they are world-readable) to see what the kernel did, never only what we
-recorded: an OOM kill, a CPU share, refused forks, a frozen counter.
+delegates to it (/sys/fs/cgroup/<hierarchy>/dockyard/dockyard on v1). The tests read the containers'
+cgroup files (as root, or as anyone: they are world-readable) to see what the kernel did, never only
+what we recorded: an OOM kill, a CPU share, refused forks, a frozen counter.
 """
 
 from __future__ import annotations
@@ -16,9 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_platform import Platform, busybox_platform, make_workdir
+from e2e_platform import USER, Platform, busybox_platform, make_workdir
 
-from dockyard.core.cgroups import CGROUP_ROOT, probe
+from dockyard.core.cgroups import Delegation
+from dockyard.core.cgroups import probe as probe_for
+
+
+def probe() -> Delegation:
+    """The subtree the platform's user has (its own dockyard/<user>, else the shared dockyard)."""
+    return probe_for(user=USER)
+
 
 ALLOCATE = 'x=$(head -c {n} /dev/zero | tr "\\0" x); echo kept {n}'  # a shell variable of n bytes
 
@@ -44,7 +51,7 @@ def _id(platform: Platform, name: str) -> str:
 def cgroup_file(cid: str, controller: str, name: str) -> Path:
     """The container's cgroup file (v1: per hierarchy; v2: one directory)."""
     d = probe()
-    base = d.paths.get(controller) if d.mode == "v1" else CGROUP_ROOT / "dockyard"
+    base = d.paths.get(controller) if d.mode == "v1" else d.paths.get("freezer")
     assert base is not None, f"no {controller} hierarchy"
     return base / cid / name
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -160,13 +162,37 @@ def test_limits_enforceable_with_a_delegated_v1_subtree_in_every_hierarchy(tmp_p
     (tmp_path / "devices" / "dockyard").rmdir()
     check = rootless._cgroup_limits(tmp_path, 1001, cgroup_mode(tmp_path))
     assert not check.ok
-    assert "devices/dockyard is missing" in check.detail and "make setup" in check.fix
+    # what is missing is this user's own subtree (the shared one no longer serves), and how to make it
+    assert f"*/dockyard/{_me()} is missing (in every hierarchy)" in check.detail
+    assert "dockyard system delegate USER" in check.fix and "make setup" in check.fix
+
+
+def test_limits_enforceable_with_this_users_own_subtree(tmp_path: Path) -> None:
+    for h in ("memory", "cpu,cpuacct", "pids", "freezer", "devices", "blkio", "cpuset", "systemd"):
+        _touch(tmp_path / h / "cgroup.procs")
+        _touch(tmp_path / h / "dockyard" / _me() / "cgroup.procs")
+    _touch(tmp_path / "cpuset" / "dockyard" / _me() / "cpuset.cpus", "0-1\n")
+    _touch(tmp_path / "cpuset" / "dockyard" / _me() / "cpuset.mems", "0\n")
+    check = rootless._cgroup_limits(tmp_path, os.getuid(), cgroup_mode(tmp_path))
+    assert check.ok, check.detail
+    assert f"/*/dockyard/{_me()} delegated: enforces" in check.detail  # doctor names whose it is
+    # v2: doctor judges as the platform will be, inside the user's subtree
+    v2 = tmp_path / "v2"
+    _touch(v2 / "cgroup.controllers", "cpuset cpu io memory pids\n")
+    _touch(v2 / "dockyard" / _me() / "cgroup.procs")
+    _touch(v2 / "dockyard" / _me() / "cgroup.subtree_control", "cpu io memory pids\n")
+    check = rootless._cgroup_limits(v2, os.getuid(), cgroup_mode(v2))
+    assert check.ok and f"cgroup v2, /sys/fs/cgroup/dockyard/{_me()} delegated" in check.detail, check.detail
+
+
+def _me() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def test_limits_not_enforceable_without_a_subtree(tmp_path: Path) -> None:
     _v2_with_delegation(tmp_path, 1001, "cpu memory pids\n")  # systemd's delegation alone is not used
     check = rootless._cgroup_limits(tmp_path, 1001, cgroup_mode(tmp_path))
-    assert not check.ok and "dockyard is missing" in check.detail
+    assert not check.ok and f"dockyard/{_me()} is missing" in check.detail
     assert "no default pids limit: a fork bomb" in check.detail  # doctor says what is at stake
     check = rootless._cgroup_limits(tmp_path / "none", 1001, CgroupMode.NONE)
     assert not check.ok and "no cgroup filesystem" in check.detail

@@ -1,8 +1,13 @@
-"""``dockyard system df``: the disk used by images and containers (``-v``: per image)."""
+"""``dockyard system df``: the disk used by images and containers (``-v``: per image).
+``dockyard system delegate USER`` (root): give USER its own cgroup subtree, so its platform can
+enforce resource limits and pause (:mod:`dockyard.core.cgroups` describes the layout)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -11,6 +16,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     df = sub.add_parser("df", help="show disk usage", description="Show disk usage of images and containers")
     df.add_argument("-v", "--verbose", action="store_true", help="one row per image and container")
     df.add_argument("--format", choices=("table", "json"), default="table", help="json: one object a line")
+    delegate = sub.add_parser(
+        "delegate",
+        help="as root: give USER its own cgroup subtree (resource limits, pause); idempotent",
+        description="As root: make /sys/fs/cgroup/<hierarchy>/dockyard/USER (cgroup v1, in every "
+        "hierarchy) or /sys/fs/cgroup/dockyard/USER with its controllers enabled (v2), owned by USER, "
+        "so the platform USER runs can enforce resource limits and pause. `make setup` does this for "
+        "every member of the dockyard group. cgroupfs is not persistent: run it again after a reboot.",
+    )
+    delegate.add_argument("user", metavar="USER", help="the user whose platform gets the subtree")
+    delegate.add_argument("--cgroup-root", type=Path, default=None, help=argparse.SUPPRESS)  # tests
+
+
+def delegate(args: argparse.Namespace) -> int:
+    """One line per change (or one saying all was in place); one line on stderr, exit 1, when it cannot."""
+    import pwd
+
+    from dockyard.core import cgroups
+
+    def refuse(why: str) -> int:
+        print(f"dockyard system delegate: {why}", file=sys.stderr)
+        return 1
+
+    if os.geteuid() != 0:
+        return refuse(f"must run as root (try: sudo dockyard system delegate {args.user})")
+    try:
+        pwd.getpwnam(args.user)
+    except KeyError:
+        return refuse(f"no such user {args.user!r}")
+    root = args.cgroup_root or cgroups.CGROUP_ROOT
+    try:
+        done = cgroups.delegate(args.user, root)
+    except cgroups.DelegationError as exc:
+        return refuse(str(exc))
+    for line in done.actions:
+        print(line)
+    for line in done.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if not done.actions:
+        print(f"{root}/…/{cgroups.user_subtree(args.user)} is already {args.user}'s: nothing to do")
+    return 0
 
 
 def percent(part: int, whole: int) -> str:
@@ -59,6 +104,8 @@ def summary(usage: Any, running: int) -> list[dict[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "delegate":
+        return delegate(args)
     from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
     from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
     from dockyard.cli import human

@@ -49,7 +49,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect", "Show containers or images in detail (JSON)"),
     "image": ("image", "Manage images: ls, pull, push, tag, rm, prune, history, inspect, import, save, load"),
     "container": ("container", "Manage containers: ls, create, run, start, stop, rm, logs, exec, prune, ..."),
-    "system": ("system", "Platform-wide views: df"),
+    "system": ("system", "Platform-wide views: df; as root, delegate a user its cgroup subtree"),
     "network": ("network", "Manage networks: create, ls, inspect, rm, connect, disconnect, prune"),
     "volume": ("volume", "Manage volumes: create, ls, inspect, rm, prune"),
 }

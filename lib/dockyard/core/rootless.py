@@ -467,12 +467,13 @@ def _oci_runtime(name: str, scratch: Path, bundle: Path | None) -> Check:
 
 def _cgroup_limits(root: Path, uid: int, mode: CgroupMode) -> Check:
     """ok exactly when rootless resource limits can be enforced: a cgroup subtree this user may
-    write (``/sys/fs/cgroup/<hierarchy>/dockyard`` on v1, ``/sys/fs/cgroup/dockyard`` with its
-    controllers enabled on v2), the same decision the runtime takes (:mod:`dockyard.core.cgroups`)."""
+    write (its own ``/sys/fs/cgroup/<hierarchy>/dockyard/<user>`` on v1, ``/sys/fs/cgroup/dockyard/<user>``
+    with its controllers enabled on v2, or the older shared ``dockyard``), the same decision the
+    runtime takes (:mod:`dockyard.core.cgroups`)."""
     from dockyard.core import cgroups
 
     name = "cgroup limits"
-    fix = f"as root: {cgroups.SETUP_HINT}; it must run again after a reboot (cgroupfs is not persistent)"
+    fix = f"{cgroups.SETUP_HINT}; it must run again after a reboot (cgroupfs is not persistent)"
     if mode is CgroupMode.NONE:
         return Check(
             name,
@@ -482,7 +483,7 @@ def _cgroup_limits(root: Path, uid: int, mode: CgroupMode) -> Check:
         )
     # On v2 the platform runs inside the subtree (`dockyard up` as root moves itself there), so
     # judge the subtree as the runtime will see it, not from this (doctor's) cgroup.
-    delegation = cgroups.probe(root, own_v2=f"/{cgroups.SUBTREE}/{cgroups.PLATFORM_LEAF}")
+    delegation = cgroups.probe(root, as_platform=True)
     enforced = delegation.enforceable
     no_default = (
         "; no default pids limit: a fork bomb in a container can use up this user's processes"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import pwd
 import tarfile
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from image_test_support import ListPublisher
 
 from dockyard.cli import limits as cli_limits
-from dockyard.core.cgroups import Delegation, probe
+from dockyard.core.cgroups import Delegation, enter_v2_subtree, probe
 from dockyard.core.errors import FailedPrecondition, InvalidArgument
 from dockyard.core.rootless import SnapshotterChoice
 from dockyard.runtime import ocispec
@@ -35,25 +37,27 @@ def _touch(p: Path, text: str = "") -> Path:
     return p
 
 
-def fake_v1(root: Path, *, delegated: tuple[str, ...] = V1) -> Path:
+def fake_v1(root: Path, *, delegated: tuple[str, ...] = V1, subtree: str = "dockyard") -> Path:
+    """A v1 (hybrid) tree with ``subtree`` in the ``delegated`` hierarchies: "dockyard" is the older
+    shared layout, "dockyard/<user>" a user's own."""
     for h in V1:
         _touch(root / h / "cgroup.procs")
     for h in delegated:
-        _touch(root / h / "dockyard" / "cgroup.procs")
+        _touch(root / h / subtree / "cgroup.procs")
     if "cpuset" in delegated:
-        _touch(root / "cpuset" / "dockyard" / "cpuset.cpus", "0-1\n")
-        _touch(root / "cpuset" / "dockyard" / "cpuset.mems", "0\n")
+        _touch(root / "cpuset" / subtree / "cpuset.cpus", "0-1\n")
+        _touch(root / "cpuset" / subtree / "cpuset.mems", "0\n")
     if "memory" in delegated:
-        _touch(root / "memory" / "dockyard" / "memory.memsw.limit_in_bytes", "9223372036854771712\n")
+        _touch(root / "memory" / subtree / "memory.memsw.limit_in_bytes", "9223372036854771712\n")
     _touch(root / "unified" / "cgroup.controllers", "")  # hybrid: the empty v2 hierarchy is ignored
     return root
 
 
-def fake_v2(root: Path, enabled: str = "cpu io memory pids") -> Path:
+def fake_v2(root: Path, enabled: str = "cpu io memory pids", subtree: str = "dockyard") -> Path:
     _touch(root / "cgroup.controllers", "cpuset cpu io memory pids\n")
-    _touch(root / "dockyard" / "cgroup.procs")
-    _touch(root / "dockyard" / "cgroup.subtree_control", enabled + "\n")
-    _touch(root / "dockyard" / "memory.swap.max", "max\n")
+    _touch(root / subtree / "cgroup.procs")
+    _touch(root / subtree / "cgroup.subtree_control", enabled + "\n")
+    _touch(root / subtree / "memory.swap.max", "max\n")
     return root
 
 
@@ -71,18 +75,22 @@ def test_v1_with_every_hierarchy_delegated_enforces_every_limit(tmp_path: Path) 
 
 @pytest.mark.parametrize("absent", ["devices", "systemd", "memory"])
 def test_one_hierarchy_without_the_subtree_makes_v1_unusable(tmp_path: Path, absent: str) -> None:
-    d = probe(fake_v1(tmp_path, delegated=tuple(h for h in V1 if h != absent)))
+    d = probe(
+        fake_v1(tmp_path, delegated=tuple(h for h in V1 if h != absent), subtree="dockyard/alice"),
+        user="alice",
+    )
     assert not d.usable and d.enforceable == []
     line = d.missing(["--memory"])
     assert line is not None and "\n" not in line
     assert line.startswith("--memory: cannot enforce resource limits on this host")
-    assert f"{absent}/dockyard is missing" in line and "make setup" in line
+    # what to fix is the user's own subtree, and how
+    assert f"{absent}/dockyard/alice is missing" in line and "dockyard system delegate USER" in line
 
 
 def test_an_empty_cpuset_subtree_is_a_problem_runc_would_hit(tmp_path: Path) -> None:
     fake_v1(tmp_path)
     (tmp_path / "cpuset" / "dockyard" / "cpuset.cpus").write_text("\n")
-    d = probe(tmp_path)
+    d = probe(tmp_path, user="")  # no user name: only the shared layout is looked at
     assert not d.usable and "cpuset.cpus" in d.problems[0]
 
 
@@ -97,7 +105,7 @@ def test_v2_needs_the_subtree_its_controllers_and_the_process_inside(tmp_path: P
     assert d.mode == "v2" and d.usable
     assert d.enforceable == ["--memory", "--memory-swap", "--cpus", "--cpu-shares", "--pids-limit"]
 
-    outside = probe(tmp_path, own_v2="/user.slice/session-1.scope")
+    outside = probe(tmp_path, own_v2="/user.slice/session-1.scope", user="")
     assert not outside.usable and "outside /dockyard" in outside.problems[0]
 
     partial = probe(fake_v2(tmp_path / "p", enabled="memory pids"), own_v2="/dockyard/platform")
@@ -105,7 +113,67 @@ def test_v2_needs_the_subtree_its_controllers_and_the_process_inside(tmp_path: P
     assert "lacks the cpu controller" in (partial.missing(["--cpus"]) or "")
 
     _touch(tmp_path / "bare" / "cgroup.controllers", "cpu memory pids\n")  # v2, nothing delegated
-    assert "bare/dockyard is missing" in probe(tmp_path / "bare", own_v2="/dockyard/platform").problems[0]
+    bare = probe(tmp_path / "bare", own_v2="/dockyard/platform", user="alice")
+    assert "bare/dockyard/alice is missing" in bare.problems[0]
+
+
+# --- a subtree per user -------------------------------------------------------------------------------
+
+
+def test_a_users_own_v1_subtree_is_found_and_containers_go_inside_it(tmp_path: Path) -> None:
+    root = fake_v1(tmp_path, subtree="dockyard/alice")
+    d = probe(root, user="alice")
+    assert d.usable and d.subtree == "dockyard/alice" and d.problems == ()
+    assert d.paths["pids"] == root / "pids" / "dockyard" / "alice"
+    assert d.enforceable == ["--memory", "--memory-swap", "--cpus", "--cpu-shares", "--pids-limit"]
+    assert "/*/dockyard/alice delegated: enforces" in d.summary()
+    assert Cgroups(d).cgroups_path("c0ffee") == "/dockyard/alice/c0ffee"
+
+
+def test_another_users_subtree_is_not_used(tmp_path: Path) -> None:
+    root = fake_v1(tmp_path, subtree="dockyard/alice")
+    bob = probe(root, user="bob")
+    assert not bob.usable
+    assert bob.problems == (f"{tmp_path}/*/dockyard/bob is missing (in every hierarchy)",)  # one clause
+
+
+def test_the_shared_layout_is_the_fallback_and_the_own_subtree_wins(tmp_path: Path) -> None:
+    shared = probe(fake_v1(tmp_path), user="alice")  # only dockyard/, as hosts set up before
+    assert shared.usable and shared.subtree == "dockyard"
+    assert Cgroups(shared).cgroups_path("c") == "/dockyard/c"
+    assert "no subtree of this user's own" in shared.summary()
+    fake_v1(tmp_path, subtree="dockyard/alice")  # both: alice's own is chosen
+    own = probe(tmp_path, user="alice")
+    assert own.subtree == "dockyard/alice" and own.paths["memory"] == tmp_path / "memory/dockyard/alice"
+
+
+def test_v1_needs_the_users_subtree_in_every_hierarchy(tmp_path: Path) -> None:
+    d = probe(fake_v1(tmp_path, delegated=V1[:-1], subtree="dockyard/alice"), user="alice")
+    assert not d.usable and d.problems == (f"{tmp_path}/systemd/dockyard/alice is missing",)
+
+
+def test_a_users_own_v2_subtree_and_the_platform_inside_it(tmp_path: Path) -> None:
+    root = fake_v2(tmp_path, subtree="dockyard/alice")
+    inside = probe(root, own_v2="/dockyard/alice/platform", user="alice")
+    assert inside.usable and inside.subtree == "dockyard/alice"
+    assert inside.paths["memory"] == root / "dockyard" / "alice"
+    assert Cgroups(inside).cgroups_path("c") == "/dockyard/alice/c"
+    # doctor runs outside; it judges as the platform will be once `dockyard up` put itself inside
+    assert probe(root, own_v2="/user.slice", user="alice", as_platform=True).usable
+    outside = probe(root, own_v2="/dockyard/platform", user="alice")  # the shared leaf: not alice's
+    assert not outside.usable and "outside /dockyard/alice" in outside.problems[0]
+
+
+def test_enter_v2_subtree_uses_the_users_own_leaf(tmp_path: Path) -> None:
+    root = fake_v2(tmp_path, subtree=f"dockyard/{_me()}")
+    assert enter_v2_subtree(os.getuid(), os.getgid(), root, pid=4242)
+    assert (root / "dockyard" / _me() / "platform" / "cgroup.procs").read_text() == "4242\n"
+    assert not (root / "dockyard" / "platform").exists()
+    assert not enter_v2_subtree(os.getuid(), os.getgid(), fake_v1(tmp_path / "v1"), pid=1)  # v1: no-op
+
+
+def _me() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 # --- limits → linux.resources ------------------------------------------------------------------------

@@ -80,8 +80,9 @@ def build(host_config: HostConfig, facts: RootlessFacts, platform_auth: Path | N
     def seccomp() -> dict[str, Any] | None:
         return load_seccomp(caps=set(ocispec.DEFAULT_CAPS), arch=platform.machine())
 
-    # Resource limits: which cgroup subtree we may write, decided once (dockyard.core.cgroups).
-    cgroups = Cgroups(cgroup_delegation.probe())
+    # Resource limits: which cgroup subtree we may write, decided once (dockyard.core.cgroups); by the
+    # real user's name, since in the node namespace our uid is 0.
+    cgroups = Cgroups(cgroup_delegation.probe(user=facts.user))
     log.info("cgroups", decision=cgroups.delegation.summary())
     volumes = VolumeStore(root / "volumes", host.publisher, host_config.source)
     # User networks: bridges in the node network namespace (dockyard.runtime.networks, .netns).

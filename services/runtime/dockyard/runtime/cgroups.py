@@ -1,21 +1,23 @@
 """Resource limits, pause and stats through the cgroup subtree delegated to the platform's user.
 
-Decided once at start (:func:`dockyard.core.cgroups.probe`, a :class:`Delegation`): when the subtree
-is usable every container gets ``linux.cgroupsPath = /dockyard/<id>`` — runc makes that cgroup in
+Decided once at start (:func:`dockyard.core.cgroups.probe`, a :class:`Delegation`): when the user's
+subtree (``dockyard/<user>``, or the older shared ``dockyard``) is usable every container gets
+``linux.cgroupsPath = /dockyard/<user>/<id>`` — runc makes that cgroup in
 every hierarchy, writes ``linux.resources`` into it, and ``runc pause``/``resume`` use its freezer —
 and the limit flags its controllers carry are accepted. Otherwise containers run without a cgroup
 of their own (as before) and any limit flag is refused at create with one line saying what is
 missing: a limit is never silently dropped.
 
-What a container's cgroup holds (v1; v2 has the same in one directory, named as v2 names them)::
+What a container's cgroup holds (v1, <s> = dockyard/<user>; v2 has the same in one directory,
+named as v2 names them)::
 
-    /sys/fs/cgroup/memory/dockyard/<id>/   memory.limit_in_bytes  memory.memsw.limit_in_bytes
-                                           memory.usage_in_bytes  memory.stat  memory.oom_control
-    /sys/fs/cgroup/cpu/dockyard/<id>/      cpu.cfs_quota_us  cpu.cfs_period_us  cpu.shares
-    /sys/fs/cgroup/cpuacct/dockyard/<id>/  cpuacct.usage (ns of CPU, all tasks)
-    /sys/fs/cgroup/pids/dockyard/<id>/     pids.max  pids.current
-    /sys/fs/cgroup/blkio/dockyard/<id>/    blkio.throttle.io_service_bytes_recursive
-    /sys/fs/cgroup/freezer/dockyard/<id>/  freezer.state
+    /sys/fs/cgroup/memory/<s>/<id>/   memory.limit_in_bytes  memory.memsw.limit_in_bytes
+                                      memory.usage_in_bytes  memory.stat  memory.oom_control
+    /sys/fs/cgroup/cpu/<s>/<id>/      cpu.cfs_quota_us  cpu.cfs_period_us  cpu.shares
+    /sys/fs/cgroup/cpuacct/<s>/<id>/  cpuacct.usage (ns of CPU, all tasks)
+    /sys/fs/cgroup/pids/<s>/<id>/     pids.max  pids.current
+    /sys/fs/cgroup/blkio/<s>/<id>/    blkio.throttle.io_service_bytes_recursive
+    /sys/fs/cgroup/freezer/<s>/<id>/  freezer.state
 
 ``runc delete`` removes these; :meth:`Cgroups.remove` rmdirs whatever a failed delete left.
 Reading a sample costs ~10 small file reads (~0.1 ms); nothing here blocks on anything but procfs
@@ -31,7 +33,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from dockyard.core.cgroups import DEFAULT_PIDS_LIMIT, SUBTREE, Delegation
+from dockyard.core.cgroups import DEFAULT_PIDS_LIMIT, Delegation
 from dockyard.core.errors import FailedPrecondition, InvalidArgument
 
 #: docker's CFS period for --cpus (100 ms).
@@ -219,7 +221,7 @@ class Cgroups:
 
     def cgroups_path(self, cid: str) -> str:
         """The container's ``linux.cgroupsPath``, "" when it gets no cgroup."""
-        return f"/{SUBTREE}/{cid}" if self.usable else ""
+        return f"/{self.delegation.subtree}/{cid}" if self.usable else ""
 
     def check(self, limits: Limits) -> None:
         """InvalidArgument for a bad value; FailedPrecondition (one line naming what is missing)
