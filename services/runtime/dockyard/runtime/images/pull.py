@@ -202,7 +202,7 @@ def _all_failed(reference: str, failures: list[tuple[Source, DockyardError]]) ->
         return failures[0][1]
     last = failures[-1][1]
     kind = Unavailable if all(isinstance(e, Unavailable) for _, e in failures) else type(last)
-    said = "; ".join(f"{s.label} ({s.ref.name}): {' '.join(str(e).split())}" for s, e in failures)
+    said = "; ".join(f"{s.label} ({s.ref}): {' '.join(str(e).split())}" for s, e in failures)
     return kind(f"cannot pull {reference}: {said}", reason=last.reason, tried=[s.label for s, _ in failures])
 
 
