@@ -114,8 +114,12 @@ def test_a_dead_mirror_and_a_dead_location_are_named_in_one_line(platform: Platf
     _conf(conf, DEAD.format(mirror=mirror, location=location))  # read at every pull: no restart
     try:
         failed = platform.cli("pull", "debian:bookworm", timeout=120)
+        _conf(conf, '[[registry]]\nlocation = "https://x.io"\n')
+        broken = platform.cli("pull", "busybox", timeout=60)
     finally:
         _conf(conf, saved)
+    assert broken.returncode != 0 and broken.stderr.count("\n") == 1, broken.stderr
+    assert f"registries configuration {conf}: " in broken.stderr and "without a scheme" in broken.stderr
     assert failed.returncode != 0
     lines = failed.stderr.strip().splitlines()
     assert len(lines) == 1, failed.stderr
