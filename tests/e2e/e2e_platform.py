@@ -114,7 +114,13 @@ def start(
     ``extra`` are more ``up`` flags, ``env`` more environment variables, ``user`` who runs it (as root).
     """
     output = state_dir.parent / f"up-{time.monotonic_ns()}.out"
-    env = {**os.environ, "HOME": str(state_dir.parent), "DOCKYARD_LOG_LEVEL": "info", **(env or {})}
+    env = {
+        **os.environ,
+        "HOME": str(state_dir.parent),
+        "DOCKYARD_LOG_LEVEL": "info",
+        "CONTAINERS_REGISTRIES_CONF": str(hermetic_registries_conf(state_dir.parent, ports)),
+        **(env or {}),
+    }
     env.pop("XDG_RUNTIME_DIR", None)  # so the gateway's socket is the fallback, <state-dir>/dockyard.sock
     cmd = [
         *as_user(user),
@@ -145,6 +151,17 @@ def start(
     process.wait()
     end_node(state_dir / "runtime")
     pytest.fail(f"dockyard up not ready in 90 s:\n{output.read_text()}")
+
+
+def hermetic_registries_conf(directory: Path, ports: tuple[int, int] | None) -> Path:
+    """A registries.conf that keeps a test off the internet and off the machine's /etc/containers:
+    Docker Hub's names go to the platform's own registry (when its port is known), else to a
+    closed loopback port. A test that wants its own passes ``CONTAINERS_REGISTRIES_CONF``."""
+    location = f"127.0.0.1:{ports[1]}" if ports else "127.0.0.1:9"
+    path = directory / "hermetic-registries.conf"
+    path.write_text(f'[[registry]]\nprefix = "docker.io"\nlocation = "{location}"\ninsecure = true\n')
+    path.chmod(0o644)
+    return path
 
 
 def stop(platform: Platform) -> int:

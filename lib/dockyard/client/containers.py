@@ -17,7 +17,7 @@ from dockyard.client.calls import Stream, unary
 from dockyard.client.images import Images
 from dockyard.client.types import ContainerInfo, LogLine, PullPolicy, PullProgress, RunOptions, RunResult
 from dockyard.core.errors import NotFound, Reason
-from dockyard.core.names import names_registry
+from dockyard.core.names import pullable
 
 Writer = Callable[[bytes], object]
 
@@ -49,7 +49,7 @@ class Containers:
             return ContainerInfo.from_pb(unary(self._stub.Create, request))
         except NotFound as exc:
             missing = exc.reason == Reason.NO_SUCH_IMAGE
-            if not (missing and pull == "missing" and names_registry(spec.image)):
+            if not (missing and pull == "missing" and pullable(spec.image)):
                 raise
         self._images.pull(spec.image, on_progress=on_pull)
         return ContainerInfo.from_pb(unary(self._stub.Create, request))

@@ -45,6 +45,7 @@ from distribution_support import (
 
 from dockyard.core.errors import InvalidArgument, NotFound, StorageFull, Unauthenticated, Unavailable
 from dockyard.core.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from dockyard.core.registries import parse_conf
 from dockyard.runtime.images.credentials import CredentialStore, StaticCredentials
 from dockyard.runtime.images.manifests import classify, get_manifest, host_platform, put_manifest
 from dockyard.runtime.images.progress import Progress
@@ -437,10 +438,61 @@ async def test_unreachable_registry_and_bare_names(tmp_path: Path) -> None:
     with pytest.raises(Unavailable, match=f"registry {dead} is unreachable at http://{dead}"):
         await pull(store, f"{dead}/x:1")
     assert time.monotonic() - started < 10  # a few short retries, not a hang
-    with pytest.raises(InvalidArgument, match="no registry in 'busybox': use HOST\\[:PORT\\]/busybox"):
-        await pull(store, "busybox")
     with pytest.raises(Unavailable, match=dead):
         await login(dead, "u", "p")
+    # a bare name is Docker Hub's; here a dead mirror and a dead location: one line naming both
+    other = f"127.0.0.1:{free_port()}"
+    conf = parse_conf(
+        f'[[registry]]\nprefix = "docker.io"\nlocation = "{other}"\n'
+        f'[[registry.mirror]]\nlocation = "{dead}"\n'
+    )
+    with pytest.raises(Unavailable) as both:
+        await pull(store, "busybox", registries=conf)
+    said = str(both.value)
+    assert said.startswith("cannot pull busybox: ") and "\n" not in said, said
+    assert f"mirror {dead} ({dead}/library/busybox:latest): registry {dead} is unreachable" in said
+    assert f"; {other} ({other}/library/busybox:latest): registry {other} is unreachable" in said
+
+
+async def test_docker_names_through_a_mirror(tmp_path: Path, dockyard_registry: RegistryServer) -> None:
+    """`busybox` is docker.io/library/busybox: pulled from docker.io's mirror, listed as docker lists it."""
+    mirror = dockyard_registry.address
+    image = published(tmp_path, mirror, "library/busybox:1")
+    dead = f"127.0.0.1:{free_port()}"
+    conf = parse_conf(
+        f"""
+        [[registry]]
+        prefix = "docker.io"
+        location = "{dead}"
+          [[registry.mirror]]
+          location = "127.0.0.1:{free_port()}"
+          [[registry.mirror]]
+          location = "{mirror}"
+          insecure = true
+        """
+    )
+    store = new_store(tmp_path / "store")
+    record = await pull(store, "busybox:1", registries=conf)  # the first mirror is down: the next serves
+    assert record.manifest_digest == image.digest
+    assert record.repo_tags == ("busybox:1",)
+    assert record.repo_digests == (f"busybox@{image.digest}",)
+    for name in (
+        "busybox:1",
+        "docker.io/library/busybox:1",
+        "library/busybox:1",
+        "index.docker.io/busybox:1",
+    ):
+        assert store.resolve(name).id == record.id
+    # a qualified docker.io name goes the same way; an alias sends a short name elsewhere
+    again = await pull(store, "docker.io/library/busybox:1", registries=conf)
+    assert again.id == record.id
+    published(tmp_path, mirror, "team/tools:2", "t")
+    aliased = parse_conf(f'[aliases]\n"tools" = "{mirror}/team/tools"')
+    assert (await pull(store, "tools:2", registries=aliased)).repo_tags == (f"{mirror}/team/tools:2",)
+    # not on the mirror, and the location is down: each named with its answer; the location's decides
+    with pytest.raises(Unavailable) as missing:
+        await pull(store, "busybox:nope", registries=conf)
+    assert f"mirror {mirror} ({mirror}/library/busybox:nope): manifest unknown" in str(missing.value)
 
 
 async def test_retries_a_registry_that_comes_up_late_and_names_one_that_fails(tmp_path: Path) -> None:

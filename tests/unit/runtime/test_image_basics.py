@@ -120,10 +120,9 @@ def test_parse_refuses(raw: str, why: str) -> None:
         parse(raw)
 
 
-def test_domain_needs_a_registry() -> None:
+def test_a_bare_name_is_on_docker_hub() -> None:
     assert parse("localhost:5000/x").domain == "localhost:5000"
-    with pytest.raises(InvalidArgument, match="no registry in 'busybox': use HOST"):
-        _ = parse("busybox").domain
+    assert (parse("busybox").domain, parse("busybox").path) == ("docker.io", "library/busybox")
 
 
 # -- --change ---------------------------------------------------------------------------------

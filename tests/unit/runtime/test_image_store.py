@@ -264,3 +264,26 @@ def test_an_image_recorded_with_a_lone_surrogate_still_lists() -> None:
     msg = image_to_pb(store, record)  # type: ignore[arg-type]
     assert msg.labels["k"] == "x\ufffdy" and msg.repo_tags == ["bad:latest"]
     assert json.loads(msg.config)["config"]["Env"] == ["A=\ufffd"]
+
+
+def test_docker_hub_names_are_kept_familiar_and_older_spellings_found(
+    store: ImageStore, publisher: ListPublisher
+) -> None:
+    manifest = put_image(store.content, [layer("hub")])
+    record = store.add_image(manifest, "docker.io/library/busybox:1", repo_digest=f"busybox@{sha(manifest)}")
+    assert record.repo_tags == ("busybox:1",)  # as docker lists it
+    for name in (
+        "busybox:1",
+        "library/busybox:1",
+        "docker.io/busybox:1",
+        "index.docker.io/library/busybox:1",
+    ):
+        assert store.resolve(name).id == record.id
+    # a refs.json written before names were familiar: found again by the name docker uses
+    doc = json.loads((store.root / "refs.json").read_bytes())
+    doc["tags"] = {"docker.io/team/app:2": record.id}
+    (store.root / "refs.json").write_text(json.dumps(doc))
+    again = ImageStore(store.root, publisher, "x")
+    assert (
+        again.resolve("team/app:2").id == record.id and again.resolve("docker.io/team/app:2").id == record.id
+    )

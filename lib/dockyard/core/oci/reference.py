@@ -1,4 +1,4 @@
-"""Image references as docker and podman write them, without an implied Docker Hub.
+"""Image references as docker writes them, Docker Hub's familiar names included.
 
 Grammar (that of the distribution project's ``reference`` package)::
 
@@ -10,11 +10,17 @@ Grammar (that of the distribution project's ``reference`` package)::
     tag        := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
     digest     := sha256:<64 lowercase hex>
 
-Unlike docker, a bare name (``busybox``) is *not* rewritten to ``docker.io/library/busybox``:
-no registry on the internet is reachable here, and the local store keeps names as written. A
-reference with neither tag nor digest gets the tag ``latest``. ``str()`` is the canonical form
-(``busybox:latest``, ``127.0.0.1:5000/team/app:1``, ``x@sha256:…``); the store keys tags by it.
-Pulling needs a registry: ``Reference.domain`` raises InvalidArgument for a bare name.
+As docker does, a name without registry is on Docker Hub: ``busybox`` is
+``docker.io/library/busybox`` and ``user/app`` is ``docker.io/user/app``. The parsed form keeps
+docker's *familiar* spelling: ``registry`` is None for Docker Hub, and ``docker.io/library/busybox``,
+``index.docker.io/busybox`` and ``library/busybox`` all parse to ``busybox`` — so an image pulled
+as ``busybox`` is listed as ``busybox:latest`` and found again by any of those names. A name
+whose first part holds "." or ":" or is "localhost" keeps its registry (``localhost:5000/x``,
+``host.tld/x``). A reference with neither tag nor digest gets the tag ``latest``. ``str()`` is
+the canonical form (``busybox:latest``, ``127.0.0.1:5000/team/app:1``, ``x@sha256:…``); the
+store keys tags by it. ``domain``/``path`` are where the repository is on the wire
+(``docker.io``, ``library/busybox``); which host actually serves it (mirrors, Docker Hub's API
+endpoint) is ``dockyard.core.registries``'s business.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ from dockyard.core.names import names_registry
 from dockyard.core.oci.digest import check_sha256
 
 DEFAULT_TAG = "latest"
+DOCKER_HUB = "docker.io"
+# Other spellings of Docker Hub that docker folds into "docker.io".
+_HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io", "registry-1.docker.io"})
+OFFICIAL = "library"  # Docker Hub's namespace of official images
 MAX_NAME = 255
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
@@ -42,7 +52,8 @@ REPOSITORY = re.compile(rf"{_COMPONENT.pattern}(?:/{_COMPONENT.pattern})*")
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """A parsed image reference. ``registry`` is ``host[:port]`` or None for a bare name."""
+    """A parsed image reference. ``registry`` is ``host[:port]``, or None for Docker Hub (whose
+    ``repository`` is then the familiar one: ``busybox``, ``user/app``)."""
 
     registry: str | None
     repository: str
@@ -56,12 +67,21 @@ class Reference:
 
     @property
     def domain(self) -> str:
-        """The registry to pull from or push to; InvalidArgument for a bare name."""
-        if not self.registry:
-            raise InvalidArgument(
-                f"no registry in {self.name!r}: use HOST[:PORT]/{self.repository}", reference=str(self)
-            )
-        return self.registry
+        """The registry the name is on: ``registry``, or ``docker.io`` for a familiar name."""
+        return self.registry or DOCKER_HUB
+
+    @property
+    def path(self) -> str:
+        """The repository as the registry's API names it (``/v2/<path>/``): Docker Hub's official
+        images are under ``library/``."""
+        if self.domain == DOCKER_HUB and "/" not in self.repository:
+            return f"{OFFICIAL}/{self.repository}"
+        return self.repository
+
+    @property
+    def qualified_name(self) -> str:
+        """``domain/path``, the fully qualified name (``docker.io/library/busybox``)."""
+        return f"{self.domain}/{self.path}"
 
     @property
     def is_digested(self) -> bool:
@@ -120,7 +140,6 @@ def parse(raw: str) -> Reference:
         m = _DOMAIN.fullmatch(first)
         if m is None or (m.group("port") is not None and not 0 < int(m.group("port")) < 65536):
             raise _bad(raw, f"invalid registry {first!r} (want HOST[:PORT])")
-    repository = "/".join(parts)
     for component in parts:
         if _COMPONENT.fullmatch(component) is None:
             if _COMPONENT.fullmatch(component.lower()) is not None:
@@ -134,7 +153,17 @@ def parse(raw: str) -> Reference:
         raise _bad(raw, f"name longer than {MAX_NAME} characters")
     if tag is None and not at:
         tag = DEFAULT_TAG
-    return Reference(registry, repository, tag, digest if at else None)
+    if registry is not None and registry.lower() in _HUB_ALIASES:
+        registry = None  # docker's familiar form: Docker Hub is implied
+    if registry is None and len(parts) == 2 and parts[0] == OFFICIAL:
+        parts = parts[1:]
+    return Reference(registry, "/".join(parts), tag, digest if at else None)
+
+
+def is_short_name(raw: str) -> bool:
+    """Whether ``raw`` was written without a registry (``busybox``, ``user/app:1``): the names
+    that registries.conf's aliases and search list may resolve elsewhere than Docker Hub."""
+    return not names_registry(raw.partition("@")[0])
 
 
 def normalize(raw: str) -> str:
@@ -149,6 +178,6 @@ def registry_ref(raw: str, what: str) -> Reference:
         ref = parse(raw)
     except InvalidArgument:
         ref = None
-    if ref is None or ref.registry is None:
+    if ref is None or is_short_name(raw):
         raise InvalidArgument(f"{what} {raw!r}: want HOST[:PORT]/NAME[:TAG] (a registry and a repository)")
     return ref

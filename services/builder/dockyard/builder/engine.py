@@ -73,7 +73,7 @@ from dockyard.builder.steps.metadata import METADATA, meta_step, workdir_step
 from dockyard.builder.steps.run import run_step
 from dockyard.core.cacheoptions import CacheSpec
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
-from dockyard.core.names import names_registry
+from dockyard.core.names import pullable
 from dockyard.core.oci.reference import registry_ref
 
 log = structlog.get_logger("dockyard.builder")
@@ -252,16 +252,16 @@ class _Build:
 
     async def _fetch_base(self, ref: str) -> Image:
         """A FROM (or COPY --from) image: pulled when ``--pull`` says so or when it is missing and
-        its name says where from, as docker build does; else the node's copy."""
-        pullable = names_registry(ref)
-        if self.req.pull and pullable:
+        it is a name (not an ID), as docker build does; else the node's copy."""
+        by_name = pullable(ref)
+        if self.req.pull and by_name:
             return await self.rt.inspect(await self.rt.pull(ref))
         try:
             return await self.rt.inspect(ref)
         except NotFound:
-            if not pullable:
+            if not by_name:
                 raise NotFound(
-                    f"base image {ref!r} is not on this node and names no registry: pull or import it first",
+                    f"base image {ref!r} is not on this node (an image ID cannot be pulled)",
                     reference=ref,
                 ) from None
         return await self.rt.inspect(await self.rt.pull(ref))

@@ -24,6 +24,7 @@ from dockyard.runtime.images.credentials import (
 from dockyard.runtime.images.manifests import get_manifest, put_manifest
 from dockyard.runtime.images.pull import pull
 from dockyard.runtime.images.push import push
+from dockyard.runtime.images.registries_conf import load as load_registries
 from dockyard.runtime.images.registry_client import login
 from dockyard.runtime.images.store import ImageStore
 
@@ -66,8 +67,14 @@ class Transfers:
 
     async def pull(self, reference: str, *, insecure: bool) -> AsyncIterator[tuple[Any, Any]]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        registries = await asyncio.to_thread(load_registries)  # read at each pull: edits apply at once
         work = pull(
-            self.store, reference, insecure=insecure, credentials=self.lookup, progress=queue.put_nowait
+            self.store,
+            reference,
+            insecure=insecure,
+            credentials=self.lookup,
+            progress=queue.put_nowait,
+            registries=registries,
         )
         async for progress, record in self._relay(work, queue):
             if record is not None:

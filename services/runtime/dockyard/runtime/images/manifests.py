@@ -144,7 +144,7 @@ async def fetch_manifest(
 ) -> tuple[bytes, str, dict[str, Any]]:
     """``GET …/manifests/<target>``: the body (capped, checked against ``verify`` and the served
     digest), its media type and its parsed document."""
-    url = remote.url(f"/v2/{ref.repository}/manifests/{target}")
+    url = remote.url(f"/v2/{ref.path}/manifests/{target}")
     name = f"{ref.name}@{target}" if target.startswith("sha256:") else f"{ref.name}:{target}"
     async for attempt in transfer_retry():
         with attempt:
@@ -168,7 +168,7 @@ async def send_manifest(
 ) -> None:
     """``PUT …/manifests/<digest or tag>``, ``body`` unchanged; the registry must store it as ``digest``."""
     target = ref.digest or ref.tag or "latest"
-    url = remote.url(f"/v2/{ref.repository}/manifests/{target}")
+    url = remote.url(f"/v2/{ref.path}/manifests/{target}")
     async for attempt in transfer_retry():
         with attempt:
             resp = await remote.send("PUT", url, scopes=scopes, headers={"Content-Type": media}, body=body)
@@ -193,7 +193,7 @@ async def get_manifest(
     ref = parse(reference)
     creds = await credentials_for(credentials, ref.domain)
     async with open_session(ref.domain, insecure=insecure, credentials=creds) as remote:
-        scopes = (f"repository:{ref.repository}:pull",)
+        scopes = (f"repository:{ref.path}:pull",)
         body, media, _ = await fetch_manifest(
             remote, ref, scopes, ref.digest or ref.tag or "latest", verify=ref.digest
         )
@@ -222,6 +222,6 @@ async def put_manifest(
         raise InvalidArgument(f"{reference}: the manifest given hashes to {digest}")
     creds = await credentials_for(credentials, ref.domain)
     async with open_session(ref.domain, insecure=insecure, credentials=creds) as remote:
-        await send_manifest(remote, ref, (f"repository:{ref.repository}:pull,push",), body, media, digest)
+        await send_manifest(remote, ref, (f"repository:{ref.path}:pull,push",), body, media, digest)
     log.info("manifest_pushed", reference=str(ref), digest=digest, media_type=media)
     return ManifestDescriptor(media, digest, len(body))

@@ -16,7 +16,11 @@ Contracts and costs:
 * Nothing unverified becomes visible: a blob whose digest or size differs from its descriptor
   is refused by ingest (InvalidArgument) and leaves nothing in content. The image is recorded
   only after every blob is in content.
-* A bare name without registry is refused (there is no Docker Hub to default to).
+* Where from is registries.conf's call (``dockyard.core.registries``): a short name may mean
+  several names (aliases, search list, else Docker Hub), each name is tried at its registry's
+  mirrors in order, then at its location; the first that serves it wins. The image is stored
+  under the name as resolved, in docker's familiar form (``busybox:latest``), whichever host
+  served it. When every source fails, one line names each and what it answered.
 """
 
 from __future__ import annotations
@@ -33,10 +37,18 @@ from typing import Any, Protocol
 import aiohttp
 import structlog
 
-from dockyard.core.errors import InvalidArgument
+from dockyard.core.errors import (
+    DockyardError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from dockyard.core.oci.digest import sha256_digest
 from dockyard.core.oci.mediatypes import INDEX_TYPES
-from dockyard.core.oci.reference import Reference, parse
+from dockyard.core.oci.reference import Reference
+from dockyard.core.registries import RegistriesConf, Source, candidates, sources
 from dockyard.runtime.images.content import ContentStore
 from dockyard.runtime.images.credentials import Credentials
 from dockyard.runtime.images.manifests import (
@@ -147,37 +159,75 @@ async def pull(
     insecure: bool = False,
     credentials: Credentials | None = None,
     progress: ProgressFn | None = None,
+    registries: RegistriesConf | None = None,
 ) -> ImageRecord:
-    """Pull ``reference`` (``HOST[:PORT]/NAME[:TAG|@DIGEST]``) into ``store``; returns its ImageRecord.
+    """Pull ``reference`` (``[HOST[:PORT]/]NAME[:TAG|@DIGEST]``) into ``store``; returns its ImageRecord.
 
+    ``registries`` (default: none, docker's behaviour) resolves short names and lists mirrors.
     An index / manifest list resolves to ``platform`` (default: this node's). The record's repo
     digest is that of what the reference names (the index, for a multi-platform image). Emits no
-    event: the caller does (``dockyard.runtime.transfer``), once this returns. Cost: one
-    manifest request (two for an index), then one GET per blob not yet in content,
+    event: the caller does (``dockyard.runtime.transfer``), once this returns. Cost per source
+    tried: one manifest request (two for an index), then one GET per blob not yet in content,
     MAX_CONCURRENT at a time; bytes are written once, by the content store.
     """
-    ref = parse(reference)
-    registry = ref.domain
-    creds = await credentials_for(credentials, registry)
-    async with open_session(registry, insecure=insecure, credentials=creds) as remote:
-        return await _Pull(store, ref, remote, platform or host_platform(), progress).run()
+    conf = registries or RegistriesConf()
+    failures: list[tuple[Source, DockyardError]] = []
+    for name in candidates(conf, reference):
+        for source in sources(conf, name):
+            try:
+                return await _pull_from(store, name, source, platform, insecure, credentials, progress)
+            except (Unavailable, NotFound, Unauthenticated, PermissionDenied) as e:
+                log.info("pull_source_failed", reference=str(name), source=source.label, error=str(e))
+                failures.append((source, e))
+    raise _all_failed(reference, failures)
+
+
+async def _pull_from(
+    store: ImageStoreLike,
+    name: Reference,
+    source: Source,
+    platform: Platform | None,
+    insecure: bool,
+    credentials: Credentials | None,
+    progress: ProgressFn | None,
+) -> ImageRecord:
+    creds = await credentials_for(credentials, source.ref.domain)
+    async with open_session(
+        source.ref.domain, insecure=insecure or source.insecure, credentials=creds
+    ) as remote:
+        return await _Pull(store, name, source.ref, remote, platform or host_platform(), progress).run()
+
+
+def _all_failed(reference: str, failures: list[tuple[Source, DockyardError]]) -> DockyardError:
+    """One line for a pull no source could serve: the only error as is, or each source's answer."""
+    if len(failures) == 1:
+        return failures[0][1]
+    last = failures[-1][1]
+    kind = Unavailable if all(isinstance(e, Unavailable) for _, e in failures) else type(last)
+    said = "; ".join(f"{s.label} ({s.ref}): {' '.join(str(e).split())}" for s, e in failures)
+    return kind(f"cannot pull {reference}: {said}", reason=last.reason, tried=[s.label for s, _ in failures])
 
 
 class _Pull:
+    """Pull ``ref`` (the name the store keeps) from ``wire`` (the same image as one host serves it:
+    a mirror's or the location's host and repository path)."""
+
     def __init__(
         self,
         store: ImageStoreLike,
         ref: Reference,
+        wire: Reference,
         remote: RegistrySession,
         want: Platform,
         progress: ProgressFn | None,
     ) -> None:
         self.store = store
         self.ref = ref
+        self.wire = wire
         self.remote = remote
         self.want = want
         self.emit = progress
-        self.scopes = (f"repository:{ref.repository}:pull",)
+        self.scopes = (f"repository:{wire.path}:pull",)
         self.log = log.bind(reference=str(ref))
 
     def _event(self, status: str) -> None:
@@ -186,7 +236,7 @@ class _Pull:
 
     async def run(self) -> ImageRecord:
         ref = self.ref
-        self._event(f"Pulling from {ref.repository}")
+        self._event(f"Pulling from {ref.path}")
         started = time.monotonic()
         target = ref.digest or ref.tag or "latest"
         body, media, doc = await self._manifest(target, verify=ref.digest)
@@ -242,10 +292,10 @@ class _Pull:
         return record
 
     async def _manifest(self, target: str, *, verify: str | None) -> tuple[bytes, str, dict[str, Any]]:
-        return await fetch_manifest(self.remote, self.ref, self.scopes, target, verify=verify)
+        return await fetch_manifest(self.remote, self.wire, self.scopes, target, verify=verify)
 
     async def _blob(self, digest: str, size: int, tracker: LayerProgress) -> None:
-        url = self.remote.url(f"/v2/{self.ref.repository}/blobs/{digest}")
+        url = self.remote.url(f"/v2/{self.wire.path}/blobs/{digest}")
         async for attempt in transfer_retry():
             with attempt:
                 tracker.restart()

@@ -72,7 +72,7 @@ async def push(
         raise InvalidArgument(f"{reference}: the local image's manifest is {digest}, not {ref.digest}")
     config = descriptor_fields(doc.get("config"), "the config")
     layers = [descriptor_fields(x, f"layer {i}") for i, x in enumerate(doc.get("layers") or [])]
-    mount_from = _mount_source(record.repo_digests, registry, ref.repository)
+    mount_from = _mount_source(record.repo_digests, registry, ref.path)
     creds = await credentials_for(credentials, registry)
     async with open_session(registry, insecure=insecure, credentials=creds) as remote:
         return await _Push(store, ref, remote, progress, mount_from).run(
@@ -87,8 +87,8 @@ def _mount_source(repo_digests: tuple[str, ...], registry: str, repository: str)
             other = parse(str(raw))
         except InvalidArgument:
             continue
-        if other.registry == registry and other.repository != repository:
-            return other.repository
+        if other.domain == registry and other.path != repository:
+            return other.path
     return None
 
 
@@ -106,7 +106,7 @@ class _Push:
         self.remote = remote
         self.emit = progress
         self.mount_from = mount_from
-        scopes = [f"repository:{ref.repository}:pull,push"]
+        scopes = [f"repository:{ref.path}:pull,push"]
         if mount_from:
             scopes.append(f"repository:{mount_from}:pull")
         self.scopes = tuple(scopes)
@@ -146,7 +146,7 @@ class _Push:
     async def _blob(self, digest: str, tracker: LayerProgress) -> None:
         path = await asyncio.to_thread(self.content.path, digest)
         size = tracker.total
-        repo = self.ref.repository
+        repo = self.ref.path
         name = str(self.ref)  # what the user pushes: errors name it, not one of its blobs
         async for attempt in transfer_retry():
             with attempt:

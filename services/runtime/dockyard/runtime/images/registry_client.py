@@ -4,7 +4,8 @@ Auth: every request goes out anonymous (or with what an earlier challenge asked 
 ``WWW-Authenticate`` decides the rest — ``Basic`` → the credentials as basic auth, ``Bearer`` →
 a token from the challenge's realm (fetched with basic credentials when there are some), cached
 per scope set for the operation. Scheme: https, except http for loopback registries
-(``localhost``, ``127.0.0.0/8``, ``::1``) and when the caller says ``insecure``.
+(``localhost``, ``127.0.0.0/8``, ``::1``) and when the caller says ``insecure``. Docker Hub
+(``docker.io``) is spoken to at its API endpoint, ``registry-1.docker.io``.
 
 Connection errors, timeouts and 5xx are retried a few times with a short backoff (the whole
 request; a blob restarts from its first byte), then become ``Unavailable`` naming the registry.
@@ -35,10 +36,12 @@ from dockyard.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
     StorageFull,
     Unauthenticated,
     Unavailable,
 )
+from dockyard.core.registries import api_endpoint
 from dockyard.runtime.images.credentials import Credentials, normalize_registry
 
 MAX_CONCURRENT = 4  # blobs in flight per pull or push
@@ -116,7 +119,7 @@ class RegistrySession:
     def __init__(self, registry: str, *, insecure: bool, credentials: tuple[str, str] | None) -> None:
         self.registry = registry
         self.scheme = "http" if insecure or is_loopback(registry) else "https"
-        self.base = f"{self.scheme}://{registry}"
+        self.base = f"{self.scheme}://{api_endpoint(registry)}"
         self.credentials = credentials
         self._basic = False
         self._tokens: dict[frozenset[str], str] = {}
@@ -318,7 +321,9 @@ async def check_response(
     if status == 403:
         raise PermissionDenied(f"{action} access denied for {name}: {text}", registry=remote.registry)
     if status == 404:
-        raise NotFound(f"{what} unknown: {name}", registry=remote.registry)
+        # a manifest the registry does not have is an image that does not exist (docker's 404)
+        reason = Reason.NO_SUCH_IMAGE if what == "manifest" else ""
+        raise NotFound(f"{what} unknown: {name}", reason=reason, registry=remote.registry)
     raise InvalidArgument(f"{remote.registry} refused {what} {name}: {text}", status=status)
 
 

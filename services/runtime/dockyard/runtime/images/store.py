@@ -131,6 +131,15 @@ class DiskUsageRow:
     containers: int
 
 
+def _canonical(name: str) -> str:
+    """A name as the store keys it today: one written before names were docker's familiar ones
+    (``docker.io/team/app:1``) is found again as ``team/app:1``."""
+    try:
+        return refs.normalize(name)
+    except InvalidArgument:
+        return name
+
+
 @dataclass
 class _Refs:
     tags: dict[str, str] = field(default_factory=dict)
@@ -279,8 +288,8 @@ class ImageStore:
             return _Refs()
         known = self._records
         return _Refs(
-            tags={k: v for k, v in doc.get("tags", {}).items() if v in known},
-            digests={k: v for k, v in doc.get("digests", {}).items() if v in known},
+            tags={_canonical(k): v for k, v in doc.get("tags", {}).items() if v in known},
+            digests={_canonical(k): v for k, v in doc.get("digests", {}).items() if v in known},
         )
 
     def _save_refs(self) -> None:
