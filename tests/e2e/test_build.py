@@ -383,3 +383,44 @@ def test_a_builder_killed_mid_run_leaves_no_step_container_and_reports_the_build
     finally:
         build.kill()
         build.wait()
+
+
+def _image_ids(platform: Platform) -> set[str]:
+    return set(platform.ok("images", "-a", "-q", "--no-trunc").split())
+
+
+def test_metadata_lines_store_no_image_each(platform: Platform, workdir: Path) -> None:
+    """10,000 ENV lines made an image each, configs growing with every one (issue 15): now the
+    RUN's commit carries the ENV lines before it and the stage's end the rest, every history
+    entry kept; a rebuild hits the cache and a changed ENV re-runs the RUN after it."""
+    n = 300
+    envs = "".join(f"ENV V{i}=value-{i}\n" for i in range(n))
+    dockerfile = f'FROM busybox\n{envs}RUN echo $V299 > /last\nLABEL many=yes\nCMD ["cat", "/last"]\n'
+    ctx = _context(workdir / "many-env", dockerfile)
+    before = _image_ids(platform)
+    first = platform.cli("build", "-t", "many-env", "--progress", "plain", str(ctx), timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert len(_image_ids(platform) - before) == 2  # the RUN's image and the stage's end
+    steps = _steps(first.stderr)
+    assert len(steps) == n + 3 and set(steps.values()) == {"DONE"}, first.stderr[-3000:]
+    history = _history(platform, "many-env")  # newest first
+    assert history[:3] == ['CMD ["cat" "/last"]', "LABEL many=yes", "RUN /bin/sh -c echo $V299 > /last"]
+    assert history[3 : 3 + n] == [f"ENV V{i}=value-{i}" for i in reversed(range(n))]
+    config = json.loads(platform.ok("inspect", "many-env"))[0]
+    assert f"V{n - 1}=value-{n - 1}" in json.dumps(config) and '"many": "yes"' in json.dumps(config)
+    assert platform.ok("run", "--rm", "many-env") == "value-299\n"
+
+    image_id = platform.ok("images", "-q", "--no-trunc", "many-env").split()[0]
+    made = _image_ids(platform)
+    again = platform.cli("build", "-t", "many-env", "--progress", "plain", str(ctx), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert set(_steps(again.stderr).values()) == {"CACHED"}, again.stderr[-3000:]
+    assert platform.ok("images", "-q", "--no-trunc", "many-env").split()[0] == image_id
+    assert _image_ids(platform) == made
+
+    (ctx / "Dockerfile").write_text(dockerfile.replace("ENV V299=value-299\n", "ENV V299=changed\n"))
+    changed = platform.cli("build", "-t", "many-env", "--progress", "plain", str(ctx), timeout=300)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    status = {title.split("] ", 1)[1]: s for title, s in _steps(changed.stderr).items()}
+    assert status["RUN echo $V299 > /last"] == "DONE" and status["ENV V0=value-0"] == "DONE"
+    assert platform.ok("run", "--rm", "many-env") == "changed\n"

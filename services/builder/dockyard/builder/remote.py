@@ -45,6 +45,7 @@ def _step(step: StepSpec) -> ipb.BuildStep:
     msg.created.FromSeconds(step.created)
     if step.clamp_mtime is not None:
         msg.clamp_mtime = step.clamp_mtime
+    msg.empty_layer_history.extend(step.history)
     return msg
 
 
