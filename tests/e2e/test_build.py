@@ -424,3 +424,45 @@ def test_metadata_lines_store_no_image_each(platform: Platform, workdir: Path) -
     status = {title.split("] ", 1)[1]: s for title, s in _steps(changed.stderr).items()}
     assert status["RUN echo $V299 > /last"] == "DONE" and status["ENV V0=value-0"] == "DONE"
     assert platform.ok("run", "--rm", "many-env") == "changed\n"
+
+
+def test_a_killed_client_cancels_its_build(platform: Platform, workdir: Path) -> None:
+    """SIGKILL of `dockyard build` mid-RUN: the build stops promptly — its step container is
+    removed, build.failed is emitted, its scratch dir is gone — and the builder builds on."""
+    import signal
+    import subprocess
+    import sys
+
+    ctx = _context(workdir / "orphan", "FROM busybox\nRUN sleep 120\n")
+    scratch = platform.state_dir / "builder" / "scratch"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "dockyard.cli", "-H", platform.gateway, "build", "-t", "orphan:1", str(ctx)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not platform.ok("ps", "-aq").split() and build.poll() is None:
+            time.sleep(0.2)
+        assert platform.ok("ps", "-aq").split(), "the RUN step's container never appeared"
+        assert list(scratch.iterdir()), "the build has no scratch dir"
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+        killed = time.monotonic()
+        while time.monotonic() < killed + 30 and platform.ok("ps", "-aq").split():
+            time.sleep(0.2)
+        assert platform.ok("ps", "-aq").split() == [], "the step container was left running"
+        assert time.monotonic() - killed < 20, "the build went on after its client was killed"
+        failed: list[dict[str, Any]] = []
+        while time.monotonic() < killed + 30 and not failed:
+            events = platform.ok("events", "--since", "5m", "--until", "0s", "--format", "json")
+            failed = [json.loads(e) for e in events.splitlines() if "build.failed" in e and "orphan:1" in e]
+            time.sleep(0.2)
+        assert failed, "no build.failed for the cancelled build"
+        while time.monotonic() < killed + 30 and list(scratch.iterdir()):
+            time.sleep(0.2)
+        assert list(scratch.iterdir()) == [], "the build's scratch dir was left"
+    finally:
+        build.kill()
+        build.wait()
+    after = _context(workdir / "after-orphan", "FROM busybox\nRUN echo fine > /f\n")
+    assert platform.cli("build", "-q", str(after), timeout=120).returncode == 0
