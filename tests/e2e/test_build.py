@@ -434,3 +434,86 @@ def test_an_unreadable_context_file_fails_the_build_with_one_line_naming_it(
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert done.stderr == f"dockyard: error from sender: Permission denied: {ctx / 'secret.key'}\n"
+
+
+def _image_ids(platform: Platform) -> set[str]:
+    return set(platform.ok("images", "-a", "-q", "--no-trunc").split())
+
+
+def test_metadata_lines_store_no_image_each(platform: Platform, workdir: Path) -> None:
+    """10,000 ENV lines made an image each, configs growing with every one (issue 15): now the
+    RUN's commit carries the ENV lines before it and the stage's end the rest, every history
+    entry kept; a rebuild hits the cache and a changed ENV re-runs the RUN after it."""
+    n = 300
+    envs = "".join(f"ENV V{i}=value-{i}\n" for i in range(n))
+    dockerfile = f'FROM busybox\n{envs}RUN echo $V299 > /last\nLABEL many=yes\nCMD ["cat", "/last"]\n'
+    ctx = _context(workdir / "many-env", dockerfile)
+    before = _image_ids(platform)
+    first = platform.cli("build", "-t", "many-env", "--progress", "plain", str(ctx), timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert len(_image_ids(platform) - before) == 2  # the RUN's image and the stage's end
+    steps = _steps(first.stderr)
+    assert len(steps) == n + 3 and set(steps.values()) == {"DONE"}, first.stderr[-3000:]
+    history = _history(platform, "many-env")  # newest first
+    assert history[:3] == ['CMD ["cat" "/last"]', "LABEL many=yes", "RUN /bin/sh -c echo $V299 > /last"]
+    assert history[3 : 3 + n] == [f"ENV V{i}=value-{i}" for i in reversed(range(n))]
+    config = json.loads(platform.ok("inspect", "many-env"))[0]
+    assert f"V{n - 1}=value-{n - 1}" in json.dumps(config) and '"many": "yes"' in json.dumps(config)
+    assert platform.ok("run", "--rm", "many-env") == "value-299\n"
+
+    image_id = platform.ok("images", "-q", "--no-trunc", "many-env").split()[0]
+    made = _image_ids(platform)
+    again = platform.cli("build", "-t", "many-env", "--progress", "plain", str(ctx), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert set(_steps(again.stderr).values()) == {"CACHED"}, again.stderr[-3000:]
+    assert platform.ok("images", "-q", "--no-trunc", "many-env").split()[0] == image_id
+    assert _image_ids(platform) == made
+
+    (ctx / "Dockerfile").write_text(dockerfile.replace("ENV V299=value-299\n", "ENV V299=changed\n"))
+    changed = platform.cli("build", "-t", "many-env", "--progress", "plain", str(ctx), timeout=300)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    status = {title.split("] ", 1)[1]: s for title, s in _steps(changed.stderr).items()}
+    assert status["RUN echo $V299 > /last"] == "DONE" and status["ENV V0=value-0"] == "DONE"
+    assert platform.ok("run", "--rm", "many-env") == "changed\n"
+
+
+def test_a_killed_client_cancels_its_build(platform: Platform, workdir: Path) -> None:
+    """SIGKILL of `dockyard build` mid-RUN: the build stops promptly — its step container is
+    removed, build.failed is emitted, its scratch dir is gone — and the builder builds on."""
+    import signal
+    import subprocess
+    import sys
+
+    ctx = _context(workdir / "orphan", "FROM busybox\nRUN sleep 120\n")
+    scratch = platform.state_dir / "builder" / "scratch"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "dockyard.cli", "-H", platform.gateway, "build", "-t", "orphan:1", str(ctx)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not platform.ok("ps", "-aq").split() and build.poll() is None:
+            time.sleep(0.2)
+        assert platform.ok("ps", "-aq").split(), "the RUN step's container never appeared"
+        assert list(scratch.iterdir()), "the build has no scratch dir"
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+        killed = time.monotonic()
+        while time.monotonic() < killed + 30 and platform.ok("ps", "-aq").split():
+            time.sleep(0.2)
+        assert platform.ok("ps", "-aq").split() == [], "the step container was left running"
+        assert time.monotonic() - killed < 20, "the build went on after its client was killed"
+        failed: list[dict[str, Any]] = []
+        while time.monotonic() < killed + 30 and not failed:
+            events = platform.ok("events", "--since", "5m", "--until", "0s", "--format", "json")
+            failed = [json.loads(e) for e in events.splitlines() if "build.failed" in e and "orphan:1" in e]
+            time.sleep(0.2)
+        assert failed, "no build.failed for the cancelled build"
+        while time.monotonic() < killed + 30 and list(scratch.iterdir()):
+            time.sleep(0.2)
+        assert list(scratch.iterdir()) == [], "the build's scratch dir was left"
+    finally:
+        build.kill()
+        build.wait()
+    after = _context(workdir / "after-orphan", "FROM busybox\nRUN echo fine > /f\n")
+    assert platform.cli("build", "-q", str(after), timeout=120).returncode == 0

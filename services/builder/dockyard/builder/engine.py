@@ -1,23 +1,28 @@
 """The build engine: a planned Dockerfile executed step by step against a runtime node.
 
-The engine holds no images. The state of a stage after each step is an image in the runtime's
-store (``Runtime``, a narrow role interface in ``node.py``; ``remote.py`` implements it over gRPC).
+The engine holds no image data. A stage stands at a ``Head`` (``head.py``): its last image in the
+runtime's store (``Runtime``, a narrow role interface in ``node.py``; ``remote.py`` implements it
+over gRPC) and what the metadata steps since did, in memory — an image is stored only by a step
+that makes a layer or runs a container, and at a stage's end.
 The engine plans the Dockerfile, runs the stages (FROM an image: Inspect; FROM scratch: nothing
 yet; FROM a stage: that stage's result) and hands each step to the module of its instruction
 family, as BuildKit's dockerfile2llb has a ``dispatch*`` per instruction:
 
-- ``steps/metadata.py``: ENV LABEL CMD … (a new config, an ``empty_layer`` history entry) and
-  WORKDIR (the config, and the directory made when the image lacks it);
+- ``steps/metadata.py``: ENV LABEL CMD … (a new config, a pending history line) and WORKDIR
+  (the config, and the directory made when the image lacks it); ``store_head`` at a stage's end;
 - ``steps/copy.py``: COPY/ADD from the context or a URL, and ``COPY --from``;
 - ``steps/run.py``: RUN, as a container of the current image whose writable layer is committed.
 
-**Cache.** Before doing a step its module computes its key (``cache.py``): parent image id +
+**Cache.** Before doing a step its module computes its key (``cache.py``): the head's ident
+(the parent image id, with the config and history lines pending on it) +
 the step's history line + what it reads (the COPY tar's digest, computed in a hash-only pass;
 the --from image id; an ADD'ed URL's bytes, or its ``--checksum`` so that a hit downloads
 nothing; a RUN's environment, user, workdir and network) + the epoch. A hit whose
 image is still in the store is used as is (reported ``cached``); a changed file changes its
 COPY's digest, hence that step's image id and the key of every later step — exactly the steps
-after it re-run. ``no_cache`` skips lookups (and still records the results).
+after it re-run. ``no_cache`` skips lookups (and still records the results). A metadata step
+stores nothing of its own: it is reported when the image that carries it is stored, ``cached``
+when that image came from the cache.
 
 **Reproducible by default.** Every history entry and the image's ``created`` are the epoch:
 ``SOURCE_DATE_EPOCH`` (the option, or the build-arg of that name), **0 when unset** — a choice:
@@ -52,8 +57,8 @@ from pathlib import Path
 
 import structlog
 
-from dockyard.builder import imageconfig, mounts
 from dockyard.builder import instructions as ins
+from dockyard.builder import mounts
 from dockyard.builder.cache import BuildCache, step_key
 from dockyard.builder.cachesync import (
     RegistryCache,
@@ -64,12 +69,13 @@ from dockyard.builder.cachesync import (
 )
 from dockyard.builder.dockerfile import parse
 from dockyard.builder.download import MAX_DOWNLOAD
+from dockyard.builder.head import Head
 from dockyard.builder.imageconfig import StageState
 from dockyard.builder.mounts import CacheVolumes
 from dockyard.builder.node import Image, Runtime
 from dockyard.builder.plan import BaseImage, BuildOptions, Plan, PlannedStage, Platform, Step, plan
 from dockyard.builder.steps.copy import copy_step
-from dockyard.builder.steps.metadata import METADATA, meta_step, workdir_step
+from dockyard.builder.steps.metadata import METADATA, meta_step, store_head, workdir_step
 from dockyard.builder.steps.run import run_step
 from dockyard.core.cacheoptions import CacheSpec
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
@@ -290,8 +296,9 @@ class _Build:
         if self.req.labels:
             pairs = tuple(ins.KeyValue(k, v) for k, v in sorted(self.req.labels.items()))
             label = ins.Label(line=0, end_line=0, original="", pairs=pairs)
-            config = imageconfig.apply(final.config, label, StageState())
-            final, _ = await meta_step(self, final, config, imageconfig.created_by(label, config))
+            stored, _ = await store_head(self, meta_step(Head.of(final), label, StageState()))
+            assert stored is not None
+            final = stored
         for tag in self.req.tags:
             await self.rt.tag(final.id, tag)
         await self._share(p, final)
@@ -431,33 +438,31 @@ class _Build:
             raise type(exc)(f"{made}, but {title} failed: {cause}", reason=exc.reason, **exc.detail) from None
         await self.report(Progress("done", title, index, total, seconds=time.monotonic() - t0))
 
-    def _title(self, st: PlannedStage, multi: bool, n: int, text: str) -> str:
-        count = 1 + sum(1 for s in st.steps if not isinstance(s.instruction, ins.Arg))
-        prefix = f"{st.display_name} " if multi else ""
-        return f"[{prefix}{n}/{count}] {text}"
-
     async def _stage(self, p: Plan, st: PlannedStage, multi: bool) -> None:
         self.counter += 1
-        title = self._title(st, multi, 1, f"FROM {st.from_.image}" + (f" AS {st.name}" if st.name else ""))
+        count = 1 + sum(1 for s in st.steps if not isinstance(s.instruction, ins.Arg))
+        prefix = f"{st.display_name} " if multi else ""
+        title = f"[{prefix}1/{count}] FROM {st.from_.image}" + (f" AS {st.name}" if st.name else "")
         index = self.counter
         await self.report(Progress("started", title, index, self.total))
-        current: Image | None
+        base: Image | None
         if st.base.kind == "image":
-            current = await self.image(st.base.ref)
+            base = await self.image(st.base.ref)
         elif st.base.kind == "stage":
             assert st.base.stage is not None
-            current = self.results[st.base.stage]
+            base = self.results[st.base.stage]
         else:
-            current = None
-        self.bases[st.index] = current
-        if current is not None and current.config.get("OnBuild"):
+            base = None
+        self.bases[st.index] = base
+        head = Head.of(base)
+        if base is not None and base.config.get("OnBuild"):
             # its triggers run first in this stage (the plan put them there); they are not passed on
-            config = {k: v for k, v in current.config.items() if k != "OnBuild"}
-            current = Image(current.id, {**current.doc, "config": config}, edited=True)
+            head = Head(base, {k: v for k, v in base.config.items() if k != "OnBuild"})
         await self.report(Progress("done", title, index, self.total))
         state = StageState()
-        if current is not None and current.config.get("Shell"):
-            state.shell = tuple(current.config["Shell"])
+        if head.config.get("Shell"):
+            state.shell = tuple(head.config["Shell"])
+        waiting: list[tuple[str, int, bool]] = []  # metadata steps to report: title, index, started
         n = 1
         for step in st.steps:
             inst = step.instruction
@@ -466,42 +471,56 @@ class _Build:
             n += 1
             self.counter += 1
             index = self.counter
-            title = self._title(st, multi, n, _display(inst))
+            title = f"[{prefix}{n}/{count}] {_display(inst)}"
+            if isinstance(inst, METADATA) and not isinstance(inst, ins.Workdir):
+                head = meta_step(head, inst, state)  # in memory: reported with the image it ends in
+                waiting.append((title, index, False))
+                continue
             await self.report(Progress("started", title, index, self.total))
             t0 = time.monotonic()
             try:
-                current, cached = await self._step(p, st, step, current, state, title, index)
+                head, cached = await self._step(p, step, head, state, title, index)
             except Exception as exc:
                 await self.report(Progress("error", title, index, self.total, error=str(exc)))
                 raise
+            if cached is None:  # a WORKDIR that made no layer: a metadata step after all
+                waiting.append((title, index, True))
+                continue
+            await self._settle(waiting, cached)
             status = "cached" if cached else "done"
             self.cached += cached
             await self.report(Progress(status, title, index, self.total, seconds=time.monotonic() - t0))
-        self.results[st.index] = current
+        image, cached = await store_head(self, head)
+        await self._settle(waiting, cached)
+        self.results[st.index] = image
+
+    async def _settle(self, waiting: list[tuple[str, int, bool]], cached: bool) -> None:
+        """Report the metadata steps ``waiting`` now that the image carrying them is stored:
+        ``cached`` when it came from the cache. Their start is reported only now (a WORKDIR's
+        already was), so that thousands of them are not shown running meanwhile."""
+        status = "cached" if cached else "done"
+        for title, index, started in waiting:
+            if not started:
+                await self.report(Progress("started", title, index, self.total))
+            await self.report(Progress(status, title, index, self.total))
+        self.cached += len(waiting) if cached else 0
+        waiting.clear()
 
     async def _step(
-        self,
-        p: Plan,
-        st: PlannedStage,
-        step: Step,
-        current: Image | None,
-        state: StageState,
-        title: str,
-        index: int,
-    ) -> tuple[Image | None, bool]:
+        self, p: Plan, step: Step, head: Head, state: StageState, title: str, index: int
+    ) -> tuple[Head, bool | None]:
+        """A step that may store an image: the new head, and whether it was cached (None: it
+        stored nothing, a WORKDIR whose directory exists)."""
         inst = step.instruction
-        config = current.config if current is not None else {}
         if isinstance(inst, ins.Workdir):
-            return await workdir_step(self, inst, current, config, state)
-        if isinstance(inst, METADATA):
-            new = imageconfig.apply(config, inst, state)
-            line = imageconfig.created_by(inst, new)
-            return await meta_step(self, current, new, line)
+            return await workdir_step(self, inst, head, state)
         if isinstance(inst, ins.Run):
-            return await run_step(self, p.proxy_env, step, inst, current, state, title, index)
-        if isinstance(inst, ins.Copy | ins.Add):
-            return await copy_step(self, step, inst, current, config)
-        raise InvalidArgument(f"{inst.keyword} is not supported yet")
+            image, cached = await run_step(self, p.proxy_env, step, inst, head, state, title, index)
+        elif isinstance(inst, ins.Copy | ins.Add):
+            image, cached = await copy_step(self, step, inst, head)
+        else:
+            raise InvalidArgument(f"{inst.keyword} is not supported yet")
+        return Head.of(image), cached
 
 
 def _display(inst: ins.Instruction) -> str:

@@ -20,8 +20,6 @@ class Image:
 
     id: str
     doc: Mapping[str, Any]
-    # ``doc`` is not what the store holds for ``id``: a step must send its config (ONBUILD cleared)
-    edited: bool = False
 
     @property
     def config(self) -> dict[str, Any]:
@@ -38,6 +36,9 @@ class StepSpec:
     created_by: str
     created: int  # seconds since the epoch
     clamp_mtime: int | None = None
+    # the history lines of the metadata steps since ``parent`` (``head.Head.pending``): entries
+    # without a layer, stored before this step's
+    history: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

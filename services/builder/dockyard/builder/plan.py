@@ -139,20 +139,39 @@ class Base:
 
 
 @dataclass(frozen=True, slots=True)
+class EnvAt:
+    """The build environment at one point of a stage: the first ``length`` assignments of the
+    stage's log (base env first). Steps share the log, so a stage of N ENV lines keeps N
+    assignments, not N copies of an environment that grows with each."""
+
+    log: list[tuple[str, str]] = field(default_factory=list)
+    length: int = 0
+
+    def pairs(self) -> tuple[str, ...]:
+        """``K=V`` in first-assignment order, the last value of each (a dict's order)."""
+        return tuple(f"{k}={v}" for k, v in dict(self.log[: self.length]).items())
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     """One instruction of a stage, expanded, with the environment it runs in.
 
     ``env`` is the build environment before the step (base ENV, ENV, ARG values: what a RUN
-    sees, besides ``Plan.proxy_env``); ``build_args`` the ARGs in scope with their values, in
-    declaration order (docker's ``RUN |N K=V …`` history prefix and part of a RUN's cache key).
+    sees, besides ``Plan.proxy_env``), made when asked (``EnvAt``); ``build_args`` the ARGs in
+    scope with their values, in declaration order (docker's ``RUN |N K=V …`` history prefix and
+    part of a RUN's cache key).
     """
 
     instruction: Instruction
-    env: tuple[str, ...] = ()
+    env_at: EnvAt = field(default_factory=EnvAt)
     build_args: tuple[str, ...] = ()
     triggered: bool = False
     mounts: tuple[ins.Mount, ...] = ()
     source_stage: int | None = None
+
+    @property
+    def env(self) -> tuple[str, ...]:
+        return self.env_at.pairs()
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,9 +404,10 @@ class _Planner:
         if "PATH" not in env and st.platform.os != "windows":
             env["PATH"] = DEFAULT_PATH
         initial = tuple(f"{k}={v}" for k, v in env.items())
+        log = list(env.items())  # every assignment to ``env`` from here on is appended (EnvAt)
         steps = []
         for triggered, inst in [(True, t) for t in st.triggers] + [(False, b) for b in st.body]:
-            steps.append(self.expand_step(st, inst, env, args, triggered))
+            steps.append(self.expand_step(st, inst, env, log, args, triggered))
         return steps, env, args, initial
 
     def expand_step(
@@ -395,11 +415,13 @@ class _Planner:
         st: _Stage,
         inst: Instruction,
         env: dict[str, str],
+        log: list[tuple[str, str]],
         args: list[tuple[str, str | None]],
         triggered: bool,
     ) -> Step:
-        before = tuple(f"{k}={v}" for k, v in env.items())
-        snapshot = dict(env)
+        before = EnvAt(log, len(log))
+        # words expand against the env before the step: ENV and ARG assign only once theirs are done
+        snapshot: Mapping[str, str] = env
 
         def w(text: str) -> str:
             return self.word(inst, text, snapshot)
@@ -408,11 +430,12 @@ class _Planner:
         source: int | None = None
         out: Instruction = inst
         if isinstance(inst, ins.Arg):
-            out = self.apply_arg(inst, env, args)
+            out = self.apply_arg(inst, env, args, log)
         elif isinstance(inst, ins.Env):
             pairs = tuple(replace(p, key=w(p.key), value=w(p.value)) for p in inst.pairs)
             for p in pairs:
                 env[p.key] = p.value
+                log.append((p.key, p.value))
             out = replace(inst, pairs=pairs)
         elif isinstance(inst, ins.Label):
             out = replace(inst, pairs=tuple(replace(p, key=w(p.key), value=w(p.value)) for p in inst.pairs))
@@ -465,7 +488,13 @@ class _Planner:
         build_args = _history_args(args, env) if isinstance(inst, ins.Run) else ()
         return Step(out, before, build_args, triggered, mounts, source)
 
-    def apply_arg(self, inst: ins.Arg, env: dict[str, str], args: list[tuple[str, str | None]]) -> ins.Arg:
+    def apply_arg(
+        self,
+        inst: ins.Arg,
+        env: dict[str, str],
+        args: list[tuple[str, str | None]],
+        log: list[tuple[str, str]],
+    ) -> ins.Arg:
         defs = []
         for d in inst.args:
             self.consumed.add(d.key)
@@ -478,6 +507,7 @@ class _Planner:
                 value = self.globals[d.key]
             if value is not None and d.key not in _NON_ENV_ARGS:
                 env[d.key] = value
+                log.append((d.key, value))
             args.append((d.key, value))
             defs.append(ins.ArgDef(d.key, value))
         return replace(inst, args=tuple(defs))

@@ -8,6 +8,8 @@ CLI see "no such image" as NotFound whether the node is here or remote. The chan
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -45,6 +47,7 @@ def _step(step: StepSpec) -> ipb.BuildStep:
     msg.created.FromSeconds(step.created)
     if step.clamp_mtime is not None:
         msg.clamp_mtime = step.clamp_mtime
+    msg.empty_layer_history.extend(step.history)
     return msg
 
 
@@ -148,7 +151,15 @@ class RemoteRuntime:
         except grpc.aio.AioRpcError as exc:
             await self.remove_container(created.id)
             raise to_native(exc) from None
+        except BaseException:
+            # the build was cancelled (its client went away): the step's process must not run on
+            await asyncio.shield(self._remove_quietly(created.id))
+            raise
         return created.id, code
+
+    async def _remove_quietly(self, container: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.remove_container(container)
 
     async def step_containers(self) -> list[str]:
         """Ids of the RUN step containers other builder processes made on this runtime (left by

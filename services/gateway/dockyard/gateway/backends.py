@@ -157,6 +157,8 @@ class ForwardingHandler(grpc.GenericRpcHandler):
                         yield item
                 except grpc.aio.AioRpcError as exc:
                     await relay_error(context, exc)
+                finally:
+                    call.cancel()  # a client gone: the backend's call ends too
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, _identity, _identity)
 
@@ -186,5 +188,7 @@ class ForwardingHandler(grpc.GenericRpcHandler):
                     yield item
             except grpc.aio.AioRpcError as exc:
                 await relay_error(context, exc)
+            finally:
+                call.cancel()  # a client gone: the backend's call ends too (a build stops, issue 15)
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, _identity, _identity)

@@ -64,8 +64,10 @@ class BuildSteps:
         created: str | None,
         comment: str = "",
         reference: str | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> ImageRecord:
-        """``chunks`` (an uncompressed layer tar) on ``parent`` ("" = scratch)."""
+        """``chunks`` (an uncompressed layer tar) on ``parent`` ("" = scratch); ``history``:
+        entries without a layer to put before the step's (the builder's metadata steps)."""
         base = self._parent(parent)
         fd, name = tempfile.mkstemp(prefix="step-", suffix=".tar", dir=self.store.tmp)
         tmp = Path(name)
@@ -82,6 +84,7 @@ class BuildSteps:
                 created=created,
                 comment=comment,
                 reference=reference,
+                history=history,
             )
         finally:
             tmp.unlink(missing_ok=True)
@@ -95,8 +98,9 @@ class BuildSteps:
         created: str | None,
         comment: str = "",
         reference: str | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> ImageRecord:
-        """``parent`` with a new config section and an empty_layer history entry."""
+        """``parent`` with a new config section and an empty_layer history entry (after ``history``)."""
         return self.store.add_step(
             self._parent(parent),
             None,
@@ -105,6 +109,7 @@ class BuildSteps:
             created=created,
             comment=comment,
             reference=reference,
+            history=history,
         )
 
     async def commit_container(
@@ -117,6 +122,7 @@ class BuildSteps:
         config: dict[str, Any] | None = None,
         comment: str = "",
         reference: str | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> ImageRecord:
         """The container's changes as a layer on its image (the image's config kept unless given)."""
         record = self.m.get(container)
@@ -139,6 +145,7 @@ class BuildSteps:
                 created=created,
                 comment=comment,
                 reference=reference,
+                history=history,
             )
         finally:
             await asyncio.to_thread(_unlink, raw, clean)

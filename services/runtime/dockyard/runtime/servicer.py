@@ -760,7 +760,17 @@ def _step(step: ipb.BuildStep) -> dict[str, Any]:
     created = None
     if step.HasField("created"):
         created = step.created.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"config": config, "created_by": step.created_by, "created": created, "comment": step.comment}
+    # the metadata steps since the parent: entries without a layer, at the step's time
+    when = created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = step.empty_layer_history
+    history = [{"created": when, "created_by": line, "empty_layer": True} for line in lines]
+    return {
+        "config": config,
+        "created_by": step.created_by,
+        "created": created,
+        "comment": step.comment,
+        "history": history,
+    }
 
 
 # --- end builds ---

@@ -882,6 +882,7 @@ class BuildStep(_message.Message):
     REFERENCE_FIELD_NUMBER: _builtins.int
     CONTAINER_ID_FIELD_NUMBER: _builtins.int
     CLAMP_MTIME_FIELD_NUMBER: _builtins.int
+    EMPTY_LAYER_HISTORY_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The image the step builds on (id or reference); empty: scratch."""
     config: _builtins.bytes
@@ -899,6 +900,13 @@ class BuildStep(_message.Message):
     def created(self) -> _timestamp_pb2.Timestamp:
         """The entry's and the image's creation time; unset: now."""
 
+    @_builtins.property
+    def empty_layer_history(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """History entries without a layer, oldest first, that go between the parent's history and this
+        step's entry, with its time: the metadata steps (ENV, LABEL, ...) the builder kept in memory
+        since `parent` instead of storing an image for each.
+        """
+
     def __init__(
         self,
         *,
@@ -910,10 +918,11 @@ class BuildStep(_message.Message):
         reference: _builtins.str = ...,
         container_id: _builtins.str = ...,
         clamp_mtime: _builtins.int | None = ...,
+        empty_layer_history: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_clamp_mtime", b"_clamp_mtime", "clamp_mtime", b"clamp_mtime", "created", b"created"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clamp_mtime", b"_clamp_mtime", "clamp_mtime", b"clamp_mtime", "comment", b"comment", "config", b"config", "container_id", b"container_id", "created", b"created", "created_by", b"created_by", "parent", b"parent", "reference", b"reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clamp_mtime", b"_clamp_mtime", "clamp_mtime", b"clamp_mtime", "comment", b"comment", "config", b"config", "container_id", b"container_id", "created", b"created", "created_by", b"created_by", "empty_layer_history", b"empty_layer_history", "parent", b"parent", "reference", b"reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__clamp_mtime: _TypeAlias = _typing.Literal["clamp_mtime"]  # noqa: Y015
     _WhichOneofArgType__clamp_mtime: _TypeAlias = _typing.Literal["_clamp_mtime", b"_clamp_mtime"]  # noqa: Y015

@@ -21,12 +21,12 @@ import posixpath
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from dockyard.builder import imageconfig
 from dockyard.builder import instructions as ins
 from dockyard.builder.cache import step_key
 from dockyard.builder.download import check_sources, download, is_url, url_filename
+from dockyard.builder.head import Head
 from dockyard.builder.layers import (
     Chmod,
     HashSink,
@@ -54,21 +54,22 @@ from dockyard.builder.steps.layering import into, owner_of, stream_from_thread
 from dockyard.core.errors import InvalidArgument, NotFound
 
 
-async def copy_step(
-    ctx: StepContext, step: Step, inst: ins.Copy | ins.Add, current: Image | None, config: dict[str, Any]
-) -> tuple[Image | None, bool]:
+async def copy_step(ctx: StepContext, step: Step, inst: ins.Copy | ins.Add, head: Head) -> tuple[Image, bool]:
+    """The layer goes on the stored image with the head's config and pending history; the key
+    has the head's ident (``head.py``), the files come from the stored image (the same files)."""
     check_sources(inst)
     chmod = parse_chmod(inst.chmod)
     by_name = any(chown_names(inst.chown))
+    config = head.config
     workdir = str(config.get("WorkingDir") or "/")
     line = imageconfig.created_by(inst, config)
-    parent = current.id if current is not None else ""
+    parent, ident, current = head.parent, head.ident(), head.image
     if isinstance(inst, ins.Copy) and inst.from_:
-        return await copy_from_step(ctx, step, inst, current, config, chmod, workdir, line)
+        return await copy_from_step(ctx, step, inst, head, chmod, workdir, line)
     checksum = inst.checksum if isinstance(inst, ins.Add) else ""
     if checksum:  # the one source is known by its digest: a hit downloads nothing
         unpack = repr(inst.unpack) if isinstance(inst, ins.Add) else ""
-        key = step_key("add-checksum", parent, line, checksum, unpack, workdir, str(ctx.epoch))
+        key = step_key("add-checksum", ident, line, checksum, unpack, workdir, str(ctx.epoch))
         hit = await ctx.lookup(key)
         if hit is not None:
             return hit, True
@@ -96,14 +97,14 @@ async def copy_step(
         probe = HashSink()  # a hash-only pass: the key, and any refusal before a layer is sent
         await asyncio.to_thread(write, owner, probe)
         if not checksum:
-            key = step_key("copy", parent, line, probe.digest, str(ctx.epoch))
+            key = step_key("copy", ident, line, probe.digest, str(ctx.epoch))
             hit = await ctx.lookup(key)
             if hit is not None:
                 return hit, True
         if by_name:
             owner = await owner_of(ctx.rt, inst.chown, current)
         image = await ctx.rt.add_layer(
-            StepSpec(parent, config, line, ctx.epoch),
+            StepSpec(parent, config, line, ctx.epoch, history=head.pending),
             stream_from_thread(functools.partial(write, owner)),
         )
     finally:
@@ -137,20 +138,20 @@ async def copy_from_step(
     ctx: StepContext,
     step: Step,
     inst: ins.Copy,
-    current: Image | None,
-    config: dict[str, Any],
+    head: Head,
     chmod: Chmod | None,
     workdir: str,
     line: str,
-) -> tuple[Image | None, bool]:
-    parent = current.id if current is not None else ""
+) -> tuple[Image, bool]:
+    parent, current = head.parent, head.image
     if step.source_stage is not None:
         source = ctx.stage_result(step.source_stage)
         if source is None:
             raise InvalidArgument(f"COPY --from={inst.from_}: that stage is empty")
     else:
         source = await ctx.image(inst.from_ or "")
-    key = step_key("copy-from", parent, line, source.id, inst.chown, inst.chmod, workdir, str(ctx.epoch))
+    parts = (line, source.id, inst.chown, inst.chmod, workdir, str(ctx.epoch))
+    key = step_key("copy-from", head.ident(), *parts)
     hit = await ctx.lookup(key)
     if hit is not None:
         return hit, True
@@ -174,7 +175,8 @@ async def copy_from_step(
                     copy_from_tar(writer, fh, found, dest, as_dir, owner, chmod)
             writer.close()
 
-        image = await ctx.rt.add_layer(StepSpec(parent, config, line, ctx.epoch), stream_from_thread(write))
+        spec = StepSpec(parent, head.config, line, ctx.epoch, history=head.pending)
+        image = await ctx.rt.add_layer(spec, stream_from_thread(write))
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
     ctx.remember(key, image)

@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from dockyard.builder import imageconfig, mounts
 from dockyard.builder import instructions as ins
 from dockyard.builder.cache import step_key
+from dockyard.builder.head import Head
 from dockyard.builder.imageconfig import StageState
 from dockyard.builder.node import Image, RunSpec, StepSpec
 from dockyard.builder.plan import Step
 from dockyard.builder.redact import Redactor
-from dockyard.builder.steps.context import StepContext, config_key
+from dockyard.builder.steps.context import StepContext
 from dockyard.core.errors import FailedPrecondition, InvalidArgument
 
 
@@ -30,16 +31,18 @@ async def run_step(
     proxy_env: Sequence[str],
     step: Step,
     inst: ins.Run,
-    current: Image | None,
+    head: Head,
     state: StageState,
     title: str,
     index: int,
-) -> tuple[Image | None, bool]:
-    if current is None:
+) -> tuple[Image, bool]:
+    """The container runs the stored image (metadata steps change no file) with the head's
+    environment, workdir and user; its commit stores the head's config and pending history."""
+    if head.image is None:
         raise InvalidArgument("RUN in a stage FROM scratch with nothing in it: there is no shell to run")
     argv = imageconfig.run_argv(inst, state.shell)
     line = imageconfig.run_created_by(argv, step.build_args)
-    config = current.config
+    config = head.config
     env = [*step.env, *proxy_env]
     # "none": a network namespace with only lo; "host": the node's (rootless: the runtime's
     # namespace, NATed by slirp4netns), as `dockyard run --network` has them
@@ -55,9 +58,8 @@ async def run_step(
         if m.mount.type == "bind" and not source:
             source = await asyncio.to_thread(mounts.context_digest, ctx.context, m.mount)
         reads += [m.key, source]
-    parts = (current.id, line, "\n".join(step.env), workdir, user, network, str(ctx.epoch))
-    edited = ("config", config_key(current.config)) if current.edited else ()
-    key = step_key("run", *parts, *reads, *edited)  # no mounts: the key RUN had before mounts existed
+    parts = (head.ident(), line, "\n".join(step.env), workdir, user, network, str(ctx.epoch))
+    key = step_key("run", *parts, *reads)  # no mounts: the key RUN had before mounts existed
     hit = await ctx.lookup(key)
     if hit is not None:
         return hit, True
@@ -80,7 +82,7 @@ async def run_step(
             runtime=ctx.rt,
             caches=ctx.cache_volumes,
         ) as (run_mounts, secret_env):
-            spec = RunSpec(current.id, argv, env + secret_env, workdir, user, network, tuple(run_mounts))
+            spec = RunSpec(head.parent, argv, env + secret_env, workdir, user, network, tuple(run_mounts))
             container, code = await ctx.rt.run(spec, output)
             for stream, rest in secrets.flush():
                 await ctx.log(title, index, stream, rest)
@@ -91,8 +93,8 @@ async def run_step(
                         f"exit code: {code}",
                         exit_code=code,
                     )
-                keep = current.config if current.edited else None
-                step_spec = StepSpec(current.id, keep, line, ctx.epoch, ctx.epoch)
+                keep = head.config if head.config_changed else None  # None: the same ids as before
+                step_spec = StepSpec(head.parent, keep, line, ctx.epoch, ctx.epoch, head.pending)
                 image = await ctx.rt.commit(container, step_spec)
             finally:
                 with contextlib.suppress(Exception):
