@@ -23,9 +23,10 @@ disk full is not an error when its message names the lack of space in one line (
 apart, and a refusal that does not say so is an error); nor is a log line missing from a
 container that lived through a full disk (output the disk could not take; counted apart). A
 ``run`` retried after a kill may find its container made by the first try: it is started, as a
-careful client would (podman and docker leave such a container Created too). At the end every container is removed
-and the run checks that nothing is left: no containers, no container directories, no
-``commit-*`` temporaries, no conmon or container processes, no mounts under the state dir. The
+careful client would (podman and docker leave such a container Created too). At the end every
+container is removed and the run checks that nothing is left: no containers, no container
+directories, no ``commit-*`` temporaries, no conmon or container processes, no mounts under the
+state dir. The
 platform's RSS and open descriptors (its service processes, summed) are sampled every 10 s;
 "flat" as in ``bench/soak.py``. Exit status 0 only with zero errors, nothing left, and flat.
 Results also go to ``.cache/bench/soak-runtime-<time>.json``.
