@@ -57,8 +57,12 @@ def test_run_echo_exit_codes_and_rootless(platform: Platform) -> None:
     assert not_executable.returncode == 126, not_executable.stderr
     detached = platform.cli("run", "-d", "--rm", "busybox", "nosuchcommand")
     assert detached.returncode == 127, detached.stderr
+    # as docker: the miss is announced, the pull tried, and its failure is one last line
     no_image = platform.cli("run", "--rm", "nosuchimage")
-    assert no_image.returncode == 125 and no_image.stderr.startswith("dockyard: ")
+    assert no_image.returncode == 125, no_image.stderr
+    lines = no_image.stderr.splitlines()
+    assert lines[0] == "Unable to find image 'nosuchimage' locally", lines
+    assert lines[-1].startswith("dockyard: ") and "nosuchimage" in lines[-1], lines
 
     # rootless: the container's root is the platform's user on the host; uid 33 in the image is a
     # subordinate id outside, and 33 again inside
