@@ -1,0 +1,121 @@
+"""Docker's Engine API shapes made from the client library's types, without a platform."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dockyard.client.grammar import Mount, Port
+from dockyard.client.types import ContainerInfo, ImageInfo
+from dockyard.core.errors import InvalidArgument, NotFound
+from dockyard.engine import convert
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _container(**overrides: object) -> ContainerInfo:
+    fields: dict[str, object] = dict(
+        id="abc123",
+        name="web",
+        image="busybox",
+        image_id="sha256:feed",
+        state="running",
+        exit_code=0,
+        pid=42,
+        command=("httpd", "-f", "-p", "80"),
+        ports=(Port("127.0.0.1", 32768, 80, "tcp"),),
+        labels={"a": "b"},
+        created=NOW - timedelta(minutes=5),
+        started=NOW - timedelta(minutes=3),
+        finished=None,
+        mounts=(Mount("bind", "/srv", "/data", True),),
+    )
+    fields.update(overrides)
+    return ContainerInfo(**fields)  # type: ignore[arg-type]
+
+
+def test_inspect_has_the_state_and_ports_docker_reads() -> None:
+    shape = convert.container_inspect(_container())
+    assert shape["Name"] == "/web"
+    assert shape["Path"] == "httpd" and shape["Args"] == ["-f", "-p", "80"]
+    assert shape["State"]["Status"] == "running" and shape["State"]["Running"] is True
+    assert shape["State"]["Pid"] == 42
+    assert shape["State"]["FinishedAt"] == "0001-01-01T00:00:00Z"
+    assert shape["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32768"}]}
+    assert shape["HostConfig"]["Binds"] == ["/srv:/data:ro"]
+    assert shape["Mounts"][0]["RW"] is False
+
+
+def test_summary_status_lines() -> None:
+    assert convert.container_summary(_container(), NOW)["Status"] == "Up 3 minutes"
+    exited = _container(state="exited", exit_code=3, finished=NOW - timedelta(seconds=2))
+    summary = convert.container_summary(exited, NOW)
+    assert summary["Status"] == "Exited (3) 2 seconds ago"
+    assert summary["Names"] == ["/web"] and summary["Command"] == "httpd -f -p 80"
+    assert summary["Ports"] == [{"PrivatePort": 80, "Type": "tcp", "IP": "127.0.0.1", "PublicPort": 32768}]
+
+
+def test_unpublished_port_maps_to_none() -> None:
+    assert convert.port_map((Port("", 0, 8080, "udp"),)) == {"8080/udp": None}
+
+
+def test_image_shapes() -> None:
+    image = ImageInfo(
+        id="sha256:feed",
+        tags=("busybox:latest",),
+        digests=("busybox@sha256:aa",),
+        size=1000,
+        created=NOW,
+        labels={},
+        config={"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]}},
+    )
+    assert convert.image_summary(image)["RepoTags"] == ["busybox:latest"]
+    assert convert.image_summary(image)["Created"] == int(NOW.timestamp())
+    inspected = convert.image_inspect(image)
+    assert inspected["Config"]["Cmd"] == ["sh"] and inspected["Os"] == "linux"
+
+
+def test_create_body_to_run_options() -> None:
+    body = {
+        "Image": "busybox",
+        "Cmd": ["httpd", "-f"],
+        "Env": ["A=1", "B="],
+        "Labels": {"x": "y"},
+        "Tty": True,
+        "HostConfig": {
+            "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]},
+            "Binds": ["/srv:/data:ro"],
+            "AutoRemove": True,
+            "NetworkMode": "default",
+        },
+    }
+    options = convert.run_options(body, "web")
+    assert options.name == "web" and list(options.command) == ["httpd", "-f"]
+    assert dict(options.env) == {"A": "1", "B": ""}
+    assert list(options.ports) == [Port("127.0.0.1", 0, 80, "tcp")]
+    assert options.auto_remove and options.tty and options.network == ""
+    assert options.entrypoint is None and options.pull == "never"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], {}, {"Image": ""}, {"Image": "x", "Cmd": [1]}, {"Image": "x", "Env": ["=v"]},
+     {"Image": "x", "HostConfig": {"PortBindings": {"http": []}}}],
+)  # fmt: skip
+def test_bad_create_bodies_are_bad_parameters(body: object) -> None:
+    with pytest.raises(InvalidArgument):
+        convert.run_options(body, "")
+
+
+def test_frames_and_versions_and_statuses() -> None:
+    framed = convert.frame("stderr", b"hi\n")
+    assert framed[:8] == struct.pack(">BxxxL", 2, 3) and framed[8:] == b"hi\n"
+    assert convert.strip_version("/v1.44/containers/json") == "/containers/json"
+    assert convert.strip_version("/_ping") == "/_ping"
+    with pytest.raises(InvalidArgument):
+        convert.strip_version("/v1.12/info")
+    assert convert.status_for(NotFound("x")) == 404
+    assert convert.status_for(InvalidArgument("x")) == 400
+    assert convert.tail_count("all") == 0 and convert.tail_count("5") == 5
