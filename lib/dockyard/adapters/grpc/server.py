@@ -16,12 +16,8 @@ stale socket file left by a dead process is removed, a live one is never taken o
 
 from __future__ import annotations
 
-import errno
-import grp
 import inspect
 import os
-import socket
-import stat
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -32,6 +28,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from dockyard.adapters import unixsock
 from dockyard.adapters.grpc.errors import reason_metadata, to_status
 from dockyard.core.errors import DockyardError, InvalidArgument
 
@@ -154,9 +151,6 @@ except ImportError:  # pragma: no cover
     _CancelledError = BaseException  # type: ignore[misc, assignment]
 
 
-UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
-
-
 def grpc_target(address: str) -> str:
     """The form grpc takes for an address people write.
 
@@ -184,48 +178,6 @@ def unix_path(address: str) -> Path | None:
     """The socket path of a unix address, None for TCP."""
     target = grpc_target(address)
     return Path(target.removeprefix("unix:")) if target.startswith("unix:") else None
-
-
-def _claim_socket_path(path: Path) -> None:
-    """Make ``path`` bindable: parent present, short enough, no live server on it.
-
-    A socket file nobody answers on (its process died) is removed; a live one raises OSError,
-    because grpc would silently unlink it and steal the address from the running server.
-    """
-    if len(os.fsencode(path)) > UNIX_PATH_MAX:
-        raise OSError(f"socket path {path} is longer than {UNIX_PATH_MAX} bytes: pick a shorter one")
-    if not path.parent.is_dir():
-        path.parent.mkdir(mode=0o700, parents=True)
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise OSError(f"cannot listen on {path}: it exists and is not a socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(os.fspath(path))
-        except ConnectionRefusedError:
-            log.info("removing stale socket", path=str(path))
-            path.unlink(missing_ok=True)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-                raise
-            path.unlink(missing_ok=True)
-            return
-    raise OSError(f"cannot listen on {path}: another server answers there")
-
-
-def _group_id(name: str | None) -> int:
-    if name is None:
-        return -1
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        log.warning("socket group does not exist; keeping the process's group", group=name)
-        return -1
 
 
 class GrpcServer:
@@ -284,7 +236,7 @@ class GrpcServer:
             raise OSError(str(exc)) from None
         path = unix_path(target)
         if path is not None:
-            _claim_socket_path(path)
+            unixsock.claim(path)
         old_umask = os.umask(0o177) if path is not None else None  # born 0600, widened below
         try:
             if self.tls is not None:
@@ -299,11 +251,7 @@ class GrpcServer:
         if self.port == 0:
             raise OSError(f"cannot listen for gRPC on {self.address} (in use, or not a local address)")
         if path is not None:  # before serving: nobody outside mode/group ever reaches it
-            try:
-                os.chown(path, -1, _group_id(self.socket_group))
-            except PermissionError:
-                log.warning("not a member of the socket group", group=self.socket_group, path=str(path))
-            os.chmod(path, self.socket_mode)
+            unixsock.open_to(path, self.socket_mode, self.socket_group)
         await self._server.start()
         for name in ["", *self._names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
