@@ -460,8 +460,10 @@ class ContainerManager:
             if sync_fd >= 0:
                 os.close(sync_fd)
             await self._abort_start(record, exc)
+            live.started.set()  # a next-exit wait ends too: this start's exit code is its failure's
             raise
         live.exited.clear()
+        live.started.set()
         record = self.save(
             replace(
                 record,
@@ -662,8 +664,10 @@ class ContainerManager:
         await self.stop(ref, timeout)
         return await self.start(ref)
 
-    async def wait(self, ref: str) -> int:
+    async def wait(self, ref: str, *, next_exit: bool = False) -> int:
         live = self._find(ref)
+        if next_exit:
+            await live.started.wait()
         await live.exited.wait()
         return live.record.exit_code
 

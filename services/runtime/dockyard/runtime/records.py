@@ -131,6 +131,9 @@ class LiveContainer:
         self.exited = asyncio.Event()
         if record.state not in (State.RUNNING, State.PAUSED):
             self.exited.set()
+        self.started = asyncio.Event()  # it has run once: a next-exit wait may begin
+        if record.state is not State.CREATED:
+            self.started.set()
         self.watcher: asyncio.Task[None] | None = None
 
 

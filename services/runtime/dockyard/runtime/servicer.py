@@ -261,7 +261,7 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         return self._pb(self.m.get(request.id))
 
     async def Wait(self, request: cpb.WaitContainerRequest, context: Any) -> cpb.WaitContainerResponse:
-        return cpb.WaitContainerResponse(exit_code=await self.m.wait(request.id))
+        return cpb.WaitContainerResponse(exit_code=await self.m.wait(request.id, next_exit=request.next_exit))
 
     async def Pause(self, request: cpb.PauseContainerRequest, context: Any) -> cpb.Container:
         return self._pb(await self.m.pause(request.id, True))
@@ -347,6 +347,8 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
 
         feeder = asyncio.create_task(pump_input())
         try:
+            if start.start:
+                yield cpb.AttachOutput(started=True)
             async for pipe, data in stream.output():
                 if pipe == 3:
                     yield cpb.AttachOutput(stderr=data)
