@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time, _HOMES below
     from dockyard.client.connection import client_tls
     from dockyard.client.grammar import Mount, Port, Volume, parse_mount, parse_publish, parse_volume
     from dockyard.client.types import (
+        AttachOutput,
         BuildOptions,
         BuildProgress,
         ContainerInfo,
@@ -47,6 +48,7 @@ _HOMES = {
     **dict.fromkeys(("Mount", "Port", "Volume", "parse_mount", "parse_publish", "parse_volume"), "grammar"),
     **dict.fromkeys(
         (
+            "AttachOutput",
             "BuildOptions",
             "BuildProgress",
             "ContainerInfo",
@@ -74,6 +76,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AsyncClient",
     "AsyncStream",
+    "AttachOutput",
     "BuildOptions",
     "BuildProgress",
     "Client",

@@ -8,14 +8,23 @@ is the error's reason, never its text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dockyard.api.containers.v1 import containers_pb2 as pb
 from dockyard.api.containers.v1 import containers_pb2_grpc
 from dockyard.client.calls import Stream, unary
 from dockyard.client.images import Images
-from dockyard.client.types import ContainerInfo, LogLine, PullPolicy, PullProgress, RunOptions, RunResult
+from dockyard.client.types import (
+    AttachOutput,
+    ContainerInfo,
+    LogLine,
+    PullPolicy,
+    PullProgress,
+    RunOptions,
+    RunResult,
+)
 from dockyard.core.errors import NotFound, Reason
 from dockyard.core.names import pullable
 
@@ -98,9 +107,22 @@ class Containers:
                 code = message.exit_code
         return code
 
-    def wait(self, container: str) -> int:
-        """Block until the container exits; its exit code."""
-        return int(unary(self._stub.Wait, pb.WaitContainerRequest(id=container)).exit_code)
+    def open_attach(
+        self, container: str, *, start: bool = False, stdin: bool = False, rows: int = 0, cols: int = 0
+    ) -> Attachment:
+        """A live attach whose input you drive (docker's hijacked attach): iterate it for the
+        output, ``write`` stdin, ``close_stdin``, ``resize``; the last message is the exit code.
+        With ``start`` the container is started once attached, and a ``started`` message says so."""
+        first = pb.AttachStart(
+            container_id=container, start=start, stdin=stdin, wait=True, rows=rows, cols=cols
+        )
+        return Attachment(self._stub, pb.AttachInput(start=first))
+
+    def wait(self, container: str, *, next_exit: bool = False) -> int:
+        """Block until the container exits; its exit code. ``next_exit``: a created container is
+        waited for to start and then exit (else a container not running answers at once)."""
+        request = pb.WaitContainerRequest(id=container, next_exit=next_exit)
+        return int(unary(self._stub.Wait, request).exit_code)
 
     def stop(self, container: str, timeout: int | None = None) -> ContainerInfo:
         request = pb.StopContainerRequest(id=container)
@@ -135,3 +157,31 @@ class Containers:
         (or the stream is cancelled)."""
         request = pb.LogsRequest(id=container, follow=follow, tail=tail)
         return Stream(self._stub.Logs(request), LogLine.from_pb)
+
+
+_END = object()
+
+
+class Attachment:
+    """One attach call: its output as :class:`AttachOutput`, its input from any thread."""
+
+    def __init__(self, stub: Any, first: Any) -> None:
+        self._input: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._input.put(first)
+        self._stream = Stream(stub.Attach(iter(self._input.get, _END)), AttachOutput.from_pb)
+
+    def __iter__(self) -> Iterator[AttachOutput]:
+        return self._stream
+
+    def write(self, data: bytes) -> None:
+        self._input.put(pb.AttachInput(stdin=data))
+
+    def close_stdin(self) -> None:
+        self._input.put(pb.AttachInput(stdin_eof=True))
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._input.put(pb.AttachInput(resize=pb.Resize(rows=rows, cols=cols)))
+
+    def cancel(self) -> None:
+        self._input.put(_END)
+        self._stream.cancel()

@@ -48,6 +48,14 @@ class RunOptions:
     read_only: bool = False
     auto_remove: bool = False
     pull: PullPolicy = "missing"
+    interactive: bool = False  # keep stdin open (docker's -i, the API's OpenStdin)
+    publish_all: bool = False  # -P: every exposed port on a free host port
+    restart_policy: str = ""  # no, always, unless-stopped, on-failure[:N]
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    dns: Sequence[str] = ()
+    extra_hosts: Sequence[str] = ()  # host:ip
+    network_aliases: Sequence[str] = ()
 
     def to_pb(self) -> Any:
         """The ContainerSpec this stands for (InvalidArgument for a bad port, volume or mount)."""
@@ -66,7 +74,16 @@ class RunOptions:
             tty=self.tty,
             read_only=self.read_only,
             auto_remove=self.auto_remove,
+            interactive=self.interactive,
+            publish_all=self.publish_all,
+            restart_policy=self.restart_policy,
+            stop_signal=self.stop_signal,
+            dns=list(self.dns),
+            extra_hosts=list(self.extra_hosts),
+            network_aliases=list(self.network_aliases),
         )
+        if self.stop_timeout is not None:
+            spec.stop_timeout = self.stop_timeout
         if self.entrypoint is not None:
             spec.entrypoint.extend(self.entrypoint)
         for port in self.ports:
@@ -126,6 +143,24 @@ class ContainerInfo:
     error: str = ""
     oom_killed: bool = False
     mounts: tuple[Mount, ...] = ()  # as made: anonymous volumes named, binds normalised
+    # how it was made (docker inspect's Config and HostConfig)
+    env: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    workdir: str = ""
+    user: str = ""
+    hostname: str = ""
+    tty: bool = False
+    interactive: bool = False
+    auto_remove: bool = False
+    network: str = ""  # as asked for: "" (the default), none, host, or a user network
+    restart_policy: str = ""
+    # what it is now
+    networks: tuple[NetworkEndpoint, ...] = ()
+    ip_address: str = ""
+    restart_count: int = 0
+    restarting: bool = False
+    health: str = ""  # starting, healthy, unhealthy; "" without a health check
+    node: str = ""
 
     @classmethod
     def from_pb(cls, c: Any) -> ContainerInfo:
@@ -149,7 +184,38 @@ class ContainerInfo:
                 Mount(m.type, m.source, m.target, m.read_only, m.no_copy, m.tmpfs_size, m.tmpfs_mode)
                 for m in c.spec.mounts
             ),
+            env=tuple(c.spec.env),
+            entrypoint=tuple(c.spec.entrypoint),
+            workdir=c.spec.workdir,
+            user=c.spec.user,
+            hostname=c.spec.hostname,
+            tty=c.spec.tty,
+            interactive=c.spec.interactive,
+            auto_remove=c.spec.auto_remove,
+            network=c.spec.network,
+            restart_policy=c.spec.restart_policy,
+            networks=tuple(
+                NetworkEndpoint(n.network, n.network_id, n.ip, n.prefix_len, n.gateway, tuple(n.aliases))
+                for n in c.networks
+            ),
+            ip_address=c.ip_address,
+            restart_count=c.restart_count,
+            restarting=c.restarting,
+            health=c.health.status if c.HasField("health") else "",
+            node=c.node,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkEndpoint:
+    """A container's place on one user network."""
+
+    network: str
+    network_id: str
+    ip: str
+    prefix_len: int
+    gateway: str
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +227,25 @@ class RunResult:
     exit_code: int | None
     stdout: bytes = b""
     stderr: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class AttachOutput:
+    """One message of a live attach: output (``stdout``/``stderr`` with ``data``), ``started``
+    (the attach started the container), or ``exit`` (the last one, with ``exit_code``)."""
+
+    kind: Literal["stdout", "stderr", "started", "exit"]
+    data: bytes = b""
+    exit_code: int = 0
+
+    @classmethod
+    def from_pb(cls, m: Any) -> AttachOutput:
+        kind = m.WhichOneof("output")
+        if kind == "exit_code":
+            return cls("exit", exit_code=m.exit_code)
+        if kind == "started":
+            return cls("started")
+        return cls("stderr", m.stderr) if kind == "stderr" else cls("stdout", m.stdout)
 
 
 @dataclass(frozen=True, slots=True)
