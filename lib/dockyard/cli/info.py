@@ -25,15 +25,17 @@ def run(args: argparse.Namespace) -> int:
     gofmt.check(args.format)
     with channel(args.host) as ch:
         status = system_pb2_grpc.PlatformStub(ch).Status(system_pb2.StatusRequest(), timeout=args.timeout)
+    docker = status.gateway.details.get("docker", "")
     if gofmt.is_template(args.format):
         view = MessageToDict(status, preserving_proto_field_name=True)
+        view["docker"] = docker
         # docker's names for what both have, so `docker info --format` habits carry over
         view.setdefault("ServerVersion", status.gateway.version)
         view.setdefault("Name", status.gateway.node)
         print(gofmt.render_one(args.format, view, missing_key_error=True), end="")
         return 0
     if args.format.strip() == "json":
-        emit_json(MessageToDict(status, preserving_proto_field_name=True))
+        emit_json({**MessageToDict(status, preserving_proto_field_name=True), "docker": docker})
         return 0
     state = system_pb2.ServiceState.Name
     gw = status.gateway
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     aside = f"; set aside as never publishable (dead letter): {', '.join(dead)}" if dead else ""
     print(f"Events:    stream {status.events_stream}, {connected}{aside}")
+    if docker:
+        print(f"Docker:    {docker} (DOCKER_HOST for docker's CLI, compose and SDKs)")
     print()
     rows = [
         (

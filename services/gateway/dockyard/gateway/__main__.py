@@ -56,6 +56,12 @@ def parse(argv: list[str] | None) -> GatewayConfig:
                        ("tlskey", "server key")):  # fmt: skip
         env = f"DOCKYARD_GATEWAY_{flag.upper()}"
         access.add_argument(f"--{flag}", default=_env(flag.upper()), help=f"PEM {what} (TCP only) [{env}]")
+    access.add_argument(
+        "--docker-api",
+        default=_env("DOCKER_API"),
+        help="where the Docker Engine API (dockyard-engine) serves, reported by Info for `dockyard info` "
+        "[DOCKYARD_GATEWAY_DOCKER_API]",
+    )
     group = parser.add_argument_group("backends")
     for name, port in BACKENDS:
         env = f"DOCKYARD_GATEWAY_{name.upper()}"
@@ -85,7 +91,9 @@ def parse(argv: list[str] | None) -> GatewayConfig:
     else:
         host = replace(host, socket_mode=0o660, socket_group=args.socket_group or None)
     backends = {name: getattr(args, name) or backend_socket(platform_dir, name) for name, _ in BACKENDS}
-    return GatewayConfig(host, backends["registry"], backends["runtime"], backends["builder"])
+    return GatewayConfig(
+        host, backends["registry"], backends["runtime"], backends["builder"], docker_api=args.docker_api
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ class GatewayConfig:
     registry: str
     runtime: str
     builder: str
+    docker_api: str = ""  # the Engine API's address, when `dockyard up` runs one
 
 
 def build(config: GatewayConfig) -> tuple[ServiceHost, list[Backend], EventSource]:
@@ -52,6 +53,7 @@ def build(config: GatewayConfig) -> tuple[ServiceHost, list[Backend], EventSourc
                 "runtime": config.runtime,
                 "builder": config.builder,
                 "nats": config.host.nats_url,
+                **({"docker": config.docker_api} if config.docker_api else {}),
                 "events_pending": str(len(host.outbox)),
                 "events_dead_letter": str(host.outbox.dead_count()),
             },
