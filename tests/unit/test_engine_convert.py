@@ -112,10 +112,8 @@ def test_bad_create_bodies_are_bad_parameters(body: object) -> None:
 def test_frames_and_versions_and_statuses() -> None:
     framed = convert.frame("stderr", b"hi\n")
     assert framed[:8] == struct.pack(">BxxxL", 2, 3) and framed[8:] == b"hi\n"
-    assert convert.strip_version("/v1.44/containers/json") == "/containers/json"
-    assert convert.strip_version("/_ping") == "/_ping"
-    with pytest.raises(InvalidArgument):
-        convert.strip_version("/v1.12/info")
+    assert convert.supported_version("1.24") and convert.supported_version("1.51")
+    assert not convert.supported_version("1.12") and not convert.supported_version("2.0")
     assert convert.status_for(NotFound("x")) == 404
     assert convert.status_for(InvalidArgument("x")) == 400
     assert convert.tail_count("all") == 0 and convert.tail_count("5") == 5

@@ -47,7 +47,9 @@ State, all under one directory, so a second ``dockyard up`` finds everything int
                          <name>.log.1 … (see dockyard.local.logs: 10 MiB x 3 files by default)
 
 Access: the gateway listens on ``gateway_grpc`` — a unix socket (0660, group ``dockyard``) in a
-0750 directory by default, or TCP with mutual TLS. The backends' sockets are in ``sockets/``,
+0750 directory by default, or TCP with mutual TLS. Beside that socket, ``docker.sock`` serves the
+Docker Engine API (``dockyard-engine``, a client of the gateway) under the same mode and group.
+The backends' sockets are in ``sockets/``,
 which only the platform's user can enter. The registry's OCI HTTP port (loopback TCP, so every
 local user reaches it) requires credentials to push or delete, and to pull unless
 ``registry_anonymous_pull``: the runtime logs in with its own, users get one from
@@ -97,6 +99,7 @@ STOP_GRACE_S = 10.0
 MAX_RESTARTS = 5  # within RESTART_WINDOW_S, then the service is left down
 RESTART_WINDOW_S = 120.0
 PROBE_TIMEOUT_S = 1.0
+DOCKER_SOCKET = "docker.sock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,13 @@ class PlatformConfig:
     @property
     def gateway_socket(self) -> Path | None:
         return unix_path(self.gateway_grpc)
+
+    @property
+    def docker_socket(self) -> Path | None:
+        """The Docker Engine API's socket, beside the gateway's (same directory, same mode and
+        group); None with a TCP gateway (the Engine API on TCP is not built yet)."""
+        socket = self.gateway_socket
+        return socket.parent / DOCKER_SOCKET if socket is not None else None
 
     @property
     def sockets_dir(self) -> Path:
@@ -202,6 +212,9 @@ def child_specs(config: PlatformConfig) -> list[ChildSpec]:
     if tls is not None:
         server = tls.server
         access = ("--tlscacert", str(server.ca), "--tlscert", str(server.cert), "--tlskey", str(server.key))
+    docker = config.docker_socket
+    if docker is not None:
+        access = (*access, "--docker-api", f"unix://{docker}")
     gateway = svc(
         "gateway",
         config.gateway_grpc,
@@ -379,6 +392,39 @@ class ServiceChild(Child):
             )
 
 
+class EngineChild(Child):
+    """dockyard-engine, the Docker Engine API: ready when its ``/_ping`` names our instance."""
+
+    def __init__(self, config: PlatformConfig, socket: Path, log_dir: Path, instance: str) -> None:
+        argv = (
+            sys.executable,
+            "-m",
+            "dockyard.engine",
+            "--listen",
+            f"unix:{socket}",
+            "--gateway",
+            config.gateway_grpc,
+            "--socket-group",
+            config.socket_group,
+        )
+        super().__init__("engine", argv, log_dir / "engine.log", instance, config.logs)
+        self.socket = socket
+
+    async def probe(self) -> None:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket), PROBE_TIMEOUT_S)
+        try:
+            writer.write(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PROBE_TIMEOUT_S)
+        finally:
+            writer.close()
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        if " 200 " not in lines[0] + " ":
+            raise Unavailable(f"engine answers {lines[0]!r}")
+        if headers.get("dockyard-instance") != self.instance:
+            raise NotOurs(f"{self.socket} is answered by another platform's Docker API, not this one's")
+
+
 class NatsChild(Child):
     """nats-server: ready when what answers on its port calls itself by this run's server name."""
 
@@ -416,7 +462,13 @@ class Supervisor:
         self.services = [
             ServiceChild(spec, self.log_dir, self.instance, config.logs) for spec in child_specs(config)
         ]
-        self.children: list[Child] = [self.nats_child, *self.services]
+        docker = config.docker_socket
+        self.engine = EngineChild(config, docker, self.log_dir, self.instance) if docker is not None else None
+        self.children: list[Child] = [
+            self.nats_child,
+            *self.services,
+            *([self.engine] if self.engine else []),
+        ]
         self.ready_after_s: float | None = None  # seconds from run() to everything ready
         self.stream = config.stream  # fitted to the disk's free space before NATS starts
         self._stopping = asyncio.Event()
@@ -462,6 +514,8 @@ class Supervisor:
         socket = self.config.gateway_socket
         if socket is not None:
             require_unix_free(socket, "the gateway's, --listen")
+        if self.config.docker_socket is not None:
+            require_unix_free(self.config.docker_socket, "the Docker API's, beside the gateway's")
         else:
             host, _, port = self.config.gateway_grpc.rpartition(":")
             require_tcp_free(host, int(port), "gateway, --listen")
@@ -567,7 +621,10 @@ class Supervisor:
                 )
 
     async def _stop_all(self) -> None:
-        """The gateway first, then the backends together, NATS last (the services flush events to it)."""
+        """The Docker API and the gateway first, then the backends together, NATS last (the
+        services flush events to it)."""
+        if self.engine is not None:
+            await self.engine.stop()
         gateway, *backends = reversed(self.services)
         await gateway.stop()
         await asyncio.gather(*(child.stop() for child in backends))

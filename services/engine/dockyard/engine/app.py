@@ -1,69 +1,67 @@
-"""Thin aiohttp handlers: docker's HTTP+JSON to client-library calls and back (see convert.py)."""
+"""Composition root of the Engine API: the aiohttp application over one client of the gateway.
+
+Every handler module has a ``routes`` table; each route is served at its path and at the
+version-prefixed one docker's clients use (``/v1.44/containers/json``), from 1.24 on.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
+import structlog
 from aiohttp import web
 
 from dockyard.client import AsyncClient
 from dockyard.core.errors import DockyardError
-from dockyard.engine import convert
+from dockyard.engine import containers, convert, images, system
+from dockyard.engine.replies import error_reply
+from dockyard.engine.state import ATTACHES, CLIENT, INSTANCE, Attaches
+
+log = structlog.get_logger("dockyard.engine")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-CLIENT = web.AppKey("client", AsyncClient)
+MODULES = (system, containers, images)
 
 
 @web.middleware
 async def docker_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure in docker's shape, ``{"message": ...}``, with docker's status code."""
+    """Every failure in docker's shape, ``{"message": ...}``, with docker's status code; a client's
+    mistake is never a 500."""
+    version = request.match_info.get("version")
+    if version is not None and not convert.supported_version(version):
+        return error_reply(400, f"client version {version} is not supported (1.24 to {convert.API_VERSION})")
     try:
         return await handler(request)
     except DockyardError as exc:
-        return web.json_response({"message": exc.message}, status=convert.status_for(exc))
+        return error_reply(convert.status_for(exc), exc.message)
+    except json.JSONDecodeError as exc:
+        return error_reply(400, f"malformed JSON in the request body: {exc}")
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("engine handler failed", path=request.path)
+        return error_reply(500, "internal error in dockyard-engine (see its log)")
 
 
-async def ping(request: web.Request) -> web.StreamResponse:
-    return web.Response(text="OK", headers={"API-Version": convert.API_VERSION})
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    return error_reply(404, f"page not found: {request.method} {request.path}")
 
 
-async def version(request: web.Request) -> web.StreamResponse:
-    return web.json_response(
-        {"ApiVersion": convert.API_VERSION, "MinAPIVersion": convert.MIN_API_VERSION,
-         "Version": "dockyard", "Os": "linux", "Arch": "amd64"}
-    )  # fmt: skip
-
-
-async def containers(request: web.Request) -> web.StreamResponse:
-    found = await request.app[CLIENT].containers.list(all=request.query.get("all") in ("1", "true"))
-    now = datetime.now(UTC)
-    return web.json_response([convert.container_summary(c, now) for c in found])
-
-
-async def container(request: web.Request) -> web.StreamResponse:
-    info = await request.app[CLIENT].containers.get(request.match_info["id"])
-    return web.json_response(convert.container_inspect(info))
-
-
-async def images(request: web.Request) -> web.StreamResponse:
-    found = await request.app[CLIENT].images.list()
-    return web.json_response([convert.image_summary(i) for i in found])
-
-
-async def image(request: web.Request) -> web.StreamResponse:
-    info = await request.app[CLIENT].images.get(request.match_info["name"])
-    return web.json_response(convert.image_inspect(info))
-
-
-def build(client: AsyncClient) -> web.Application:
-    """The read-only part of the Engine API; version-prefixed paths are a TODO (convert.strip_version)."""
-    app = web.Application(middlewares=[docker_errors])
+def build(client: AsyncClient, instance: str = "") -> web.Application:
+    app = web.Application(middlewares=[docker_errors])  # JSON bodies to 1 MiB; archives stream
     app[CLIENT] = client
-    app.router.add_get("/_ping", ping)
-    app.router.add_get("/version", version)
-    app.router.add_get("/containers/json", containers)
-    app.router.add_get("/containers/{id}/json", container)
-    app.router.add_get("/images/json", images)
-    app.router.add_get("/images/{name:.+}/json", image)
+    app[INSTANCE] = instance
+    app[ATTACHES] = Attaches()
+
+    async def cancel_attaches(app: web.Application) -> None:
+        app[ATTACHES].cancel_all()
+
+    app.on_shutdown.append(cancel_attaches)
+    for module in MODULES:
+        for route in module.routes:
+            assert isinstance(route, web.RouteDef)
+            for prefix in ("", "/v{version:1\\.[0-9]+}"):
+                app.router.add_route(route.method, prefix + route.path, route.handler, **route.kwargs)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
     return app

@@ -5,7 +5,7 @@ Every function here is pure so the shapes docker's CLI reads can be tested witho
 
 from __future__ import annotations
 
-import re
+import platform
 import struct
 from collections.abc import Mapping
 from datetime import datetime
@@ -18,17 +18,13 @@ from dockyard.core.errors import InvalidArgument
 API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
 _ZERO_TIME = "0001-01-01T00:00:00Z"
-_VERSION_PREFIX = re.compile(r"^/v1\.(\d+)(/.*)$")
 
 
-def strip_version(path: str) -> str:
-    """``/v1.44/containers/json`` → ``/containers/json``; unknown versions are refused."""
-    match = _VERSION_PREFIX.match(path)
-    if not match:
-        return path
-    if not 24 <= int(match.group(1)) <= 47:
-        raise InvalidArgument(f"client version 1.{match.group(1)} is not supported (1.24 to 1.47)")
-    return match.group(2)
+def supported_version(version: str) -> bool:
+    """``1.44`` from a ``/v1.44/…`` path: docker's clients down to 1.24, and newer ones (docker
+    negotiates down to the server's ``API-Version``, but a pinned newer client still works)."""
+    major, _, minor = version.partition(".")
+    return major == "1" and minor.isdigit() and int(minor) >= 24
 
 
 def _iso(moment: datetime | None) -> str:
@@ -292,7 +288,36 @@ def run_options(body: Any, name: str) -> RunOptions:
         read_only=bool(host.get("ReadonlyRootfs")),
         auto_remove=bool(host.get("AutoRemove")),
         pull="never",
+        interactive=bool(body.get("OpenStdin")),
+        publish_all=bool(host.get("PublishAllPorts")),
+        restart_policy=_restart_policy(host.get("RestartPolicy") or {}),
+        stop_signal=str(body.get("StopSignal") or ""),
+        stop_timeout=body.get("StopTimeout") if isinstance(body.get("StopTimeout"), int) else None,
+        dns=_strings(host, "Dns") or (),
+        extra_hosts=_strings(host, "ExtraHosts") or (),
+        network_aliases=_aliases(body, str(network)),
     )
+
+
+def _restart_policy(policy: Any) -> str:
+    """HostConfig.RestartPolicy ``{"Name": "on-failure", "MaximumRetryCount": 3}`` → ``on-failure:3``."""
+    if not isinstance(policy, dict):
+        raise InvalidArgument("HostConfig.RestartPolicy must be an object")
+    name = str(policy.get("Name") or "")
+    if name not in ("", "no", "always", "unless-stopped", "on-failure"):
+        raise InvalidArgument(f"invalid restart policy {name!r}")
+    retries = policy.get("MaximumRetryCount") or 0
+    return f"{name}:{retries}" if name == "on-failure" and retries else name
+
+
+def _aliases(body: Mapping[str, Any], network: str) -> list[str]:
+    """The aliases docker's CLI and compose put under NetworkingConfig for the container's network."""
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if not isinstance(endpoints, dict):
+        raise InvalidArgument("NetworkingConfig.EndpointsConfig must be an object")
+    settings = endpoints.get(network) or {}
+    aliases = settings.get("Aliases") if isinstance(settings, dict) else None
+    return [str(a) for a in aliases or []]
 
 
 def frame(stream: str, data: bytes) -> bytes:
@@ -323,3 +348,9 @@ def tail_count(value: str) -> int:
     if not value.isdigit():
         raise InvalidArgument(f"bad tail {value!r}: want a number or all")
     return int(value)
+
+
+def architecture() -> str:
+    """The machine in Go's names (docker's ``Arch``): amd64, arm64…"""
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)

@@ -1,0 +1,97 @@
+"""dockyard-engine: the Docker Engine API, as one more client of the platform's gateway.
+
+Whoever can call it can run code as the platform's user, so it follows the gateway's rules: a
+unix socket (mode 0660, group ``dockyard``), by default ``docker.sock`` beside the gateway's
+``dockyard.sock``. ``DOCKER_HOST=unix://…/docker.sock docker ps`` then works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from dockyard.adapters import unixsock
+from dockyard.adapters.host import platform_group
+from dockyard.client import AsyncClient
+from dockyard.core import logging
+from dockyard.core.errors import DockyardError, Unavailable
+from dockyard.core.service import INSTANCE_ENV
+from dockyard.engine.app import build
+
+log = structlog.get_logger("dockyard.engine")
+
+# Each follow (logs -f, attach, events) holds a worker thread of the client library for as long
+# as it runs: the default pool (cpus + 4) would let six of them stall every other call.
+WORKER_THREADS = 256
+GATEWAY_WAIT_S = 60.0
+SHUTDOWN_S = 3.0  # for in-flight requests; follows (logs -f, events) are cut, as dockerd does
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="dockyard-engine", description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", required=True, help="unix:/path/docker.sock to serve on")
+    parser.add_argument("--gateway", required=True, help="the gateway: unix:/path/dockyard.sock")
+    parser.add_argument("--socket-group", default=platform_group(), help="group allowed on the socket (0660)")
+    args = parser.parse_args(argv)
+    if not args.listen.startswith("unix:"):
+        parser.error("--listen: only unix:/path is served (the Engine API on TCP is not built yet)")
+    return args
+
+
+async def _connect(gateway: str) -> AsyncClient:
+    """The gateway, waited for: `dockyard up` starts every service at once."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(Unavailable),
+        wait=wait_exponential(0.05, max=1.0),
+        stop=stop_after_delay(GATEWAY_WAIT_S),
+        reraise=True,
+    ):
+        with attempt:
+            return await asyncio.to_thread(AsyncClient, gateway)
+    raise AssertionError("unreachable")
+
+
+async def serve(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="engine"))
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    client = await _connect(args.gateway)
+    runner = web.AppRunner(
+        build(client, os.environ.get(INSTANCE_ENV, "")), access_log=None, shutdown_timeout=SHUTDOWN_S
+    )
+    await runner.setup()
+    path = Path(args.listen.removeprefix("unix:").removeprefix("//"))
+    await web.SockSite(runner, unixsock.listen(path, 0o660, args.socket_group)).start()
+    log.info("docker engine api serving", socket=str(path), gateway=args.gateway)
+    try:
+        await stopping.wait()
+    finally:
+        await runner.cleanup()
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.configure("engine")
+    args = parse(argv)
+    try:
+        asyncio.run(serve(args))
+    except (OSError, DockyardError) as exc:
+        print(f"dockyard-engine: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

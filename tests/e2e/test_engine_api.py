@@ -1,0 +1,159 @@
+"""End to end: the docker CLI itself against `dockyard up`'s Docker Engine API (docker.sock).
+
+The platform runs as the unprivileged user and the docker CLI runs as that user too, through
+``DOCKER_HOST=unix://…/docker.sock``; exit codes and output are docker's. A user outside the
+``dockyard`` group is refused by the socket's mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_platform import USER, Platform, as_user, busybox_platform, make_workdir
+
+from dockyard.adapters.nats.server import free_port
+
+DOCKER = shutil.which("docker")
+OUTSIDER = "dockyard-outsider"
+
+pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is installed by `make setup`")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_workdir(Path(tmp_path_factory.mktemp("engine-e2e", numbered=True)))
+
+
+@pytest.fixture(scope="module")
+def platform(workdir: Path) -> Iterator[Platform]:
+    with busybox_platform(workdir) as running:
+        yield running
+
+
+class Docker:
+    def __init__(self, platform: Platform, workdir: Path, user: str = USER) -> None:
+        self.socket = platform.state_dir / "docker.sock"
+        config = workdir / f"docker-config-{user}"
+        config.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(config, user)
+        self.user = user
+        self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_CONFIG": str(config)}
+
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*as_user(self.user), str(DOCKER), *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            timeout=timeout,
+            env=self.env,
+        )
+
+    def ok(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
+        done = self(*args, input=input, timeout=timeout)
+        assert done.returncode == 0, f"docker {' '.join(args)} → {done.returncode}: {done.stderr}"
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def docker(platform: Platform, workdir: Path) -> Docker:
+    return Docker(platform, workdir)
+
+
+def test_the_socket_is_the_gateways_neighbour_and_as_private(platform: Platform) -> None:
+    socket = platform.state_dir / "docker.sock"
+    gateway = platform.state_dir / "dockyard.sock"
+    assert oct(socket.stat().st_mode & 0o777) == oct(gateway.stat().st_mode & 0o777) == "0o660"
+    assert socket.stat().st_gid == gateway.stat().st_gid
+    info = json.loads(platform.ok("info", "--format", "json"))
+    assert info["docker"] == f"unix://{socket}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switches to the outsider user")
+def test_a_user_outside_the_group_is_refused(platform: Platform, workdir: Path) -> None:
+    done = Docker(platform, workdir, user=OUTSIDER)("ps")
+    assert done.returncode != 0 and "permission denied" in done.stderr, done.stderr
+
+
+def test_version_negotiation(docker: Docker) -> None:
+    assert docker.ok("version", "--format", "{{.Server.APIVersion}}").strip() == "1.44"
+    assert docker.ok("info", "--format", "{{.OSType}}").strip() == "linux"
+
+
+def test_run_output_and_exit_codes(docker: Docker) -> None:
+    done = docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    assert docker.ok("run", "--rm", "-e", "WHO=docker", "busybox", "sh", "-c", "echo $WHO") == "docker\n"
+    assert docker.ok("run", "--rm", "-i", "busybox", "cat", input="through stdin\n") == "through stdin\n"
+    missing = docker("run", "--rm", "busybox", "nosuchcommand")
+    assert missing.returncode == 127, missing.stderr
+    assert docker("run", "--rm", "busybox", "/etc/passwd").returncode == 126
+    assert docker("run", "--rm", "nosuch-local-image:1").returncode == 125
+    assert docker.ok("ps", "-aq") == ""  # every --rm container is gone
+
+
+def test_detached_with_a_published_port(docker: Docker) -> None:
+    port = free_port()
+    cid = docker.ok(
+        "run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "busybox", "httpd", "-f", "-p", "80",
+        "-h", "/var/www",
+    ).strip()  # fmt: skip
+    assert len(cid) == 64
+    try:
+        body = b""
+        for _ in range(50):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body == b"hello from dockyard\n"
+        assert docker.ok("ps", "--format", "{{.Names}} {{.Status}}").startswith("web Up")
+        assert (
+            docker.ok("inspect", "-f", "{{.State.Status}} {{.State.Running}}", "web").strip()
+            == "running true"
+        )
+        assert f"127.0.0.1:{port}" in docker.ok("port", "web", "80")
+        assert docker.ok("stop", "-t", "1", "web").strip() == "web"
+        assert docker.ok("inspect", "-f", "{{.State.Status}}", "web").strip() == "exited"
+        assert docker.ok("start", "web").strip() == "web"
+        assert docker.ok("restart", "-t", "1", "web").strip() == "web"
+    finally:
+        assert docker.ok("rm", "-f", "web").strip() == "web"
+    gone = docker("inspect", "web")
+    assert gone.returncode == 1 and "No such" in gone.stderr + gone.stdout, gone.stderr
+
+
+def test_logs_wait_and_the_errors_docker_gives(docker: Docker) -> None:
+    docker.ok("run", "--name", "talker", "busybox", "sh", "-c", "echo one; echo two >&2")
+    try:
+        done = docker("logs", "talker")
+        assert (done.stdout, done.stderr) == ("one\n", "two\n")
+        assert docker.ok("logs", "--tail", "1", "talker") == ""  # the last line was stderr's
+        assert docker.ok("wait", "talker").strip() == "0"
+        running = docker("rm", "talker")
+        assert running.returncode == 0
+    finally:
+        docker("rm", "-f", "talker")
+    missing = docker("logs", "nosuchcontainer")
+    assert missing.returncode == 1 and "No such container" in missing.stderr, missing.stderr
+    docker.ok("run", "-d", "--name", "sleeper", "busybox", "sleep", "60")
+    try:
+        refused = docker("rm", "sleeper")
+        assert refused.returncode == 1 and "container is running" in refused.stderr, refused.stderr
+        docker.ok("kill", "sleeper")
+        assert docker.ok("wait", "sleeper").strip() == "137"
+    finally:
+        docker("rm", "-f", "sleeper")
