@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_platform import USER, Platform, as_user, busybox_platform, make_workdir
+from docker_cli import DOCKER, Docker
+from e2e_platform import Platform, busybox_platform, make_workdir
 
 from dockyard.adapters.nats.server import free_port
 
-DOCKER = shutil.which("docker")
 OUTSIDER = "dockyard-outsider"
 
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is installed by `make setup`")
@@ -36,35 +34,6 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def platform(workdir: Path) -> Iterator[Platform]:
     with busybox_platform(workdir) as running:
         yield running
-
-
-class Docker:
-    def __init__(self, platform: Platform, workdir: Path, user: str = USER) -> None:
-        self.socket = platform.state_dir / "docker.sock"
-        config = workdir / f"docker-config-{user}"
-        config.mkdir(exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(config, user)
-        self.user = user
-        self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_CONFIG": str(config)}
-
-    def __call__(
-        self, *args: str, input: str | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*as_user(self.user), str(DOCKER), *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            timeout=timeout,
-            env=self.env,
-        )
-
-    def ok(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
-        done = self(*args, input=input, timeout=timeout)
-        assert done.returncode == 0, f"docker {' '.join(args)} → {done.returncode}: {done.stderr}"
-        return done.stdout
 
 
 @pytest.fixture(scope="module")
