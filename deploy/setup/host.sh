@@ -68,6 +68,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
     act "installed packages: ${missing[*]}"
 fi
 
+# --- the docker CLI, as a client of the Engine API (no daemon) ---------------------------------------
+# Debian's docker.io package would also install and start a root dockerd; only its client binary is
+# wanted, so it is taken out of the package without installing it.
+step="docker CLI"
+if ! command -v docker >/dev/null; then
+    scratch="$(mktemp -d)"
+    (cd "$scratch" && apt-get download -qq docker.io >/dev/null) || die "apt-get download docker.io failed"
+    dpkg-deb -x "$scratch"/docker.io_*.deb "$scratch/x" || die "cannot unpack docker.io"
+    install -m 0755 "$scratch/x/usr/bin/docker" /usr/local/bin/docker
+    rm -rf "$scratch"
+    act "installed the docker CLI (from Debian's docker.io, client only) in /usr/local/bin"
+fi
+
 # --- the unprivileged user ---------------------------------------------------------------------------
 step="user"
 if ! getent passwd "$USER_NAME" >/dev/null; then
