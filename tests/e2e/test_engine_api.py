@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from docker_cli import DOCKER, Docker
-from e2e_platform import Platform, busybox_platform, make_workdir
+from e2e_platform import Platform, busybox_platform, clean_stop, make_workdir, start
 
 from dockyard.adapters.nats.server import free_port
 
@@ -126,3 +126,23 @@ def test_logs_wait_and_the_errors_docker_gives(docker: Docker) -> None:
         assert docker.ok("wait", "sleeper").strip() == "137"
     finally:
         docker("rm", "-f", "sleeper")
+
+
+def test_on_tcp_only_with_the_clusters_certificates(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``up --listen tcp://…``: the Engine API is on the next port, with the gateway's mutual TLS."""
+    workdir = make_workdir(Path(tmp_path_factory.mktemp("engine-tcp", numbered=True)))
+    port = free_port()
+    while port + 1 == 65536:
+        port = free_port()
+    platform = start(workdir / "state", (free_port(), free_port()), "--listen", f"tcp://127.0.0.1:{port}")
+    try:
+        certs = platform.state_dir / "tls"
+        docker = Docker(platform, workdir)
+        docker.env["DOCKER_HOST"] = f"tcp://127.0.0.1:{port + 1}"
+        refused = docker("version", "--format", "{{.Server.APIVersion}}")
+        assert refused.returncode != 0, refused.stdout  # no certificate: the handshake fails
+        docker.env |= {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)}
+        assert docker.ok("version", "--format", "{{.Server.APIVersion}}").strip() == "1.44"
+        assert docker.ok("ps", "-a", "--format", "{{.ID}}") == ""
+    finally:
+        clean_stop(platform)  # its CLI calls miss the TCP gateway; the stop and clean-up hold

@@ -154,8 +154,12 @@ CONTENT = (
 #: The documented exceptions (dockyard.core.private), by pattern: the mode they must have.
 EXCEPTIONS = (
     ("dockyard.sock", 0o660),  # the gateway's socket: group dockyard may connect
+    ("docker.sock", 0o660),  # the Docker Engine API's, beside it: the same group
     ("runtime/containers/*/etc/*", 0o644),  # bind-mounted into the container, read by its users
 )
+
+
+GROUP_SOCKETS = (Path("dockyard.sock"), Path("docker.sock"))
 
 
 def _modes(state: Path) -> list[str]:
@@ -172,7 +176,7 @@ def _modes(state: Path) -> list[str]:
             mode = stat.S_IMODE(info.st_mode)
             if stat.S_ISLNK(info.st_mode):
                 continue
-            if stat.S_ISSOCK(info.st_mode) and not mode & 0o077 and rel != Path("dockyard.sock"):
+            if stat.S_ISSOCK(info.st_mode) and not mode & 0o077 and rel not in GROUP_SOCKETS:
                 continue  # a private socket: 0600 or 0700, connecting needs write
             want = next((m for pattern, m in EXCEPTIONS if rel.match(pattern)), None)
             if want is None:

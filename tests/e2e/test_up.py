@@ -209,13 +209,14 @@ def test_cli_without_a_platform_says_so_in_one_line(where: str, tmp_path: Path) 
 
 # --- the supervisor under failure: kill -9, taken ports, a dead nats-server -------------------------
 
-SERVICES = {"nats", "registry", "runtime", "builder", "gateway"}
+SERVICES = {"nats", "registry", "runtime", "builder", "gateway", "engine"}
 
 
 def _platform_pids(state: Path) -> set[int]:
-    """Every process the OS knows of that serves this state directory (the services and nats-server)."""
+    """Every process the OS knows of that serves this state directory (the services, the Docker
+    API beside the gateway's socket, and nats-server)."""
     found = set()
-    for pattern in (f"--state-dir {state}/", f"-sd {state}/nats"):
+    for pattern in (f"--state-dir {state}/", f"-sd {state}/nats", f"--listen unix://{state}/docker.sock"):
         done = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True)
         found |= {int(pid) for pid in done.stdout.split()}
     return found

@@ -142,6 +142,14 @@ def run(args: argparse.Namespace) -> int:
             certs, where = config.tls.directory, f"tcp://{config.gateway_grpc}"
             print(f"  gateway   {where}   mutual TLS, certificates in {certs}")
             print(f"            (DOCKYARD_CERT_PATH={certs} dockyard --tlsverify -H {where} info)")
+        if config.tls is None:
+            print(f"  docker    {config.docker_api}   (DOCKER_HOST={config.docker_api} docker ps)")
+        else:
+            print(f"  docker    {config.docker_api}   mutual TLS, the same certificates")
+            print(
+                f"            (DOCKER_CERT_PATH={config.tls.directory} DOCKER_TLS_VERIFY=1 "
+                f"DOCKER_HOST={config.docker_api} docker ps)"
+            )
         print(f"  registry  http://{config.registry_http}   admin {config.registry_grpc}")
         if config.registry_auth == "none":
             print(

@@ -67,6 +67,7 @@ import fcntl
 import os
 import shutil
 import signal
+import ssl
 import sys
 import time
 import uuid
@@ -141,9 +142,19 @@ class PlatformConfig:
     @property
     def docker_socket(self) -> Path | None:
         """The Docker Engine API's socket, beside the gateway's (same directory, same mode and
-        group); None with a TCP gateway (the Engine API on TCP is not built yet)."""
+        group); None with a TCP gateway."""
         socket = self.gateway_socket
         return socket.parent / DOCKER_SOCKET if socket is not None else None
+
+    @property
+    def docker_api(self) -> str:
+        """Where the Docker Engine API serves, as docker's DOCKER_HOST: ``unix:///…/docker.sock``,
+        or with a TCP gateway on PORT, ``tcp://HOST:PORT+1`` with the gateway's mutual TLS."""
+        socket = self.docker_socket
+        if socket is not None:
+            return f"unix://{socket}"
+        host, _, port = self.gateway_grpc.rpartition(":")
+        return f"tcp://{host}:{int(port) + 1}"
 
     @property
     def sockets_dir(self) -> Path:
@@ -212,9 +223,7 @@ def child_specs(config: PlatformConfig) -> list[ChildSpec]:
     if tls is not None:
         server = tls.server
         access = ("--tlscacert", str(server.ca), "--tlscert", str(server.cert), "--tlskey", str(server.key))
-    docker = config.docker_socket
-    if docker is not None:
-        access = (*access, "--docker-api", f"unix://{docker}")
+    access = (*access, "--docker-api", config.docker_api)
     gateway = svc(
         "gateway",
         config.gateway_grpc,
@@ -395,23 +404,40 @@ class ServiceChild(Child):
 class EngineChild(Child):
     """dockyard-engine, the Docker Engine API: ready when its ``/_ping`` names our instance."""
 
-    def __init__(self, config: PlatformConfig, socket: Path, log_dir: Path, instance: str) -> None:
-        argv = (
+    def __init__(self, config: PlatformConfig, log_dir: Path, instance: str) -> None:
+        self.address = config.docker_api
+        argv: tuple[str, ...] = (
             sys.executable,
             "-m",
             "dockyard.engine",
             "--listen",
-            f"unix:{socket}",
+            self.address,
             "--gateway",
             config.gateway_grpc,
             "--socket-group",
             config.socket_group,
         )
+        self.tls = config.tls
+        if self.tls is not None:  # serves with the gateway's certificate, reaches it with the client's
+            server, client = self.tls.server, self.tls.client
+            argv += ("--tlscacert", str(server.ca), "--tlscert", str(server.cert))
+            argv += ("--tlskey", str(server.key))
+            argv += ("--gateway-tlscert", str(client.cert), "--gateway-tlskey", str(client.key))
         super().__init__("engine", argv, log_dir / "engine.log", instance, config.logs)
-        self.socket = socket
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.address.startswith("unix://"):
+            return await asyncio.open_unix_connection(self.address.removeprefix("unix://"))
+        host, _, port = self.address.removeprefix("tcp://").rpartition(":")
+        assert self.tls is not None
+        client = self.tls.client
+        context = ssl.create_default_context(cafile=str(client.ca))
+        context.load_cert_chain(str(client.cert), str(client.key))
+        target = "127.0.0.1" if host in ("0.0.0.0", "[::]", "::") else host.strip("[]")
+        return await asyncio.open_connection(target, int(port), ssl=context, server_hostname=target)
 
     async def probe(self) -> None:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket), PROBE_TIMEOUT_S)
+        reader, writer = await asyncio.wait_for(self._connect(), PROBE_TIMEOUT_S)
         try:
             writer.write(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PROBE_TIMEOUT_S)
@@ -422,7 +448,7 @@ class EngineChild(Child):
         if " 200 " not in lines[0] + " ":
             raise Unavailable(f"engine answers {lines[0]!r}")
         if headers.get("dockyard-instance") != self.instance:
-            raise NotOurs(f"{self.socket} is answered by another platform's Docker API, not this one's")
+            raise NotOurs(f"{self.address} is answered by another platform's Docker API, not this one's")
 
 
 class NatsChild(Child):
@@ -462,13 +488,8 @@ class Supervisor:
         self.services = [
             ServiceChild(spec, self.log_dir, self.instance, config.logs) for spec in child_specs(config)
         ]
-        docker = config.docker_socket
-        self.engine = EngineChild(config, docker, self.log_dir, self.instance) if docker is not None else None
-        self.children: list[Child] = [
-            self.nats_child,
-            *self.services,
-            *([self.engine] if self.engine else []),
-        ]
+        self.engine = EngineChild(config, self.log_dir, self.instance)
+        self.children: list[Child] = [self.nats_child, *self.services, self.engine]
         self.ready_after_s: float | None = None  # seconds from run() to everything ready
         self.stream = config.stream  # fitted to the disk's free space before NATS starts
         self._stopping = asyncio.Event()
@@ -514,11 +535,15 @@ class Supervisor:
         socket = self.config.gateway_socket
         if socket is not None:
             require_unix_free(socket, "the gateway's, --listen")
-        if self.config.docker_socket is not None:
-            require_unix_free(self.config.docker_socket, "the Docker API's, beside the gateway's")
         else:
             host, _, port = self.config.gateway_grpc.rpartition(":")
             require_tcp_free(host, int(port), "gateway, --listen")
+        docker = self.config.docker_api
+        if docker.startswith("unix://"):
+            require_unix_free(Path(docker.removeprefix("unix://")), "the Docker API's, beside the gateway's")
+        else:
+            host, _, port = docker.removeprefix("tcp://").rpartition(":")
+            require_tcp_free(host, int(port), "the Docker API's, the gateway's port + 1")
 
     def _prepare_access(self) -> None:
         """The private sockets directory, NATS's users (fresh secrets each run), the gateway's socket
@@ -623,8 +648,7 @@ class Supervisor:
     async def _stop_all(self) -> None:
         """The Docker API and the gateway first, then the backends together, NATS last (the
         services flush events to it)."""
-        if self.engine is not None:
-            await self.engine.stop()
+        await self.engine.stop()
         gateway, *backends = reversed(self.services)
         await gateway.stop()
         await asyncio.gather(*(child.stop() for child in backends))

@@ -2,7 +2,8 @@
 
 Whoever can call it can run code as the platform's user, so it follows the gateway's rules: a
 unix socket (mode 0660, group ``dockyard``), by default ``docker.sock`` beside the gateway's
-``dockyard.sock``. ``DOCKER_HOST=unix://…/docker.sock docker ps`` then works.
+``dockyard.sock``, so ``DOCKER_HOST=unix://…/docker.sock docker ps`` works; or TCP with mutual
+TLS only (``docker --tlsverify -H tcp://…``), with the gateway's certificates.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import os
 import signal
+import ssl
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +22,7 @@ from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from dockyard.adapters import unixsock
+from dockyard.adapters.grpc.tls import ClientTls
 from dockyard.adapters.host import platform_group
 from dockyard.client import AsyncClient
 from dockyard.core import logging
@@ -38,16 +41,34 @@ SHUTDOWN_S = 3.0  # for in-flight requests; follows (logs -f, events) are cut, a
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dockyard-engine", description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", required=True, help="unix:/path/docker.sock to serve on")
-    parser.add_argument("--gateway", required=True, help="the gateway: unix:/path/dockyard.sock")
+    parser.add_argument(
+        "--listen", required=True, help="unix:///path/docker.sock, or tcp://HOST:PORT (mutual TLS)"
+    )
+    parser.add_argument("--gateway", required=True, help="the gateway: unix:/path/dockyard.sock or host:port")
     parser.add_argument("--socket-group", default=platform_group(), help="group allowed on the socket (0660)")
+    tls = parser.add_argument_group("mutual TLS (TCP only)")
+    tls.add_argument("--tlscacert", help="PEM CA: signs the clients' certificates and the gateway's")
+    tls.add_argument("--tlscert", help="PEM server certificate")
+    tls.add_argument("--tlskey", help="PEM server key")
+    tls.add_argument("--gateway-tlscert", help="PEM client certificate presented to a TCP gateway")
+    tls.add_argument("--gateway-tlskey", help="PEM client key presented to a TCP gateway")
     args = parser.parse_args(argv)
-    if not args.listen.startswith("unix:"):
-        parser.error("--listen: only unix:/path is served (the Engine API on TCP is not built yet)")
+    if not args.listen.startswith("unix:") and not (args.tlscacert and args.tlscert and args.tlskey):
+        parser.error(
+            f"refusing to serve {args.listen} without mutual TLS: TCP needs --tlscacert, --tlscert, --tlskey"
+        )
     return args
 
 
-async def _connect(gateway: str) -> AsyncClient:
+def _server_tls(args: argparse.Namespace) -> ssl.SSLContext:
+    """Only clients with a certificate from the cluster's CA get in, as on the gateway."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=args.tlscacert)
+    context.load_cert_chain(args.tlscert, args.tlskey)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def _connect(gateway: str, tls: ClientTls | None) -> AsyncClient:
     """The gateway, waited for: `dockyard up` starts every service at once."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(Unavailable),
@@ -56,7 +77,7 @@ async def _connect(gateway: str) -> AsyncClient:
         reraise=True,
     ):
         with attempt:
-            return await asyncio.to_thread(AsyncClient, gateway)
+            return await asyncio.to_thread(AsyncClient, gateway, tls)
     raise AssertionError("unreachable")
 
 
@@ -66,19 +87,32 @@ async def serve(args: argparse.Namespace) -> None:
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    client = await _connect(args.gateway)
+    tcp_gateway = not args.gateway.startswith("unix:")
+    gateway_tls = (
+        ClientTls(Path(args.tlscacert), Path(args.gateway_tlscert), Path(args.gateway_tlskey))
+        if tcp_gateway
+        else None
+    )
+    client = await _connect(args.gateway, gateway_tls)
     runner = web.AppRunner(
         build(client, os.environ.get(INSTANCE_ENV, "")), access_log=None, shutdown_timeout=SHUTDOWN_S
     )
     await runner.setup()
-    path = Path(args.listen.removeprefix("unix:").removeprefix("//"))
-    await web.SockSite(runner, unixsock.listen(path, 0o660, args.socket_group)).start()
-    log.info("docker engine api serving", socket=str(path), gateway=args.gateway)
+    path: Path | None = None
+    if args.listen.startswith("unix:"):
+        path = Path(args.listen.removeprefix("unix:").removeprefix("//"))
+        site: web.BaseSite = web.SockSite(runner, unixsock.listen(path, 0o660, args.socket_group))
+    else:
+        host, _, port = args.listen.removeprefix("tcp://").rpartition(":")
+        site = web.TCPSite(runner, host.strip("[]"), int(port), ssl_context=_server_tls(args))
+    await site.start()
+    log.info("docker engine api serving", listen=args.listen, gateway=args.gateway)
     try:
         await stopping.wait()
     finally:
         await runner.cleanup()
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        if path is not None:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
         await client.close()
 
 
