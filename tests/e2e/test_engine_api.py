@@ -146,3 +146,26 @@ def test_on_tcp_only_with_the_clusters_certificates(tmp_path_factory: pytest.Tem
         assert docker.ok("ps", "-a", "--format", "{{.ID}}") == ""
     finally:
         clean_stop(platform)  # its CLI calls miss the TCP gateway; the stop and clean-up hold
+
+
+def test_a_health_check_from_the_docker_cli(docker: Docker) -> None:
+    """``--health-*`` reach the platform's checker; ``ps`` and ``inspect`` show what it found."""
+    docker.ok(
+        "run", "-d", "--name", "checked", "--health-cmd", "test -f /tmp/ready", "--health-interval", "300ms",
+        "--health-retries", "50", "busybox", "sh", "-c", "sleep 1; touch /tmp/ready; sleep 60",
+    )  # fmt: skip
+    try:
+        statuses = []
+        for _ in range(100):
+            statuses.append(docker.ok("inspect", "-f", "{{.State.Health.Status}}", "checked").strip())
+            if statuses[-1] == "healthy":
+                break
+            time.sleep(0.2)
+        assert statuses[0] == "starting" and statuses[-1] == "healthy", statuses
+        assert (
+            docker.ok("ps", "--format", "{{.Status}}", "--filter", "name=checked")
+            .strip()
+            .endswith("(healthy)")
+        )
+    finally:
+        docker("rm", "-f", "checked")

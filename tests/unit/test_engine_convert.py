@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dockyard.client.grammar import Mount, Port
-from dockyard.client.types import ContainerInfo, ImageInfo
+from dockyard.client.types import ContainerInfo, HealthCheck, ImageInfo, Limits
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.engine import convert
 
@@ -117,3 +117,53 @@ def test_frames_and_versions_and_statuses() -> None:
     assert convert.status_for(NotFound("x")) == 404
     assert convert.status_for(InvalidArgument("x")) == 400
     assert convert.tail_count("all") == 0 and convert.tail_count("5") == 5
+
+
+def test_compose_create_fields_health_limits_tmpfs() -> None:
+    body = {
+        "Image": "busybox",
+        "Healthcheck": {"Test": ["CMD-SHELL", "test -f /ready"], "Interval": 500_000_000, "Retries": 20},
+        "HostConfig": {
+            "Memory": 64 << 20,
+            "CpuQuota": 50_000,
+            "PidsLimit": 100,
+            "Tmpfs": {"/run": "size=1m"},
+        },
+    }
+    options = convert.run_options(body, "db")
+    assert options.healthcheck == HealthCheck(("CMD-SHELL", "test -f /ready"), interval_s=0.5, retries=20)
+    assert options.limits == Limits(memory=64 << 20, nano_cpus=500_000_000, pids_limit=100)
+    assert list(options.tmpfs) == ["/run:size=1m"]
+    spec = options.to_pb()
+    assert list(spec.healthcheck.test) == ["CMD-SHELL", "test -f /ready"]
+    assert spec.healthcheck.interval.ToNanoseconds() == 500_000_000 and spec.healthcheck.retries == 20
+    assert not spec.healthcheck.HasField("timeout")  # unset: the image's
+    assert spec.resources.memory == 64 << 20 and spec.resources.nano_cpus == 500_000_000
+    assert not spec.resources.HasField("memory_swap")
+    plain = convert.run_options({"Image": "busybox", "HostConfig": {"Memory": 0}}, "")
+    assert plain.healthcheck is None and plain.limits is None
+    assert not plain.to_pb().HasField("healthcheck") and not plain.to_pb().HasField("resources")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"Image": "x", "Healthcheck": {"Interval": -1}}, {"Image": "x", "Healthcheck": "CMD true"},
+     {"Image": "x", "HostConfig": {"Memory": "64m"}}, {"Image": "x", "HostConfig": {"Tmpfs": ["/run"]}}],
+)  # fmt: skip
+def test_bad_health_and_limits_are_bad_parameters(body: object) -> None:
+    with pytest.raises(InvalidArgument):
+        convert.run_options(body, "")
+
+
+def test_inspect_and_ps_show_health_and_how_it_was_made() -> None:
+    info = _container(
+        health="starting", restart_policy="on-failure:3", restart_count=2, env=("A=1",), auto_remove=True
+    )
+    shape = convert.container_inspect(info)
+    assert shape["State"]["Health"]["Status"] == "starting"
+    assert shape["RestartCount"] == 2 and shape["Config"]["Env"] == ["A=1"]
+    assert shape["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert shape["HostConfig"]["AutoRemove"] is True
+    assert "Health" not in convert.container_inspect(_container())["State"]
+    assert convert.container_summary(info, NOW)["Status"] == "Up 3 minutes (health: starting)"
+    assert convert.container_summary(_container(health="healthy"), NOW)["Status"] == "Up 3 minutes (healthy)"

@@ -25,6 +25,48 @@ def _time(ts: Any) -> datetime | None:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """docker's ``--health-*`` flags (the API's ``Healthcheck``): what is unset is the image's.
+    ``test`` is ``("CMD", arg, …)``, ``("CMD-SHELL", command)`` or ``("NONE",)`` to disable."""
+
+    test: tuple[str, ...] = ()
+    interval_s: float = 0
+    timeout_s: float = 0
+    start_period_s: float = 0
+    retries: int = 0
+
+    def to_pb(self, check: Any) -> None:
+        """Fill the wire HealthConfig ``check``."""
+        check.SetInParent()
+        check.test.extend(self.test)
+        for name in ("interval", "timeout", "start_period"):
+            seconds = getattr(self, f"{name}_s")
+            if seconds:
+                getattr(check, name).FromNanoseconds(int(seconds * 1e9))
+        check.retries = self.retries
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits (``--memory``, ``--memory-swap``, ``--cpus`` as 1e-9 CPUs, ``--cpu-shares``,
+    ``--pids-limit``); None leaves the platform's default."""
+
+    memory: int | None = None
+    memory_swap: int | None = None
+    nano_cpus: int | None = None
+    cpu_shares: int | None = None
+    pids_limit: int | None = None
+
+    def to_pb(self, resources: Any) -> None:
+        """Fill the wire Resources ``resources``."""
+        resources.SetInParent()
+        for name in ("memory", "memory_swap", "nano_cpus", "cpu_shares", "pids_limit"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(resources, name, value)
+
+
+@dataclass(frozen=True, slots=True)
 class RunOptions:
     """A container to create (``docker run``'s common flags). ``ports``, ``volumes`` and ``mounts``
     take typed values or docker's strings (``"8080:80"``, ``"data:/data:ro"``,
@@ -56,6 +98,9 @@ class RunOptions:
     dns: Sequence[str] = ()
     extra_hosts: Sequence[str] = ()  # host:ip
     network_aliases: Sequence[str] = ()
+    healthcheck: HealthCheck | None = None
+    limits: Limits | None = None
+    tmpfs: Sequence[str] = ()  # "/run" or "/run:size=64m"
 
     def to_pb(self) -> Any:
         """The ContainerSpec this stands for (InvalidArgument for a bad port, volume or mount)."""
@@ -84,6 +129,11 @@ class RunOptions:
         )
         if self.stop_timeout is not None:
             spec.stop_timeout = self.stop_timeout
+        if self.healthcheck is not None:
+            self.healthcheck.to_pb(spec.healthcheck)
+        if self.limits is not None:
+            self.limits.to_pb(spec.resources)
+        spec.tmpfs.extend(self.tmpfs)
         if self.entrypoint is not None:
             spec.entrypoint.extend(self.entrypoint)
         for port in self.ports:

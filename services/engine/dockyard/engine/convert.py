@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from dockyard.client.grammar import Mount, Port
-from dockyard.client.types import ContainerInfo, ImageInfo, RunOptions
+from dockyard.client.types import ContainerInfo, HealthCheck, ImageInfo, Limits, RunOptions
 from dockyard.core.errors import InvalidArgument
 
 API_VERSION = "1.44"
@@ -38,7 +38,8 @@ def _epoch(moment: datetime | None) -> int:
 def _status_line(info: ContainerInfo, now: datetime) -> str:
     """``docker ps``'s STATUS column: ``Up 3 minutes``, ``Exited (0) 2 seconds ago``."""
     if info.state == "running":
-        return f"Up {_ago(info.started, now)}"
+        health = {"": "", "starting": " (health: starting)"}.get(info.health, f" ({info.health})")
+        return f"Up {_ago(info.started, now)}{health}"
     if info.state == "exited":
         return f"Exited ({info.exit_code}) {_ago(info.finished, now)} ago"
     return info.state.capitalize()
@@ -128,7 +129,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "Status": info.state,
             "Running": info.state == "running",
             "Paused": info.state == "paused",
-            "Restarting": False,
+            "Restarting": info.restarting,
             "OOMKilled": info.oom_killed,
             "Dead": info.state == "dead",
             "Pid": info.pid if info.state == "running" else 0,
@@ -136,11 +137,21 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "Error": info.error,
             "StartedAt": _iso(info.started),
             "FinishedAt": _iso(info.finished),
+            **({"Health": {"Status": info.health, "FailingStreak": 0, "Log": []}} if info.health else {}),
         },
+        "RestartCount": info.restart_count,
         "Mounts": [_mount(m) for m in info.mounts],
         "Config": {
             "Image": info.image,
             "Cmd": list(info.command),
+            "Entrypoint": list(info.entrypoint) or None,
+            "Env": list(info.env),
+            "WorkingDir": info.workdir,
+            "User": info.user,
+            "Hostname": info.hostname or info.id[:12],
+            "Tty": info.tty,
+            "OpenStdin": info.interactive,
+            "AttachStdin": info.interactive,
             "Labels": dict(info.labels),
             "ExposedPorts": {key: {} for key in ports},
         },
@@ -155,8 +166,8 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
                 for m in info.mounts
                 if m.type == "bind"
             ],
-            "AutoRemove": False,
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "AutoRemove": info.auto_remove,
+            "RestartPolicy": restart_policy_shape(info.restart_policy),
         },
         "NetworkSettings": {"Ports": ports, "Networks": {}},
     }
@@ -296,7 +307,72 @@ def run_options(body: Any, name: str) -> RunOptions:
         dns=_strings(host, "Dns") or (),
         extra_hosts=_strings(host, "ExtraHosts") or (),
         network_aliases=_aliases(body, str(network)),
+        healthcheck=_healthcheck(body.get("Healthcheck")),
+        limits=_limits(host),
+        tmpfs=_tmpfs(host.get("Tmpfs")),
     )
+
+
+def _healthcheck(check: Any) -> HealthCheck | None:
+    """``Config.Healthcheck``: durations in nanoseconds, 0 (or absent) keeps the image's."""
+    if not check:
+        return None
+    if not isinstance(check, dict):
+        raise InvalidArgument("Healthcheck must be an object")
+    seconds = {}
+    for key, name in (
+        ("Interval", "interval_s"),
+        ("Timeout", "timeout_s"),
+        ("StartPeriod", "start_period_s"),
+    ):
+        value = check.get(key) or 0
+        if not isinstance(value, int) or value < 0:
+            raise InvalidArgument(f"Healthcheck.{key} must be a non-negative number of nanoseconds")
+        seconds[name] = value / 1e9
+    retries = check.get("Retries") or 0
+    if not isinstance(retries, int) or retries < 0:
+        raise InvalidArgument("Healthcheck.Retries must be a non-negative number")
+    return HealthCheck(test=tuple(_strings(check, "Test") or ()), retries=retries, **seconds)
+
+
+def _limits(host: Mapping[str, Any]) -> Limits | None:
+    """HostConfig's limits; docker's 0 means unset. ``CpuQuota``/``CpuPeriod`` (compose's
+    ``cpus`` on old API versions) become ``NanoCpus``."""
+    values: dict[str, int | None] = {}
+    for key, name in (
+        ("Memory", "memory"),
+        ("MemorySwap", "memory_swap"),
+        ("NanoCpus", "nano_cpus"),
+        ("CpuShares", "cpu_shares"),
+        ("PidsLimit", "pids_limit"),
+    ):
+        value = host.get(key)
+        if value is not None and not isinstance(value, int):
+            raise InvalidArgument(f"HostConfig.{key} must be a number")
+        values[name] = value or None
+    quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or 100_000
+    if not isinstance(quota, int) or not isinstance(period, int) or period <= 0:
+        raise InvalidArgument("HostConfig.CpuQuota and CpuPeriod must be positive numbers")
+    if quota > 0 and values["nano_cpus"] is None:
+        values["nano_cpus"] = quota * 1_000_000_000 // period
+    if all(v is None for v in values.values()):
+        return None
+    return Limits(**values)
+
+
+def _tmpfs(tmpfs: Any) -> tuple[str, ...]:
+    """``HostConfig.Tmpfs``: ``{"/run": "size=64m"}`` as the platform's ``/run:size=64m``."""
+    if not tmpfs:
+        return ()
+    if not isinstance(tmpfs, dict):
+        raise InvalidArgument("HostConfig.Tmpfs must be an object of path to options")
+    return tuple(f"{path}:{options}" if options else str(path) for path, options in tmpfs.items())
+
+
+def restart_policy_shape(policy: str) -> dict[str, Any]:
+    """The platform's ``on-failure:3`` as docker's ``{"Name": "on-failure", "MaximumRetryCount": 3}``."""
+    name, _, count = policy.partition(":")
+    return {"Name": name or "no", "MaximumRetryCount": int(count) if count.isdigit() else 0}
 
 
 def _restart_policy(policy: Any) -> str:
