@@ -517,3 +517,29 @@ def test_a_killed_client_cancels_its_build(platform: Platform, workdir: Path) ->
         build.wait()
     after = _context(workdir / "after-orphan", "FROM busybox\nRUN echo fine > /f\n")
     assert platform.cli("build", "-q", str(after), timeout=120).returncode == 0
+
+
+def test_images_hide_a_builds_intermediates_and_filter_as_docker(platform: Platform, workdir: Path) -> None:
+    """``images`` lists what was tagged and what a rebuild left dangling; ``-a`` adds the step
+    images a build is made of; ``-f`` takes docker's keys, and ``system df`` counts as ``images``."""
+    dockerfile = 'FROM busybox\nRUN echo one > /one\nRUN echo two > /two\nLABEL stage=yes\nCMD ["cat", "/one"]\n'
+    ctx = _context(workdir / "layered", dockerfile)
+    platform.ok("build", "-t", "layered:1", str(ctx), timeout=180)
+    first = platform.ok("images", "-q", "--no-trunc", "layered:1").strip()
+    (ctx / "Dockerfile").write_text(dockerfile.replace('"/one"', '"/two"'))
+    platform.ok("build", "-t", "layered:1", str(ctx), timeout=180)  # the RUNs cached, a new CMD
+    shown = set(platform.ok("images", "-q", "--no-trunc").split())
+    everything = _image_ids(platform)
+    steps = everything - shown
+    assert first in shown and len(steps) >= 2, (shown, everything)  # the two RUN images are hidden
+    dangling = platform.ok("images", "-q", "--no-trunc", "-f", "dangling=true").split()
+    assert first in dangling and not steps & set(dangling), (dangling, steps)
+    assert platform.ok("images", "--format", "{{.Repository}}:{{.Tag}}", "-f", "reference=layered") == "layered:1\n"
+    labelled = platform.ok("images", "--format", "{{.Tag}}", "-f", "label=stage=yes", "-f", "dangling=false")
+    assert labelled == "1\n"
+    refused = platform.cli("images", "-f", "colour=red")
+    assert refused.returncode == 1 and "invalid filter 'colour'" in refused.stderr, refused.stderr
+    usage = json.loads(platform.ok("system", "df", "--format", "json").splitlines()[0])
+    assert int(usage["TotalCount"]) == len(shown), usage
+    platform.ok("rmi", "layered:1")
+    platform.ok("image", "prune", "-f")

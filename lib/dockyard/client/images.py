@@ -45,11 +45,14 @@ class Images:
         reply = unary(self._stub.Remove, pb.RemoveImageRequest(reference=reference, force=force))
         return list(reply.deleted)
 
-    def list(self, *, all: bool = False) -> list[ImageInfo]:
+    def list(self, *, all: bool = False, filters: tuple[str, ...] = ()) -> list[ImageInfo]:
+        """docker's ``images``: intermediates only with ``all``; ``filters`` are its ``-f`` keys
+        (``dangling=true``, ``reference=team/*``, ``label=k=v``, ``before=``, ``since=``)."""
         found: list[ImageInfo] = []
         token = ""
         while True:
-            page = unary(self._stub.List, pb.ListImagesRequest(all=all, page_token=token))
+            request = pb.ListImagesRequest(all=all, filters=filters, page_token=token)
+            page = unary(self._stub.List, request)
             found += [ImageInfo.from_pb(i) for i in page.images]
             if not (token := page.next_page_token):
                 return found

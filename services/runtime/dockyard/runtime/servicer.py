@@ -28,7 +28,8 @@ from dockyard.runtime.buildsteps import BuildSteps  # builds
 from dockyard.runtime.cgroups import Limits
 from dockyard.runtime.containers import ContainerManager
 from dockyard.runtime.health_convert import fill_container_pb, healthcheck_from_pb
-from dockyard.runtime.images.store import ImageStore
+from dockyard.runtime.images import selection
+from dockyard.runtime.images.store import ImageRecord, ImageStore
 from dockyard.runtime.network_servicer import add_networks_pb  # networks
 from dockyard.runtime.records import ContainerConfig, ContainerRecord, State
 from dockyard.runtime.runflags import PortMapping
@@ -545,8 +546,24 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def _pb(self, record: Any) -> ipb.Image:
         return image_to_pb(self.store, record)
 
+    def _select(self, all: bool, filters: list[str]) -> list[ImageRecord]:
+        def labels_of(record: Any) -> dict[str, str]:
+            return self.store.config(record).get("config", {}).get("Labels") or {}
+
+        def history_of(record: Any) -> list[Any]:
+            return self.store.config(record).get("history") or []
+
+        return selection.select(
+            self.store.list(),
+            show_all=all,
+            filters=filters,
+            labels_of=labels_of,
+            history_of=history_of,
+            resolve=self.store.resolve,
+        )
+
     async def List(self, request: ipb.ListImagesRequest, context: Any) -> ipb.ListImagesResponse:
-        records = await asyncio.to_thread(self.store.list)
+        records = await asyncio.to_thread(self._select, request.all, list(request.filters))
         images, token = paging.page(  # pages, as Containers.List's
             records,
             lambda r: r.id,
@@ -672,6 +689,11 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
     async def DiskUsage(self, request: ipb.DiskUsageRequest, context: Any) -> ipb.DiskUsageResponse:
         rows = await asyncio.to_thread(self.store.disk_usage, self.m.users_of_image)
+        hidden = await asyncio.to_thread(  # counted as `images` counts them, without -a
+            selection.intermediates,
+            [row.image for row in rows],
+            lambda r: self.store.config(r).get("history") or [],
+        )
         images = [
             ipb.ImageUsage(
                 image=self._pb(row.image),
@@ -680,6 +702,7 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
                 containers=row.containers,
             )
             for row in rows
+            if row.image.id not in hidden
         ]
         containers = self.m.list_containers(all=True)
         volumes = [
