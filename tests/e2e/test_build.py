@@ -522,7 +522,9 @@ def test_a_killed_client_cancels_its_build(platform: Platform, workdir: Path) ->
 def test_images_hide_a_builds_intermediates_and_filter_as_docker(platform: Platform, workdir: Path) -> None:
     """``images`` lists what was tagged and what a rebuild left dangling; ``-a`` adds the step
     images a build is made of; ``-f`` takes docker's keys, and ``system df`` counts as ``images``."""
-    dockerfile = 'FROM busybox\nRUN echo one > /one\nRUN echo two > /two\nLABEL stage=yes\nCMD ["cat", "/one"]\n'
+    dockerfile = (
+        'FROM busybox\nRUN echo one > /one\nRUN echo two > /two\nLABEL stage=yes\nCMD ["cat", "/one"]\n'
+    )
     ctx = _context(workdir / "layered", dockerfile)
     platform.ok("build", "-t", "layered:1", str(ctx), timeout=180)
     first = platform.ok("images", "-q", "--no-trunc", "layered:1").strip()
@@ -534,7 +536,10 @@ def test_images_hide_a_builds_intermediates_and_filter_as_docker(platform: Platf
     assert first in shown and len(steps) >= 2, (shown, everything)  # the two RUN images are hidden
     dangling = platform.ok("images", "-q", "--no-trunc", "-f", "dangling=true").split()
     assert first in dangling and not steps & set(dangling), (dangling, steps)
-    assert platform.ok("images", "--format", "{{.Repository}}:{{.Tag}}", "-f", "reference=layered") == "layered:1\n"
+    assert (
+        platform.ok("images", "--format", "{{.Repository}}:{{.Tag}}", "-f", "reference=layered")
+        == "layered:1\n"
+    )
     labelled = platform.ok("images", "--format", "{{.Tag}}", "-f", "label=stage=yes", "-f", "dangling=false")
     assert labelled == "1\n"
     refused = platform.cli("images", "-f", "colour=red")
