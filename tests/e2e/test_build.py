@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
@@ -548,3 +549,32 @@ def test_images_hide_a_builds_intermediates_and_filter_as_docker(platform: Platf
     assert int(usage["TotalCount"]) == len(shown), usage
     platform.ok("rmi", "layered:1")
     platform.ok("image", "prune", "-f")
+
+
+def _created(platform: Platform, image: str) -> str:
+    return str(json.loads(platform.ok("inspect", "--type", "image", image))[0]["config"]["created"])
+
+
+def test_a_build_is_as_old_as_its_commit_else_its_base(platform: Platform, workdir: Path) -> None:
+    """Not 1970: a git context's commit time, else the newest base's time; still reproducible."""
+    dockerfile = 'FROM busybox\nCOPY f.txt /f.txt\nCMD ["cat", "/f.txt"]\n'
+    plain = _context(workdir / "dated-plain", dockerfile, {"f.txt": "plain\n"})
+    platform.ok("build", "-t", "dated:plain", str(plain), timeout=120)
+    base = _created(platform, "busybox")
+    assert _created(platform, "dated:plain") == base[:19] + "Z" and not base.startswith(
+        "1970"
+    )  # whole seconds
+
+    repo = _context(workdir / "dated-git", dockerfile, {"f.txt": "committed\n"})
+    env = {**os.environ, "GIT_COMMITTER_DATE": "@1600000000 +0000", "GIT_AUTHOR_DATE": "@1600000000 +0000"}
+    for argv in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+    ):
+        subprocess.run(["git", "-C", str(repo), *argv], check=True, env=env, capture_output=True)
+    first = platform.ok("build", "-q", "--no-cache", str(repo), timeout=120).strip()
+    assert _created(platform, first).startswith("2020-09-13T12:26:40")
+    assert platform.ok("build", "-q", "--no-cache", str(repo), timeout=120).strip() == first
+    files = platform.ok("run", "--rm", first, "stat", "-c", "%Y", "/f.txt").strip()
+    assert files == "1600000000"  # the copied file's time is clamped to the commit's

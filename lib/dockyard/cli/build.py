@@ -4,8 +4,8 @@ The context directory is walked and streamed by the client library (``dockyard.c
 ``.dockerignore``'d, a tar in 1 MiB chunks, never whole in memory). The Dockerfile (``-f``,
 anywhere, ``-`` for stdin) travels in the options. Progress goes to stderr
 (``buildprogress``: plain ``#N`` lines for CI logs, or a live tty view); ``-q`` prints only
-the image id, on stdout. ``SOURCE_DATE_EPOCH`` in the environment
-sets the image's timestamps (default 0: builds are reproducible; see the builder's engine).
+the image id, on stdout. ``SOURCE_DATE_EPOCH`` in the environment sets the image's timestamps
+(default: the git context's commit time, else the newest base's; see the builder's engine).
 ``--cache-to``/``--cache-from`` take buildx's ``type=registry,ref=…`` values, checked here
 (``dockyard.core.cacheoptions``) so that a bad one fails before the context is sent.
 """

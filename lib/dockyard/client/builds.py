@@ -14,6 +14,8 @@ device nodes are left out: docker skips sockets, and the builder makes none of t
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,10 @@ class Builds:
         flags reach beyond :class:`BuildOptions`) and the context directory ``context``."""
 
         unreadable: list[OSError] = []
+        if not options.HasField("source_date_epoch") and "SOURCE_DATE_EPOCH" not in options.build_args:
+            commit_time = git_commit_time(context)
+            if commit_time is not None:  # the image's time is its commit's (engine.py, "Reproducible")
+                options.source_date_epoch = commit_time
 
         def requests() -> Iterator[Any]:
             yield pb.BuildInput(options=options)
@@ -88,6 +94,25 @@ class _ContextStream(Stream[Any]):
                 where = f": {exc.filename}" if exc.filename else ""
                 raise InvalidArgument(f"error from sender: {exc.strerror or exc}{where}") from None
             raise
+
+
+def git_commit_time(root: Path) -> int | None:
+    """HEAD's commit time when ``root`` is in a git work tree; None otherwise, or without git."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        done = subprocess.run(
+            [git, "-C", str(root), "log", "-1", "--format=%ct"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = done.stdout.strip()
+    return int(out) if done.returncode == 0 and out.isdigit() else None
 
 
 def read_dockerfile(root: Path, file: str = "") -> tuple[bytes, str]:

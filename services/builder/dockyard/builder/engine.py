@@ -24,10 +24,14 @@ after it re-run. ``no_cache`` skips lookups (and still records the results). A m
 stores nothing of its own: it is reported when the image that carries it is stored, ``cached``
 when that image came from the cache.
 
-**Reproducible by default.** Every history entry and the image's ``created`` are the epoch:
-``SOURCE_DATE_EPOCH`` (the option, or the build-arg of that name), **0 when unset** — a choice:
-BuildKit only clamps when it is set; we want two builds of the same inputs to give the same
-image id with no flag, at the price of images saying they were made in 1970 (as ko's do).
+**Reproducible by default.** Every history entry and the image's ``created`` are the epoch.
+It is ``SOURCE_DATE_EPOCH`` (the option, or the build-arg of that name). The client sends its
+git context's HEAD commit time as that option. Else it is **the newest ``created`` of the
+stages' bases** (FROM images), and 0 when every stage is FROM scratch. This is a choice: BuildKit
+clamps only when the variable is set, and its images say "now". We want two builds of the same
+inputs to give the same image id with no flag. The epoch follows only from inputs: the bases'
+ids are in every cache key anyway, and a commit names the context. And images say when they
+were made in a way that means something, not 1970 as ko's do.
 COPY layers clamp every mtime to the epoch; RUN layers are committed with the same clamp. A
 RUN-free Dockerfile therefore gives the same image id on every clean build; a RUN step is as
 reproducible as its command.
@@ -50,7 +54,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,8 +140,8 @@ class Result:
     seconds: float
 
 
-def epoch_of(request: Request) -> int:
-    """SOURCE_DATE_EPOCH: the option, else the build-arg, else 0 (see the module docstring)."""
+def epoch_of(request: Request) -> int | None:
+    """SOURCE_DATE_EPOCH: the option, else the build-arg, else None (see the module docstring)."""
     if request.source_date_epoch is not None:
         return request.source_date_epoch
     raw = request.build_args.get("SOURCE_DATE_EPOCH", "")
@@ -146,7 +150,22 @@ def epoch_of(request: Request) -> int:
             return int(raw)
         except ValueError:
             raise InvalidArgument(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds") from None
-    return 0
+    return None
+
+
+def newest_base_time(bases: Iterable[Image]) -> int:
+    """The newest ``created`` of the FROM images, in whole seconds; 0 for none (FROM scratch)."""
+    newest = 0
+    for base in bases:
+        created = base.doc.get("created")
+        try:
+            moment = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        except ValueError:
+            continue  # no time, or not RFC 3339: it says nothing of when
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        newest = max(newest, int(moment.timestamp()))
+    return newest
 
 
 class Builder:
@@ -192,7 +211,8 @@ class _Build:
         self.rt = builder.runtime
         self.req = request
         self.report = report
-        self.epoch = epoch_of(request)
+        self.explicit_epoch = epoch_of(request)
+        self.epoch = self.explicit_epoch or 0  # decided once the plan has resolved the bases
         self.results: dict[int, Image | None] = {}
         self.bases: dict[int, Image | None] = {}  # each stage's FROM
         self.images: dict[str, Image] = {}
@@ -278,6 +298,8 @@ class _Build:
         started = time.monotonic()
         self._check_sharing()
         p = await self._plan()
+        if self.explicit_epoch is None:
+            self.epoch = newest_base_time(self.images.values())
         await self._import_caches()
         for warning in p.warnings:
             await self.report(Progress("warning", error=warning))
