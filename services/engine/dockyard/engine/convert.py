@@ -5,6 +5,7 @@ Every function here is pure so the shapes docker's CLI reads can be tested witho
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import struct
 from collections.abc import Mapping
@@ -88,6 +89,84 @@ def _command(info: ContainerInfo) -> str:
     return " ".join(info.command)
 
 
+# The platform's default network, bridge (slirp4netns per container): a fixed address and gateway
+_DEFAULT_GATEWAY = "10.0.2.2"
+_DEFAULT_PREFIX = 24
+
+
+def network_mode(info: ContainerInfo) -> str:
+    """HostConfig.NetworkMode as dockerd reports it: bridge for the default network."""
+    return info.network if info.network not in ("", "default", "slirp4netns") else "bridge"
+
+
+def endpoint_id(container_id: str, network_id: str) -> str:
+    """A stable 64-hex EndpointID: the platform has no endpoint objects, docker's clients want one."""
+    return hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()
+
+
+def _endpoint(
+    info: ContainerInfo, network_id: str, ip: str, prefix: int, gateway: str, aliases: list[str]
+) -> dict[str, Any]:
+    """One of NetworkSettings.Networks; a container that does not run has no address (as dockerd)."""
+    if info.state not in ("running", "paused"):
+        ip = ""
+    user_network = network_id not in ("bridge", "host", "none")
+    return {
+        "IPAMConfig": None,
+        "Links": None,
+        "Aliases": aliases or None,
+        "MacAddress": "",
+        "DriverOpts": None,
+        "NetworkID": network_id,
+        "EndpointID": endpoint_id(info.id, network_id) if ip else "",
+        "Gateway": gateway if ip else "",
+        "IPAddress": ip,
+        "IPPrefixLen": prefix if ip else 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": [info.name, info.id[:12], *aliases] if ip and user_network else None,
+    }
+
+
+def networks(info: ContainerInfo) -> dict[str, dict[str, Any]]:
+    """NetworkSettings.Networks: each user network the container is on, or its built-in mode
+    (bridge, with slirp4netns' address while it runs; host; none)."""
+    if info.networks:
+        return {
+            n.network: _endpoint(info, n.network_id, n.ip, n.prefix_len, n.gateway, list(n.aliases))
+            for n in info.networks
+        }
+    mode = network_mode(info)
+    ip = info.ip_address if mode == "bridge" else ""
+    return {mode: _endpoint(info, mode, ip, _DEFAULT_PREFIX, _DEFAULT_GATEWAY, [])}
+
+
+def network_settings(info: ContainerInfo, ports: dict[str, list[dict[str, str]] | None]) -> dict[str, Any]:
+    """NetworkSettings of ``docker inspect``: Ports, the networks, and the primary network's address
+    at the top (docker's deprecated fields, which scripts still read)."""
+    found = networks(info)
+    primary = found.get(network_mode(info)) or next(iter(found.values()))
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": "",
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports,
+        "EndpointID": primary["EndpointID"],
+        "Gateway": primary["Gateway"],
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": primary["IPAddress"],
+        "IPPrefixLen": primary["IPPrefixLen"],
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": found,
+    }
+
+
 def container_summary(info: ContainerInfo, now: datetime) -> dict[str, Any]:
     """One entry of ``GET /containers/json`` (``docker ps``)."""
     return {
@@ -109,8 +188,8 @@ def container_summary(info: ContainerInfo, now: datetime) -> dict[str, Any]:
         ],
         "Labels": dict(info.labels),
         "Mounts": [_mount(m) for m in info.mounts],
-        "HostConfig": {"NetworkMode": "default"},
-        "NetworkSettings": {"Networks": {}},
+        "HostConfig": {"NetworkMode": network_mode(info)},
+        "NetworkSettings": {"Networks": networks(info)},
     }
 
 
@@ -145,7 +224,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "ExposedPorts": {key: {} for key in ports},
         },
         "HostConfig": {
-            "NetworkMode": "default",
+            "NetworkMode": network_mode(info),
             "PortBindings": {
                 key: [{"HostIp": b["HostIp"], "HostPort": b["HostPort"]} for b in value or []]
                 for key, value in ports.items()
@@ -158,7 +237,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "AutoRemove": False,
             "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         },
-        "NetworkSettings": {"Ports": ports, "Networks": {}},
+        "NetworkSettings": network_settings(info, ports),
     }
 
 
