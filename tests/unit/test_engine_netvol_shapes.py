@@ -396,3 +396,23 @@ def test_disk_usage_shape() -> None:
     assert [(b["ID"], b["Size"], b["InUse"], b["Type"]) for b in shape["BuildCache"]] == [
         ("cache1", 77, False, "exec.cachemount")
     ]
+
+
+def test_a_default_network_container_connected_to_a_user_network_is_on_both() -> None:
+    info = _container(
+        ip_address="10.0.2.100", networks=(NetworkEndpoint("appnet", "n1", "10.89.0.7", 24, "10.89.0.1"),)
+    )
+    settings = convert.container_inspect(info)["NetworkSettings"]
+    assert sorted(settings["Networks"]) == ["appnet", "bridge"]
+    assert (
+        settings["IPAddress"] == "10.0.2.100" and settings["Networks"]["appnet"]["IPAddress"] == "10.89.0.7"
+    )
+    orphan = convert.container_inspect(_container(network="gone"))["NetworkSettings"]
+    assert orphan["Networks"] == {} and orphan["IPAddress"] == ""
+
+
+def test_config_volumes_are_anonymous_volumes() -> None:
+    options = convert.run_options({"Image": "busybox", "Volumes": {"/scratch": {}}, "HostConfig": {}}, "")
+    assert list(options.volumes) == ["/scratch"]
+    with pytest.raises(InvalidArgument, match="Volumes"):
+        convert.run_options({"Image": "busybox", "Volumes": ["/scratch"]}, "")

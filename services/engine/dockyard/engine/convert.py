@@ -130,23 +130,29 @@ def _endpoint(
 
 
 def networks(info: ContainerInfo) -> dict[str, dict[str, Any]]:
-    """NetworkSettings.Networks: each user network the container is on, or its built-in mode
-    (bridge, with slirp4netns' address while it runs; host; none)."""
-    if info.networks:
-        return {
-            n.network: _endpoint(info, n.network_id, n.ip, n.prefix_len, n.gateway, list(n.aliases))
-            for n in info.networks
-        }
+    """NetworkSettings.Networks: the container's built-in mode (bridge, with slirp4netns' address;
+    host; none) unless it was made on a user network, and every user network it is on."""
+    found: dict[str, dict[str, Any]] = {}
     mode = network_mode(info)
-    ip = info.ip_address if mode == "bridge" else ""
-    return {mode: _endpoint(info, mode, ip, _DEFAULT_PREFIX, _DEFAULT_GATEWAY, [])}
+    user_ips = {n.ip for n in info.networks}
+    if mode in ("bridge", "host", "none"):
+        ip = info.ip_address if mode == "bridge" and info.ip_address not in user_ips else ""
+        found[mode] = _endpoint(info, mode, ip, _DEFAULT_PREFIX, _DEFAULT_GATEWAY, [])
+    for n in info.networks:
+        found[n.network] = _endpoint(info, n.network_id, n.ip, n.prefix_len, n.gateway, list(n.aliases))
+    return found
 
 
 def network_settings(info: ContainerInfo, ports: dict[str, list[dict[str, str]] | None]) -> dict[str, Any]:
     """NetworkSettings of ``docker inspect``: Ports, the networks, and the primary network's address
     at the top (docker's deprecated fields, which scripts still read)."""
     found = networks(info)
-    primary = found.get(network_mode(info)) or next(iter(found.values()))
+    # a user network's container whose network is gone has none: an empty endpoint then
+    primary = (
+        found.get(network_mode(info))
+        or next(iter(found.values()), None)
+        or _endpoint(info, "", "", 0, "", [])
+    )
     return {
         "Bridge": "",
         "SandboxID": "",
@@ -356,7 +362,7 @@ def run_options(body: Any, name: str) -> RunOptions:
         env=_env(_strings(body, "Env") or []),
         labels={str(k): str(v) for k, v in labels.items()},
         ports=_ports(body, host),
-        volumes=_strings(host, "Binds") or (),
+        volumes=[*(_strings(host, "Binds") or ()), *_anonymous_volumes(body)],
         mounts=_mounts(host),
         entrypoint=_strings(body, "Entrypoint"),
         workdir=str(body.get("WorkingDir") or ""),
@@ -376,6 +382,14 @@ def run_options(body: Any, name: str) -> RunOptions:
         extra_hosts=_strings(host, "ExtraHosts") or (),
         network_aliases=_aliases(body, str(network)),
     )
+
+
+def _anonymous_volumes(body: Mapping[str, Any]) -> list[str]:
+    """Config.Volumes, ``{"/scratch": {}}``: where docker's ``-v /scratch`` puts an anonymous volume."""
+    volumes = body.get("Volumes") or {}
+    if not isinstance(volumes, dict):
+        raise InvalidArgument("Volumes must be an object")
+    return [str(target) for target in volumes]
 
 
 def _restart_policy(policy: Any) -> str:
