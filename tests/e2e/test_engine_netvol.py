@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from docker_cli import DOCKER, Docker
-from e2e_platform import Platform, busybox_platform, make_workdir
+from e2e_platform import Platform, as_user, busybox_platform, make_workdir
 
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is installed by `make setup`")
 
@@ -217,15 +218,35 @@ def test_events_since_until_and_filters(docker: Docker) -> None:
     assert bad.returncode != 0
 
 
-def test_events_follow_until_a_time_ahead(docker: Docker) -> None:
-    """--until in the future follows new events and ends at that time."""
+def test_events_follow_new_ones_until_a_time_ahead(docker: Docker) -> None:
+    """Without --since it follows from now; --until in the future ends the stream at that time."""
     began = time.monotonic()
-    until = f"{time.time() + 6:.3f}"
-    done = docker(
-        "events", "--until", until, "--filter", "event=start", "--format", "{{.Action}}", timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert 4 <= time.monotonic() - began < 30
+    until = f"{time.time() + 10:.3f}"
+    template = "{{.Action}} {{.Actor.Attributes.name}}"
+    with subprocess.Popen(
+        [
+            *as_user(docker.user),
+            str(DOCKER),
+            "events",
+            "--until",
+            until,
+            "--filter",
+            "event=start",
+            "--format",
+            template,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=docker.env,
+    ) as follower:
+        time.sleep(2)  # the follower is subscribed
+        docker.ok("run", "--rm", "--name", "followed", "busybox", "true")
+        out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert out.splitlines() == ["start followed"], out
+    assert 8 <= time.monotonic() - began < 40
 
 
 def test_system_df(docker: Docker) -> None:
