@@ -8,7 +8,7 @@ from typing import Any
 from dockyard.api.images.v1 import images_pb2 as pb
 from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.client.calls import Stream, unary
-from dockyard.client.types import ImageInfo, PullProgress
+from dockyard.client.types import DiskUsage, ImageInfo, PullProgress
 from dockyard.core.errors import Internal
 
 
@@ -56,3 +56,7 @@ class Images:
             found += [ImageInfo.from_pb(i) for i in page.images]
             if not (token := page.next_page_token):
                 return found
+
+    def disk_usage(self) -> DiskUsage:
+        """What the node's images, containers and volumes take on disk (``system df``)."""
+        return DiskUsage.from_pb(unary(self._stub.DiskUsage, pb.DiskUsageRequest()))

@@ -386,11 +386,12 @@ class Event:
     time: datetime | None
     data: Mapping[str, Any]
     sequence: int
+    labels: Mapping[str, str] = field(default_factory=dict)  # filterable (``label=k=v``)
 
     @classmethod
     def from_pb(cls, e: Any) -> Event:
         data = json.loads(e.data_json) if e.data_json else {}
-        return cls(e.id, e.type, e.source, e.subject, _time(e.time), data, e.sequence)
+        return cls(e.id, e.type, e.source, e.subject, _time(e.time), data, e.sequence, dict(e.labels))
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,11 +402,21 @@ class NetworkInfo:
     subnet: str
     gateway: str
     labels: Mapping[str, str]
-    builtin: bool
+    builtin: bool  # bridge (slirp4netns per container), host, none: the platform's modes
+    created: datetime | None = None
+    members: tuple[NetworkMember, ...] = ()  # the containers on it
 
     @classmethod
     def from_pb(cls, n: Any) -> NetworkInfo:
-        return cls(n.id, n.name, n.driver, n.subnet, n.gateway, dict(n.labels), n.builtin)
+        members = tuple(
+            NetworkMember(
+                e.container_id, e.container_name, e.ip, e.prefix_len, tuple(e.aliases), e.interface, e.running
+            )
+            for e in n.containers
+        )
+        return cls(
+            n.id, n.name, n.driver, n.subnet, n.gateway, dict(n.labels), n.builtin, _time(n.created), members
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,8 +426,80 @@ class VolumeInfo:
     mountpoint: str
     labels: Mapping[str, str]
     anonymous: bool
-    used_by: tuple[str, ...]
+    used_by: tuple[str, ...]  # names of the containers (in any state) that mount it
+    created: datetime | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_pb(cls, v: Any) -> VolumeInfo:
-        return cls(v.name, v.driver, v.mountpoint, dict(v.labels), v.anonymous, tuple(v.used_by))
+        return cls(
+            v.name,
+            v.driver,
+            v.mountpoint,
+            dict(v.labels),
+            v.anonymous,
+            tuple(v.used_by),
+            _time(v.created),
+            dict(v.options),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkMember:
+    """A container on a user network, as the network sees it."""
+
+    container_id: str
+    container_name: str
+    ip: str
+    prefix_len: int
+    aliases: tuple[str, ...]
+    interface: str  # inside the container: eth0, eth1…
+    running: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What a prune removed (names or ids) and the bytes it gave back (0 when not measured)."""
+
+    deleted: tuple[str, ...]
+    space_reclaimed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUsage:
+    image: ImageInfo
+    shared_size: int  # bytes shared with other images
+    unique_size: int  # bytes only this image holds
+    containers: int  # how many containers were made from it
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeUsage:
+    name: str
+    size: int  # bytes on disk under the volume
+    containers: int  # how many containers mount it
+    build_cache: bool  # a RUN --mount=type=cache volume, the builder's
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUsage:
+    """``system df``: the node's images, containers' writable layers and volumes."""
+
+    images: tuple[ImageUsage, ...]
+    images_size: int  # unique bytes of all images: a layer shared by several counts once
+    containers: int
+    containers_size: int  # bytes in every container's writable layer, together
+    volumes: tuple[VolumeUsage, ...]
+
+    @classmethod
+    def from_pb(cls, u: Any) -> DiskUsage:
+        return cls(
+            images=tuple(
+                ImageUsage(ImageInfo.from_pb(i.image), i.shared_size, i.unique_size, i.containers)
+                for i in u.images
+            ),
+            images_size=u.images_size,
+            containers=u.containers,
+            containers_size=u.containers_size,
+            volumes=tuple(VolumeUsage(v.name, v.size, v.containers, v.build_cache) for v in u.volumes),
+        )

@@ -14,14 +14,21 @@ from aiohttp import web
 
 from dockyard.client import AsyncClient
 from dockyard.core.errors import DockyardError
-from dockyard.engine import containers, convert, images, system
+from dockyard.engine import containers, convert, events, images, networks, system, volumes
 from dockyard.engine.replies import error_reply
 from dockyard.engine.state import ATTACHES, CLIENT, INSTANCE, Attaches
 
 log = structlog.get_logger("dockyard.engine")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MODULES = (system, containers, images)
+MODULES = (
+    system,
+    containers,
+    images,
+    networks,
+    volumes,
+    events,
+)
 
 
 @web.middleware

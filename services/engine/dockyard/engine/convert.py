@@ -5,6 +5,7 @@ Every function here is pure so the shapes docker's CLI reads can be tested witho
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import struct
 from collections.abc import Mapping
@@ -89,6 +90,90 @@ def _command(info: ContainerInfo) -> str:
     return " ".join(info.command)
 
 
+# The platform's default network, bridge (slirp4netns per container): a fixed address and gateway
+_DEFAULT_GATEWAY = "10.0.2.2"
+_DEFAULT_PREFIX = 24
+
+
+def network_mode(info: ContainerInfo) -> str:
+    """HostConfig.NetworkMode as dockerd reports it: bridge for the default network."""
+    return info.network if info.network not in ("", "default", "slirp4netns") else "bridge"
+
+
+def endpoint_id(container_id: str, network_id: str) -> str:
+    """A stable 64-hex EndpointID: the platform has no endpoint objects, docker's clients want one."""
+    return hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()
+
+
+def _endpoint(
+    info: ContainerInfo, network_id: str, ip: str, prefix: int, gateway: str, aliases: list[str]
+) -> dict[str, Any]:
+    """One of NetworkSettings.Networks; a container that does not run has no address (as dockerd)."""
+    if info.state not in ("running", "paused"):
+        ip = ""
+    user_network = network_id not in ("bridge", "host", "none")
+    return {
+        "IPAMConfig": None,
+        "Links": None,
+        "Aliases": aliases or None,
+        "MacAddress": "",
+        "DriverOpts": None,
+        "NetworkID": network_id,
+        "EndpointID": endpoint_id(info.id, network_id) if ip else "",
+        "Gateway": gateway if ip else "",
+        "IPAddress": ip,
+        "IPPrefixLen": prefix if ip else 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": [info.name, info.id[:12], *aliases] if ip and user_network else None,
+    }
+
+
+def networks(info: ContainerInfo) -> dict[str, dict[str, Any]]:
+    """NetworkSettings.Networks: the container's built-in mode (bridge, with slirp4netns' address;
+    host; none) unless it was made on a user network, and every user network it is on."""
+    found: dict[str, dict[str, Any]] = {}
+    mode = network_mode(info)
+    user_ips = {n.ip for n in info.networks}
+    if mode in ("bridge", "host", "none"):
+        ip = info.ip_address if mode == "bridge" and info.ip_address not in user_ips else ""
+        found[mode] = _endpoint(info, mode, ip, _DEFAULT_PREFIX, _DEFAULT_GATEWAY, [])
+    for n in info.networks:
+        found[n.network] = _endpoint(info, n.network_id, n.ip, n.prefix_len, n.gateway, list(n.aliases))
+    return found
+
+
+def network_settings(info: ContainerInfo, ports: dict[str, list[dict[str, str]] | None]) -> dict[str, Any]:
+    """NetworkSettings of ``docker inspect``: Ports, the networks, and the primary network's address
+    at the top (docker's deprecated fields, which scripts still read)."""
+    found = networks(info)
+    # a user network's container whose network is gone has none: an empty endpoint then
+    primary = (
+        found.get(network_mode(info))
+        or next(iter(found.values()), None)
+        or _endpoint(info, "", "", 0, "", [])
+    )
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": "",
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports,
+        "EndpointID": primary["EndpointID"],
+        "Gateway": primary["Gateway"],
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": primary["IPAddress"],
+        "IPPrefixLen": primary["IPPrefixLen"],
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": found,
+    }
+
+
 def container_summary(info: ContainerInfo, now: datetime) -> dict[str, Any]:
     """One entry of ``GET /containers/json`` (``docker ps``)."""
     return {
@@ -110,8 +195,8 @@ def container_summary(info: ContainerInfo, now: datetime) -> dict[str, Any]:
         ],
         "Labels": dict(info.labels),
         "Mounts": [_mount(m) for m in info.mounts],
-        "HostConfig": {"NetworkMode": "default"},
-        "NetworkSettings": {"Networks": {}},
+        "HostConfig": {"NetworkMode": network_mode(info)},
+        "NetworkSettings": {"Networks": networks(info)},
     }
 
 
@@ -156,7 +241,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "ExposedPorts": {key: {} for key in ports},
         },
         "HostConfig": {
-            "NetworkMode": "default",
+            "NetworkMode": network_mode(info),
             "PortBindings": {
                 key: [{"HostIp": b["HostIp"], "HostPort": b["HostPort"]} for b in value or []]
                 for key, value in ports.items()
@@ -169,7 +254,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "AutoRemove": info.auto_remove,
             "RestartPolicy": restart_policy_shape(info.restart_policy),
         },
-        "NetworkSettings": {"Ports": ports, "Networks": {}},
+        "NetworkSettings": network_settings(info, ports),
     }
 
 
@@ -288,7 +373,7 @@ def run_options(body: Any, name: str) -> RunOptions:
         env=_env(_strings(body, "Env") or []),
         labels={str(k): str(v) for k, v in labels.items()},
         ports=_ports(body, host),
-        volumes=_strings(host, "Binds") or (),
+        volumes=[*(_strings(host, "Binds") or ()), *_anonymous_volumes(body)],
         mounts=_mounts(host),
         entrypoint=_strings(body, "Entrypoint"),
         workdir=str(body.get("WorkingDir") or ""),
@@ -373,6 +458,14 @@ def restart_policy_shape(policy: str) -> dict[str, Any]:
     """The platform's ``on-failure:3`` as docker's ``{"Name": "on-failure", "MaximumRetryCount": 3}``."""
     name, _, count = policy.partition(":")
     return {"Name": name or "no", "MaximumRetryCount": int(count) if count.isdigit() else 0}
+
+
+def _anonymous_volumes(body: Mapping[str, Any]) -> list[str]:
+    """Config.Volumes, ``{"/scratch": {}}``: where docker's ``-v /scratch`` puts an anonymous volume."""
+    volumes = body.get("Volumes") or {}
+    if not isinstance(volumes, dict):
+        raise InvalidArgument("Volumes must be an object")
+    return [str(target) for target in volumes]
 
 
 def _restart_policy(policy: Any) -> str:

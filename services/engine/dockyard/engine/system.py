@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+from datetime import UTC, datetime
 
 from aiohttp import web
 
-from dockyard.engine import convert
+from dockyard.engine import convert, resource_shapes
 from dockyard.engine.replies import json_reply
 from dockyard.engine.state import CLIENT, INSTANCE
 
@@ -88,3 +89,12 @@ async def info(request: web.Request) -> web.StreamResponse:
             "Warnings": [],
         }
     )
+
+
+@routes.get("/system/df")
+async def disk_usage(request: web.Request) -> web.StreamResponse:
+    client = request.app[CLIENT]
+    usage = await client.images.disk_usage()
+    found = await client.containers.list(all=True)
+    volumes = await client.volumes.list()
+    return json_reply(resource_shapes.disk_usage(usage, found, volumes, datetime.now(UTC)))
