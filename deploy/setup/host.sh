@@ -22,7 +22,7 @@
 set -euo pipefail
 
 readonly PACKAGES=(
-    uidmap fuse-overlayfs fuse3 runc crun rootlesskit slirp4netns busybox-static skopeo podman umoci
+    uidmap fuse-overlayfs fuse3 runc crun rootlesskit slirp4netns busybox-static skopeo podman umoci catatonit
     buildah docker-registry conmon golang-github-containers-common hyperfine python3-venv python3-dev iproute2 iptables openssl util-linux procps ca-certificates curl jq
 )
 readonly USER_NAME="${DOCKYARD_USER:-dockyard}"

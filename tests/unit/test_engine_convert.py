@@ -167,3 +167,12 @@ def test_inspect_and_ps_show_health_and_how_it_was_made() -> None:
     assert "Health" not in convert.container_inspect(_container())["State"]
     assert convert.container_summary(info, NOW)["Status"] == "Up 3 minutes (health: starting)"
     assert convert.container_summary(_container(health="healthy"), NOW)["Status"] == "Up 3 minutes (healthy)"
+
+
+def test_privileges_and_init_from_host_config() -> None:
+    host = {"CapAdd": ["NET_ADMIN"], "CapDrop": ["ALL"], "Privileged": True, "Init": True}
+    spec = convert.run_options({"Image": "busybox", "HostConfig": host}, "").to_pb()
+    assert list(spec.cap_add) == ["NET_ADMIN"] and list(spec.cap_drop) == ["ALL"]
+    assert spec.privileged and spec.init
+    with pytest.raises(InvalidArgument):
+        convert.run_options({"Image": "busybox", "HostConfig": {"CapAdd": [1]}}, "")

@@ -66,6 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="max-size=SIZE (default 20m, -1: unbounded) or max-file=N (default 5): rotate the log",
     )
     limits.add_arguments(parser)  # resource limits: --memory, --cpus, --pids-limit, …
+    a("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (NET_ADMIN, ALL)")
+    a("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (CHOWN, ALL)")
+    a(
+        "--privileged",
+        action="store_true",
+        help="every capability, no seccomp filter or masked paths (within your user namespace only)",
+    )
+    a("--init", action="store_true", help="run an init (catatonit) as PID 1 that reaps zombies")
     from dockyard.cli import mountspec  # volumes: --mount, --volumes-from
 
     mountspec.add_arguments(parser)
@@ -164,6 +172,10 @@ def build_spec(args: argparse.Namespace) -> Any:
             str(args.stop_timeout), "--stop-timeout", low=-limits.INT32_MAX - 1, high=limits.INT32_MAX
         ),
         log_opts=parse_log_opts(args.log_opt),
+        cap_add=args.cap_add,
+        cap_drop=args.cap_drop,
+        privileged=args.privileged,
+        init=args.init,
     )
     if args.entrypoint is not None:
         spec.entrypoint.append(args.entrypoint)

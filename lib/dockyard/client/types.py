@@ -101,6 +101,10 @@ class RunOptions:
     healthcheck: HealthCheck | None = None
     limits: Limits | None = None
     tmpfs: Sequence[str] = ()  # "/run" or "/run:size=64m"
+    cap_add: Sequence[str] = ()  # "NET_ADMIN", "ALL"
+    cap_drop: Sequence[str] = ()
+    privileged: bool = False  # rootless: every capability of the user's namespace, no filter
+    init: bool = False  # catatonit as PID 1
 
     def to_pb(self) -> Any:
         """The ContainerSpec this stands for (InvalidArgument for a bad port, volume or mount)."""
@@ -126,6 +130,10 @@ class RunOptions:
             dns=list(self.dns),
             extra_hosts=list(self.extra_hosts),
             network_aliases=list(self.network_aliases),
+            cap_add=list(self.cap_add),
+            cap_drop=list(self.cap_drop),
+            privileged=self.privileged,
+            init=self.init,
         )
         if self.stop_timeout is not None:
             spec.stop_timeout = self.stop_timeout

@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 
 from dockyard.core.errors import InvalidArgument
-from dockyard.runtime import ocispec
+from dockyard.runtime import ocispec, privileges
 from dockyard.runtime.etcfiles import etc_files
 from dockyard.runtime.ocispec import (
-    DEFAULT_CAPS,
     DEFAULT_PATH,
     ProcessSpec,
     RunConfig,
     build_spec,
     merge_process,
 )
+from dockyard.runtime.privileges import DEFAULT_CAPS
 from dockyard.runtime.runflags import BindMount, NetworkMode, TmpfsMount
 
 IMAGE = {"Entrypoint": ["/entry"], "Cmd": ["serve", "--port=80"]}
@@ -289,3 +289,32 @@ def test_build_spec_refuses_unmapped_ids(tmp_path: Path) -> None:
 def test_process_spec_is_a_value() -> None:
     p = ProcessSpec(("sh",), (), "/", "", False, False, 15)
     assert p == ProcessSpec(("sh",), (), "/", "", False, False, 15)
+
+
+def test_cap_add_and_drop_change_dockers_default_set(tmp_path: Path) -> None:
+    caps = _spec(tmp_path, RunConfig(cap_add=["net_admin"], cap_drop=["CAP_CHOWN", "kill"]))["process"]
+    bounding = set(caps["capabilities"]["bounding"])
+    assert "CAP_NET_ADMIN" in bounding and not {"CAP_CHOWN", "CAP_KILL"} & bounding
+    assert "CAP_SETUID" in bounding and "CAP_SYS_ADMIN" not in bounding
+    only = _spec(tmp_path, RunConfig(cap_drop=["ALL"], cap_add=["NET_BIND_SERVICE"]))["process"]
+    assert only["capabilities"]["effective"] == ["CAP_NET_BIND_SERVICE"]
+    with pytest.raises(InvalidArgument, match="no such capability"):
+        RunConfig(cap_add=["FLY"])
+
+
+def test_privileged_is_every_capability_without_filter_or_masks(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, RunConfig(privileged=True, cap_drop=["ALL"]))
+    assert len(spec["process"]["capabilities"]["bounding"]) == len(privileges.ALL_CAPS)
+    assert not {"seccomp", "maskedPaths", "readonlyPaths"} & set(spec["linux"])
+    plain = _spec(tmp_path, RunConfig())["linux"]
+    assert {"seccomp", "maskedPaths", "readonlyPaths"} <= set(plain)
+
+
+def test_init_runs_the_command_as_its_child(tmp_path: Path) -> None:
+    init = tmp_path / "catatonit"
+    spec = _spec(tmp_path, RunConfig(command=["sleep", "1"], init=True), init_binary=init)
+    assert spec["process"]["args"] == [privileges.INIT_PATH, "--", "sleep", "1"]
+    mount = _by_dest(spec)[privileges.INIT_PATH]
+    assert mount["source"] == str(init) and "ro" in mount["options"]
+    with pytest.raises(InvalidArgument):
+        _spec(tmp_path, RunConfig(init=True))  # no binary to bind

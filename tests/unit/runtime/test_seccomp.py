@@ -10,7 +10,7 @@ import pytest
 
 from dockyard.core.errors import FailedPrecondition, InvalidArgument
 from dockyard.runtime import seccomp
-from dockyard.runtime.ocispec import DEFAULT_CAPS
+from dockyard.runtime.privileges import DEFAULT_CAPS
 from dockyard.runtime.seccomp import load_seccomp
 
 needs_profile = pytest.mark.skipif(

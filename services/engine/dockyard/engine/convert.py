@@ -395,6 +395,10 @@ def run_options(body: Any, name: str) -> RunOptions:
         healthcheck=_healthcheck(body.get("Healthcheck")),
         limits=_limits(host),
         tmpfs=_tmpfs(host.get("Tmpfs")),
+        cap_add=_strings(host, "CapAdd") or (),
+        cap_drop=_strings(host, "CapDrop") or (),
+        privileged=bool(host.get("Privileged")),
+        init=bool(host.get("Init")),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from dockyard.core import bounds
 from dockyard.core.errors import InvalidArgument
-from dockyard.runtime import ocispec, runflags
+from dockyard.runtime import ocispec, privileges, runflags
 from dockyard.runtime.cgroups import Cgroups
 from dockyard.runtime.health import with_image_healthcheck
 from dockyard.runtime.logs import LogOptions
@@ -45,7 +45,9 @@ async def admit(
     image = await asyncio.to_thread(images.resolve, config.image)
     image_config = (await asyncio.to_thread(images.config, image)).get("config") or {}
     config = validate_restart_policy(with_image_healthcheck(config, image_config))  # health, restart
-    run = run_config(config)  # validates the network mode, binds and tmpfs
+    run = run_config(config)  # validates the network mode, binds, tmpfs and capabilities
+    if config.init:
+        privileges.init_binary()  # refused now, not at every start, on a node without one
     cgroups.check(config.limits)  # a limit this node cannot enforce is refused, never dropped
     LogOptions.parse(config.log_opts)  # --log-opt (dockyard.runtime.logs)
     process = ocispec.merge_process(image_config, run)  # validates command, user, signal
@@ -75,6 +77,10 @@ def run_config(config: ContainerConfig) -> ocispec.RunConfig:
         network="none" if is_user_network(config.network) else config.network,
         labels=dict(config.labels),
         stop_signal=config.stop_signal,
+        cap_add=config.cap_add,
+        cap_drop=config.cap_drop,
+        privileged=config.privileged,
+        init=config.init,
     )
 
 

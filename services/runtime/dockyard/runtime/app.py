@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import platform
 from dataclasses import replace
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ from dockyard.api.volumes.v1 import volumes_pb2, volumes_pb2_grpc
 from dockyard.core import cgroups as cgroup_delegation
 from dockyard.core.rootless import RootlessFacts
 from dockyard.core.service import ServiceInfo, ServiceState
-from dockyard.runtime import ocispec
 from dockyard.runtime.cgroups import Cgroups
 from dockyard.runtime.containers import ContainerManager
 from dockyard.runtime.images.credentials import CredentialStore
@@ -76,9 +74,9 @@ def build(host_config: HostConfig, facts: RootlessFacts, platform_auth: Path | N
     snapshots = snapshotter_for(facts.snapshotter, root / "snapshots")
     monitor = Monitor(root / "runc", runtime=str(facts.oci_runtime) if facts.ok else "runc")
 
-    @cache
-    def seccomp() -> dict[str, Any] | None:
-        return load_seccomp(caps=set(ocispec.DEFAULT_CAPS), arch=platform.machine())
+    def seccomp(caps: frozenset[str]) -> dict[str, Any] | None:
+        """The profile for a container with ``caps`` (load_seccomp caches one per set)."""
+        return load_seccomp(caps=caps, arch=platform.machine())
 
     # Resource limits: which cgroup subtree we may write, decided once (dockyard.core.cgroups); by the
     # real user's name, since in the node namespace our uid is 0.

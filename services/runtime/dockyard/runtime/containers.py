@@ -47,7 +47,7 @@ from dockyard.core.errors import (
 )
 from dockyard.core.events import Publisher, Subject, new_event
 from dockyard.core.fsutil import FULL_ERRNOS, storage_full
-from dockyard.runtime import etcfiles, ocispec, passwd, runflags
+from dockyard.runtime import etcfiles, ocispec, passwd, privileges, runflags
 from dockyard.runtime.admission import admit, run_config
 from dockyard.runtime.cgroups import Cgroups, Limits
 from dockyard.runtime.execs import ExecSession
@@ -146,7 +146,7 @@ class ContainerManager:
         slirp: Slirp,
         publisher: Publisher,
         source: str,
-        seccomp: Callable[[], dict[str, Any] | None] = lambda: None,
+        seccomp: Callable[[frozenset[str]], dict[str, Any] | None] = lambda caps: None,
         cgroups: Cgroups | None = None,
         volumes: VolumeStore | None = None,
         networks: NetworkManager | None = None,
@@ -526,7 +526,8 @@ class ContainerManager:
             hosts_file=hosts,
             resolv_file=resolv,
             hostname_file=hostname_file,
-            seccomp=self.seccomp(),
+            seccomp=self.seccomp(privileges.capabilities(run.cap_add, run.cap_drop, run.privileged)),
+            init_binary=privileges.init_binary() if run.init else None,
         )
         tmp = d / "bundle" / "config.json.tmp"
         tmp.write_text(json.dumps(spec))

@@ -49,6 +49,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dockyard.core.errors import InvalidArgument
+from dockyard.runtime import privileges
 from dockyard.runtime.etcfiles import valid_hostname
 from dockyard.runtime.passwd import check_id
 from dockyard.runtime.runflags import (
@@ -65,14 +66,6 @@ from dockyard.runtime.runflags import (
 OCI_VERSION = "1.0.2"
 #: docker's default PATH, used when neither the image nor -e sets one.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#: docker's default capability set (moby oci/caps/defaults.go), given in bounding/effective/permitted.
-DEFAULT_CAPS: frozenset[str] = frozenset(
-    {
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-    }
-)  # fmt: skip
 #: podman's NOFILE limit; lowered to the service's own hard limit, which a userns cannot raise.
 NOFILE_LIMIT = 1048576
 #: docker's defaults: paths hidden (an empty bind or tmpfs) and paths remounted read-only.
@@ -131,6 +124,11 @@ class RunConfig:
     stop_signal: str = ""
     stop_timeout: int = 10
     auto_remove: bool = False
+    # --- privileges and init (dockyard.runtime.privileges) ---
+    cap_add: Sequence[str] = ()
+    cap_drop: Sequence[str] = ()
+    privileged: bool = False
+    init: bool = False
     # --- resource limits (dockyard.runtime.cgroups) ---
     cgroups_path: str = ""
     resources: Mapping[str, Any] = field(default_factory=dict)
@@ -146,6 +144,9 @@ class RunConfig:
         put("network", parse_network(self.network))
         put("ports", tuple(self.ports))
         put("labels", dict(self.labels))
+        put("cap_add", tuple(self.cap_add))
+        put("cap_drop", tuple(self.cap_drop))
+        privileges.check(self.cap_add, self.cap_drop)
 
     @property
     def mounts_tmpfs(self) -> tuple[TmpfsMount, ...]:
@@ -316,6 +317,7 @@ def build_spec(
     hostname_file: Path,
     seccomp: Mapping[str, Any] | None,
     annotations: Mapping[str, str] | None = None,
+    init_binary: Path | None = None,
 ) -> dict[str, Any]:
     """The OCI runtime-spec config.json (as a dict) for a container sharing the node's user namespace.
 
@@ -327,9 +329,13 @@ def build_spec(
       first); a user mount replaces a default one at the same destination.
     - namespaces: pid, ipc, uts, mount, and network (joining ``netns_path`` when given) unless
       ``--network host``; never user.
-    - ``seccomp`` is put in as given (see :func:`dockyard.runtime.seccomp.load_seccomp`); None
-      leaves the container unconfined.
+    - ``seccomp`` is put in as given (see :func:`dockyard.runtime.seccomp.load_seccomp`, for
+      this container's capabilities); None leaves the container unconfined, as ``privileged`` does.
+    - ``run.init``: ``init_binary`` is bound read-only at ``privileges.INIT_PATH`` and runs the
+      command as its child.
     """
+    if run.init and init_binary is None:
+        raise InvalidArgument("--init: no init binary was given for the spec")
     network_ns = run.network_mode is not NetworkMode.HOST
     etc_opts = ("rbind", "rprivate", "ro" if run.read_only else "rw")
     defaults = [
@@ -371,6 +377,10 @@ def build_spec(
         )
         for b in run.binds
     ]
+    args = list(process.args)
+    if run.init:  # catatonit as PID 1, the command its child
+        user_mounts.append(_mount(privileges.INIT_PATH, "bind", str(init_binary), "rbind", "ro"))
+        args = [privileges.INIT_PATH, "--", *args]
     taken = {m["destination"] for m in user_mounts}
     mounts = [m for m in defaults if m["destination"] not in taken]
     mounts += sorted(user_mounts, key=lambda m: _depth(m["destination"]))
@@ -378,7 +388,7 @@ def build_spec(
     env = process.env
     if not any(e.startswith("HOSTNAME=") for e in env):
         env = (*env, f"HOSTNAME={hostname}")
-    caps = sorted(DEFAULT_CAPS)
+    caps = sorted(privileges.capabilities(run.cap_add, run.cap_drop, run.privileged))
     user: dict[str, Any] = {"uid": check_id("uid", uid), "gid": check_id("gid", gid)}
     if gids:
         user["additionalGids"] = [check_id("gid", g) for g in gids]
@@ -386,13 +396,11 @@ def build_spec(
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if network_ns:
         namespaces.append({"type": "network", "path": netns_path} if netns_path else {"type": "network"})
-    linux: dict[str, Any] = {
-        "namespaces": namespaces,
-        "maskedPaths": list(MASKED_PATHS),
-        "readonlyPaths": list(READONLY_PATHS),
-    }
-    if seccomp is not None:
-        linux["seccomp"] = seccomp
+    linux: dict[str, Any] = {"namespaces": namespaces}
+    if not run.privileged:  # rootless --privileged: no masks, no filter (dockyard.runtime.privileges)
+        linux |= {"maskedPaths": list(MASKED_PATHS), "readonlyPaths": list(READONLY_PATHS)}
+        if seccomp is not None:
+            linux["seccomp"] = seccomp
     linux.update(_resources(run))
     nofile = _nofile()
     return {
@@ -400,7 +408,7 @@ def build_spec(
         "process": {
             "terminal": process.terminal,
             "user": user,
-            "args": list(process.args),
+            "args": args,
             "env": list(env),
             "cwd": process.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},

@@ -65,6 +65,11 @@ class ContainerConfig:
     network_aliases: list[str] = field(default_factory=list)
     ip: str = ""
     log_opts: dict[str, str] = field(default_factory=dict)  # --log-opt (dockyard.runtime.logs)
+    # privileges and init (dockyard.runtime.privileges)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    init: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.core.errors import FailedPrecondition, InvalidArgument
-from dockyard.runtime.ocispec import DEFAULT_CAPS
+from dockyard.runtime.privileges import DEFAULT_CAPS
 
 #: The default seccomp profile, from Debian's containers-common.
 SECCOMP_PROFILE = Path("/usr/share/containers/seccomp.json")

@@ -81,6 +81,10 @@ def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
         resources=limits_to_pb(c.limits),
         volumes_from=c.volumes_from,
         log_opts=c.log_opts,
+        cap_add=c.cap_add,
+        cap_drop=c.cap_drop,
+        privileged=c.privileged,
+        init=c.init,
     )
     msg = cpb.Container(
         id=r.id,
@@ -164,6 +168,10 @@ def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
         network_aliases=list(spec.network_aliases),
         ip=spec.ip,
         log_opts=dict(spec.log_opts),
+        cap_add=list(spec.cap_add),
+        cap_drop=list(spec.cap_drop),
+        privileged=spec.privileged,
+        init=spec.init,
     )
 
 

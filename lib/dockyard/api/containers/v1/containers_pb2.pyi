@@ -195,6 +195,10 @@ class ContainerSpec(_message.Message):
     TMPFS_FIELD_NUMBER: _builtins.int
     STOP_SIGNAL_FIELD_NUMBER: _builtins.int
     STOP_TIMEOUT_FIELD_NUMBER: _builtins.int
+    CAP_ADD_FIELD_NUMBER: _builtins.int
+    CAP_DROP_FIELD_NUMBER: _builtins.int
+    PRIVILEGED_FIELD_NUMBER: _builtins.int
+    INIT_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     VOLUMES_FROM_FIELD_NUMBER: _builtins.int
     DNS_FIELD_NUMBER: _builtins.int
@@ -222,6 +226,12 @@ class ContainerSpec(_message.Message):
     """Overrides the image's STOPSIGNAL ("SIGTERM", "15")."""
     stop_timeout: _builtins.int
     """Seconds between the stop signal and SIGKILL; 0 means the default (10)."""
+    privileged: _builtins.bool
+    """--privileged as podman means it rootless: every capability (of the user's namespace, never
+    the host's), no seccomp filter, no masked or read-only kernel paths.
+    """
+    init: _builtins.bool
+    """--init: a tiny init (catatonit) is PID 1; it forwards signals and reaps zombies."""
     ip: _builtins.str
     """The container's address on its user network (--ip); default: the lowest free one."""
     restart_policy: _builtins.str
@@ -247,8 +257,19 @@ class ContainerSpec(_message.Message):
         """Paths mounted as tmpfs ("/run" or "/run:size=64m")."""
 
     @_builtins.property
+    def cap_add(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """--- privileges and init (numbers 21-29 are kept for them) ---
+        Capabilities added to, or dropped from, docker's default set: "NET_ADMIN", "CAP_NET_ADMIN"
+        or "ALL" (INVALID_ARGUMENT for an unknown one). Drops apply first, as docker's.
+        """
+
+    @_builtins.property
+    def cap_drop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
     def resources(self) -> Global___Resources:
-        """Resource limits (--memory, --cpus, --pids-limit …), enforced through the node's cgroups."""
+        """--- end privileges and init ---
+        Resource limits (--memory, --cpus, --pids-limit …), enforced through the node's cgroups.
+        """
 
     @_builtins.property
     def volumes_from(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -304,6 +325,10 @@ class ContainerSpec(_message.Message):
         tmpfs: _abc.Iterable[_builtins.str] | None = ...,
         stop_signal: _builtins.str = ...,
         stop_timeout: _builtins.int = ...,
+        cap_add: _abc.Iterable[_builtins.str] | None = ...,
+        cap_drop: _abc.Iterable[_builtins.str] | None = ...,
+        privileged: _builtins.bool = ...,
+        init: _builtins.bool = ...,
         resources: Global___Resources | None = ...,
         volumes_from: _abc.Iterable[_builtins.str] | None = ...,
         dns: _abc.Iterable[_builtins.str] | None = ...,
@@ -316,7 +341,7 @@ class ContainerSpec(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["healthcheck", b"healthcheck", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "command", b"command", "dns", b"dns", "entrypoint", b"entrypoint", "env", b"env", "extra_hosts", b"extra_hosts", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "interactive", b"interactive", "ip", b"ip", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "ports", b"ports", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart_policy", b"restart_policy", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "command", b"command", "dns", b"dns", "entrypoint", b"entrypoint", "env", b"env", "extra_hosts", b"extra_hosts", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "init", b"init", "interactive", b"interactive", "ip", b"ip", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart_policy", b"restart_policy", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
