@@ -143,6 +143,14 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "Cmd": list(info.command),
             "Labels": dict(info.labels),
             "ExposedPorts": {key: {} for key in ports},
+            # docker-py reads Tty to choose between raw and multiplexed logs
+            "Tty": info.tty,
+            "OpenStdin": info.interactive,
+            "Env": list(info.env),
+            "Entrypoint": list(info.entrypoint) or None,
+            "WorkingDir": info.workdir,
+            "User": info.user,
+            "Hostname": info.hostname,
         },
         "HostConfig": {
             "NetworkMode": "default",
@@ -155,7 +163,9 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
                 for m in info.mounts
                 if m.type == "bind"
             ],
-            "AutoRemove": False,
+            "AutoRemove": info.auto_remove,
+            # docker-py's run reads the driver: json-file means "logs can be read back", as here
+            "LogConfig": {"Type": "json-file", "Config": {}},
             "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         },
         "NetworkSettings": {"Ports": ports, "Networks": {}},
