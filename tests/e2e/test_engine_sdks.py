@@ -171,6 +171,40 @@ def test_docker_py_errors_carry_docker_statuses(sdk: Sdk, platform: Platform) ->
     assert platform.ok("ps", "-aq") == ""
 
 
+def test_docker_py_lifecycle_lists_and_images(sdk: Sdk, platform: Platform) -> None:
+    seen = sdk(
+        """
+        import json, docker
+        client = docker.from_env()
+        container = client.containers.run("busybox", "sleep 300", detach=True, name="sdk-life",
+                                          labels={"role": "bench"})
+        container.reload()
+        seen = {"running": container.status, "labels": container.labels,
+                "listed": [c.name for c in client.containers.list(filters={"label": "role=bench"})]}
+        container.stop(timeout=1)
+        container.reload()
+        seen["stopped"] = container.status
+        seen["exited"] = [c.name for c in client.containers.list(all=True, filters={"status": "exited"})]
+        container.start()
+        container.kill()
+        seen["killed"] = container.wait()["StatusCode"]
+        container.remove()
+        image = client.images.get("busybox")
+        seen["tags"] = image.tags
+        seen["images"] = [i.id for i in client.images.list()]
+        seen["image_id"] = image.id
+        seen["info"] = client.info()["OSType"]
+        print(json.dumps(seen))
+        """
+    )
+    assert (seen["running"], seen["labels"], seen["listed"]) == ("running", {"role": "bench"}, ["sdk-life"])
+    assert seen["stopped"] == "exited" and seen["exited"] == ["sdk-life"]
+    assert seen["killed"] == 137  # SIGKILL, as docker reports it
+    assert seen["tags"] == ["busybox:latest"] and seen["image_id"] in seen["images"]
+    assert seen["info"] == "linux"
+    assert platform.ok("ps", "-aq") == ""
+
+
 def test_testcontainers_waits_for_a_log_line(sdk: Sdk, platform: Platform) -> None:
     seen = sdk(
         """
