@@ -77,6 +77,10 @@ bench-network: setup ## User networks (container-to-container, connect latency, 
 bench-logs: setup ## Container logs (read a stopped one, follow a fast writer) vs rootless podman
 	$(BIN)/python bench/logs_bench.py
 
+.PHONY: bench-docker
+bench-docker: setup ## Docker Engine API (docker CLI run --rm, ps, images; docker-py run) vs rootless podman's compat API
+	$(BIN)/python bench/docker_bench.py
+
 .PHONY: soak
 soak: venv ## Registry soak: mixed push/pull/delete/GC from many clients (SOAK_MINUTES, default 10); errors 0, RSS and fds flat
 	$(BIN)/python bench/soak.py

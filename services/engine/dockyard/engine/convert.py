@@ -234,7 +234,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "WorkingDir": info.workdir,
             "User": info.user,
             "Hostname": info.hostname or info.id[:12],
-            "Tty": info.tty,
+            "Tty": info.tty,  # docker-py reads it to choose between raw and multiplexed logs
             "OpenStdin": info.interactive,
             "AttachStdin": info.interactive,
             "Labels": dict(info.labels),
@@ -252,6 +252,8 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
                 if m.type == "bind"
             ],
             "AutoRemove": info.auto_remove,
+            # docker-py's run reads the driver: json-file means "logs can be read back", as here
+            "LogConfig": {"Type": "json-file", "Config": {}},
             "RestartPolicy": restart_policy_shape(info.restart_policy),
         },
         "NetworkSettings": network_settings(info, ports),
