@@ -6,8 +6,14 @@ platform's own registry; ``DOCKER_BUILDKIT=0`` makes ``docker build`` use ``POST
 
 from __future__ import annotations
 
+import gzip
+import http.client
+import io
 import json
 import re
+import socket
+import tarfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,3 +172,97 @@ def test_a_failing_build_exits_1_with_the_error(docker: Docker, workdir: Path) -
     assert parsed.returncode == 1 and "NOSUCHINSTRUCTION" in parsed.stderr.upper(), parsed.stderr
     nofile = docker("build", "-f", "Missing.Dockerfile", str(bad), timeout=120)
     assert nofile.returncode == 1, nofile.stdout
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("docker", timeout=120)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(self.path))
+
+
+def _call(
+    docker: Docker, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    connection = _UnixHTTP(docker.socket)
+    try:
+        connection.request(method, "/v1.44" + path, body=body, headers=headers or {})
+        reply = connection.getresponse()
+        return reply.status, reply.read()
+    finally:
+        connection.close()
+
+
+def _tar(members: list[tarfile.TarInfo], data: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for info in members:
+            content = data.get(info.name)
+            if content is not None:
+                info.size = len(content)
+            tar.addfile(info, io.BytesIO(content) if content is not None else None)
+    return out.getvalue()
+
+
+def _file(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = 0o644
+    return info
+
+
+def _lines(body: bytes) -> list[dict[str, object]]:
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def test_the_api_refuses_bad_requests_in_dockers_shape(docker: Docker) -> None:
+    """What the CLI never sends, straight to the socket: a 400 with docker's ``message``, or the
+    stream's ``errorDetail`` once progress went out; never a 500."""
+    dockerfile = b"FROM busybox\nCOPY . /ctx\n"
+    status, body = _call(docker, "POST", "/build", _tar([_file("other")], {"other": b"x"}))
+    assert status == 400 and b"Cannot locate specified Dockerfile: Dockerfile" in body, body
+    status, body = _call(docker, "POST", "/build?dockerfile=../Dockerfile", _tar([_file("a")], {"a": b"x"}))
+    assert status == 400 and json.loads(body)["message"].startswith("the Dockerfile"), body
+    status, body = _call(docker, "POST", "/build", b"not a tar at all" * 64)
+    assert status == 400 and b"not a tar" in body, body
+    status, body = _call(docker, "POST", "/build?buildargs=notjson", b"")
+    assert status == 400 and b"buildargs is not JSON" in body, body
+    # a member below a symlink that leaves the context: the builder's context rules refuse it
+    link = tarfile.TarInfo("etc")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+    escape = _tar(
+        [_file("Dockerfile"), link, _file("etc/passwd")], {"Dockerfile": dockerfile, "etc/passwd": b"x"}
+    )
+    status, body = _call(docker, "POST", "/build?t=escaped:1", escape)
+    assert status == 200, body
+    last = _lines(body)[-1]
+    assert "below a symlink" in str(last["error"]) and last["errorDetail"], body
+    # gzip-compressed (docker build --compress): the build sees the plain context
+    plain = _tar(
+        [_file("Dockerfile"), _file("f")],
+        {"Dockerfile": dockerfile + b'CMD ["cat", "/ctx/f"]\n', "f": b"zipped\n"},
+    )
+    status, body = _call(docker, "POST", "/build?t=zipped:1", gzip.compress(plain))
+    assert status == 200 and _lines(body)[-1] == {"stream": "Successfully tagged zipped:1\n"}, body
+    assert docker.ok("run", "--rm", "zipped:1") == "zipped\n"
+    # pulls and pushes
+    assert _call(docker, "POST", "/images/create")[0] == 400
+    status, body = _call(docker, "POST", "/images/create?fromSrc=http://example.invalid/x.tar")
+    assert status == 400 and b"only fromSrc=-" in body, body
+    status, body = _call(
+        docker, "POST", "/images/busybox/push?tag=latest", headers={"X-Registry-Auth": "%%%"}
+    )
+    assert status == 400 and b"X-Registry-Auth" in body, body
+    assert _call(docker, "POST", "/images/busybox/tag")[0] == 400
+    status, body = _call(docker, "POST", "/images/prune?filters=" + urllib.parse.quote('{"until": ["1h"]}'))
+    assert status == 400 and b"not supported" in body, body
+    status, body = _call(docker, "POST", "/commit")
+    assert status == 400 and b"container is required" in body, body
+    status, body = _call(docker, "GET", "/images/get")
+    assert status == 400 and b"names is required" in body, body
+    status, body = _call(docker, "GET", "/images/search?term=busybox")
+    assert (status, json.loads(body)) == (200, [])
+    history = json.loads(_call(docker, "GET", "/images/busybox/history")[1])
+    assert history[0]["Tags"] and "busybox:latest" in history[0]["Tags"], history

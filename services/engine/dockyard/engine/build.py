@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import posixpath
 import tarfile
 import tempfile
 import zlib
@@ -83,7 +84,7 @@ def read_dockerfile(context: Path, member: str) -> bytes:
     try:
         with tarfile.open(context, "r:") as tar:
             for info in tar:
-                if imageshapes.dockerfile_member(info.name) != member:
+                if posixpath.normpath(info.name) != member:
                     continue
                 if not info.isreg():
                     raise InvalidArgument(f"the Dockerfile {member} in the context is not a regular file")
