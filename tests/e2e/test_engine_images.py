@@ -65,6 +65,12 @@ def test_tag_push_and_pull_back_from_the_registry(docker: Docker, platform: Plat
     docker.ok("rmi", image)
     ran = docker("run", "--rm", image, "echo", "pulled by run")
     assert (ran.returncode, ran.stdout) == (0, "pulled by run\n"), ran.stderr
+    # push --all-tags: every tag of the repository
+    many = f"{platform.registry_http}/lab/many"
+    docker.ok("tag", "busybox", f"{many}:a")
+    docker.ok("tag", "busybox", f"{many}:b")
+    every = docker.ok("push", "--all-tags", many)
+    assert re.search(r"^a: digest: sha256:", every, re.M) and re.search(r"^b: digest: sha256:", every, re.M)
     # a push of a tag the node lacks, a pull of one the registry lacks: docker's errors, exit 1
     missing = docker("push", f"{platform.registry_http}/lab/nosuch:1")
     assert missing.returncode == 1, missing.stdout
