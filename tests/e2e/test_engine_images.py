@@ -253,6 +253,8 @@ def test_the_api_refuses_bad_requests_in_dockers_shape(docker: Docker) -> None:
     status, body = _call(docker, "POST", "/build?t=zipped:1", gzip.compress(plain))
     assert status == 200 and _lines(body)[-1] == {"stream": "Successfully tagged zipped:1\n"}, body
     assert docker.ok("run", "--rm", "zipped:1") == "zipped\n"
+    status, body = _call(docker, "POST", "/build", gzip.compress(plain)[:-40] + b"\xff" * 40)
+    assert status == 400 and b"not valid gzip" in body, body
     # pulls and pushes
     assert _call(docker, "POST", "/images/create")[0] == 400
     status, body = _call(docker, "POST", "/images/create?fromSrc=http://example.invalid/x.tar")

@@ -16,6 +16,7 @@ import posixpath
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from aiohttp import web
@@ -56,7 +57,6 @@ def options(request: web.Request) -> BuildOptions:
 async def spool(request: web.Request, directory: Path) -> Path:
     """The body in a new 0600 file under ``directory``, ungzipped, refused past MAX_CONTEXT."""
     fd, name = await asyncio.to_thread(tempfile.mkstemp, prefix="context-", suffix=".tar", dir=directory)
-    path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
             inflate: zlib._Decompress | None = None
@@ -67,16 +67,34 @@ async def spool(request: web.Request, directory: Path) -> Path:
                     first = False
                     if block.startswith(_GZIP):  # docker build --compress
                         inflate = zlib.decompressobj(wbits=31)
-                data = inflate.decompress(block, MAX_CONTEXT + 1 - written) if inflate else block
-                written += len(data)
-                if written > MAX_CONTEXT or (inflate is not None and inflate.unconsumed_tail):
-                    raise InvalidArgument(f"the build context is larger than {MAX_CONTEXT >> 30} GiB")
-                await asyncio.to_thread(out.write, data)
+                for data in _inflated(inflate, block):
+                    written += len(data)
+                    if written > MAX_CONTEXT:
+                        raise InvalidArgument(f"the build context is larger than {MAX_CONTEXT >> 30} GiB")
+                    await asyncio.to_thread(out.write, data)
+            if inflate is not None and not inflate.eof:
+                raise InvalidArgument("the build context is not valid gzip: it ends before its end")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
         raise
-    return path
+    return Path(name)
+
+
+def _inflated(inflate: zlib._Decompress | None, block: bytes) -> Iterator[bytes]:
+    """``block`` ungzipped, at most CHUNK bytes at a time (a small block may inflate a thousandfold)."""
+    if inflate is None:
+        yield block
+        return
+    pending = block
+    while pending:
+        try:
+            data = inflate.decompress(pending, CHUNK)
+        except zlib.error as exc:
+            raise InvalidArgument(f"the build context is not valid gzip: {exc}") from None
+        pending = inflate.unconsumed_tail
+        if data:
+            yield data
 
 
 def read_dockerfile(context: Path, member: str) -> bytes:
