@@ -196,3 +196,58 @@ def test_a_program_of_the_platforms_user_finds_its_socket_without_being_told(pla
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"code": 0, "out": "0\n", "host": platform.gateway}
+
+
+def test_image_verbs_and_archives_stream_through_the_library(platform: Platform, workdir: Path) -> None:
+    image = f"{platform.registry_http}/sdk/busybox:1"
+    with Client(platform.gateway) as client:
+        client.images.tag("busybox", image)
+        steps: list[str] = []
+        pushed = client.images.push(image, on_progress=lambda p: steps.append(p.status))
+        assert pushed.digest.startswith("sha256:") and pushed.size > 0
+        assert f"1: digest: {pushed.digest} size: {pushed.size}" in steps
+        removal = client.images.remove_detailed(image)
+        assert removal.untagged == (image,) and removal.deleted == ()  # busybox still holds it
+        history = client.images.history("busybox")
+        assert history and history[0].created_by
+
+        client.images.tag("busybox", "sdk-saved:1")
+        archive = b"".join(client.images.save(["sdk-saved:1"], format="docker-archive"))
+        client.images.remove("sdk-saved:1")
+        loaded = client.images.load(archive[i : i + 65536] for i in range(0, len(archive), 65536))
+        assert len(loaded) == 1 and "sdk-saved:1" in loaded[0].tags  # with the image's other names
+        with pytest.raises(NotFound):
+            list(client.images.save(["nosuch-image:1"]))
+
+        rootfs = (workdir / "busybox.tar").read_bytes()
+        imported = client.images.import_tar([rootfs], "sdk-imported:1", changes=['CMD ["echo", "hi"]'])
+        assert "sdk-imported:1" in imported.tags
+        ran = client.containers.run(
+            RunOptions("sdk-imported:1", ["sh", "-c", "echo x > /f"], name="sdk-commit")
+        )
+        assert ran.exit_code == 0
+        committed = client.containers.commit("sdk-commit", "sdk-committed:1", changes=['CMD ["cat", "/f"]'])
+        client.containers.remove("sdk-commit")
+        assert client.containers.run(RunOptions("sdk-committed:1", auto_remove=True)).stdout == b"x\n"
+        assert client.images.get("sdk-committed:1").id == committed
+        pruned = client.images.prune()
+        assert pruned.space_reclaimed >= 0
+
+    async def build() -> list[BuildProgress]:
+        import io
+        import tarfile
+
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            data = b"FROM busybox\nRUN echo built\n"
+            info = tarfile.TarInfo("ci/Dockerfile")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        options = BuildOptions(context="", tags=("sdk-built:1",), dockerfile="ci/Dockerfile")
+        async with AsyncClient(platform.gateway) as client:
+            return [e async for e in client.builds.build_from_tar(options, data, [context.getvalue()])]
+
+    events = asyncio.run(build())
+    assert any(e.status == "log" and b"built" in e.log for e in events)
+    assert events[-1].status == "result" and events[-1].image_id.startswith("sha256:")
+    assert all(e.total == 2 for e in events if e.status == "started")

@@ -14,17 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dockyard.api.containers.v1 import containers_pb2 as pb
-    from dockyard.api.containers.v1 import containers_pb2_grpc
-    from dockyard.cli.client import channel
+    from dockyard.client import Client
 
-    request = pb.CommitRequest(
-        container_id=args.container,
-        reference=args.reference,
-        message=args.message,
-        author=args.author,
-        changes=args.change,
-    )
-    with channel(args.host) as ch:
-        print(containers_pb2_grpc.ContainersStub(ch).Commit(request).image_id)
+    with Client(args.host) as client:
+        print(
+            client.containers.commit(
+                args.container, args.reference, message=args.message, author=args.author, changes=args.change
+            )
+        )
     return 0

@@ -12,16 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dockyard.api.images.v1 import images_pb2 as pb
-    from dockyard.api.images.v1 import images_pb2_grpc
-    from dockyard.cli.client import channel
     from dockyard.cli.each import each
+    from dockyard.client import Client
 
-    with channel(args.host) as ch:
-        stub = images_pb2_grpc.ImagesStub(ch)
+    with Client(args.host) as client:
 
         def remove(ref: str) -> None:
-            result = stub.Remove(pb.RemoveImageRequest(reference=ref, force=args.force))
+            result = client.images.remove_detailed(ref, force=args.force)
             for name in result.untagged:
                 print(f"Untagged: {name}")
             for digest in result.deleted:

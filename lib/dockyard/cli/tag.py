@@ -11,10 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dockyard.api.images.v1 import images_pb2 as pb
-    from dockyard.api.images.v1 import images_pb2_grpc
-    from dockyard.cli.client import channel
+    from dockyard.client import Client
 
-    with channel(args.host) as ch:
-        images_pb2_grpc.ImagesStub(ch).Tag(pb.TagRequest(source=args.source, target=args.target))
+    with Client(args.host) as client:
+        client.images.tag(args.source, args.target)
     return 0

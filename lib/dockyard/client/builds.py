@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,30 @@ class Builds:
                 raise
 
         return _ContextStream(self._stub.Build(requests()), lambda event: event, unreadable)
+
+    def build_from_tar(
+        self, options: BuildOptions, dockerfile: bytes, context: Iterable[bytes]
+    ) -> Stream[BuildProgress]:
+        """Build from a context that is already a tar (uncompressed, streamed from ``context``),
+        with the Dockerfile's bytes given (``options.dockerfile`` names it in messages;
+        ``options.context`` is not read). Each step and line, the last one ``result`` with the id."""
+        wire = pb.BuildOptions(
+            dockerfile=options.dockerfile,
+            dockerfile_content=dockerfile,
+            tags=list(options.tags),
+            build_args=dict(options.build_args),
+            labels=dict(options.labels),
+            target=options.target,
+            no_cache=options.no_cache,
+            pull=options.pull,
+        )
+
+        def requests() -> Iterator[Any]:
+            yield pb.BuildInput(options=wire)
+            for block in context:
+                yield pb.BuildInput(context_chunk=block)
+
+        return Stream(self._stub.Build(requests()), BuildProgress.from_pb)
 
 
 class _ContextStream(Stream[Any]):

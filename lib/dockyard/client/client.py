@@ -96,7 +96,7 @@ class Async(Generic[D]):
         return call
 
 
-_STREAMING = frozenset({"logs", "stream"})  # the methods that return a Stream
+_STREAMING = frozenset({"logs", "stream", "save", "build_from_tar"})  # the methods that return a Stream
 
 
 class AsyncClient:

@@ -9,7 +9,7 @@ is the error's reason, never its text.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dockyard.api.containers.v1 import containers_pb2 as pb
@@ -157,6 +157,22 @@ class Containers:
         (or the stream is cancelled)."""
         request = pb.LogsRequest(id=container, follow=follow, tail=tail)
         return Stream(self._stub.Logs(request), LogLine.from_pb)
+
+    def commit(
+        self,
+        container: str,
+        reference: str = "",
+        *,
+        message: str = "",
+        author: str = "",
+        changes: Sequence[str] = (),
+    ) -> str:
+        """A new image of the container's changes (docker commit), named ``reference`` if given;
+        ``changes`` are Dockerfile instructions (``CMD ["sh"]``, ``ENV k=v``). The image's id."""
+        request = pb.CommitRequest(
+            container_id=container, reference=reference, message=message, author=author, changes=list(changes)
+        )
+        return str(unary(self._stub.Commit, request).image_id)
 
 
 _END = object()

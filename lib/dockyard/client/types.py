@@ -377,10 +377,12 @@ class BuildProgress:
     log: bytes
     image_id: str
     error: str
+    index: int = 0  # the step's place in the whole build (1-based), of ``total``
+    total: int = 0
 
     @classmethod
     def from_pb(cls, e: Any) -> BuildProgress:
-        return cls(e.step, e.status, e.log, e.image_id, e.error)
+        return cls(e.step, e.status, e.log, e.image_id, e.error, e.index, e.total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,3 +513,42 @@ class DiskUsage:
             containers_size=u.containers_size,
             volumes=tuple(VolumeUsage(v.name, v.size, v.containers, v.build_cache) for v in u.volumes),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PushedImage:
+    """What a push put in the registry: the manifest's digest, size in bytes and media type."""
+
+    digest: str
+    size: int
+    media_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRemoval:
+    """What removing an image did: the names it lost, and the images deleted with them."""
+
+    untagged: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePrune:
+    deleted: tuple[str, ...]
+    space_reclaimed: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One step of an image's history, newest first; ``id`` is "" for a step with no image of its own."""
+
+    id: str
+    created: datetime | None
+    created_by: str
+    size: int
+    comment: str
+    empty_layer: bool
+
+    @classmethod
+    def from_pb(cls, e: Any) -> HistoryEntry:
+        return cls(e.id, _time(e.created), e.created_by, e.size, e.comment, e.empty_layer)

@@ -416,6 +416,8 @@ class EngineChild(Child):
             config.gateway_grpc,
             "--socket-group",
             config.socket_group,
+            "--state-dir",
+            str(config.state_dir / "engine"),
         )
         self.tls = config.tls
         if self.tls is not None:  # serves with the gateway's certificate, reaches it with the client's

@@ -46,6 +46,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--gateway", required=True, help="the gateway: unix:/path/dockyard.sock or host:port")
     parser.add_argument("--socket-group", default=platform_group(), help="group allowed on the socket (0660)")
+    parser.add_argument(
+        "--state-dir", type=Path, help="private directory for spooled build contexts (default: the temp dir)"
+    )
     tls = parser.add_argument_group("mutual TLS (TCP only)")
     tls.add_argument("--tlscacert", help="PEM CA: signs the clients' certificates and the gateway's")
     tls.add_argument("--tlscert", help="PEM server certificate")
@@ -66,6 +69,16 @@ def _server_tls(args: argparse.Namespace) -> ssl.SSLContext:
     context.load_cert_chain(args.tlscert, args.tlskey)
     context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _scratch(state_dir: Path) -> Path:
+    """``state_dir/contexts`` (0700), emptied of what a killed engine left there."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    scratch = state_dir / "contexts"
+    scratch.mkdir(mode=0o700, exist_ok=True)
+    for leftover in scratch.glob("context-*"):
+        leftover.unlink(missing_ok=True)
+    return scratch
 
 
 async def _connect(gateway: str, tls: ClientTls | None) -> AsyncClient:
@@ -93,9 +106,10 @@ async def serve(args: argparse.Namespace) -> None:
         if tcp_gateway
         else None
     )
+    scratch = await asyncio.to_thread(_scratch, args.state_dir) if args.state_dir else None
     client = await _connect(args.gateway, gateway_tls)
     runner = web.AppRunner(
-        build(client, os.environ.get(INSTANCE_ENV, "")), access_log=None, shutdown_timeout=SHUTDOWN_S
+        build(client, os.environ.get(INSTANCE_ENV, ""), scratch), access_log=None, shutdown_timeout=SHUTDOWN_S
     )
     await runner.setup()
     path: Path | None = None

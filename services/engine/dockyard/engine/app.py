@@ -7,16 +7,19 @@ version-prefixed one docker's clients use (``/v1.44/containers/json``), from 1.2
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from dockyard.client import AsyncClient
 from dockyard.core.errors import DockyardError
+from dockyard.engine import build as builds
 from dockyard.engine import containers, convert, events, images, networks, system, volumes
 from dockyard.engine.replies import error_reply
-from dockyard.engine.state import ATTACHES, CLIENT, INSTANCE, Attaches
+from dockyard.engine.state import ATTACHES, CLIENT, INSTANCE, SCRATCH, Attaches
 
 log = structlog.get_logger("dockyard.engine")
 
@@ -25,6 +28,7 @@ MODULES = (
     system,
     containers,
     images,
+    builds,
     networks,
     volumes,
     events,
@@ -55,10 +59,12 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
     return error_reply(404, f"page not found: {request.method} {request.path}")
 
 
-def build(client: AsyncClient, instance: str = "") -> web.Application:
+def build(client: AsyncClient, instance: str = "", scratch: Path | None = None) -> web.Application:
+    """The app; ``scratch`` is a private directory for build contexts (default: the temp dir)."""
     app = web.Application(middlewares=[docker_errors])  # JSON bodies to 1 MiB; archives stream
     app[CLIENT] = client
     app[INSTANCE] = instance
+    app[SCRATCH] = scratch or Path(tempfile.gettempdir())
     app[ATTACHES] = Attaches()
 
     async def cancel_attaches(app: web.Application) -> None:

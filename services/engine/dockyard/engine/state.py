@@ -1,8 +1,10 @@
-"""What the Engine API's handlers share: the client, this platform's instance id, live attaches."""
+"""What the Engine API's handlers share: the client, this platform's instance id, live attaches,
+the private directory for request bodies it must spool (build contexts)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +13,7 @@ from dockyard.client import AsyncClient
 
 CLIENT = web.AppKey("client", AsyncClient)
 INSTANCE = web.AppKey("instance", str)
+SCRATCH = web.AppKey("scratch", Path)
 
 
 class Attaches:
