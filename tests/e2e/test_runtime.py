@@ -372,3 +372,31 @@ def test_a_container_whose_conmon_is_killed_is_stopped_and_reported(platform: Pl
         assert not _alive(again)
     finally:
         platform.cli("rm", "-f", cid)
+
+
+def test_system_prune_as_docker_does(platform: Platform) -> None:
+    """Stopped containers, unused networks, dangling images and the build cache go; named
+    volumes stay even with --volumes (docker's since API 1.42); system info and events answer."""
+    platform.ok("run", "--name", "pruned-one", "-v", "/scratch", "busybox", "true")
+    platform.ok("network", "create", "pruned-net")
+    platform.ok("volume", "create", "kept-named")
+    platform.ok("run", "-d", "--name", "pruned-keeper", "busybox", "sleep", "60")
+    try:
+        anonymous = [v for v in platform.ok("volume", "ls", "-q").split() if v != "kept-named"]
+        done = platform.cli("system", "prune", "-f", "--volumes")
+        assert done.returncode == 0, done.stderr
+        assert "Deleted Containers:" in done.stdout and "Deleted Networks:\npruned-net" in done.stdout
+        assert "Total reclaimed space:" in done.stdout
+        names = platform.ok("ps", "-a", "--format", "{{.Names}}").split()
+        assert "pruned-one" not in names and "pruned-keeper" in names
+        volumes = platform.ok("volume", "ls", "-q").split()
+        assert "kept-named" in volumes and not set(anonymous) & set(volumes), (anonymous, volumes)
+        asked = platform.cli("system", "prune", input="n\n")
+        assert asked.returncode == 0 and "Are you sure" in asked.stdout + asked.stderr
+        assert platform.ok("system", "info", "--format", "json").startswith("{")
+        until = str(int(time.time()) + 1)
+        removed = platform.ok("system", "events", "--since", "5m", "--until", until, "--format", "json")
+        assert '"container.removed"' in removed or "dockyard.container.removed" in removed, removed[-2000:]
+    finally:
+        platform.cli("rm", "-f", "pruned-keeper")
+        platform.cli("volume", "rm", "kept-named")

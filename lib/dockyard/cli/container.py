@@ -19,6 +19,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "rm": ("rm", "Remove containers"),
     "logs": ("logs", "Show a container's output"),
     "exec": ("exec", "Run a command in a running container"),
+    "attach": ("attach", "Attach this terminal to a running container"),
     "wait": ("wait", "Wait for containers to exit, print their exit codes"),
     "commit": ("commit", "Make an image from a container's changes"),
     "diff": ("diff", "Show changed files of a container"),

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     parser.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     parser.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    parser.add_argument(
+        "--detach-keys", default=None, help="keys that detach from a TTY (default ctrl-p,ctrl-q)"
+    )
     parser.add_argument("-u", "--user", default="", help="user[:group] to run as")
     parser.add_argument("-w", "--workdir", default="", help="working directory inside the container")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]")
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.cli.client import channel
     from dockyard.cli.output import fail
     from dockyard.cli.spec import parse_env
-    from dockyard.cli.stdio import Session, terminal_size
+    from dockyard.cli.stdio import DEFAULT_DETACH_KEYS, Session, parse_detach_keys, terminal_size
     from dockyard.client import exit_code
     from dockyard.client.calls import native
     from dockyard.core.errors import InvalidArgument
@@ -72,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
             pb.ExecInput(start=start),
             interactive=args.interactive,
             tty=args.tty,
+            detach_keys=parse_detach_keys(
+                DEFAULT_DETACH_KEYS if args.detach_keys is None else args.detach_keys
+            ),
         )
         try:
             code = session.run(stub.Exec)

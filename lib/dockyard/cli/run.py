@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
     parser.add_argument(
+        "--detach-keys", default=None, help="keys that detach from a TTY (default ctrl-p,ctrl-q)"
+    )
+    parser.add_argument(
         "--pull",
         choices=("missing", "always", "never"),
         default="missing",
@@ -49,12 +52,15 @@ class _PullPrinter:
         self.view.update(p.id, p.status, p.current, p.total)
 
 
-def attach(ch: Any, container_id: str, *, interactive: bool, tty: bool, start: bool) -> int | None:
+def attach(
+    ch: Any, container_id: str, *, interactive: bool, tty: bool, start: bool, detach_keys: str | None = None
+) -> int | None:
     """Attach to ``container_id`` (starting it when ``start``) until it exits; its exit code, or
-    None when detached. gRPC errors propagate."""
+    None when detached (``detach_keys``: docker's ``--detach-keys``, default Ctrl-P Ctrl-Q).
+    gRPC errors propagate."""
     from dockyard.api.containers.v1 import containers_pb2 as pb
     from dockyard.api.containers.v1 import containers_pb2_grpc
-    from dockyard.cli.stdio import Session, terminal_size
+    from dockyard.cli.stdio import DEFAULT_DETACH_KEYS, Session, parse_detach_keys, terminal_size
 
     stub = containers_pb2_grpc.ContainersStub(ch)
     rows, cols = terminal_size() if tty else (0, 0)
@@ -70,7 +76,12 @@ def attach(ch: Any, container_id: str, *, interactive: bool, tty: bool, start: b
             stub.Kill(pb.KillContainerRequest(id=container_id, signal="INT"))
 
     session = Session(
-        lambda **kw: pb.AttachInput(**kw), first, interactive=interactive, tty=tty, on_interrupt=interrupt
+        lambda **kw: pb.AttachInput(**kw),
+        first,
+        interactive=interactive,
+        tty=tty,
+        on_interrupt=interrupt,
+        detach_keys=parse_detach_keys(DEFAULT_DETACH_KEYS if detach_keys is None else detach_keys),
     )
     return session.run(stub.Attach)
 
@@ -81,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.client.calls import native
 
     try:
+        if args.detach_keys is not None:
+            from dockyard.cli.stdio import parse_detach_keys
+
+            parse_detach_keys(args.detach_keys)  # a bad one is refused before anything is made
         request = spec.build_spec(args)
     except Exception as exc:
         fail(exc)
@@ -104,7 +119,12 @@ def run(args: argparse.Namespace) -> int:
                 print(container.id)
                 return 0
             code = attach(
-                client.channel, container.id, interactive=args.interactive, tty=args.tty, start=True
+                client.channel,
+                container.id,
+                interactive=args.interactive,
+                tty=args.tty,
+                start=True,
+                detach_keys=args.detach_keys,
             )
         except Exception as exc:
             fail(exc)

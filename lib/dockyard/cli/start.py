@@ -10,6 +10,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-a", "--attach", action="store_true", help="attach stdout/stderr, exit with its code"
     )
     parser.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
+    parser.add_argument(
+        "--detach-keys", default=None, help="keys that detach from a TTY (default ctrl-p,ctrl-q)"
+    )
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
@@ -29,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
             name = args.containers[0]
             tty = stub.Inspect(pb.InspectContainerRequest(id=name)).spec.tty
-            code = attach(ch, name, interactive=args.interactive, tty=tty, start=True)
+            code = attach(
+                ch, name, interactive=args.interactive, tty=tty, start=True, detach_keys=args.detach_keys
+            )
             return 0 if code is None else code
         return each(args.containers, lambda c: stub.Start(pb.StartContainerRequest(id=c)))

@@ -7,7 +7,9 @@ fds as they arrive and keeps the exit code of the last message.
 
 With a TTY and a terminal on stdin the local terminal goes raw (restored in ``finally``), so
 Ctrl-C is a byte for the container. Without one, the first Ctrl-C is sent to the container as
-SIGINT (``on_interrupt``) and a second one detaches, as docker's signal proxy does.
+SIGINT (``on_interrupt``) and a second one detaches, as docker's signal proxy does. On a raw
+terminal the detach keys (docker's ``--detach-keys``, Ctrl-P Ctrl-Q by default) detach: their
+bytes never reach the container, and a partial sequence is sent on once it stops matching.
 """
 
 from __future__ import annotations
@@ -22,6 +24,32 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 _END = object()
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """docker's ``--detach-keys``: ``ctrl-p,ctrl-q``, a letter, or ``ctrl-@``..``ctrl-_``; ""
+    disables detaching. InvalidArgument for anything else."""
+    if spec == "":
+        return b""
+    out = bytearray()
+    for key in spec.split(","):
+        if len(key) == 1:
+            out.append(ord(key))
+        elif key.lower().startswith("ctrl-") and len(key) == 6:
+            code = ord(key[5].upper()) - 64  # ctrl-a is 1, ctrl-@ 0, ctrl-_ 31
+            if not 0 <= code <= 31:
+                break
+            out.append(code)
+        else:
+            break
+    else:
+        return bytes(out)
+    from dockyard.core.errors import InvalidArgument
+
+    raise InvalidArgument(
+        f"invalid detach keys {spec!r}: want e.g. ctrl-p,ctrl-q, a letter, or ctrl-@..ctrl-_"
+    )
 
 
 def terminal_size() -> tuple[int, int]:
@@ -46,6 +74,7 @@ class Session:
         interactive: bool,
         tty: bool,
         on_interrupt: Callable[[], None] | None = None,
+        detach_keys: bytes = b"\x10\x11",
     ) -> None:
         self._message = message
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=64)
@@ -57,6 +86,8 @@ class Session:
         self.detached = False
         self.exit_code: int | None = None
         self.output_seen = False
+        self._detach_keys = detach_keys
+        self._responses: Any = None
 
     def requests(self) -> Iterator[Any]:
         while True:
@@ -65,17 +96,29 @@ class Session:
                 return
             yield item
 
-    def _pump_stdin(self) -> None:
+    def _pump_stdin(self, watch_keys: bool) -> None:
         fd = sys.stdin.fileno()
+        keys, matched = self._detach_keys if watch_keys else b"", b""
         try:
             while True:
                 data = os.read(fd, 65536)
                 if not data:
                     break
-                self._queue.put(self._message(stdin=data))
+                if keys:
+                    data, matched = _scan(matched + data, keys)
+                if data:
+                    self._queue.put(self._message(stdin=data))
+                if keys and matched == keys:
+                    self._detach()
+                    return
         except OSError:
             pass
         self._queue.put(self._message(stdin_eof=True))
+
+    def _detach(self) -> None:
+        self.detached = True
+        if self._responses is not None:
+            self._responses.cancel()
 
     def _resize(self, *_: object) -> None:
         rows, cols = terminal_size()
@@ -89,20 +132,21 @@ class Session:
         raw = self._tty and self._interactive and os.isatty(0)
         saved: list[Any] | None = None
         old_winch = old_int = None
-        responses = call(self.requests())
+        responses = self._responses = call(self.requests())
         try:
             if raw:
                 import termios
                 import tty
 
                 saved = termios.tcgetattr(0)
-                tty.setraw(0)
+                tty.setraw(0, termios.TCSANOW)  # keep what was typed ahead (TCSAFLUSH drops it)
             if self._tty and hasattr(signal, "SIGWINCH"):
                 old_winch = signal.signal(signal.SIGWINCH, self._resize)
             if not raw:
                 old_int = signal.signal(signal.SIGINT, self._interrupt(responses))
             if self._interactive:
-                threading.Thread(target=self._pump_stdin, name="stdin", daemon=True).start()
+                pump = threading.Thread(target=self._pump_stdin, args=(raw,), name="stdin", daemon=True)
+                pump.start()
             out, err = sys.stdout.buffer, sys.stderr.buffer
             for msg in responses:
                 which = msg.WhichOneof("output")
@@ -139,7 +183,18 @@ class Session:
             if self._interrupts == 1 and self._on_interrupt is not None:
                 threading.Thread(target=self._on_interrupt, name="sigint", daemon=True).start()
                 return
-            self.detached = True
-            responses.cancel()
+            self._detach()
 
         return handler
+
+
+def _scan(data: bytes, keys: bytes) -> tuple[bytes, bytes]:
+    """Split ``data`` into what goes to the container and the part of ``keys`` it ends with (all
+    of ``keys`` when the sequence was typed: what followed it is dropped, as docker drops it)."""
+    at = data.find(keys)
+    if at >= 0:
+        return data[:at], keys
+    for n in range(min(len(keys) - 1, len(data)), 0, -1):  # a sequence cut by the read
+        if data.endswith(keys[:n]):
+            return data[:-n], keys[:n]
+    return data, b""

@@ -1,10 +1,15 @@
 """``dockyard system df``: the disk used by images and containers (``-v``: per image).
+``dockyard system prune``: docker's clean-up of stopped containers, unused networks, dangling
+images (``-a``: every unused one) and the build cache (``--volumes``: unused anonymous volumes).
+``dockyard system events`` and ``system info`` are the top-level ``events`` and ``info``.
 ``dockyard system delegate USER`` (root): give USER its own cgroup subtree, so its platform can
 enforce resource limits and pause (:mod:`dockyard.core.cgroups` describes the layout)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -16,6 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     df = sub.add_parser("df", help="show disk usage", description="Show disk usage of images and containers")
     df.add_argument("-v", "--verbose", action="store_true", help="one row per image and container")
     df.add_argument("--format", choices=("table", "json"), default="table", help="json: one object a line")
+    prune = sub.add_parser("prune", help="remove unused data", description="Remove unused data")
+    prune.add_argument("-a", "--all", action="store_true", help="every unused image, not only dangling ones")
+    prune.add_argument("--volumes", action="store_true", help="unused anonymous volumes too")
+    prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    for name, module in (("events", "events"), ("info", "info")):  # docker's system events / info
+        nested = sub.add_parser(name, help=f"the same as `dockyard {name}`")
+        nested.set_defaults(action_module=module)
+        importlib.import_module(f"dockyard.cli.{module}").add_arguments(nested)
     delegate = sub.add_parser(
         "delegate",
         help="as root: give USER its own cgroup subtree (resource limits, pause); idempotent",
@@ -103,9 +116,66 @@ def summary(usage: Any, running: int) -> list[dict[str, str]]:
     return rows
 
 
+def prune(args: argparse.Namespace) -> int:
+    """Ask y/N unless -f, then prune each kind as docker does and report what went."""
+    from dockyard.api.builds.v1 import builds_pb2, builds_pb2_grpc
+    from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
+    from dockyard.cli.human import confirm, human_size
+    from dockyard.client import Client
+    from dockyard.core.errors import FailedPrecondition, NotFound
+
+    kinds = [
+        "all stopped containers",
+        "all networks not used by at least one container",
+        *(["all anonymous volumes not used by at least one container"] if args.volumes else []),
+        "all images without at least one container associated to them" if args.all else "all dangling images",
+        "unused build cache",
+    ]
+    listing = "".join(f"  - {kind}\n" for kind in kinds)
+    if not args.force and not confirm(
+        f"WARNING! This will remove:\n{listing}\nAre you sure you want to continue?"
+    ):
+        return 0
+    reclaimed = 0
+    with Client(args.host) as client:
+        stub = containers_pb2_grpc.ContainersStub(client.channel)
+        containers = stub.Prune(containers_pb2.PruneContainersRequest())
+        reclaimed += containers.space_reclaimed
+        _report("Deleted Containers:", containers.deleted)
+        _report("Deleted Networks:", client.networks.prune().deleted)
+        if args.volumes:  # docker's since API 1.42: named volumes are the user's data and stay
+            gone = []
+            for volume in client.volumes.list(filters=["dangling=true"]):
+                if volume.anonymous:
+                    with contextlib.suppress(NotFound, FailedPrecondition):  # taken since the listing
+                        client.volumes.remove(volume.name)
+                        gone.append(volume.name)
+            _report("Deleted Volumes:", gone)
+        images = client.images.prune(all=args.all)
+        reclaimed += images.space_reclaimed
+        _report("Deleted Images:", [f"deleted: {i}" for i in images.deleted])
+        cache = builds_pb2_grpc.BuildsStub(client.channel).PruneCache(builds_pb2.PruneCacheRequest())
+        reclaimed += cache.space_reclaimed
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    return 0
+
+
+def _report(heading: str, items: Any) -> None:
+    if items:
+        print(heading)
+        for item in items:
+            print(item)
+        print()
+
+
 def run(args: argparse.Namespace) -> int:
     if args.action == "delegate":
         return delegate(args)
+    if args.action == "prune":
+        return prune(args)
+    if args.action in ("events", "info"):
+        code: int = importlib.import_module(f"dockyard.cli.{args.action_module}").run(args)
+        return code
     from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
     from dockyard.api.images.v1 import images_pb2, images_pb2_grpc
     from dockyard.cli import human

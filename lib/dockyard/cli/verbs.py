@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "ps": ("ps", "List containers"),
     "logs": ("logs", "Show a container's output"),
     "exec": ("exec", "Run a command in a running container"),
+    "attach": ("attach", "Attach this terminal to a running container"),
     "wait": ("wait", "Wait for containers to exit, print their exit codes"),
     "commit": ("commit", "Make an image from a container's changes"),
     "diff": ("diff", "Show files changed in a container"),
@@ -49,7 +50,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect", "Show containers or images in detail (JSON)"),
     "image": ("image", "Manage images: ls, pull, push, tag, rm, prune, history, inspect, import, save, load"),
     "container": ("container", "Manage containers: ls, create, run, start, stop, rm, logs, exec, prune, ..."),
-    "system": ("system", "Platform-wide views: df; as root, delegate a user its cgroup subtree"),
+    "system": (
+        "system",
+        "Platform-wide: df, prune, events, info; as root, delegate a user its cgroup subtree",
+    ),
     "network": ("network", "Manage networks: create, ls, inspect, rm, connect, disconnect, prune"),
     "volume": ("volume", "Manage volumes: create, ls, inspect, rm, prune"),
 }

@@ -145,8 +145,8 @@ class Monitor:
             "--runtime-arg", "--root",
             "--runtime-arg", str(self.runc_root),
         ]  # fmt: skip
-        if tty:
-            argv.append("-t")
+        if tty:  # a terminal has no end of input: a client that leaves (detaches) leaves it open
+            argv += ["-t", "--leave-stdin-open"]
         if stdin:
             argv.append("-i")
         sync_r, sync_w = os.pipe()
