@@ -6,6 +6,7 @@ line), so the test sees what runc was really told, not what the record says.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,24 @@ def test_the_docker_cli_passes_them_through(platform: Platform, workdir: Path) -
     assert int(status.split()[1], 16) == 1 << CAP_NET_ADMIN
     privileged = docker.ok("run", "--rm", "--privileged", "busybox", "grep", "CapEff", "/proc/self/status")
     assert int(privileged.split()[1], 16) == (1 << (LAST_CAP + 1)) - 1
+
+
+def test_platform_is_checked_against_the_image(platform: Platform, workdir: Path) -> None:
+    native = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    foreign = "arm64" if native == "amd64" else "amd64"
+    assert (
+        platform.ok("run", "--rm", "--platform", f"linux/{native}", "busybox", "echo", "native") == "native\n"
+    )
+    other = platform.cli("run", "--rm", "--platform", f"linux/{foreign}", "busybox", "true")
+    assert other.returncode == 125, other.stderr
+    assert f"is linux/{native}, not the requested linux/{foreign}" in other.stderr, other.stderr
+    bad = platform.cli("run", "--rm", "--platform", "linux", "busybox", "true")
+    assert bad.returncode == 125 and "unknown platform" in bad.stderr, bad.stderr
+    assert platform.ok("ps", "-aq") == ""  # nothing was made by the refused ones
+    if DOCKER is not None:
+        refused = Docker(platform, workdir)(
+            "run", "--rm", "--platform", f"linux/{foreign}", "busybox", "true"
+        )
+        assert refused.returncode == 125 and f"not the requested linux/{foreign}" in refused.stderr, (
+            refused.stderr
+        )

@@ -74,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="every capability, no seccomp filter or masked paths (within your user namespace only)",
     )
     a("--init", action="store_true", help="run an init (catatonit) as PID 1 that reaps zombies")
+    a("--platform", default="", help="os/arch[/variant] of the image to pull and run (no emulation)")
     from dockyard.cli import mountspec  # volumes: --mount, --volumes-from
 
     mountspec.add_arguments(parser)
@@ -176,6 +177,7 @@ def build_spec(args: argparse.Namespace) -> Any:
         cap_drop=args.cap_drop,
         privileged=args.privileged,
         init=args.init,
+        platform=args.platform,
     )
     if args.entrypoint is not None:
         spec.entrypoint.append(args.entrypoint)

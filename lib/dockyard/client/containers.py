@@ -53,14 +53,14 @@ class Containers:
         reach beyond :class:`RunOptions`)."""
         request = pb.CreateContainerRequest(spec=spec)
         if pull == "always":
-            self._images.pull(spec.image, on_progress=on_pull)
+            self._images.pull(spec.image, platform=spec.platform, on_progress=on_pull)
         try:
             return ContainerInfo.from_pb(unary(self._stub.Create, request))
         except NotFound as exc:
             missing = exc.reason == Reason.NO_SUCH_IMAGE
             if not (missing and pull == "missing" and pullable(spec.image)):
                 raise
-        self._images.pull(spec.image, on_progress=on_pull)
+        self._images.pull(spec.image, platform=spec.platform, on_progress=on_pull)
         return ContainerInfo.from_pb(unary(self._stub.Create, request))
 
     def start(self, container: str) -> ContainerInfo:

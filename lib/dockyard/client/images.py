@@ -21,7 +21,8 @@ from dockyard.client.types import (
     PullProgress,
     PushedImage,
 )
-from dockyard.core.errors import Internal
+from dockyard.core.errors import Internal, InvalidArgument
+from dockyard.core.oci.platform import parse_platform
 
 
 class Images:
@@ -33,13 +34,21 @@ class Images:
         reference: str,
         *,
         insecure: bool = False,
+        platform: str = "",
         on_progress: Callable[[PullProgress], None] | None = None,
     ) -> ImageInfo:
-        """Pull ``reference`` onto the node; ``on_progress`` sees each step. The image pulled."""
+        """Pull ``reference`` onto the node (``platform``: ``os/arch[/variant]`` of an index, else
+        the node's); ``on_progress`` sees each step. The image pulled."""
+        request = pb.PullRequest(reference=reference, insecure=insecure)
+        if platform:
+            try:
+                wanted = parse_platform(platform)
+            except ValueError as exc:
+                raise InvalidArgument(f"invalid platform {exc}") from None
+            request.platform.os, request.platform.architecture = wanted.os, wanted.architecture
+            request.platform.variant = wanted.variant
         pulled = None
-        for message in Stream(
-            self._stub.Pull(pb.PullRequest(reference=reference, insecure=insecure)), lambda m: m
-        ):
+        for message in Stream(self._stub.Pull(request), lambda m: m):
             if message.HasField("progress") and on_progress is not None:
                 on_progress(PullProgress.from_pb(message.progress))
             if message.HasField("image"):

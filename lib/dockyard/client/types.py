@@ -105,6 +105,7 @@ class RunOptions:
     cap_drop: Sequence[str] = ()
     privileged: bool = False  # rootless: every capability of the user's namespace, no filter
     init: bool = False  # catatonit as PID 1
+    platform: str = ""  # "linux/amd64": pulled for it, and refused when the image is another's
 
     def to_pb(self) -> Any:
         """The ContainerSpec this stands for (InvalidArgument for a bad port, volume or mount)."""
@@ -134,6 +135,7 @@ class RunOptions:
             cap_drop=list(self.cap_drop),
             privileged=self.privileged,
             init=self.init,
+            platform=self.platform,
         )
         if self.stop_timeout is not None:
             spec.stop_timeout = self.stop_timeout

@@ -43,6 +43,7 @@ from dockyard.builder.dockerfile import Dockerfile, parse_instruction
 from dockyard.builder.expand import Lexer
 from dockyard.builder.instructions import DockerfileError, Instruction, suggest
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.oci.platform import Platform, parse_platform
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROXY_ARGS = frozenset(
@@ -88,24 +89,7 @@ BUILTIN_ARGS = frozenset(
 _NON_ENV_ARGS = frozenset(("BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"))
 
 
-@dataclass(frozen=True, slots=True)
-class Platform:
-    """An OCI platform: ``linux/amd64``, ``linux/arm/v7``."""
-
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-def parse_platform(text: str) -> Platform:
-    """``os/arch[/variant]`` (lower-cased); ValueError for anything else."""
-    parts = text.strip().lower().split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise ValueError(f'"{text}": unknown platform, expected os/arch[/variant]')
-    return Platform(*parts)
+LINUX_AMD64 = Platform("linux", "amd64")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +98,7 @@ class BuildOptions:
 
     build_args: Mapping[str, str] = field(default_factory=dict)
     target: str = ""
-    build_platform: Platform = Platform("linux", "amd64")
+    build_platform: Platform = LINUX_AMD64
     target_platform: Platform | None = None
 
 
@@ -214,7 +198,7 @@ class _Stage:
     from_: ins.From
     body: list[Instruction]
     base: Base = field(default_factory=lambda: Base("scratch"))
-    platform: Platform = Platform("linux", "amd64")
+    platform: Platform = LINUX_AMD64
     from_expanded: ins.From | None = None
     deps: set[int] = field(default_factory=set)
     triggers: list[Instruction] = field(default_factory=list)

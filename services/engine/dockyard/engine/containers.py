@@ -77,7 +77,7 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
 @routes.post("/containers/create")
 async def create(request: web.Request) -> web.StreamResponse:
     body = await request.json() if request.can_read_body else {}
-    options = convert.run_options(body, request.query.get("name", ""))
+    options = convert.run_options(body, request.query.get("name", ""), request.query.get("platform", ""))
     created = await request.app[CLIENT].containers.create(options)
     return json_reply({"Id": created.id, "Warnings": []}, status=201)
 

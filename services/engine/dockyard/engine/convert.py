@@ -353,7 +353,7 @@ def _mounts(host: Mapping[str, Any]) -> list[Mount]:
     return mounts
 
 
-def run_options(body: Any, name: str) -> RunOptions:
+def run_options(body: Any, name: str, platform: str = "") -> RunOptions:
     """``POST /containers/create``'s body as the client library's RunOptions (InvalidArgument for
     a malformed one). Docker's client pulls a missing image itself, so the engine never does."""
     if not isinstance(body, dict):
@@ -401,6 +401,7 @@ def run_options(body: Any, name: str) -> RunOptions:
         cap_drop=_strings(host, "CapDrop") or (),
         privileged=bool(host.get("Privileged")),
         init=bool(host.get("Init")),
+        platform=platform,
     )
 
 

@@ -113,7 +113,8 @@ async def create(request: web.Request) -> web.StreamResponse:
         await stream.send(imageshapes.progress_message(p, shown))
 
     try:
-        await relay(lambda report: client.images.pull(reference, on_progress=report), send)
+        platform = query.get("platform", "")  # docker pull --platform
+        await relay(lambda report: client.images.pull(reference, platform=platform, on_progress=report), send)
     except DockyardError as exc:
         return await stream.fail(exc)
     except ConnectionResetError:  # the client left: the pull ended with the send that failed

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockyard.core import bounds
-from dockyard.core.errors import InvalidArgument
+from dockyard.core.errors import FailedPrecondition, InvalidArgument
+from dockyard.core.oci.platform import Platform, parse_platform
 from dockyard.runtime import ocispec, privileges, runflags
 from dockyard.runtime.cgroups import Cgroups
 from dockyard.runtime.health import with_image_healthcheck
@@ -43,7 +44,10 @@ async def admit(
     bounds.check_exec(config.command or [], config.entrypoint or [], config.env)
     bounds.check_labels(config.labels)
     image = await asyncio.to_thread(images.resolve, config.image)
-    image_config = (await asyncio.to_thread(images.config, image)).get("config") or {}
+    doc = await asyncio.to_thread(images.config, image)
+    if config.platform:
+        check_platform(config.platform, config.image, Platform.of_config(doc))
+    image_config = doc.get("config") or {}
     config = validate_restart_policy(with_image_healthcheck(config, image_config))  # health, restart
     run = run_config(config)  # validates the network mode, binds, tmpfs and capabilities
     if config.init:
@@ -54,6 +58,18 @@ async def admit(
     ports = published_ports(config, image_config)
     networks.validate(config)  # the user network exists; --ip, --network-alias, --dns, --add-host
     return Admitted(config, image, image_config, process, ports)
+
+
+def check_platform(wanted: str, image: str, has: Platform) -> None:
+    """``--platform``: the image must be of it; this node runs no emulation."""
+    try:
+        platform = parse_platform(wanted)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid --platform {exc}") from None
+    if not platform.admits(has):
+        raise FailedPrecondition(
+            f"image {image} is {has}, not the requested {platform} (this node runs no emulation)"
+        )
 
 
 def run_config(config: ContainerConfig) -> ocispec.RunConfig:

@@ -70,6 +70,7 @@ class ContainerConfig:
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
     init: bool = False
+    platform: str = ""  # --platform os/arch[/variant], checked against the image at create
 
 
 @dataclass(frozen=True, slots=True)

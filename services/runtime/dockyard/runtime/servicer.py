@@ -85,6 +85,7 @@ def container_to_pb(r: ContainerRecord, node: str) -> cpb.Container:
         cap_drop=c.cap_drop,
         privileged=c.privileged,
         init=c.init,
+        platform=c.platform,
     )
     msg = cpb.Container(
         id=r.id,
@@ -172,6 +173,7 @@ def config_from_pb(spec: cpb.ContainerSpec) -> ContainerConfig:
         cap_drop=list(spec.cap_drop),
         privileged=spec.privileged,
         init=spec.init,
+        platform=spec.platform,
     )
 
 

@@ -199,6 +199,7 @@ class ContainerSpec(_message.Message):
     CAP_DROP_FIELD_NUMBER: _builtins.int
     PRIVILEGED_FIELD_NUMBER: _builtins.int
     INIT_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     VOLUMES_FROM_FIELD_NUMBER: _builtins.int
     DNS_FIELD_NUMBER: _builtins.int
@@ -232,6 +233,11 @@ class ContainerSpec(_message.Message):
     """
     init: _builtins.bool
     """--init: a tiny init (catatonit) is PID 1; it forwards signals and reaps zombies."""
+    platform: _builtins.str
+    """--- end privileges and init ---
+    --platform, "os/arch[/variant]": FAILED_PRECONDITION when the image is of another platform
+    (the node runs no emulation); "" takes the image as it is.
+    """
     ip: _builtins.str
     """The container's address on its user network (--ip); default: the lowest free one."""
     restart_policy: _builtins.str
@@ -267,9 +273,7 @@ class ContainerSpec(_message.Message):
     def cap_drop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def resources(self) -> Global___Resources:
-        """--- end privileges and init ---
-        Resource limits (--memory, --cpus, --pids-limit …), enforced through the node's cgroups.
-        """
+        """Resource limits (--memory, --cpus, --pids-limit …), enforced through the node's cgroups."""
 
     @_builtins.property
     def volumes_from(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -329,6 +333,7 @@ class ContainerSpec(_message.Message):
         cap_drop: _abc.Iterable[_builtins.str] | None = ...,
         privileged: _builtins.bool = ...,
         init: _builtins.bool = ...,
+        platform: _builtins.str = ...,
         resources: Global___Resources | None = ...,
         volumes_from: _abc.Iterable[_builtins.str] | None = ...,
         dns: _abc.Iterable[_builtins.str] | None = ...,
@@ -341,7 +346,7 @@ class ContainerSpec(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["healthcheck", b"healthcheck", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "command", b"command", "dns", b"dns", "entrypoint", b"entrypoint", "env", b"env", "extra_hosts", b"extra_hosts", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "init", b"init", "interactive", b"interactive", "ip", b"ip", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart_policy", b"restart_policy", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "command", b"command", "dns", b"dns", "entrypoint", b"entrypoint", "env", b"env", "extra_hosts", b"extra_hosts", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "init", b"init", "interactive", b"interactive", "ip", b"ip", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "platform", b"platform", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart_policy", b"restart_policy", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "tmpfs", b"tmpfs", "tty", b"tty", "user", b"user", "volumes_from", b"volumes_from", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
