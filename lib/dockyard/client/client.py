@@ -96,7 +96,7 @@ class Async(Generic[D]):
         return call
 
 
-_STREAMING = frozenset({"logs", "stream"})  # the methods that return a Stream
+_STREAMING = frozenset({"logs", "stream", "stats", "copy_from"})  # the methods that return a Stream
 
 
 class AsyncClient:
