@@ -14,14 +14,22 @@ from aiohttp import web
 
 from dockyard.client import AsyncClient
 from dockyard.core.errors import DockyardError
-from dockyard.engine import containers, convert, images, system
+from dockyard.engine import archive, containers, convert, exec, images, manage, observe, system
 from dockyard.engine.replies import error_reply
-from dockyard.engine.state import ATTACHES, CLIENT, INSTANCE, Attaches
+from dockyard.engine.state import ATTACHES, CLIENT, EXECS, INSTANCE, Attaches, Execs
 
 log = structlog.get_logger("dockyard.engine")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MODULES = (system, containers, images)
+MODULES = (
+    system,
+    containers,
+    images,
+    exec,
+    archive,
+    observe,
+    manage,
+)
 
 
 @web.middleware
@@ -53,9 +61,11 @@ def build(client: AsyncClient, instance: str = "") -> web.Application:
     app[CLIENT] = client
     app[INSTANCE] = instance
     app[ATTACHES] = Attaches()
+    app[EXECS] = Execs()
 
     async def cancel_attaches(app: web.Application) -> None:
         app[ATTACHES].cancel_all()
+        app[EXECS].cancel_all()
 
     app.on_shutdown.append(cancel_attaches)
     for module in MODULES:
