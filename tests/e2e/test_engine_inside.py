@@ -11,8 +11,10 @@ import io
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,3 +207,24 @@ def test_rename_update_pause_and_prune(docker: Docker) -> None:
         assert "labelled" not in remaining and "second" in remaining, remaining  # running: kept
     finally:
         docker("rm", "-f", "first", "second", "taken", "labelled")
+
+
+def test_stats_stream_one_sample_a_second(docker: Docker, box: str) -> None:
+    """``stream=true`` (the default): a JSON document a line, about one a second, until we leave."""
+    connection = socket.socket(socket.AF_UNIX)
+    connection.settimeout(30)
+    connection.connect(str(docker.socket))
+    try:
+        connection.sendall(f"GET /v1.44/containers/{box}/stats HTTP/1.1\r\nHost: docker\r\n\r\n".encode())
+        received = b""
+        started = time.monotonic()
+        while received.count(b'"cpu_stats"') < 3:
+            chunk = connection.recv(65536)
+            assert chunk, received
+            received += chunk
+        elapsed = time.monotonic() - started
+    finally:
+        connection.close()
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    assert b'"name": "/box"' in received
+    assert elapsed >= 2.0, elapsed  # three samples: the first after a second, then one a second
