@@ -143,7 +143,7 @@ def test_go_file_modes() -> None:
 
 def test_path_stat_header_is_base64_json() -> None:
     stat = shapes.path_stat("etc", 4096, 0o40755, NOW)
-    decoded = json.loads(base64.urlsafe_b64decode(shapes.path_stat_header(stat)))
+    decoded = json.loads(base64.b64decode(shapes.path_stat_header(stat), validate=True))
     assert decoded == {
         "name": "etc",
         "size": 4096,
@@ -151,6 +151,9 @@ def test_path_stat_header_is_base64_json() -> None:
         "mtime": "2025-06-01T12:00:00Z",
         "linkTarget": "",
     }
+    odd = shapes.path_stat("why???", 1, 0o100644, NOW)  # "???" is "Pz8/" in standard base64, not "Pz8_"
+    header = shapes.path_stat_header(odd)
+    assert "/" in header and json.loads(base64.b64decode(header, validate=True))["name"] == "why???"
 
 
 def test_the_stat_of_a_copys_first_member() -> None:

@@ -238,8 +238,9 @@ def tar_path_stat(member: tarfile.TarInfo) -> dict[str, Any]:
 
 
 def path_stat_header(path_stat: Mapping[str, Any]) -> str:
-    """The X-Docker-Container-Path-Stat header: the stat as JSON, base64 (Go's URL alphabet)."""
-    return base64.urlsafe_b64encode(json.dumps(dict(path_stat)).encode()).decode()
+    """The X-Docker-Container-Path-Stat header: the stat as JSON, in standard base64 (docker's CLI
+    and docker-py decode it so)."""
+    return base64.b64encode(json.dumps(dict(path_stat)).encode()).decode()
 
 
 def missing_file(path: str, container: str) -> str:
