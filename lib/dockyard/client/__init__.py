@@ -132,3 +132,9 @@ __all__ = [
     "parse_publish",
     "parse_volume",
 ]
+
+# The options of the calls that reach inside a container (exec, update).
+if TYPE_CHECKING:
+    from dockyard.client.types import ExecOptions, Resources
+_HOMES.update(dict.fromkeys(("ExecOptions", "Resources"), "types"))
+__all__ += ["ExecOptions", "Resources"]

@@ -96,7 +96,9 @@ class Async(Generic[D]):
         return call
 
 
-_STREAMING = frozenset({"logs", "stream", "save", "build_from_tar"})  # the methods that return a Stream
+_STREAMING = frozenset(
+    {"logs", "stream", "save", "build_from_tar", "stats", "copy_from"}
+)  # the methods that return a Stream
 
 
 class AsyncClient:

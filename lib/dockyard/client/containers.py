@@ -8,8 +8,9 @@ is the error's reason, never its text.
 
 from __future__ import annotations
 
+import builtins
 import queue
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from dockyard.api.containers.v1 import containers_pb2 as pb
@@ -18,12 +19,18 @@ from dockyard.client.calls import Stream, unary
 from dockyard.client.images import Images
 from dockyard.client.types import (
     AttachOutput,
+    Change,
     ContainerInfo,
+    ContainerStats,
+    ExecOptions,
     LogLine,
+    PruneResult,
     PullPolicy,
     PullProgress,
+    Resources,
     RunOptions,
     RunResult,
+    TopResult,
 )
 from dockyard.core.errors import NotFound, Reason
 from dockyard.core.names import pullable
@@ -116,7 +123,7 @@ class Containers:
         first = pb.AttachStart(
             container_id=container, start=start, stdin=stdin, wait=True, rows=rows, cols=cols
         )
-        return Attachment(self._stub, pb.AttachInput(start=first))
+        return Attachment(self._stub.Attach, pb.AttachInput(start=first), pb.AttachInput)
 
     def wait(self, container: str, *, next_exit: bool = False) -> int:
         """Block until the container exits; its exit code. ``next_exit``: a created container is
@@ -174,29 +181,92 @@ class Containers:
         )
         return str(unary(self._stub.Commit, request).image_id)
 
+    def open_exec(self, options: ExecOptions) -> Attachment:
+        """A process run in a running container (``docker exec``), its input yours to drive as
+        with :meth:`open_attach`: the output, then an ``exit`` message with its exit code. A command
+        that cannot run fails the iteration (reason COMMAND_NOT_FOUND / COMMAND_NOT_EXECUTABLE)."""
+        return Attachment(self._stub.Exec, pb.ExecInput(start=options.to_pb()), pb.ExecInput)
+
+    def top(self, container: str, ps_args: Iterable[str] = ()) -> TopResult:
+        """The container's processes as ``ps`` shows them (``ps -ef`` without ``ps_args``)."""
+        return TopResult.from_pb(unary(self._stub.Top, pb.TopRequest(id=container, ps_args=list(ps_args))))
+
+    def diff(self, container: str) -> builtins.list[Change]:
+        """The paths its writable layer added, changed or deleted (``docker diff``)."""
+        return [Change.from_pb(c) for c in unary(self._stub.Diff, pb.DiffRequest(id=container)).changes]
+
+    def stats(
+        self, containers: Iterable[str] = (), *, stream: bool = False
+    ) -> Stream[builtins.list[ContainerStats]]:
+        """Samples of resource use, one list a second (the first after a second: CPU is a
+        difference); one list only unless ``stream``. No containers: every running one."""
+        request = pb.StatsRequest(ids=list(containers), stream=stream)
+        return Stream(self._stub.Stats(request), lambda r: [ContainerStats.from_pb(s) for s in r.stats])
+
+    def copy_from(self, container: str, path: str) -> Stream[bytes]:
+        """A tar of ``path`` in the container, in chunks (``docker cp CONTAINER:PATH -``): the last
+        component under its base name; ``dir/.`` and ``/`` give what is inside, without the dir."""
+        return Stream(self._stub.CopyFrom(pb.CopyFromRequest(id=container, path=path)), lambda c: c.data)
+
+    def copy_to(self, container: str, directory: str, tar_chunks: Iterable[bytes]) -> None:
+        """Extract the tar streamed as ``tar_chunks`` into ``directory`` of the container, which
+        must exist (``docker cp - CONTAINER:DIR``); the chunks are sent as they are read."""
+
+        def requests() -> Iterator[Any]:
+            yield pb.CopyToInput(target=pb.CopyFromRequest(id=container, path=directory))
+            for chunk in tar_chunks:
+                yield pb.CopyToInput(data=chunk)
+
+        unary(self._stub.CopyTo, requests())
+
+    def prune(self) -> PruneResult:
+        """Remove every container that is not running (created, exited, dead)."""
+        done = unary(self._stub.Prune, pb.PruneContainersRequest())
+        return PruneResult(tuple(done.deleted), done.space_reclaimed)
+
+    def rename(self, container: str, name: str) -> ContainerInfo:
+        """AlreadyExists if another container has ``name``."""
+        return ContainerInfo.from_pb(
+            unary(self._stub.Rename, pb.RenameContainerRequest(id=container, name=name))
+        )
+
+    def update(self, container: str, resources: Resources) -> ContainerInfo:
+        """Change its resource limits (those given); a running container gets them at once."""
+        request = pb.UpdateContainerRequest(id=container, resources=resources.to_pb())
+        return ContainerInfo.from_pb(unary(self._stub.Update, request))
+
+    def pause(self, container: str) -> ContainerInfo:
+        """Freeze every process of a running container (FailedPrecondition if it is not running)."""
+        return ContainerInfo.from_pb(unary(self._stub.Pause, pb.PauseContainerRequest(id=container)))
+
+    def unpause(self, container: str) -> ContainerInfo:
+        return ContainerInfo.from_pb(unary(self._stub.Unpause, pb.PauseContainerRequest(id=container)))
+
 
 _END = object()
 
 
 class Attachment:
-    """One attach call: its output as :class:`AttachOutput`, its input from any thread."""
+    """One attach or exec call: its output as :class:`AttachOutput`, its input from any thread.
+    ``message`` is the call's input message type (AttachInput, ExecInput: the same fields)."""
 
-    def __init__(self, stub: Any, first: Any) -> None:
+    def __init__(self, call: Callable[[Iterator[Any]], Any], first: Any, message: Any) -> None:
+        self._message = message
         self._input: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._input.put(first)
-        self._stream = Stream(stub.Attach(iter(self._input.get, _END)), AttachOutput.from_pb)
+        self._stream = Stream(call(iter(self._input.get, _END)), AttachOutput.from_pb)
 
     def __iter__(self) -> Iterator[AttachOutput]:
         return self._stream
 
     def write(self, data: bytes) -> None:
-        self._input.put(pb.AttachInput(stdin=data))
+        self._input.put(self._message(stdin=data))
 
     def close_stdin(self) -> None:
-        self._input.put(pb.AttachInput(stdin_eof=True))
+        self._input.put(self._message(stdin_eof=True))
 
     def resize(self, rows: int, cols: int) -> None:
-        self._input.put(pb.AttachInput(resize=pb.Resize(rows=rows, cols=cols)))
+        self._input.put(self._message(resize=pb.Resize(rows=rows, cols=cols)))
 
     def cancel(self) -> None:
         self._input.put(_END)

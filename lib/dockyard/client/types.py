@@ -554,3 +554,137 @@ class HistoryEntry:
     @classmethod
     def from_pb(cls, e: Any) -> HistoryEntry:
         return cls(e.id, _time(e.created), e.created_by, e.size, e.comment, e.empty_layer)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecOptions:
+    """A process to run in a running container (``docker exec``'s flags). ``env`` adds to the
+    container's environment; ``interactive`` keeps stdin open (without it the process reads
+    /dev/null); ``rows``/``cols`` size its terminal when ``tty``."""
+
+    container: str
+    command: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str = ""
+    workdir: str = ""
+    tty: bool = False
+    interactive: bool = False
+    rows: int = 0
+    cols: int = 0
+
+    def to_pb(self) -> Any:
+        from dockyard.api.containers.v1 import containers_pb2 as pb
+
+        return pb.ExecStart(
+            container_id=self.container,
+            command=list(self.command),
+            env=[f"{k}={v}" for k, v in self.env.items()],
+            tty=self.tty,
+            user=self.user,
+            workdir=self.workdir,
+            interactive=self.interactive,
+            rows=self.rows,
+            cols=self.cols,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TopResult:
+    """A container's processes as ``ps`` shows them: its column titles and one row per process."""
+
+    titles: tuple[str, ...]
+    processes: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def from_pb(cls, t: Any) -> TopResult:
+        return cls(tuple(t.titles), tuple(tuple(p.fields) for p in t.processes))
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One path of a container's writable layer that differs from its image: ``kind`` is ``A``
+    (added), ``C`` (changed) or ``D`` (deleted). ``raw`` is the path's exact bytes (``path`` shows a
+    name that is not UTF-8 with ``\\xNN`` escapes)."""
+
+    kind: Literal["A", "C", "D"]
+    path: str
+    raw: bytes
+
+    @classmethod
+    def from_pb(cls, c: Any) -> Change:
+        kind: Any = c.kind
+        return cls(kind, c.path, c.path_bytes or c.path.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStats:
+    """One sample of a container's resource use (``docker stats``); ``cpu_percent`` is of one CPU
+    over the last interval (200 = two full cores), memory excludes the inactive page cache, and
+    ``memory_limit`` is the node's memory when there is no limit; ``pids_limit`` 0 is none."""
+
+    id: str
+    name: str
+    state: str
+    read: datetime | None
+    cpu_percent: float
+    cpu_total_ns: int
+    memory_usage: int
+    memory_limit: int
+    memory_percent: float
+    net_rx_bytes: int
+    net_tx_bytes: int
+    block_read_bytes: int
+    block_write_bytes: int
+    pids: int
+    pids_limit: int
+    from_cgroup: bool
+
+    @classmethod
+    def from_pb(cls, s: Any) -> ContainerStats:
+        return cls(
+            id=s.id,
+            name=s.name,
+            state=_STATES.get(s.state, "unknown"),
+            read=_time(s.read),
+            cpu_percent=s.cpu_percent,
+            cpu_total_ns=s.cpu_total_ns,
+            memory_usage=s.memory_usage,
+            memory_limit=s.memory_limit,
+            memory_percent=s.memory_percent,
+            net_rx_bytes=s.net_rx_bytes,
+            net_tx_bytes=s.net_tx_bytes,
+            block_read_bytes=s.block_read_bytes,
+            block_write_bytes=s.block_write_bytes,
+            pids=s.pids,
+            pids_limit=s.pids_limit,
+            from_cgroup=s.from_cgroup,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Resource limits to change (``docker update``); None leaves one as it is. ``nano_cpus`` is
+    in 1e-9 CPUs (``--cpus 0.5`` = 500_000_000); ``memory_swap`` and ``pids_limit`` -1 lift them."""
+
+    memory: int | None = None
+    memory_swap: int | None = None
+    nano_cpus: int | None = None
+    cpu_shares: int | None = None
+    pids_limit: int | None = None
+
+    def to_pb(self) -> Any:
+        from dockyard.api.containers.v1 import containers_pb2 as pb
+
+        resources = pb.Resources()
+        for name in ("memory", "memory_swap", "nano_cpus", "cpu_shares", "pids_limit"):
+            if (value := getattr(self, name)) is not None:
+                setattr(resources, name, value)
+        return resources
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What a prune removed: the ids and the bytes given back."""
+
+    deleted: tuple[str, ...]
+    space_reclaimed: int

@@ -16,10 +16,22 @@ from aiohttp import web
 
 from dockyard.client import AsyncClient
 from dockyard.core.errors import DockyardError
+from dockyard.engine import (
+    archive,
+    containers,
+    convert,
+    events,
+    exec,
+    images,
+    manage,
+    networks,
+    observe,
+    system,
+    volumes,
+)
 from dockyard.engine import build as builds
-from dockyard.engine import containers, convert, events, images, networks, system, volumes
 from dockyard.engine.replies import error_reply
-from dockyard.engine.state import ATTACHES, CLIENT, INSTANCE, SCRATCH, Attaches
+from dockyard.engine.state import ATTACHES, CLIENT, EXECS, INSTANCE, SCRATCH, Attaches, Execs
 
 log = structlog.get_logger("dockyard.engine")
 
@@ -32,6 +44,10 @@ MODULES = (
     networks,
     volumes,
     events,
+    exec,
+    archive,
+    observe,
+    manage,
 )
 
 
@@ -66,9 +82,11 @@ def build(client: AsyncClient, instance: str = "", scratch: Path | None = None) 
     app[INSTANCE] = instance
     app[SCRATCH] = scratch or Path(tempfile.gettempdir())
     app[ATTACHES] = Attaches()
+    app[EXECS] = Execs()
 
     async def cancel_attaches(app: web.Application) -> None:
         app[ATTACHES].cancel_all()
+        app[EXECS].cancel_all()
 
     app.on_shutdown.append(cancel_attaches)
     for module in MODULES:

@@ -11,6 +11,7 @@ import functools
 import ipaddress
 import json
 import re
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -421,9 +422,12 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         )
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
         loop = asyncio.get_running_loop()
+        abandoned = threading.Event()  # the client left: the tar thread must stop, not wait for room
 
         class _Writer:
             def write(self, data: bytes) -> int:
+                if abandoned.is_set():
+                    raise BrokenPipeError("the copy was cancelled")
                 asyncio.run_coroutine_threadsafe(queue.put(bytes(data)), loop).result()
                 return len(data)
 
@@ -439,15 +443,22 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
                 await queue.put(None)
 
         producer = asyncio.create_task(produce())
-        buf = b""
-        while (chunk := await queue.get()) is not None:
-            buf += chunk
-            if len(buf) >= CHUNK:
+        try:
+            buf = b""
+            while (chunk := await queue.get()) is not None:
+                buf += chunk
+                if len(buf) >= CHUNK:
+                    yield cpb.CopyChunk(data=buf)
+                    buf = b""
+            if buf:
                 yield cpb.CopyChunk(data=buf)
-                buf = b""
-        if buf:
-            yield cpb.CopyChunk(data=buf)
-        await producer  # raises the copy's error, if any
+            await producer  # raises the copy's error, if any
+        finally:
+            if not producer.done():  # cancelled (a HEAD's stat reads only the first header)
+                abandoned.set()
+                while not queue.empty():  # room for the write the thread may be waiting on
+                    queue.get_nowait()
+                producer.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def CopyTo(
         self, request_iterator: AsyncIterator[cpb.CopyToInput], context: Any
