@@ -18,7 +18,6 @@ from dockyard.cli import human
 from dockyard.cli.cp import extract, split_arg
 from dockyard.cli.logs import parse_tail
 from dockyard.cli.progress import ProgressView, line
-from dockyard.cli.ps import matches, parse_filters
 from dockyard.cli.spec import parse_env, parse_env_file
 from dockyard.cli.verbs import VERBS
 from dockyard.client.grammar import Port, Volume, parse_publish, parse_volume
@@ -244,24 +243,6 @@ def test_history_rows_show_missing() -> None:
     out = rows(entries, now=NOW)
     assert out[0]["ID"] == "aaaaaaaaaaaa" and out[1]["ID"] == "<missing>"
     assert out[1]["Size"] == "1.5MB" and len(out[1]["CreatedBy"]) == 45 and out[1]["CreatedBy"].endswith("…")
-
-
-def test_ps_filters_are_client_side() -> None:
-    c = SimpleNamespace(
-        id="abcdef0123456789",
-        name="web-1",
-        state=2,
-        exit_code=0,
-        image="nginx",
-        image_id="sha256:ff",
-        spec=SimpleNamespace(labels={"tier": "front"}, image="nginx"),
-    )
-    assert matches(c, parse_filters(["name=web", "status=running", "label=tier=front", "id=abc"]))
-    assert matches(c, parse_filters(["status=exited", "status=running"]))  # same key ORs
-    assert not matches(c, parse_filters(["name=web", "status=exited"]))  # different keys AND
-    assert not matches(c, parse_filters(["label=tier=back"]))
-    with pytest.raises(InvalidArgument, match="bad filter"):
-        parse_filters(["colour=red"])
 
 
 def test_tail_and_start_error_codes() -> None:

@@ -1,9 +1,8 @@
 """``dockyard ps``: list containers like docker (running only unless ``-a``).
 
-Filters are applied here, on what the server lists: ``name=`` (substring), ``id=`` (prefix),
-``status=`` (created, running, paused, exited, dead), ``label=KEY`` or ``label=KEY=VALUE``,
-``ancestor=`` (the image as given at create, or its id prefix). The same key given twice ORs,
-different keys AND.
+``--filter`` goes to the runtime, which applies docker's keys and rules
+(:mod:`dockyard.runtime.listing`): every ``label=`` must match, another key given twice matches
+either value, different keys all match.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-_FILTER_KEYS = ("name", "id", "status", "label", "ancestor", "exited")
+_FILTER_KEYS = "id, name, label, status, ancestor, exited, health, network, volume, before, since"
 HEADERS = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
 
 
@@ -26,41 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="table",
         help="table, json (one object a line), or a Go template: '{{.Names}}', 'table {{.ID}}\\t{{.Status}}'",
     )
-    parser.add_argument(
-        "-f", "--filter", action="append", default=[], metavar="KEY=VALUE", help=", ".join(_FILTER_KEYS)
-    )
-
-
-def parse_filters(values: list[str]) -> dict[str, list[str]]:
-    from dockyard.core.errors import InvalidArgument
-
-    out: dict[str, list[str]] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or key not in _FILTER_KEYS:
-            raise InvalidArgument(
-                f"bad filter {item!r}: use KEY=VALUE with KEY one of {', '.join(_FILTER_KEYS)}"
-            )
-        out.setdefault(key, []).append(value)
-    return out
-
-
-def matches(c: Any, filters: dict[str, list[str]]) -> bool:
-    """Whether container ``c`` (a Container message or alike) passes every filter key."""
-    from dockyard.cli.human import state_name
-
-    bare_id = c.id.split(":", 1)[-1]
-    tests = {
-        "name": lambda v: v in c.name,
-        "id": lambda v: bare_id.startswith(v.split(":", 1)[-1]),
-        "status": lambda v: state_name(c.state) == v,
-        "label": lambda v: (
-            c.spec.labels.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in c.spec.labels
-        ),
-        "ancestor": lambda v: v in (c.image, c.spec.image) or c.image_id.split(":", 1)[-1].startswith(v),
-        "exited": lambda v: state_name(c.state) == "exited" and str(c.exit_code) == v,
-    }
-    return all(any(tests[key](v) for v in values) for key, values in filters.items())
+    parser.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE", help=_FILTER_KEYS)
 
 
 def row(c: Any, no_trunc: bool = False, now: float | None = None) -> dict[str, str]:
@@ -135,15 +100,13 @@ def run(args: argparse.Namespace) -> int:
     from dockyard.cli.output import table
 
     gofmt.check(args.format)  # a bad template is refused before the platform is asked
-    filters = parse_filters(args.filter)
     last = 1 if args.latest else args.last
     with channel(args.host) as ch:
-        listing = list_all(
+        containers = list_all(
             containers_pb2_grpc.ContainersStub(ch).List,
-            pb.ListContainersRequest(all=args.all or last >= 0),
+            pb.ListContainersRequest(all=args.all or last >= 0, filters=args.filter),
             "containers",
         )
-    containers = [c for c in listing if matches(c, filters)]
     containers.sort(key=lambda c: (c.created.seconds, c.created.nanos), reverse=True)
     if last >= 0:
         containers = containers[:last]

@@ -25,6 +25,7 @@ from dockyard.api.images.v1 import images_pb2_grpc
 from dockyard.api.types.v1 import types_pb2
 from dockyard.core import bounds, paging
 from dockyard.core.errors import InvalidArgument
+from dockyard.runtime import listing
 from dockyard.runtime.buildsteps import BuildSteps  # builds
 from dockyard.runtime.cgroups import Limits
 from dockyard.runtime.containers import ContainerManager
@@ -259,8 +260,12 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         return cpb.RemoveContainerResponse()
 
     async def List(self, request: cpb.ListContainersRequest, context: Any) -> cpb.ListContainersResponse:
+        filters = listing.parse(request.filters)  # docker's ps --filter (dockyard.runtime.listing)
+        records = self.m.list_containers(request.all or filters.lists_stopped)
+        if request.filters:
+            records = listing.select(records, filters, self.m.get)
         containers, token = paging.page(  # pages: no answer grows without bound (dockyard.core.paging)
-            self.m.list_containers(request.all),
+            records,
             lambda r: r.id,
             self._pb,
             lambda m: m.ByteSize(),
