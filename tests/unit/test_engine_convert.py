@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dockyard.client import dockerjson
 from dockyard.client.grammar import Mount, Port
 from dockyard.client.types import ContainerInfo, HealthCheck, ImageInfo, Limits
 from dockyard.core.errors import InvalidArgument, NotFound
@@ -37,7 +38,7 @@ def _container(**overrides: object) -> ContainerInfo:
 
 
 def test_inspect_has_the_state_and_ports_docker_reads() -> None:
-    shape = convert.container_inspect(_container())
+    shape = dockerjson.container_inspect(_container())
     assert shape["Name"] == "/web"
     assert shape["Path"] == "httpd" and shape["Args"] == ["-f", "-p", "80"]
     assert shape["State"]["Status"] == "running" and shape["State"]["Running"] is True
@@ -49,16 +50,16 @@ def test_inspect_has_the_state_and_ports_docker_reads() -> None:
 
 
 def test_summary_status_lines() -> None:
-    assert convert.container_summary(_container(), NOW)["Status"] == "Up 3 minutes"
+    assert dockerjson.container_summary(_container(), NOW)["Status"] == "Up 3 minutes"
     exited = _container(state="exited", exit_code=3, finished=NOW - timedelta(seconds=2))
-    summary = convert.container_summary(exited, NOW)
+    summary = dockerjson.container_summary(exited, NOW)
     assert summary["Status"] == "Exited (3) 2 seconds ago"
     assert summary["Names"] == ["/web"] and summary["Command"] == "httpd -f -p 80"
     assert summary["Ports"] == [{"PrivatePort": 80, "Type": "tcp", "IP": "127.0.0.1", "PublicPort": 32768}]
 
 
 def test_unpublished_port_maps_to_none() -> None:
-    assert convert.port_map((Port("", 0, 8080, "udp"),)) == {"8080/udp": None}
+    assert dockerjson.port_map((Port("", 0, 8080, "udp"),)) == {"8080/udp": None}
 
 
 def test_image_shapes() -> None:
@@ -71,9 +72,9 @@ def test_image_shapes() -> None:
         labels={},
         config={"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]}},
     )
-    assert convert.image_summary(image)["RepoTags"] == ["busybox:latest"]
-    assert convert.image_summary(image)["Created"] == int(NOW.timestamp())
-    inspected = convert.image_inspect(image)
+    assert dockerjson.image_summary(image)["RepoTags"] == ["busybox:latest"]
+    assert dockerjson.image_summary(image)["Created"] == int(NOW.timestamp())
+    inspected = dockerjson.image_inspect(image)
     assert inspected["Config"]["Cmd"] == ["sh"] and inspected["Os"] == "linux"
 
 
@@ -159,14 +160,16 @@ def test_inspect_and_ps_show_health_and_how_it_was_made() -> None:
     info = _container(
         health="starting", restart_policy="on-failure:3", restart_count=2, env=("A=1",), auto_remove=True
     )
-    shape = convert.container_inspect(info)
+    shape = dockerjson.container_inspect(info)
     assert shape["State"]["Health"]["Status"] == "starting"
     assert shape["RestartCount"] == 2 and shape["Config"]["Env"] == ["A=1"]
     assert shape["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
     assert shape["HostConfig"]["AutoRemove"] is True
-    assert "Health" not in convert.container_inspect(_container())["State"]
-    assert convert.container_summary(info, NOW)["Status"] == "Up 3 minutes (health: starting)"
-    assert convert.container_summary(_container(health="healthy"), NOW)["Status"] == "Up 3 minutes (healthy)"
+    assert "Health" not in dockerjson.container_inspect(_container())["State"]
+    assert dockerjson.container_summary(info, NOW)["Status"] == "Up 3 minutes (health: starting)"
+    assert (
+        dockerjson.container_summary(_container(health="healthy"), NOW)["Status"] == "Up 3 minutes (healthy)"
+    )
 
 
 def test_privileges_and_init_from_host_config() -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dockyard.client import dockerjson
 from dockyard.client.grammar import Port
 from dockyard.client.types import (
     ContainerInfo,
@@ -76,24 +77,24 @@ def test_a_user_network_container_has_its_address_per_network_and_at_the_top() -
         networks=(NetworkEndpoint("appnet", "n" * 64, "10.89.0.2", 24, "10.89.0.1", ("www",)),),
         ip_address="10.89.0.2",
     )
-    settings = convert.container_inspect(info)["NetworkSettings"]
+    settings = dockerjson.container_inspect(info)["NetworkSettings"]
     endpoint = settings["Networks"]["appnet"]
     assert endpoint["IPAddress"] == "10.89.0.2" and endpoint["Gateway"] == "10.89.0.1"
     assert endpoint["IPPrefixLen"] == 24 and endpoint["NetworkID"] == "n" * 64
     assert endpoint["Aliases"] == ["www"] and endpoint["MacAddress"] == ""
-    assert len(endpoint["EndpointID"]) == 64 and endpoint["EndpointID"] == convert.endpoint_id(
+    assert len(endpoint["EndpointID"]) == 64 and endpoint["EndpointID"] == dockerjson.endpoint_id(
         info.id, "n" * 64
     )
     assert endpoint["DNSNames"] == ["web", info.id[:12], "www"]
     assert settings["IPAddress"] == "10.89.0.2" and settings["Gateway"] == "10.89.0.1"
     assert settings["EndpointID"] == endpoint["EndpointID"]
     assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
-    assert convert.container_inspect(info)["HostConfig"]["NetworkMode"] == "appnet"
+    assert dockerjson.container_inspect(info)["HostConfig"]["NetworkMode"] == "appnet"
 
 
 def test_the_default_network_is_bridge_with_slirp4netns_address() -> None:
     info = _container(ip_address="10.0.2.100")
-    shape = convert.container_inspect(info)
+    shape = dockerjson.container_inspect(info)
     assert shape["HostConfig"]["NetworkMode"] == "bridge"
     assert list(shape["NetworkSettings"]["Networks"]) == ["bridge"]
     bridge = shape["NetworkSettings"]["Networks"]["bridge"]
@@ -103,7 +104,7 @@ def test_the_default_network_is_bridge_with_slirp4netns_address() -> None:
         "bridge",
     )
     assert shape["NetworkSettings"]["IPAddress"] == "10.0.2.100"
-    assert convert.container_summary(info, NOW)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == (
+    assert dockerjson.container_summary(info, NOW)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == (
         "10.0.2.100"
     )
 
@@ -114,10 +115,10 @@ def test_a_stopped_container_has_no_address_and_host_none_have_none() -> None:
         network="appnet",
         networks=(NetworkEndpoint("appnet", "n1", "10.89.0.2", 24, "10.89.0.1"),),
     )
-    endpoint = convert.container_inspect(stopped)["NetworkSettings"]["Networks"]["appnet"]
+    endpoint = dockerjson.container_inspect(stopped)["NetworkSettings"]["Networks"]["appnet"]
     assert endpoint["IPAddress"] == "" and endpoint["EndpointID"] == "" and endpoint["NetworkID"] == "n1"
     for mode in ("host", "none"):
-        settings = convert.container_inspect(_container(network=mode))["NetworkSettings"]
+        settings = dockerjson.container_inspect(_container(network=mode))["NetworkSettings"]
         assert list(settings["Networks"]) == [mode] and settings["IPAddress"] == ""
 
 
@@ -402,12 +403,12 @@ def test_a_default_network_container_connected_to_a_user_network_is_on_both() ->
     info = _container(
         ip_address="10.0.2.100", networks=(NetworkEndpoint("appnet", "n1", "10.89.0.7", 24, "10.89.0.1"),)
     )
-    settings = convert.container_inspect(info)["NetworkSettings"]
+    settings = dockerjson.container_inspect(info)["NetworkSettings"]
     assert sorted(settings["Networks"]) == ["appnet", "bridge"]
     assert (
         settings["IPAddress"] == "10.0.2.100" and settings["Networks"]["appnet"]["IPAddress"] == "10.89.0.7"
     )
-    orphan = convert.container_inspect(_container(network="gone"))["NetworkSettings"]
+    orphan = dockerjson.container_inspect(_container(network="gone"))["NetworkSettings"]
     assert orphan["Networks"] == {} and orphan["IPAddress"] == ""
 
 

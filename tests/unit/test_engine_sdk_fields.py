@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dockyard.client import dockerjson
 from dockyard.client.types import ContainerInfo
-from dockyard.engine import convert
 
 
 def _container(**overrides: object) -> ContainerInfo:
@@ -28,21 +28,21 @@ def _container(**overrides: object) -> ContainerInfo:
 
 def test_docker_py_run_finds_a_log_driver_it_can_read_back() -> None:
     # containers.run reads HostConfig.LogConfig.Type and streams logs only for json-file/journald
-    assert convert.container_inspect(_container())["HostConfig"]["LogConfig"]["Type"] == "json-file"
+    assert dockerjson.container_inspect(_container())["HostConfig"]["LogConfig"]["Type"] == "json-file"
 
 
 def test_config_says_whether_the_output_is_a_terminal() -> None:
     # logs() reads Config.Tty to choose between raw and multiplexed framing
-    assert convert.container_inspect(_container())["Config"]["Tty"] is False
-    shape = convert.container_inspect(
+    assert dockerjson.container_inspect(_container())["Config"]["Tty"] is False
+    shape = dockerjson.container_inspect(
         _container(tty=True, interactive=True, env=("A=1",), entrypoint=("sh", "-c"), workdir="/w")
     )
     config = shape["Config"]
     assert (config["Tty"], config["OpenStdin"], config["Env"]) == (True, True, ["A=1"])
     assert (config["Entrypoint"], config["WorkingDir"]) == (["sh", "-c"], "/w")
-    assert convert.container_inspect(_container())["Config"]["Entrypoint"] is None
+    assert dockerjson.container_inspect(_container())["Config"]["Entrypoint"] is None
 
 
 def test_auto_remove_is_reported_as_made() -> None:
-    assert convert.container_inspect(_container(auto_remove=True))["HostConfig"]["AutoRemove"] is True
-    assert convert.container_inspect(_container())["HostConfig"]["AutoRemove"] is False
+    assert dockerjson.container_inspect(_container(auto_remove=True))["HostConfig"]["AutoRemove"] is True
+    assert dockerjson.container_inspect(_container())["HostConfig"]["AutoRemove"] is False

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dockyard.client import dockerjson
 from dockyard.client.containers import Attachment
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.engine import convert, hijack
@@ -71,7 +72,7 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
     if (limit := _int(request, "limit")) is not None and limit > 0:
         found = found[:limit]
     now = datetime.now(UTC)
-    return json_reply([convert.container_summary(c, now) for c in found])
+    return json_reply([dockerjson.container_summary(c, now) for c in found])
 
 
 @routes.post("/containers/create")
@@ -85,7 +86,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 @routes.get("/containers/{id}/json")
 async def inspect(request: web.Request) -> web.StreamResponse:
     info = await request.app[CLIENT].containers.get(_id(request))
-    return json_reply(convert.container_inspect(info))
+    return json_reply(dockerjson.container_inspect(info))
 
 
 @routes.post("/containers/{id}/start")

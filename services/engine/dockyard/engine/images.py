@@ -14,9 +14,10 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
+from dockyard.client import dockerjson
 from dockyard.client.types import PullProgress, PushedImage
 from dockyard.core.errors import DockyardError, InvalidArgument, NotFound
-from dockyard.engine import convert, imageshapes
+from dockyard.engine import imageshapes
 from dockyard.engine.containers import filters
 from dockyard.engine.replies import json_reply
 from dockyard.engine.state import CLIENT
@@ -38,7 +39,7 @@ def _name(request: web.Request) -> str:
 async def list_images(request: web.Request) -> web.StreamResponse:
     everything = request.query.get("all", "").lower() in ("1", "true")
     found = await request.app[CLIENT].images.list(all=everything, filters=filters(request))
-    return json_reply([convert.image_summary(i) for i in found])
+    return json_reply([dockerjson.image_summary(i) for i in found])
 
 
 @routes.get("/images/search")
@@ -145,7 +146,7 @@ async def _import(request: web.Request) -> web.StreamResponse:
 @routes.get("/images/{name:.+}/json")
 async def inspect(request: web.Request) -> web.StreamResponse:
     info = await request.app[CLIENT].images.get(_name(request))
-    return json_reply(convert.image_inspect(info))
+    return json_reply(dockerjson.image_inspect(info))
 
 
 @routes.get("/images/{name:.+}/history")

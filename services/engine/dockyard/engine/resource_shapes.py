@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dockyard.client import dockerjson
 from dockyard.client.types import ContainerInfo, DiskUsage, Event, NetworkInfo, VolumeInfo
 from dockyard.core.errors import InvalidArgument
-from dockyard.engine import convert
 
 Filters = Mapping[str, Sequence[str]]
 
@@ -111,7 +111,7 @@ def network(info: NetworkInfo) -> dict[str, Any]:
         "Containers": {
             m.container_id: {
                 "Name": m.container_name,
-                "EndpointID": convert.endpoint_id(m.container_id, info.id),
+                "EndpointID": dockerjson.endpoint_id(m.container_id, info.id),
                 "MacAddress": "",
                 "IPv4Address": f"{m.ip}/{m.prefix_len}" if m.ip else "",
                 "IPv6Address": "",
@@ -427,7 +427,7 @@ def disk_usage(
     one by one, so each container's SizeRw is absent and docker's Containers SIZE is 0B; the
     build cache is the builder's RUN --mount=type=cache volumes."""
     images = [
-        {**convert.image_summary(u.image), "SharedSize": u.shared_size, "Containers": u.containers}
+        {**dockerjson.image_summary(u.image), "SharedSize": u.shared_size, "Containers": u.containers}
         for u in usage.images
     ]
     measured = {v.name: v for v in usage.volumes}
@@ -456,7 +456,7 @@ def disk_usage(
     return {
         "LayersSize": usage.images_size,
         "Images": images,
-        "Containers": [convert.container_summary(c, now) for c in containers],
+        "Containers": [dockerjson.container_summary(c, now) for c in containers],
         "Volumes": local,
         "BuildCache": build_cache,
     }
