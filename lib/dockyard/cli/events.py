@@ -98,30 +98,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# docker's action words for ours (docker's "events" reference); the rest keep Dockyard's word
-_DOCKER_ACTIONS = {
-    "created": "create",
-    "started": "start",
-    "died": "die",
-    "stopped": "stop",
-    "killed": "kill",
-    "paused": "pause",
-    "unpaused": "unpause",
-    "removed": "destroy",
-    "renamed": "rename",
-    "updated": "update",
-    "exec": "exec_start",
-    "connected": "connect",
-    "disconnected": "disconnect",
-    "imported": "import",
-    "loaded": "load",
-    "pulled": "pull",
-    "pushed": "push",
-    "tagged": "tag",
-    "untagged": "untag",
-}
-
-
 def docker_event(event: object) -> object:
     """What an ``events --format`` template sees: docker's message fields (Type, Action and Status
     in docker's words, Actor.ID, Actor.Attributes, ID, From, Scope, Time, TimeNano) plus Subject,
@@ -129,6 +105,7 @@ def docker_event(event: object) -> object:
     import json
 
     from dockyard.cli.gofmt import struct
+    from dockyard.client.dockerjson import DOCKER_ACTIONS
 
     kind = getattr(event, "type", "")
     _, area, action = ("", "", "", *kind.rsplit(".", 2))[-3:]
@@ -140,7 +117,7 @@ def docker_event(event: object) -> object:
     except ValueError:
         data = getattr(event, "data_json", "")
     subject = getattr(event, "subject", "")
-    docker_action = _DOCKER_ACTIONS.get(action, action)
+    docker_action = DOCKER_ACTIONS.get(action, action)
     if area == "image" and action == "removed":
         docker_action = "delete"
     return struct(

@@ -14,6 +14,29 @@ from dockyard.client.grammar import Mount, Port
 from dockyard.client.types import ContainerInfo, ImageInfo
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
+#: docker's event action words for the platform's (docker's "events" reference); others keep ours.
+DOCKER_ACTIONS = {
+    "created": "create",
+    "started": "start",
+    "died": "die",
+    "stopped": "stop",
+    "killed": "kill",
+    "paused": "pause",
+    "unpaused": "unpause",
+    "removed": "destroy",
+    "renamed": "rename",
+    "updated": "update",
+    "exec": "exec_start",
+    "connected": "connect",
+    "disconnected": "disconnect",
+    "imported": "import",
+    "loaded": "load",
+    "pulled": "pull",
+    "pushed": "push",
+    "tagged": "tag",
+    "untagged": "untag",
+    "committed": "commit",
+}
 
 
 def _iso(moment: datetime | None) -> str:

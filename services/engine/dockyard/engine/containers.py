@@ -251,34 +251,19 @@ async def _pump(
     started: asyncio.Future[None] | None,
 ) -> None:
     """Output to the client, the client's bytes to stdin, until the container exits or the
-    client leaves."""
+    client leaves; ``started`` learns when the attach started the container."""
 
-    async def feed() -> None:
-        while (data := await pipe.read()) is not None:
-            if stdin:
-                session.write(data)
-        if stdin:
-            session.close_stdin()
+    def on_other(out: Any) -> None:
+        if out.kind == "started" and started is not None and not started.done():
+            started.set_result(None)
 
-    feeder = asyncio.create_task(feed())
-    outputs = iter(session)
-    done = object()
     try:
-        while (item := await asyncio.to_thread(next, outputs, done)) is not done:
-            out: Any = item
-            if out.kind == "started":
-                if started is not None and not started.done():
-                    started.set_result(None)
-            elif want.get(out.kind):
-                await pipe.write(out.data if tty else convert.frame(out.kind, out.data))
-    except (ConnectionResetError, DockyardError) as exc:
-        if started is not None and not started.done() and isinstance(exc, DockyardError):
+        await hijack.relay(session, pipe, want, tty=tty, stdin=stdin, on_other=on_other)
+    except ConnectionResetError:
+        pass
+    except DockyardError as exc:
+        if started is not None and not started.done():
             started.set_exception(exc)
-    finally:
-        session.cancel()
-        feeder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await feeder
 
 
 @routes.post("/containers/{id}/resize")

@@ -125,27 +125,15 @@ async def _start_detached(record: ExecRecord) -> web.StreamResponse:
 async def _pump(record: ExecRecord, pipe: hijack.Pipe, *, tty: bool) -> None:
     """The process's output to the client and the client's bytes to its stdin, until it exits or
     the client leaves; the exit code is recorded before this returns."""
-    session = record.session
     request = record.request
     wanted = {"stdout": request.stdout, "stderr": request.stderr}
 
-    async def feed() -> None:
-        while (data := await pipe.read()) is not None:
-            if request.stdin:
-                session.write(data)
-        if request.stdin:  # the client's half-close: the end of stdin
-            session.close_stdin()
+    def on_other(out: Any) -> None:
+        if out.kind == "exit":
+            record.finish(out.exit_code)
 
-    feeder = asyncio.create_task(feed())
-    outputs = iter(session)
-    done = object()
     try:
-        while (item := await asyncio.to_thread(next, outputs, done)) is not done:
-            out: Any = item
-            if out.kind == "exit":
-                record.finish(out.exit_code)
-            elif wanted.get(out.kind):
-                await pipe.write(out.data if tty else convert.frame(out.kind, out.data))
+        await hijack.relay(record.session, pipe, wanted, tty=tty, stdin=request.stdin, on_other=on_other)
     except DockyardError as exc:  # it could not run: dockerd writes why on the stream
         record.finish(exit_code(exc))
         message = exc.message.encode() + b"\r\n"
@@ -154,8 +142,4 @@ async def _pump(record: ExecRecord, pipe: hijack.Pipe, *, tty: bool) -> None:
     except ConnectionResetError:
         pass
     finally:
-        session.cancel()
         record.finish(_KILLED)  # no exit message: the stream ended early
-        feeder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await feeder

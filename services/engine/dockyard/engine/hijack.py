@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiohttp import web
+
+from dockyard.engine.convert import frame
 
 RAW = "application/vnd.docker.raw-stream"  # a TTY's bytes as they come
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"  # 8-byte frames per stream (see convert.frame)
@@ -91,3 +95,41 @@ async def upgrade(request: web.Request, content_type: str) -> tuple[web.StreamRe
     pipe = Pipe(transport)
     transport.set_protocol(pipe)
     return response, pipe
+
+
+async def relay(
+    session: Any,
+    pipe: Pipe,
+    want: Mapping[str, bool],
+    *,
+    tty: bool,
+    stdin: bool,
+    on_other: Callable[[Any], None],
+) -> None:
+    """An attach's or exec's output to the client (raw with a TTY, else framed), the client's
+    bytes to its stdin (its half-close ends stdin), until the session ends or the client leaves.
+    Messages that are not output (``exit``, ``started``) go to ``on_other``. The session is
+    cancelled on the way out; DockyardError and ConnectionResetError propagate."""
+
+    async def feed() -> None:
+        while (data := await pipe.read()) is not None:
+            if stdin:
+                session.write(data)
+        if stdin:
+            session.close_stdin()
+
+    feeder = asyncio.create_task(feed())
+    outputs = iter(session)
+    done = object()
+    try:
+        while (item := await asyncio.to_thread(next, outputs, done)) is not done:
+            out: Any = item
+            if out.kind not in ("stdout", "stderr"):
+                on_other(out)
+            elif want.get(out.kind):
+                await pipe.write(out.data if tty else frame(out.kind, out.data))
+    finally:
+        session.cancel()
+        feeder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeder

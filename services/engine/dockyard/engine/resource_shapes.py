@@ -267,29 +267,6 @@ def volume_create(body: Any) -> tuple[str, str, dict[str, str], dict[str, str]]:
 
 # --- events ----------------------------------------------------------------------------------------
 
-# docker's action words for the platform's (docker's "events" reference); the rest keep theirs
-_ACTIONS = {
-    "created": "create",
-    "started": "start",
-    "died": "die",
-    "stopped": "stop",
-    "killed": "kill",
-    "paused": "pause",
-    "unpaused": "unpause",
-    "removed": "destroy",
-    "renamed": "rename",
-    "updated": "update",
-    "exec": "exec_start",
-    "connected": "connect",
-    "disconnected": "disconnect",
-    "imported": "import",
-    "loaded": "load",
-    "pulled": "pull",
-    "pushed": "push",
-    "tagged": "tag",
-    "untagged": "untag",
-    "committed": "commit",
-}
 DOCKER_TYPES = ("container", "image", "network", "volume")  # the areas docker's clients know
 
 
@@ -300,7 +277,7 @@ def _action(area: str, action: str, data: Mapping[str, Any]) -> str:
         return f"health_status: {data.get('status', '')}"
     if action == "exec":
         return "exec_start: " + " ".join(str(a) for a in data.get("command") or [])
-    return _ACTIONS.get(action, action)
+    return dockerjson.DOCKER_ACTIONS.get(action, action)
 
 
 def _attributes(area: str, event: Event) -> dict[str, str]:
