@@ -138,7 +138,9 @@ def test_add_and_copy_like_docker(platform: Platform, workdir: Path, server: str
     (workdir / "app" / "conf" / "hooks").mkdir(parents=True)
     ctx = _context(workdir / "app", _dockerfile(server), APP)
     (ctx / "conf" / "hooks" / "run").chmod(0o700)  # X keeps it executable; app.conf gets 644
-    done = platform.cli("build", "-t", "added", "--progress", "plain", str(ctx), timeout=240)
+    # the epoch pinned at 0 (the default is the base's time): every time below is clamped to it
+    epoch = ("--build-arg", "SOURCE_DATE_EPOCH=0")
+    done = platform.cli("build", *epoch, "-t", "added", "--progress", "plain", str(ctx), timeout=240)
     assert done.returncode == 0, done.stderr
 
     # the tar.gz was extracted, its owners and modes kept, its times clamped to the epoch (0)
@@ -187,7 +189,7 @@ def test_add_and_copy_like_docker(platform: Platform, workdir: Path, server: str
 
     # an unchanged rebuild is all cache hits, and the --checksum'ed URL is not even fetched
     hits = dict(_Files.hits)
-    again = platform.cli("build", "-t", "added", "--progress", "plain", str(ctx), timeout=120)
+    again = platform.cli("build", *epoch, "-t", "added", "--progress", "plain", str(ctx), timeout=120)
     assert again.returncode == 0, again.stderr
     assert "(11/11 steps cached" in again.stderr, again.stderr
     assert _Files.hits["/dl/checked.txt"] == hits["/dl/checked.txt"]
