@@ -8,7 +8,8 @@ this project: at run time the tag matching the installed docker package (``--tag
 ``git archive`` into a scratch dir, ``tests/integration`` with what it imports (``tests/__init__.py``,
 ``tests/helpers.py``) and its ``pytest.ini``. Left out, as issue #16 counts "tests that do not need
 swarm": the swarm, service, node, secret, config and plugin files, and every other test that calls
-``init_swarm`` (found in the source, so a new one is left out too; the count is printed).
+``init_swarm`` (found in the source, so a new one is left out too; the count is printed); and
+``credentials/``, which tests docker's credential helpers and no engine.
 
 No public registry is reachable, so the images the suite pulls (``alpine:3.10`` its TEST_IMG,
 ``alpine:latest``, ``busybox:latest``, ``hello-world:latest``) are made here from Debian's
@@ -55,6 +56,8 @@ from docker_bench import PodmanService
 from runtime_bench import OURS, PEER, VENV_BIN, Dockyard, Podman, User, busybox_tar, run
 
 # Files that are about swarm mode or plugins, none of which either side offers.
+# credentials/ tests docker's credential helpers, not the engine, and its utils_test assigns a plain
+# dict to os.environ: DOCKER_HOST is gone for every test after it (upstream runs on the default socket).
 EXCLUDED = (
     "api_config_test.py",
     "api_plugin_test.py",
@@ -112,6 +115,7 @@ def extract_suite(repo: Path, tag: str, into: Path) -> tuple[Path, list[str]]:
     suite = into / "tests" / "integration"
     for name in EXCLUDED:
         (suite / name).unlink(missing_ok=True)
+    shutil.rmtree(suite / "credentials")
     return suite, swarm_tests(suite)
 
 
@@ -256,6 +260,8 @@ def run_side(
         try:
             proc.wait(args.budget + 300)  # the session timeout ends it first; this is the backstop
         except subprocess.TimeoutExpired:
+            pass
+        finally:
             terminate(proc, timeout=30)
     elapsed = time.monotonic() - started
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
