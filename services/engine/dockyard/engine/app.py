@@ -17,7 +17,7 @@ from aiohttp import web
 from dockyard.client import AsyncClient
 from dockyard.core.errors import DockyardError
 from dockyard.engine import build as builds
-from dockyard.engine import containers, convert, events, images, networks, system, volumes
+from dockyard.engine import containers, convert, events, images, networks, swarm, system, volumes
 from dockyard.engine.replies import error_reply
 from dockyard.engine.state import ATTACHES, CLIENT, INSTANCE, SCRATCH, Attaches
 
@@ -32,6 +32,7 @@ MODULES = (
     networks,
     volumes,
     events,
+    swarm,
 )
 
 
