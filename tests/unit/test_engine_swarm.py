@@ -73,3 +73,11 @@ async def test_docker_py_leave_swarm_force_succeeds_and_without_force_raises(htt
         assert raised.value.status_code == 503
     finally:
         api.close()
+
+
+async def test_version_names_the_language_where_docker_names_go(http: TestClient) -> None:  # type: ignore[type-arg]
+    # docker-py's suite asserts the key; docker's CLI prints it as "Go version"
+    reply = await http.get("/v1.44/version")
+    body = await reply.json()
+    assert body["GoVersion"].startswith("python3.")
+    assert {"Version", "ApiVersion", "GitCommit", "BuildTime"} <= body.keys()
