@@ -6,10 +6,12 @@ Every function here is pure so the shapes docker's CLI reads can be tested witho
 from __future__ import annotations
 
 import hashlib
+import math
 import platform
 import struct
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from dockyard.client.grammar import Mount, Port
@@ -239,6 +241,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "AttachStdin": info.interactive,
             "Labels": dict(info.labels),
             "ExposedPorts": {key: {} for key in ports},
+            **_stop_and_health(info),
         },
         "HostConfig": {
             "NetworkMode": network_mode(info),
@@ -255,8 +258,79 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             # docker-py's run reads the driver: json-file means "logs can be read back", as here
             "LogConfig": {"Type": "json-file", "Config": {}},
             "RestartPolicy": restart_policy_shape(info.restart_policy),
+            **_host_settings(info),
         },
         "NetworkSettings": network_settings(info, ports),
+    }
+
+
+def _stop_and_health(info: ContainerInfo) -> dict[str, Any]:
+    """Config's StopSignal, StopTimeout and Healthcheck, present when set at create (as dockerd)."""
+    shape: dict[str, Any] = {}
+    if info.stop_signal:
+        shape["StopSignal"] = info.stop_signal
+    if info.stop_timeout:
+        shape["StopTimeout"] = info.stop_timeout
+    check = info.healthcheck
+    if check is not None:
+        shape["Healthcheck"] = {
+            "Test": list(check.test),
+            "Interval": int(check.interval_s * 1e9),
+            "Timeout": int(check.timeout_s * 1e9),
+            "StartPeriod": int(check.start_period_s * 1e9),
+            "Retries": check.retries,
+        }
+    return shape
+
+
+def _host_settings(info: ContainerInfo) -> dict[str, Any]:
+    """The rest of HostConfig: what the container was made with, and for what Dockyard does not
+    offer (other namespaces' modes, cpusets, devices, runtimes) what it does, in dockerd's zero
+    values, so a client reading a key finds docker's type there."""
+    limits = info.limits
+    tmpfs = {}
+    for entry in info.tmpfs:
+        path, _, options = entry.partition(":")
+        tmpfs[path] = options
+    return {
+        "Memory": (limits and limits.memory) or 0,
+        "MemorySwap": (limits and limits.memory_swap) or 0,
+        "MemoryReservation": 0,
+        "MemorySwappiness": None,
+        "NanoCpus": (limits and limits.nano_cpus) or 0,
+        "CpuShares": (limits and limits.cpu_shares) or 0,
+        "CpuPeriod": 0,
+        "CpuQuota": 0,
+        "CpusetCpus": "",
+        "CpusetMems": "",
+        "PidsLimit": (limits and limits.pids_limit) or None,
+        "Tmpfs": tmpfs or None,
+        "CapAdd": list(info.cap_add) or None,
+        "CapDrop": list(info.cap_drop) or None,
+        "Privileged": info.privileged,
+        "Init": info.init,
+        "ReadonlyRootfs": info.read_only,
+        "Dns": list(info.dns),
+        "DnsOptions": [],
+        "DnsSearch": [],
+        "ExtraHosts": list(info.extra_hosts) or None,
+        "GroupAdd": None,
+        "Links": None,
+        "VolumesFrom": None,
+        "VolumeDriver": "",
+        "PidMode": "",
+        "IpcMode": "private",
+        "UTSMode": "",
+        "UsernsMode": "",
+        "CgroupnsMode": "private",
+        "Cgroup": "",
+        "Devices": [],
+        "DeviceCgroupRules": None,
+        "SecurityOpt": None,
+        "Isolation": "",
+        "Runtime": "runc",
+        "ShmSize": 67108864,
+        "OomKillDisable": False,
     }
 
 
@@ -375,7 +449,7 @@ def run_options(body: Any, name: str) -> RunOptions:
         env=_env(_strings(body, "Env") or []),
         labels={str(k): str(v) for k, v in labels.items()},
         ports=_ports(body, host),
-        volumes=[*(_strings(host, "Binds") or ()), *_anonymous_volumes(body)],
+        volumes=[*(_strings(host, "Binds") or ()), *_anonymous_volumes(body, host)],
         mounts=_mounts(host),
         entrypoint=_strings(body, "Entrypoint"),
         workdir=str(body.get("WorkingDir") or ""),
@@ -466,12 +540,26 @@ def restart_policy_shape(policy: str) -> dict[str, Any]:
     return {"Name": name or "no", "MaximumRetryCount": int(count) if count.isdigit() else 0}
 
 
-def _anonymous_volumes(body: Mapping[str, Any]) -> list[str]:
-    """Config.Volumes, ``{"/scratch": {}}``: where docker's ``-v /scratch`` puts an anonymous volume."""
+def _anonymous_volumes(body: Mapping[str, Any], host: Mapping[str, Any]) -> list[str]:
+    """Config.Volumes, ``{"/scratch": {}}``: where docker's ``-v /scratch`` puts an anonymous volume,
+    unless a bind, a mount or a tmpfs of HostConfig takes that path (docker-py sends both for
+    ``volumes=[...], binds={...}``; dockerd lets HostConfig win)."""
     volumes = body.get("Volumes") or {}
     if not isinstance(volumes, dict):
         raise InvalidArgument("Volumes must be an object")
-    return [str(target) for target in volumes]
+    taken = {_bind_target(bind) for bind in _strings(host, "Binds") or ()}
+    taken |= {str(m.get("Target")) for m in host.get("Mounts") or () if isinstance(m, dict)}
+    taken |= {str(path) for path in host.get("Tmpfs") or {}}
+    return [str(target) for target in volumes if _clean(str(target)) not in {_clean(t) for t in taken}]
+
+
+def _bind_target(bind: str) -> str:
+    parts = bind.split(":")
+    return parts[1] if len(parts) > 1 and parts[1].startswith("/") else parts[0]
+
+
+def _clean(path: str) -> str:
+    return path.rstrip("/") or "/"
 
 
 def _restart_policy(policy: Any) -> str:
@@ -514,6 +602,43 @@ def status_for(exc: BaseException) -> int:
         "UNIMPLEMENTED": 501,
         "UNAVAILABLE": 503,
     }.get(code, 500)
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """Which log lines ``GET /containers/{id}/logs`` answers: the last ``tail`` (0: all) of those
+    written from ``since`` on, up to ``until``; None leaves that end open."""
+
+    tail: int
+    since: datetime | None
+    until: datetime | None
+
+    def before(self, moment: datetime | None) -> bool:
+        return self.since is not None and moment is not None and moment < self.since
+
+    def past(self, moment: datetime | None) -> bool:
+        return self.until is not None and moment is not None and moment > self.until
+
+
+def log_window(tail: str, since: str, until: str, now: datetime) -> LogWindow:
+    """docker's ``tail`` (``all``, a count; ``0``: none of the past lines, only new ones with
+    follow) and ``since``/``until`` (unix seconds, fractions allowed; 0 or absent: unbounded)."""
+    start, end = _unix_time(since, "since"), _unix_time(until, "until")
+    if tail == "0":
+        return LogWindow(0, max(start, now) if start else now, end)
+    return LogWindow(tail_count(tail), start, end)
+
+
+def _unix_time(value: str, name: str) -> datetime | None:
+    if value in ("", "0"):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise InvalidArgument(f"bad {name} {value!r}: want unix seconds") from None
+    if not math.isfinite(seconds) or not 0 <= seconds < 253402300800:  # up to year 9999
+        raise InvalidArgument(f"bad {name} {value!r}: want unix seconds")
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def tail_count(value: str) -> int:
