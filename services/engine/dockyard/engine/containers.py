@@ -210,10 +210,12 @@ async def logs(request: web.Request) -> web.StreamResponse:
                 break
             if not want[line.stream] or window.before(line.time):
                 continue
-            data = line.data
-            if stamps and line.time is not None:
-                data = f"{line.time.isoformat().replace('+00:00', 'Z')} ".encode() + data
-            await response.write(data if info.tty else convert.frame(line.stream, data))
+            stamp = (
+                f"{line.time.isoformat().replace('+00:00', 'Z')} ".encode() if stamps and line.time else b""
+            )
+            # a frame a line, as dockerd's json-file logs: a chunk the platform read may hold several
+            for data in line.data.splitlines(keepends=True):
+                await response.write(stamp + data if info.tty else convert.frame(line.stream, stamp + data))
     finally:
         stream.cancel()
     await response.write_eof()
