@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import datetime as dt
 import gzip
 import hashlib
@@ -41,6 +42,7 @@ import os
 import platform
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -53,7 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CACHE_DIR, fmt_table, free_port, terminate, wait_http
 from docker_bench import PodmanService
-from runtime_bench import OURS, PEER, VENV_BIN, Dockyard, Podman, User, busybox_tar, run
+from runtime_bench import OURS, PEER, VENV_BIN, Dockyard, Podman, User, all_pids, busybox_tar, cmdline, run
 
 # Files that are about swarm mode or plugins, none of which either side offers.
 # credentials/ tests docker's credential helpers, not the engine, and its utils_test assigns a plain
@@ -390,7 +392,19 @@ def run_one(
         return run_side(side, user, service.sock, suite_root, scratch, args, deselect)
     finally:
         service.stop()
+        end_leftovers(pm.home, service.sock)
         pm.stop()
+
+
+def end_leftovers(*paths: Path) -> None:
+    """SIGKILL what outlived ``podman system service``'s SIGTERM: rootless podman's re-executed
+    service process (in its user namespace) and the conmons of containers the suite left, each
+    found by a path of this run's scratch dir in its command line, never by a name."""
+    marks = [str(p) for p in paths]
+    for pid in all_pids():
+        if pid != os.getpid() and any(mark in cmdline(pid) for mark in marks):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def report(results: dict[str, Any], args: argparse.Namespace, stamp: str, deselected: int) -> None:
