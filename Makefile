@@ -89,6 +89,10 @@ soak: venv ## Registry soak: mixed push/pull/delete/GC from many clients (SOAK_M
 soak-runtime: setup ## Platform soak (SOAK_MINUTES, default 20): 16 clients, a fork bomb, a full disk, kill -9 of conmon/runtime/gateway; errors 0, nothing left, flat
 	$(BIN)/python bench/soak_runtime.py
 
+.PHONY: compat-docker-py
+compat-docker-py: setup ## docker-py's own integration suite (DOCKER_PY_REPO=a docker-py clone) vs Dockyard and podman's compat API
+	$(BIN)/python bench/dockerpy_suite.py --repo "$(DOCKER_PY_REPO)"
+
 .PHONY: bench-build
 bench-build: setup ## Builder (20 MB COPY, two RUNs, metadata: cold and cached build) vs rootless buildah bud --layers
 	$(BIN)/python bench/build_bench.py

@@ -250,6 +250,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "AttachStdin": info.interactive,
             "Labels": dict(info.labels),
             "ExposedPorts": {key: {} for key in ports},
+            **_stop_and_health(info),
         },
         "HostConfig": {
             "NetworkMode": network_mode(info),
@@ -266,6 +267,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             # docker-py's run reads the driver: json-file means "logs can be read back", as here
             "LogConfig": {"Type": "json-file", "Config": {}},
             "RestartPolicy": restart_policy_shape(info.restart_policy),
+            **_host_settings(info),
         },
         "NetworkSettings": network_settings(info, ports),
     }
@@ -314,3 +316,73 @@ def restart_policy_shape(policy: str) -> dict[str, Any]:
     """The platform's ``on-failure:3`` as docker's ``{"Name": "on-failure", "MaximumRetryCount": 3}``."""
     name, _, count = policy.partition(":")
     return {"Name": name or "no", "MaximumRetryCount": int(count) if count.isdigit() else 0}
+
+
+def _stop_and_health(info: ContainerInfo) -> dict[str, Any]:
+    """Config's StopSignal, StopTimeout and Healthcheck, present when set at create (as dockerd)."""
+    shape: dict[str, Any] = {}
+    if info.stop_signal:
+        shape["StopSignal"] = info.stop_signal
+    if info.stop_timeout:
+        shape["StopTimeout"] = info.stop_timeout
+    check = info.healthcheck
+    if check is not None:
+        shape["Healthcheck"] = {
+            "Test": list(check.test),
+            "Interval": int(check.interval_s * 1e9),
+            "Timeout": int(check.timeout_s * 1e9),
+            "StartPeriod": int(check.start_period_s * 1e9),
+            "Retries": check.retries,
+        }
+    return shape
+
+
+def _host_settings(info: ContainerInfo) -> dict[str, Any]:
+    """The rest of HostConfig: what the container was made with, and for what Dockyard does not
+    offer (other namespaces' modes, cpusets, devices, runtimes) what it does, in dockerd's zero
+    values, so a client reading a key finds docker's type there."""
+    limits = info.limits
+    tmpfs = {}
+    for entry in info.tmpfs:
+        path, _, options = entry.partition(":")
+        tmpfs[path] = options
+    return {
+        "Memory": (limits and limits.memory) or 0,
+        "MemorySwap": (limits and limits.memory_swap) or 0,
+        "MemoryReservation": 0,
+        "MemorySwappiness": None,
+        "NanoCpus": (limits and limits.nano_cpus) or 0,
+        "CpuShares": (limits and limits.cpu_shares) or 0,
+        "CpuPeriod": 0,
+        "CpuQuota": 0,
+        "CpusetCpus": "",
+        "CpusetMems": "",
+        "PidsLimit": (limits and limits.pids_limit) or None,
+        "Tmpfs": tmpfs or None,
+        "CapAdd": list(info.cap_add) or None,
+        "CapDrop": list(info.cap_drop) or None,
+        "Privileged": info.privileged,
+        "Init": info.init,
+        "ReadonlyRootfs": info.read_only,
+        "Dns": list(info.dns),
+        "DnsOptions": [],
+        "DnsSearch": [],
+        "ExtraHosts": list(info.extra_hosts) or None,
+        "GroupAdd": None,
+        "Links": None,
+        "VolumesFrom": None,
+        "VolumeDriver": "",
+        "PidMode": "",
+        "IpcMode": "private",
+        "UTSMode": "",
+        "UsernsMode": "",
+        "CgroupnsMode": "private",
+        "Cgroup": "",
+        "Devices": [],
+        "DeviceCgroupRules": None,
+        "SecurityOpt": None,
+        "Isolation": "",
+        "Runtime": "runc",
+        "ShmSize": 67108864,
+        "OomKillDisable": False,
+    }

@@ -45,6 +45,16 @@ class HealthCheck:
                 getattr(check, name).FromNanoseconds(int(seconds * 1e9))
         check.retries = self.retries
 
+    @classmethod
+    def from_pb(cls, check: Any) -> HealthCheck:
+        return cls(
+            test=tuple(check.test),
+            interval_s=check.interval.ToNanoseconds() / 1e9,
+            timeout_s=check.timeout.ToNanoseconds() / 1e9,
+            start_period_s=check.start_period.ToNanoseconds() / 1e9,
+            retries=check.retries,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -64,6 +74,11 @@ class Limits:
             value = getattr(self, name)
             if value is not None:
                 setattr(resources, name, value)
+
+    @classmethod
+    def from_pb(cls, resources: Any) -> Limits:
+        names = ("memory", "memory_swap", "nano_cpus", "cpu_shares", "pids_limit")
+        return cls(**{n: getattr(resources, n) if resources.HasField(n) else None for n in names})
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +236,19 @@ class ContainerInfo:
     restarting: bool = False
     health: str = ""  # starting, healthy, unhealthy; "" without a health check
     node: str = ""
+    # how it was made, continued (docker inspect's HostConfig: limits, tmpfs, privileges …)
+    limits: Limits | None = None
+    tmpfs: tuple[str, ...] = ()  # "/run" or "/run:size=64m"
+    stop_signal: str = ""
+    stop_timeout: int = 0  # 0: the default
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    privileged: bool = False
+    init: bool = False
+    read_only: bool = False
+    dns: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()
+    healthcheck: HealthCheck | None = None  # as asked for at create; None: the image's
 
     @classmethod
     def from_pb(cls, c: Any) -> ContainerInfo:
@@ -263,6 +291,18 @@ class ContainerInfo:
             restarting=c.restarting,
             health=c.health.status if c.HasField("health") else "",
             node=c.node,
+            limits=Limits.from_pb(c.spec.resources) if c.spec.HasField("resources") else None,
+            tmpfs=tuple(c.spec.tmpfs),
+            stop_signal=c.spec.stop_signal,
+            stop_timeout=c.spec.stop_timeout,
+            cap_add=tuple(c.spec.cap_add),
+            cap_drop=tuple(c.spec.cap_drop),
+            privileged=c.spec.privileged,
+            init=c.spec.init,
+            read_only=c.spec.read_only,
+            dns=tuple(c.spec.dns),
+            extra_hosts=tuple(c.spec.extra_hosts),
+            healthcheck=HealthCheck.from_pb(c.spec.healthcheck) if c.spec.HasField("healthcheck") else None,
         )
 
 

@@ -26,6 +26,7 @@ from dockyard.engine import (
     manage,
     networks,
     observe,
+    swarm,
     system,
     volumes,
 )
@@ -48,6 +49,7 @@ MODULES = (
     archive,
     observe,
     manage,
+    swarm,
 )
 
 

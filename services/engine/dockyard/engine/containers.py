@@ -25,6 +25,7 @@ from dockyard.engine.state import ATTACHES, CLIENT
 routes = web.RouteTableDef()
 
 _WAIT_POLL_S = 0.2
+_KILL_WAIT_S = 10.0
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -137,7 +138,13 @@ async def kill(request: web.Request) -> web.StreamResponse:
     info = await client.containers.get(_id(request))
     if info.state not in ("running", "paused"):
         raise FailedPrecondition(f"container {info.id} is not running")
-    await client.containers.kill(info.id, request.query.get("signal") or "KILL")
+    signal = request.query.get("signal") or "KILL"
+    await client.containers.kill(info.id, signal)
+    if signal.upper().removeprefix("SIG") in ("KILL", "9"):
+        # as dockerd: a SIGKILL's answer comes once the container is down, so an inspect right
+        # after it sees the exit (137), not a container still running
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.containers.wait(info.id), _KILL_WAIT_S)
     return web.Response(status=204)
 
 
@@ -190,20 +197,26 @@ async def logs(request: web.Request) -> web.StreamResponse:
     want = {"stdout": _flag(request, "stdout"), "stderr": _flag(request, "stderr")}
     if not any(want.values()):
         raise InvalidArgument("you must choose at least one stream (stdout=1 or stderr=1)")
-    stream = client.containers.logs(
-        info.id, follow=_flag(request, "follow"), tail=convert.tail_count(request.query.get("tail", ""))
+    query = request.query
+    window = convert.log_window(
+        query.get("tail", ""), query.get("since", ""), query.get("until", ""), datetime.now(UTC)
     )
+    stream = client.containers.logs(info.id, follow=_flag(request, "follow"), tail=window.tail)
     response = web.StreamResponse(headers={"Content-Type": hijack.RAW if info.tty else hijack.MULTIPLEXED})
     await response.prepare(request)
     stamps = _flag(request, "timestamps")
     try:
         async for line in stream:
-            if not want[line.stream]:
+            if window.past(line.time):
+                break
+            if not want[line.stream] or window.before(line.time):
                 continue
-            data = line.data
-            if stamps and line.time is not None:
-                data = f"{line.time.isoformat().replace('+00:00', 'Z')} ".encode() + data
-            await response.write(data if info.tty else convert.frame(line.stream, data))
+            stamp = (
+                f"{line.time.isoformat().replace('+00:00', 'Z')} ".encode() if stamps and line.time else b""
+            )
+            # a frame a line, as dockerd's json-file logs: a chunk the platform read may hold several
+            for data in line.data.splitlines(keepends=True):
+                await response.write(stamp + data if info.tty else convert.frame(line.stream, stamp + data))
     finally:
         stream.cancel()
     await response.write_eof()

@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from dockyard.client.grammar import Mount, Port
@@ -101,7 +104,7 @@ def run_options(body: Any, name: str, platform: str = "") -> RunOptions:
         env=_env(_strings(body, "Env") or []),
         labels={str(k): str(v) for k, v in labels.items()},
         ports=_ports(body, host),
-        volumes=[*(_strings(host, "Binds") or ()), *_anonymous_volumes(body)],
+        volumes=[*(_strings(host, "Binds") or ()), *_anonymous_volumes(body, host)],
         mounts=_mounts(host),
         entrypoint=_strings(body, "Entrypoint"),
         workdir=str(body.get("WorkingDir") or ""),
@@ -187,12 +190,26 @@ def _tmpfs(tmpfs: Any) -> tuple[str, ...]:
     return tuple(f"{path}:{options}" if options else str(path) for path, options in tmpfs.items())
 
 
-def _anonymous_volumes(body: Mapping[str, Any]) -> list[str]:
-    """Config.Volumes, ``{"/scratch": {}}``: where docker's ``-v /scratch`` puts an anonymous volume."""
+def _anonymous_volumes(body: Mapping[str, Any], host: Mapping[str, Any]) -> list[str]:
+    """Config.Volumes, ``{"/scratch": {}}``: where docker's ``-v /scratch`` puts an anonymous volume,
+    unless a bind, a mount or a tmpfs of HostConfig takes that path (docker-py sends both for
+    ``volumes=[...], binds={...}``; dockerd lets HostConfig win)."""
     volumes = body.get("Volumes") or {}
     if not isinstance(volumes, dict):
         raise InvalidArgument("Volumes must be an object")
-    return [str(target) for target in volumes]
+    taken = {_bind_target(bind) for bind in _strings(host, "Binds") or ()}
+    taken |= {str(m.get("Target")) for m in host.get("Mounts") or () if isinstance(m, dict)}
+    taken |= {str(path) for path in host.get("Tmpfs") or {}}
+    return [str(target) for target in volumes if _clean(str(target)) not in {_clean(t) for t in taken}]
+
+
+def _bind_target(bind: str) -> str:
+    parts = bind.split(":")
+    return parts[1] if len(parts) > 1 and parts[1].startswith("/") else parts[0]
+
+
+def _clean(path: str) -> str:
+    return path.rstrip("/") or "/"
 
 
 def _restart_policy(policy: Any) -> str:
@@ -235,6 +252,43 @@ def status_for(exc: BaseException) -> int:
         "UNIMPLEMENTED": 501,
         "UNAVAILABLE": 503,
     }.get(code, 500)
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """Which log lines ``GET /containers/{id}/logs`` answers: the last ``tail`` (0: all) of those
+    written from ``since`` on, up to ``until``; None leaves that end open."""
+
+    tail: int
+    since: datetime | None
+    until: datetime | None
+
+    def before(self, moment: datetime | None) -> bool:
+        return self.since is not None and moment is not None and moment < self.since
+
+    def past(self, moment: datetime | None) -> bool:
+        return self.until is not None and moment is not None and moment > self.until
+
+
+def log_window(tail: str, since: str, until: str, now: datetime) -> LogWindow:
+    """docker's ``tail`` (``all``, a count; ``0``: none of the past lines, only new ones with
+    follow) and ``since``/``until`` (unix seconds, fractions allowed; 0 or absent: unbounded)."""
+    start, end = _unix_time(since, "since"), _unix_time(until, "until")
+    if tail == "0":
+        return LogWindow(0, max(start, now) if start else now, end)
+    return LogWindow(tail_count(tail), start, end)
+
+
+def _unix_time(value: str, name: str) -> datetime | None:
+    if value in ("", "0"):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise InvalidArgument(f"bad {name} {value!r}: want unix seconds") from None
+    if not math.isfinite(seconds) or not 0 <= seconds < 253402300800:  # up to year 9999
+        raise InvalidArgument(f"bad {name} {value!r}: want unix seconds")
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def tail_count(value: str) -> int:

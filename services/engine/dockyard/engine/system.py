@@ -50,6 +50,10 @@ async def version(request: web.Request) -> web.StreamResponse:
             "Os": "linux",
             "Arch": convert.architecture(),
             "KernelVersion": platform.release(),
+            # docker's Go build facts; the engine is Python, and says so where docker names Go
+            "GoVersion": f"python{platform.python_version()}",
+            "GitCommit": "",
+            "BuildTime": "",
             "Components": [
                 {"Name": "Engine", "Version": ENGINE_VERSION, "Details": {"ApiVersion": convert.API_VERSION}}
             ],
@@ -85,6 +89,8 @@ async def info(request: web.Request) -> web.StreamResponse:
             "Runtimes": {"runc": {"path": "runc"}},
             "DefaultRuntime": "runc",
             "Swarm": {"LocalNodeState": "inactive"},
+            "Debug": False,
+            "ExperimentalBuild": False,
             "Labels": [],
             "Warnings": [],
         }
