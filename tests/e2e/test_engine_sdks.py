@@ -186,9 +186,18 @@ def test_docker_py_lifecycle_lists_and_images(sdk: Sdk, platform: Platform) -> N
         seen["stopped"] = container.status
         seen["exited"] = [c.name for c in client.containers.list(all=True, filters={"status": "exited"})]
         container.start()
+        container.pause()
+        container.reload()
+        seen["paused"] = [container.status, container.attrs["State"]["Running"]]
+        container.unpause()
         container.kill()
         seen["killed"] = container.wait()["StatusCode"]
         container.remove()
+        said = client.containers.create("busybox", ["echo", "said so"])
+        said.start()
+        said.wait()
+        seen["attached"] = said.attach(stream=False, logs=True).decode()  # logs=1, stream=0
+        said.remove()
         image = client.images.get("busybox")
         seen["tags"] = image.tags
         seen["images"] = [i.id for i in client.images.list()]
@@ -200,6 +209,8 @@ def test_docker_py_lifecycle_lists_and_images(sdk: Sdk, platform: Platform) -> N
     assert (seen["running"], seen["labels"], seen["listed"]) == ("running", {"role": "bench"}, ["sdk-life"])
     assert seen["stopped"] == "exited" and seen["exited"] == ["sdk-life"]
     assert seen["killed"] == 137  # SIGKILL, as docker reports it
+    assert seen["paused"] == ["paused", True]  # docker: a paused container is still running
+    assert seen["attached"] == "said so\n"
     assert seen["tags"] == ["busybox:latest"] and seen["image_id"] in seen["images"]
     assert seen["info"] == "linux"
     assert platform.ok("ps", "-aq") == ""

@@ -179,3 +179,10 @@ def test_privileges_and_init_from_host_config() -> None:
     assert spec.privileged and spec.init
     with pytest.raises(InvalidArgument):
         convert.run_options({"Image": "busybox", "HostConfig": {"CapAdd": [1]}}, "")
+
+
+def test_a_paused_container_still_runs_as_docker_says() -> None:
+    paused = _container(state="paused")
+    state = dockerjson.container_inspect(paused)["State"]
+    assert state["Running"] is True and state["Paused"] is True and state["Status"] == "paused"
+    assert dockerjson.container_summary(paused, NOW)["Status"] == "Up 3 minutes (Paused)"

@@ -49,6 +49,8 @@ def _epoch(moment: datetime | None) -> int:
 
 def _status_line(info: ContainerInfo, now: datetime) -> str:
     """``docker ps``'s STATUS column: ``Up 3 minutes``, ``Exited (0) 2 seconds ago``."""
+    if info.state == "paused":
+        return f"Up {_ago(info.started, now)} (Paused)"
     if info.state == "running":
         health = {"": "", "starting": " (health: starting)"}.get(info.health, f" ({info.health})")
         return f"Up {_ago(info.started, now)}{health}"
@@ -223,7 +225,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
         "Image": info.image_id,
         "State": {
             "Status": info.state,
-            "Running": info.state == "running",
+            "Running": info.state in ("running", "paused"),  # docker's: a paused one still runs
             "Paused": info.state == "paused",
             "Restarting": info.restarting,
             "OOMKilled": info.oom_killed,

@@ -228,9 +228,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
     client = request.app[CLIENT]
     attaches = request.app[ATTACHES]
     info = await client.containers.get(_id(request))
-    if not _flag(request, "stream"):
-        raise InvalidArgument("only stream=1 attaches are served (logs=1 alone: use /logs)")
     want = {"stdout": _flag(request, "stdout"), "stderr": _flag(request, "stderr")}
+    if not _flag(request, "stream"):  # logs=1 alone: what was written so far, then the end
+        return await _attach_logs(request, info, want if _flag(request, "logs") else {})
     stdin = _flag(request, "stdin")
     waiting = attaches.wait_for_start(info.id) if info.state == "created" else None
     response, pipe = await hijack.upgrade(request, hijack.RAW if info.tty else hijack.MULTIPLEXED)
@@ -250,6 +250,24 @@ async def attach(request: web.Request) -> web.StreamResponse:
         attaches.done(info.id)
         if started is not None and not started.done():
             started.set_exception(ConnectionResetError("the attach ended before the container started"))
+        pipe.close()
+    return response
+
+
+async def _attach_logs(request: web.Request, info: Any, want: dict[str, bool]) -> web.StreamResponse:
+    response, pipe = await hijack.upgrade(request, hijack.RAW if info.tty else hijack.MULTIPLEXED)
+    stream = request.app[CLIENT].sync.containers.logs(info.id)
+    lines = iter(stream)
+    done = object()
+    try:
+        while (item := await asyncio.to_thread(next, lines, done)) is not done:
+            line: Any = item
+            if want.get(line.stream):
+                await pipe.write(line.data if info.tty else convert.frame(line.stream, line.data))
+    except ConnectionResetError:
+        pass
+    finally:
+        stream.cancel()
         pipe.close()
     return response
 
