@@ -198,6 +198,10 @@ def test_docker_py_lifecycle_lists_and_images(sdk: Sdk, platform: Platform) -> N
         said.wait()
         seen["attached"] = said.attach(stream=False, logs=True).decode()  # logs=1, stream=0
         said.remove()
+        box = client.containers.run("busybox", "sleep 60", detach=True)
+        tty_exec = client.api.exec_create(box.id, "sh -c 'echo out; echo err >&2'", tty=True)
+        seen["tty_exec"] = client.api.exec_start(tty_exec).decode()  # started with Tty false: frames
+        box.remove(force=True)
         image = client.images.get("busybox")
         seen["tags"] = image.tags
         seen["images"] = [i.id for i in client.images.list()]
@@ -211,6 +215,7 @@ def test_docker_py_lifecycle_lists_and_images(sdk: Sdk, platform: Platform) -> N
     assert seen["killed"] == 137  # SIGKILL, as docker reports it
     assert seen["paused"] == ["paused", True]  # docker: a paused container is still running
     assert seen["attached"] == "said so\n"
+    assert seen["tty_exec"] == "out\r\nerr\r\n"  # a terminal's output, every frame stdout
     assert seen["tags"] == ["busybox:latest"] and seen["image_id"] in seen["images"]
     assert seen["info"] == "linux"
     assert platform.ok("ps", "-aq") == ""

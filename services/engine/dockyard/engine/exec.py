@@ -84,10 +84,12 @@ async def start(request: web.Request) -> web.StreamResponse:
     record.session = request.app[CLIENT].sync.containers.open_exec(options)
     if detach:
         return await _start_detached(record)
-    tty = options.tty
-    response, pipe = await hijack.upgrade(request, hijack.RAW if tty else hijack.MULTIPLEXED)
+    # framing follows the start's Tty, not the create's, as dockerd's router does: a process on a
+    # terminal started with Tty false is read as frames (all of them stdout, a terminal merges)
+    raw = bool(body.get("Tty"))
+    response, pipe = await hijack.upgrade(request, hijack.RAW if raw else hijack.MULTIPLEXED)
     try:
-        await _pump(record, pipe, tty=tty)
+        await _pump(record, pipe, tty=raw)
     finally:
         pipe.close()
     return response
