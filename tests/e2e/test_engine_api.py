@@ -169,3 +169,14 @@ def test_a_health_check_from_the_docker_cli(docker: Docker) -> None:
         )
     finally:
         docker("rm", "-f", "checked")
+
+
+def test_log_options_and_drivers(docker: Docker) -> None:
+    docker.ok("create", "--name", "logged", "--log-opt", "max-size=1m", "--log-opt", "max-file=2", "busybox")
+    try:
+        config = docker.ok("inspect", "-f", "{{json .HostConfig.LogConfig}}", "logged")
+        assert json.loads(config) == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}
+    finally:
+        docker("rm", "logged")
+    refused = docker("run", "--rm", "--log-driver", "syslog", "busybox", "true")
+    assert refused.returncode == 125 and "logging driver 'syslog'" in refused.stderr, refused.stderr

@@ -186,3 +186,15 @@ def test_a_paused_container_still_runs_as_docker_says() -> None:
     state = dockerjson.container_inspect(paused)["State"]
     assert state["Running"] is True and state["Paused"] is True and state["Status"] == "paused"
     assert dockerjson.container_summary(paused, NOW)["Status"] == "Up 3 minutes (Paused)"
+
+
+def test_log_config_options_go_through_and_other_drivers_are_refused() -> None:
+    host = {"LogConfig": {"Type": "json-file", "Config": {"max-file": "3"}}}
+    assert convert.run_options({"Image": "busybox", "HostConfig": host}, "").to_pb().log_opts == {
+        "max-file": "3"
+    }
+    for driver in ("syslog", "none"):
+        with pytest.raises(InvalidArgument, match="logging driver"):
+            convert.run_options({"Image": "x", "HostConfig": {"LogConfig": {"Type": driver}}}, "")
+    shape = dockerjson.container_inspect(_container(log_opts={"max-size": "1m"}))
+    assert shape["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m"}}

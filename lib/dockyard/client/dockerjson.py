@@ -267,7 +267,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             ],
             "AutoRemove": info.auto_remove,
             # docker-py's run reads the driver: json-file means "logs can be read back", as here
-            "LogConfig": {"Type": "json-file", "Config": {}},
+            "LogConfig": {"Type": "json-file", "Config": dict(info.log_opts)},
             "RestartPolicy": restart_policy_shape(info.restart_policy),
             **_host_settings(info),
         },

@@ -121,6 +121,7 @@ class RunOptions:
     privileged: bool = False  # rootless: every capability of the user's namespace, no filter
     init: bool = False  # catatonit as PID 1
     platform: str = ""  # "linux/amd64": pulled for it, and refused when the image is another's
+    log_opts: Mapping[str, str] = field(default_factory=dict)  # --log-opt max-size=…, max-file=…
 
     def to_pb(self) -> Any:
         """The ContainerSpec this stands for (InvalidArgument for a bad port, volume or mount)."""
@@ -151,6 +152,7 @@ class RunOptions:
             privileged=self.privileged,
             init=self.init,
             platform=self.platform,
+            log_opts=dict(self.log_opts),
         )
         if self.stop_timeout is not None:
             spec.stop_timeout = self.stop_timeout
@@ -249,6 +251,7 @@ class ContainerInfo:
     dns: tuple[str, ...] = ()
     extra_hosts: tuple[str, ...] = ()
     healthcheck: HealthCheck | None = None  # as asked for at create; None: the image's
+    log_opts: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_pb(cls, c: Any) -> ContainerInfo:
@@ -303,6 +306,7 @@ class ContainerInfo:
             dns=tuple(c.spec.dns),
             extra_hosts=tuple(c.spec.extra_hosts),
             healthcheck=HealthCheck.from_pb(c.spec.healthcheck) if c.spec.HasField("healthcheck") else None,
+            log_opts=dict(c.spec.log_opts),
         )
 
 

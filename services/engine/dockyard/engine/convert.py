@@ -131,7 +131,27 @@ def run_options(body: Any, name: str, platform: str = "") -> RunOptions:
         privileged=bool(host.get("Privileged")),
         init=bool(host.get("Init")),
         platform=platform,
+        log_opts=_log_opts(host.get("LogConfig")),
     )
+
+
+#: docker's log drivers the platform's own log is (a rotated file that ``logs`` reads back)
+LOG_DRIVERS = ("", "json-file", "local")
+
+
+def _log_opts(config: Any) -> dict[str, str]:
+    """``HostConfig.LogConfig``: its options (max-size, max-file) for a driver the platform is."""
+    if not config:
+        return {}
+    if not isinstance(config, dict):
+        raise InvalidArgument("HostConfig.LogConfig must be an object")
+    driver = config.get("Type") or ""
+    if driver not in LOG_DRIVERS:
+        raise InvalidArgument(f"logging driver {driver!r} is not supported here (json-file or local)")
+    options = config.get("Config") or {}
+    if not isinstance(options, dict):
+        raise InvalidArgument("HostConfig.LogConfig.Config must be an object")
+    return {str(k): str(v) for k, v in options.items()}
 
 
 def _healthcheck(check: Any) -> HealthCheck | None:
