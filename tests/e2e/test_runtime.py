@@ -400,3 +400,14 @@ def test_system_prune_as_docker_does(platform: Platform) -> None:
     finally:
         platform.cli("rm", "-f", "pruned-keeper")
         platform.cli("volume", "rm", "kept-named")
+
+
+def test_a_rename_as_the_container_exits_is_kept(platform: Platform) -> None:
+    """The exit handler saved the record it read before its awaits, undoing a rename that landed
+    meanwhile (docker-py's test_rename renames an `echo` container as it ends)."""
+    for n in range(5):
+        platform.ok("run", "-d", "--name", f"brief-{n}", "busybox", "true")
+        platform.ok("rename", f"brief-{n}", f"renamed-{n}")
+        platform.ok("wait", f"renamed-{n}")
+        assert platform.ok("inspect", "-f", "{{.Name}}", f"renamed-{n}").strip().lstrip("/") == f"renamed-{n}"
+        platform.ok("rm", f"renamed-{n}")

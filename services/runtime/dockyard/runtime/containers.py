@@ -569,7 +569,7 @@ class ContainerManager:
         oom = oom or paths.oom.exists()
         record = self.save(
             replace(
-                record,
+                live.record,  # read again: a rename (or update) may have landed during the awaits
                 state=state,
                 exit_code=255 if code is None else code,
                 finished=now(),
