@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,3 +217,20 @@ def busybox_platform(workdir: Path, user: str = USER) -> Iterator[Platform]:
         yield platform
     finally:
         clean_stop(platform)
+
+
+def busybox_fixtures(name: str) -> tuple[Any, Any]:
+    """A test module's ``workdir`` and ``platform`` fixtures: a private work directory named
+    ``name``, and a platform with busybox in it for the whole module. Use as
+    ``workdir, platform = busybox_fixtures("my-e2e")``."""
+
+    @pytest.fixture(scope="module")
+    def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return make_workdir(Path(tmp_path_factory.mktemp(name, numbered=True)))
+
+    @pytest.fixture(scope="module")
+    def platform(workdir: Path) -> Iterator[Platform]:
+        with busybox_platform(workdir) as running:
+            yield running
+
+    return workdir, platform

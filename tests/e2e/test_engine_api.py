@@ -11,12 +11,11 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from docker_cli import DOCKER, Docker
-from e2e_platform import Platform, busybox_platform, clean_stop, make_workdir, start
+from e2e_platform import Platform, busybox_fixtures, clean_stop, make_workdir, start
 
 from dockyard.adapters.nats.server import free_port
 
@@ -25,15 +24,7 @@ OUTSIDER = "dockyard-outsider"
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is installed by `make setup`")
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_workdir(Path(tmp_path_factory.mktemp("engine-e2e", numbered=True)))
-
-
-@pytest.fixture(scope="module")
-def platform(workdir: Path) -> Iterator[Platform]:
-    with busybox_platform(workdir) as running:
-        yield running
+workdir, platform = busybox_fixtures("engine-e2e")
 
 
 @pytest.fixture(scope="module")

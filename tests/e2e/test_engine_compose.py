@@ -14,13 +14,12 @@ import os
 import shutil
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import compose
 import pytest
 from docker_cli import DOCKER, Docker
-from e2e_platform import USER, Platform, busybox_platform, make_workdir
+from e2e_platform import USER, Platform, busybox_fixtures
 
 from dockyard.adapters.nats.server import free_port
 
@@ -75,15 +74,7 @@ exec httpd -f -p 80 -h /www
 """
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_workdir(Path(tmp_path_factory.mktemp("compose-e2e", numbered=True)))
-
-
-@pytest.fixture(scope="module")
-def platform(workdir: Path) -> Iterator[Platform]:
-    with busybox_platform(workdir) as running:
-        yield running
+workdir, platform = busybox_fixtures("compose-e2e")
 
 
 @pytest.fixture(scope="module")

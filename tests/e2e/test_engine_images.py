@@ -14,26 +14,17 @@ import re
 import socket
 import tarfile
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from build_helpers import build_context
 from docker_cli import DOCKER, Docker
-from e2e_platform import Platform, busybox_platform, make_workdir
+from e2e_platform import Platform, busybox_fixtures
 
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is installed by `make setup`")
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_workdir(Path(tmp_path_factory.mktemp("engine-images", numbered=True)))
-
-
-@pytest.fixture(scope="module")
-def platform(workdir: Path) -> Iterator[Platform]:
-    with busybox_platform(workdir) as running:
-        yield running
+workdir, platform = busybox_fixtures("engine-images")
 
 
 @pytest.fixture(scope="module")

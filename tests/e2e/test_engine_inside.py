@@ -20,20 +20,12 @@ from pathlib import Path
 
 import pytest
 from docker_cli import DOCKER, Docker
-from e2e_platform import USER, Platform, as_user, busybox_platform, make_workdir
+from e2e_platform import USER, Platform, as_user, busybox_fixtures
 
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is installed by `make setup`")
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_workdir(Path(tmp_path_factory.mktemp("engine-inside", numbered=True)))
-
-
-@pytest.fixture(scope="module")
-def platform(workdir: Path) -> Iterator[Platform]:
-    with busybox_platform(workdir) as running:
-        yield running
+workdir, platform = busybox_fixtures("engine-inside")
 
 
 @pytest.fixture(scope="module")

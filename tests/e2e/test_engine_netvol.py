@@ -10,12 +10,11 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from docker_cli import DOCKER, Docker
-from e2e_platform import Platform, as_user, busybox_platform, make_workdir
+from e2e_platform import Platform, as_user, busybox_fixtures
 
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is installed by `make setup`")
 
@@ -23,15 +22,7 @@ HTTPD = ["httpd", "-f", "-p", "80", "-h", "/var/www"]
 IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_workdir(Path(tmp_path_factory.mktemp("engine-netvol-e2e", numbered=True)))
-
-
-@pytest.fixture(scope="module")
-def platform(workdir: Path) -> Iterator[Platform]:
-    with busybox_platform(workdir) as running:
-        yield running
+workdir, platform = busybox_fixtures("engine-netvol-e2e")
 
 
 @pytest.fixture(scope="module")

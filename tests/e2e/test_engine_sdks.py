@@ -11,12 +11,11 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_platform import USER, Platform, as_user, busybox_platform, make_workdir
+from e2e_platform import USER, Platform, as_user, busybox_fixtures, make_workdir
 
 pytest.importorskip("docker", reason="docker-py is a dev dependency (make venv)")
 pytest.importorskip("testcontainers", reason="testcontainers is a dev dependency (make venv)")
@@ -27,15 +26,7 @@ RYUK_OFFLINE = (
 )
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_workdir(Path(tmp_path_factory.mktemp("engine-sdks", numbered=True)))
-
-
-@pytest.fixture(scope="module")
-def platform(workdir: Path) -> Iterator[Platform]:
-    with busybox_platform(workdir) as running:
-        yield running
+workdir, platform = busybox_fixtures("engine-sdks")
 
 
 class Sdk:

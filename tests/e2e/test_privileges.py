@@ -7,27 +7,18 @@ line), so the test sees what runc was really told, not what the record says.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from docker_cli import DOCKER, Docker
-from e2e_platform import Platform, busybox_platform, make_workdir
+from e2e_platform import Platform, busybox_fixtures
 
 CAP_NET_ADMIN = 12
 CAP_CHOWN = 0
 LAST_CAP = 40  # CAP_CHECKPOINT_RESTORE: the kernel has them all (6.x)
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_workdir(Path(tmp_path_factory.mktemp("privileges-e2e", numbered=True)))
-
-
-@pytest.fixture(scope="module")
-def platform(workdir: Path) -> Iterator[Platform]:
-    with busybox_platform(workdir) as running:
-        yield running
+workdir, platform = busybox_fixtures("privileges-e2e")
 
 
 def _effective(platform: Platform, *flags: str) -> int:

@@ -14,25 +14,17 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from docker_cli import DOCKER, Docker
-from e2e_platform import PYTHON, Platform, as_user, busybox_platform, make_workdir
+from e2e_platform import PYTHON, Platform, as_user, busybox_fixtures
 
 CTRL_P_CTRL_Q = b"\x10\x11"
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_workdir(Path(tmp_path_factory.mktemp("terminal-e2e", numbered=True)))
-
-
-@pytest.fixture(scope="module")
-def platform(workdir: Path) -> Iterator[Platform]:
-    with busybox_platform(workdir) as running:
-        yield running
+workdir, platform = busybox_fixtures("terminal-e2e")
 
 
 class Terminal:
