@@ -578,3 +578,14 @@ def test_a_build_is_as_old_as_its_commit_else_its_base(platform: Platform, workd
     assert platform.ok("build", "-q", "--no-cache", str(repo), timeout=120).strip() == first
     files = platform.ok("run", "--rm", first, "stat", "-c", "%Y", "/f.txt").strip()
     assert files == "1600000000"  # the copied file's time is clamped to the commit's
+
+
+def test_labels_alone_on_scratch_make_an_image(platform: Platform, workdir: Path) -> None:
+    """docker's --label on FROM scratch and nothing else: an image of labels only (docker-py's
+    test_build_labels); without --label it is still nothing to tag."""
+    ctx = _context(workdir / "scratch-labels", "FROM scratch\n")
+    platform.ok("build", "-t", "labels-only", "--label", "test=OK", str(ctx), timeout=120)
+    config = json.loads(platform.ok("inspect", "--type", "image", "labels-only"))[0]["config"]
+    assert config["config"]["Labels"] == {"test": "OK"} and config["rootfs"]["diff_ids"] == []
+    empty = platform.cli("build", "-t", "nothing", str(ctx), timeout=120)
+    assert empty.returncode == 1 and "nothing to tag" in empty.stderr, empty.stderr

@@ -311,16 +311,14 @@ class _Build:
         for level in p.levels:
             await asyncio.gather(*(in_stage(i, self._stage(p, p.stage(i), multi)) for i in level))
         final = self.results[p.target]
-        if final is None:
-            raise InvalidArgument("the target stage is empty (FROM scratch with no step): nothing to tag")
-        if self.req.squash:
+        if self.req.squash and final is not None:
             final = await self._squash(final, self.bases[p.target])
-        if self.req.labels:
+        if self.req.labels:  # on FROM scratch alone too: an image of labels only, as docker makes
             pairs = tuple(ins.KeyValue(k, v) for k, v in sorted(self.req.labels.items()))
             label = ins.Label(line=0, end_line=0, original="", pairs=pairs)
-            stored, _ = await store_head(self, meta_step(Head.of(final), label, StageState()))
-            assert stored is not None
-            final = stored
+            final, _ = await store_head(self, meta_step(Head.of(final), label, StageState()))
+        if final is None:
+            raise InvalidArgument("the target stage is empty (FROM scratch with no step): nothing to tag")
         for tag in self.req.tags:
             await self.rt.tag(final.id, tag)
         await self._share(p, final)
