@@ -7,11 +7,8 @@ The platform runs as the unprivileged user and the docker CLI runs as that user 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import random
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +17,7 @@ import pytest
 from docker_cli import DOCKER, Docker
 from e2e_platform import Platform, busybox_fixtures, clean_stop, make_workdir, start
 
-from dockyard.adapters.nats.server import free_port
+from dockyard.adapters.nats.server import free_port, free_port_pair
 
 OUTSIDER = "dockyard-outsider"
 
@@ -122,24 +119,10 @@ def test_logs_wait_and_the_errors_docker_gives(docker: Docker) -> None:
         docker("rm", "-f", "sleeper")
 
 
-def _free_pair() -> int:
-    """A port free with the next one, below the ephemeral range: a port the kernel hands out
-    (free_port) may have its neighbour taken meanwhile by any outgoing connection."""
-    for port in random.sample(range(20000, 32000, 2), 200):
-        with contextlib.ExitStack() as held:
-            try:
-                for candidate in (port, port + 1):
-                    held.enter_context(socket.socket()).bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no two free neighbouring ports below 32000")
-
-
 def test_on_tcp_only_with_the_clusters_certificates(tmp_path_factory: pytest.TempPathFactory) -> None:
     """``up --listen tcp://…``: the Engine API is on the next port, with the gateway's mutual TLS."""
     workdir = make_workdir(Path(tmp_path_factory.mktemp("engine-tcp", numbered=True)))
-    port = _free_pair()
+    port = free_port_pair()
     platform = start(workdir / "state", (free_port(), free_port()), "--listen", f"tcp://127.0.0.1:{port}")
     try:
         certs = platform.state_dir / "tls"

@@ -28,7 +28,7 @@ import pytest
 
 from dockyard.adapters.grpc.server import GrpcServer
 from dockyard.adapters.grpc.tls import ensure_material
-from dockyard.adapters.nats.server import free_port
+from dockyard.adapters.nats.server import free_port, free_port_pair
 from dockyard.client.connection import socket_candidates
 from dockyard.runtime.userns import end_node
 
@@ -136,7 +136,7 @@ def unix_platform(workdir: Path) -> Iterator[Platform]:
 def tcp_platform(workdir: Path) -> Iterator[tuple[Platform, str]]:
     if os.geteuid() != 0:
         pytest.skip("starts the platform as root")
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_port_pair()}"  # the Engine API takes the next port
     platform = _start(workdir, "tcp", "--listen", f"tcp://{address}")
     try:
         yield platform, address

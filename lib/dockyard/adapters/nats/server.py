@@ -9,8 +9,10 @@ JetStream limits; without, it lets anyone on loopback in (tests that need no aut
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -39,6 +41,21 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A port free together with the next one (a TCP gateway's, and its Engine API's on port + 1),
+    below the kernel's ephemeral range: the neighbour of a port it hands out may be taken by any
+    outgoing connection before the second bind."""
+    for port in random.sample(range(20000, 32000, 2), 200):
+        with contextlib.ExitStack() as held:
+            try:
+                for candidate in (port, port + 1):
+                    held.enter_context(socket.socket()).bind((host, candidate))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no two free neighbouring ports on {host} below 32000")
 
 
 def server_info(host: str, port: int, timeout: float = 1.0) -> dict[str, object]:
