@@ -503,7 +503,7 @@ def test_a_killed_client_cancels_its_build(platform: Platform, workdir: Path) ->
         while time.monotonic() < killed + 30 and platform.ok("ps", "-aq").split():
             time.sleep(0.2)
         assert platform.ok("ps", "-aq").split() == [], "the step container was left running"
-        assert time.monotonic() - killed < 20, "the build went on after its client was killed"
+        assert platform.cli("inspect", "orphan:1").returncode != 0, "the build went on without its client"
         failed: list[dict[str, Any]] = []
         while time.monotonic() < killed + 30 and not failed:
             events = platform.ok("events", "--since", "5m", "--until", "0s", "--format", "json")
