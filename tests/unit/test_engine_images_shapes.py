@@ -11,8 +11,8 @@ import pytest
 from dockyard.client.types import (
     BuildProgress,
     HistoryEntry,
-    ImagePrune,
     ImageRemoval,
+    Pruned,
     PullProgress,
     PushedImage,
 )
@@ -67,8 +67,8 @@ def test_registry_auth_is_checked_for_shape() -> None:
 def test_removal_prune_and_history() -> None:
     removal = ImageRemoval(("x:1", "x:2"), (IMAGE,))
     assert shapes.removal_items(removal) == [{"Untagged": "x:1"}, {"Untagged": "x:2"}, {"Deleted": IMAGE}]
-    assert shapes.prune_reply(ImagePrune((), 0)) == {"ImagesDeleted": None, "SpaceReclaimed": 0}
-    assert shapes.prune_reply(ImagePrune((IMAGE,), 5)) == {
+    assert shapes.prune_reply(Pruned((), 0)) == {"ImagesDeleted": None, "SpaceReclaimed": 0}
+    assert shapes.prune_reply(Pruned((IMAGE,), 5)) == {
         "ImagesDeleted": [{"Deleted": IMAGE}],
         "SpaceReclaimed": 5,
     }

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dockyard.client.types import Change, ContainerInfo, ContainerStats, Resources, TopResult
+from dockyard.client.types import Change, ContainerInfo, ContainerStats, Limits, TopResult
 from dockyard.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.engine import inside_shapes as shapes
 from dockyard.engine.state import Execs
@@ -235,7 +235,7 @@ def test_prune_filters() -> None:
 
 
 def test_update_resources() -> None:
-    assert shapes.update_resources({"Memory": 64 << 20, "MemorySwap": 0, "CpuShares": 0}) == Resources(
+    assert shapes.update_resources({"Memory": 64 << 20, "MemorySwap": 0, "CpuShares": 0}) == Limits(
         memory=64 << 20
     )
     assert shapes.update_resources({"NanoCpus": 500_000_000}).nano_cpus == 500_000_000
@@ -243,7 +243,7 @@ def test_update_resources() -> None:
     assert shapes.update_resources({"CpuQuota": 25_000}).nano_cpus == 250_000_000  # the default period
     assert shapes.update_resources({"PidsLimit": 0}).pids_limit == -1  # docker's 0: unlimited
     assert shapes.update_resources({"PidsLimit": 20}).pids_limit == 20
-    assert shapes.update_resources({}) == Resources()
+    assert shapes.update_resources({}) == Limits()
     for bad in ({"Memory": "1g"}, {"PidsLimit": True}, {"NanoCpus": 1, "CpuQuota": 1}, []):
         with pytest.raises(InvalidArgument):
             shapes.update_resources(bad)

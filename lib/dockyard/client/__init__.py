@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # what a type checker sees; at run time, _HOMES below
         HealthCheck,
         HistoryEntry,
         ImageInfo,
-        ImagePrune,
         ImageRemoval,
         ImageUsage,
         Limits,
@@ -68,7 +67,6 @@ _HOMES = {
             "HealthCheck",
             "HistoryEntry",
             "ImageInfo",
-            "ImagePrune",
             "ImageRemoval",
             "ImageUsage",
             "Limits",
@@ -108,7 +106,6 @@ __all__ = [
     "HealthCheck",
     "HistoryEntry",
     "ImageInfo",
-    "ImagePrune",
     "ImageRemoval",
     "ImageUsage",
     "Limits",
@@ -135,6 +132,6 @@ __all__ = [
 
 # The options of the calls that reach inside a container (exec, update).
 if TYPE_CHECKING:
-    from dockyard.client.types import ExecOptions, Resources
-_HOMES.update(dict.fromkeys(("ExecOptions", "Resources"), "types"))
-__all__ += ["ExecOptions", "Resources"]
+    from dockyard.client.types import ExecOptions
+_HOMES["ExecOptions"] = "types"
+__all__ += ["ExecOptions"]

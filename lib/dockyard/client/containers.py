@@ -23,11 +23,11 @@ from dockyard.client.types import (
     ContainerInfo,
     ContainerStats,
     ExecOptions,
+    Limits,
     LogLine,
-    PruneResult,
+    Pruned,
     PullPolicy,
     PullProgress,
-    Resources,
     RunOptions,
     RunResult,
     TopResult,
@@ -219,10 +219,10 @@ class Containers:
 
         unary(self._stub.CopyTo, requests())
 
-    def prune(self) -> PruneResult:
+    def prune(self) -> Pruned:
         """Remove every container that is not running (created, exited, dead)."""
         done = unary(self._stub.Prune, pb.PruneContainersRequest())
-        return PruneResult(tuple(done.deleted), done.space_reclaimed)
+        return Pruned(tuple(done.deleted), done.space_reclaimed)
 
     def rename(self, container: str, name: str) -> ContainerInfo:
         """AlreadyExists if another container has ``name``."""
@@ -230,9 +230,10 @@ class Containers:
             unary(self._stub.Rename, pb.RenameContainerRequest(id=container, name=name))
         )
 
-    def update(self, container: str, resources: Resources) -> ContainerInfo:
+    def update(self, container: str, limits: Limits) -> ContainerInfo:
         """Change its resource limits (those given); a running container gets them at once."""
-        request = pb.UpdateContainerRequest(id=container, resources=resources.to_pb())
+        request = pb.UpdateContainerRequest(id=container)
+        limits.to_pb(request.resources)
         return ContainerInfo.from_pb(unary(self._stub.Update, request))
 
     def pause(self, container: str) -> ContainerInfo:

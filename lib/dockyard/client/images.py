@@ -16,8 +16,8 @@ from dockyard.client.types import (
     DiskUsage,
     HistoryEntry,
     ImageInfo,
-    ImagePrune,
     ImageRemoval,
+    Pruned,
     PullProgress,
     PushedImage,
 )
@@ -112,10 +112,10 @@ class Images:
         reply = unary(self._stub.Remove, pb.RemoveImageRequest(reference=reference, force=force))
         return ImageRemoval(tuple(reply.untagged), tuple(reply.deleted))
 
-    def prune(self, *, all: bool = False) -> ImagePrune:
+    def prune(self, *, all: bool = False) -> Pruned:
         """Delete dangling images (``all``: every image no container uses)."""
         reply = unary(self._stub.Prune, pb.PruneImagesRequest(all=all))
-        return ImagePrune(tuple(reply.deleted), reply.space_reclaimed)
+        return Pruned(tuple(reply.deleted), reply.space_reclaimed)
 
     def history(self, reference: str) -> builtins.list[HistoryEntry]:
         reply = unary(self._stub.History, pb.HistoryRequest(reference=reference))

@@ -59,7 +59,8 @@ class HealthCheck:
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Resource limits (``--memory``, ``--memory-swap``, ``--cpus`` as 1e-9 CPUs, ``--cpu-shares``,
-    ``--pids-limit``); None leaves the platform's default."""
+    ``--pids-limit``) at create, or the ones to change (``docker update``): None leaves one as it
+    is (the platform's default at create); ``memory_swap`` and ``pids_limit`` -1 lift them."""
 
     memory: int | None = None
     memory_swap: int | None = None
@@ -579,12 +580,6 @@ class ImageRemoval:
 
 
 @dataclass(frozen=True, slots=True)
-class ImagePrune:
-    deleted: tuple[str, ...]
-    space_reclaimed: int
-
-
-@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One step of an image's history, newest first; ``id`` is "" for a step with no image of its own."""
 
@@ -703,32 +698,3 @@ class ContainerStats:
             pids_limit=s.pids_limit,
             from_cgroup=s.from_cgroup,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Resources:
-    """Resource limits to change (``docker update``); None leaves one as it is. ``nano_cpus`` is
-    in 1e-9 CPUs (``--cpus 0.5`` = 500_000_000); ``memory_swap`` and ``pids_limit`` -1 lift them."""
-
-    memory: int | None = None
-    memory_swap: int | None = None
-    nano_cpus: int | None = None
-    cpu_shares: int | None = None
-    pids_limit: int | None = None
-
-    def to_pb(self) -> Any:
-        from dockyard.api.containers.v1 import containers_pb2 as pb
-
-        resources = pb.Resources()
-        for name in ("memory", "memory_swap", "nano_cpus", "cpu_shares", "pids_limit"):
-            if (value := getattr(self, name)) is not None:
-                setattr(resources, name, value)
-        return resources
-
-
-@dataclass(frozen=True, slots=True)
-class PruneResult:
-    """What a prune removed: the ids and the bytes given back."""
-
-    deleted: tuple[str, ...]
-    space_reclaimed: int

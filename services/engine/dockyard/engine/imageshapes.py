@@ -18,8 +18,8 @@ from typing import Any
 from dockyard.client.types import (
     BuildProgress,
     HistoryEntry,
-    ImagePrune,
     ImageRemoval,
+    Pruned,
     PullProgress,
     PushedImage,
 )
@@ -88,7 +88,7 @@ def removal_items(removal: ImageRemoval) -> list[Message]:
     return [{"Untagged": name} for name in removal.untagged] + [{"Deleted": d} for d in removal.deleted]
 
 
-def prune_reply(prune: ImagePrune) -> Message:
+def prune_reply(prune: Pruned) -> Message:
     return {
         "ImagesDeleted": [{"Deleted": d} for d in prune.deleted] or None,
         "SpaceReclaimed": prune.space_reclaimed,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dockyard.client.types import Change, ContainerInfo, ContainerStats, ExecOptions, Resources, TopResult
+from dockyard.client.types import Change, ContainerInfo, ContainerStats, ExecOptions, Limits, TopResult
 from dockyard.core.errors import InvalidArgument
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -317,7 +317,7 @@ def _whole(body: Mapping[str, Any], key: str) -> int | None:
     return value
 
 
-def update_resources(body: Any) -> Resources:
+def update_resources(body: Any) -> Limits:
     """``POST /containers/{id}/update``'s limits; docker's 0 means "unchanged", except PidsLimit,
     whose 0 (or -1) lifts the limit."""
     if not isinstance(body, dict):
@@ -330,7 +330,7 @@ def update_resources(body: Any) -> Resources:
         period = _whole(body, "CpuPeriod") or 100_000
         nano = quota * _NS // period
     pids = _whole(body, "PidsLimit")
-    return Resources(
+    return Limits(
         memory=_whole(body, "Memory") or None,
         memory_swap=_whole(body, "MemorySwap") or None,
         nano_cpus=nano,
