@@ -1,5 +1,6 @@
-"""Shapes docker-py's own integration suite reads (bench/dockerpy_suite.py): inspect's HostConfig
-and Config as made, log windows (tail=0, since, until) and a bind over a declared volume."""
+"""Shapes docker-py reads: what its run and logs look at first (LogConfig, Config.Tty), and what
+its own integration suite reads (bench/dockerpy_suite.py): inspect's HostConfig and Config as
+made, log windows (tail=0, since, until) and a bind over a declared volume."""
 
 from __future__ import annotations
 
@@ -123,3 +124,25 @@ def test_a_bind_takes_the_path_of_a_declared_volume() -> None:
     }
     options = convert.run_options(body, "")
     assert list(options.volumes) == ["/tmp/x:/mnt:ro", "data:/scratch", "/keep"]
+
+
+def test_docker_py_run_finds_a_log_driver_it_can_read_back() -> None:
+    # containers.run reads HostConfig.LogConfig.Type and streams logs only for json-file/journald
+    assert dockerjson.container_inspect(_container())["HostConfig"]["LogConfig"]["Type"] == "json-file"
+
+
+def test_config_says_whether_the_output_is_a_terminal() -> None:
+    # logs() reads Config.Tty to choose between raw and multiplexed framing
+    assert dockerjson.container_inspect(_container())["Config"]["Tty"] is False
+    shape = dockerjson.container_inspect(
+        _container(tty=True, interactive=True, env=("A=1",), entrypoint=("sh", "-c"), workdir="/w")
+    )
+    config = shape["Config"]
+    assert (config["Tty"], config["OpenStdin"], config["Env"]) == (True, True, ["A=1"])
+    assert (config["Entrypoint"], config["WorkingDir"]) == (["sh", "-c"], "/w")
+    assert dockerjson.container_inspect(_container())["Config"]["Entrypoint"] is None
+
+
+def test_auto_remove_is_reported_as_made() -> None:
+    assert dockerjson.container_inspect(_container(auto_remove=True))["HostConfig"]["AutoRemove"] is True
+    assert dockerjson.container_inspect(_container())["HostConfig"]["AutoRemove"] is False
