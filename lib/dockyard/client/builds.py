@@ -39,17 +39,7 @@ class Builds:
         """Build ``options.context``; the new image's id. ``on_progress`` sees every step and line."""
         root = Path(options.context)
         content, name = read_dockerfile(root, str(root / options.dockerfile))  # / keeps an absolute one
-        wire = pb.BuildOptions(
-            dockerfile=name,
-            dockerfile_content=content,
-            tags=list(options.tags),
-            build_args=dict(options.build_args),
-            labels=dict(options.labels),
-            target=options.target,
-            no_cache=options.no_cache,
-            pull=options.pull,
-        )
-        for event in self.build_from_options(wire, root):
+        for event in self.build_from_options(options.to_pb(name, content), root):
             if event.status == "result":
                 return str(event.image_id)
             if on_progress is not None:
@@ -83,16 +73,7 @@ class Builds:
         """Build from a context that is already a tar (uncompressed, streamed from ``context``),
         with the Dockerfile's bytes given (``options.dockerfile`` names it in messages;
         ``options.context`` is not read). Each step and line, the last one ``result`` with the id."""
-        wire = pb.BuildOptions(
-            dockerfile=options.dockerfile,
-            dockerfile_content=dockerfile,
-            tags=list(options.tags),
-            build_args=dict(options.build_args),
-            labels=dict(options.labels),
-            target=options.target,
-            no_cache=options.no_cache,
-            pull=options.pull,
-        )
+        wire = options.to_pb(options.dockerfile, dockerfile)
 
         def requests() -> Iterator[Any]:
             yield pb.BuildInput(options=wire)

@@ -414,6 +414,21 @@ class BuildOptions:
     no_cache: bool = False
     pull: bool = False
 
+    def to_pb(self, dockerfile: str, content: bytes) -> Any:
+        """The wire BuildOptions, with the Dockerfile ``content`` sent under the name ``dockerfile``."""
+        from dockyard.api.builds.v1 import builds_pb2 as pb
+
+        return pb.BuildOptions(
+            dockerfile=dockerfile,
+            dockerfile_content=content,
+            tags=list(self.tags),
+            build_args=dict(self.build_args),
+            labels=dict(self.labels),
+            target=self.target,
+            no_cache=self.no_cache,
+            pull=self.pull,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BuildProgress:
