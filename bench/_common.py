@@ -7,6 +7,7 @@ tree's resident memory (``/proc``), medians and a plain-text table.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".cache" / "bench"  # gitignored (/.cache/)
@@ -146,3 +148,13 @@ def fmt_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     rule = "  ".join("-" * w for w in widths).rstrip()
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def save_results(name: str, stamp: str, result: Any) -> Path:
+    """``result`` as ``.cache/bench/<name>.json`` (the latest) and ``<name>-<stamp>.json`` (kept)."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2)
+    latest = CACHE_DIR / f"{name}.json"
+    latest.write_text(text)
+    (CACHE_DIR / f"{name}-{stamp}.json").write_text(text)
+    return latest

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE_DIR, fmt_table, median, terminate
+from _common import fmt_table, median, save_results, terminate
 from runtime_bench import IMAGE, OURS, PEER, VENV_BIN, Dockyard, Podman, User, busybox_tar, interleave, run
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
@@ -404,10 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         "table": {"header": header, "rows": rows},
         **res,
     }
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    out = CACHE_DIR / "docker.json"
-    out.write_text(json.dumps(result, indent=2))
-    (CACHE_DIR / f"docker-{stamp}.json").write_text(json.dumps(result, indent=2))
+    out = save_results("docker", stamp, result)
     print(f"\nresults: {out}  (total {result['duration_s']} s)")
     return 0
 

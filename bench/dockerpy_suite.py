@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE_DIR, fmt_table, free_port, terminate, wait_http
+from _common import CACHE_DIR, fmt_table, free_port, save_results, terminate, wait_http
 from docker_bench import PodmanService
 from runtime_bench import OURS, PEER, VENV_BIN, Dockyard, Podman, User, all_pids, busybox_tar, cmdline, run
 
@@ -442,9 +442,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, stamp: str, desele
             f"goal (#16): more pass than on podman, >= 90% of {total}: {share}, {'met' if met else 'NOT met'}"
         )
     out = {"started": stamp, "args": {k: str(v) for k, v in vars(args).items()}, "sides": results}
-    path = CACHE_DIR / "dockerpy-suite.json"
-    path.write_text(json.dumps(out, indent=2))
-    (CACHE_DIR / f"dockerpy-suite-{stamp}.json").write_text(json.dumps(out, indent=2))
+    path = save_results("dockerpy-suite", stamp, out)
     print(f"\nresults: {path}")
 
 

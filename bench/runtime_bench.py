@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE_DIR, REPO_ROOT, fmt_table, free_port, median, terminate, wait_http
+from _common import CACHE_DIR, REPO_ROOT, fmt_table, free_port, median, save_results, terminate, wait_http
 from registry_bench import build_image
 
 from dockyard.runtime.userns import end_node
@@ -948,10 +948,7 @@ def main(argv: list[str] | None = None) -> int:
         "table": {"header": header, "rows": rows},
         **res,
     }
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    out = CACHE_DIR / "runtime.json"
-    out.write_text(json.dumps(result, indent=2))
-    (CACHE_DIR / f"runtime-{stamp}.json").write_text(json.dumps(result, indent=2))
+    out = save_results("runtime", stamp, result)
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"\nresults: {out}  (total {result['duration_s']} s; "
