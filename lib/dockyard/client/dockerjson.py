@@ -13,7 +13,7 @@ from typing import Any
 from dockyard.client.grammar import Mount, Port
 from dockyard.client.types import ContainerInfo, ImageInfo
 
-_ZERO_TIME = "0001-01-01T00:00:00Z"
+ZERO_TIME = "0001-01-01T00:00:00Z"
 #: docker's event action words for the platform's (docker's "events" reference); others keep ours.
 DOCKER_ACTIONS = {
     "created": "create",
@@ -39,8 +39,9 @@ DOCKER_ACTIONS = {
 }
 
 
-def _iso(moment: datetime | None) -> str:
-    return moment.isoformat().replace("+00:00", "Z") if moment else _ZERO_TIME
+def iso_time(moment: datetime | None) -> str:
+    """RFC 3339 as docker writes it, ``Z`` for UTC; Go's zero time for none (its CLI parses it)."""
+    return moment.isoformat().replace("+00:00", "Z") if moment else ZERO_TIME
 
 
 def _epoch(moment: datetime | None) -> int:
@@ -219,7 +220,7 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
     return {
         "Id": info.id,
         "Name": f"/{info.name}",
-        "Created": _iso(info.created),
+        "Created": iso_time(info.created),
         "Path": info.command[0] if info.command else "",
         "Args": list(info.command[1:]),
         "Image": info.image_id,
@@ -233,8 +234,8 @@ def container_inspect(info: ContainerInfo) -> dict[str, Any]:
             "Pid": info.pid if info.state == "running" else 0,
             "ExitCode": info.exit_code,
             "Error": info.error,
-            "StartedAt": _iso(info.started),
-            "FinishedAt": _iso(info.finished),
+            "StartedAt": iso_time(info.started),
+            "FinishedAt": iso_time(info.finished),
             **({"Health": {"Status": info.health, "FailingStreak": 0, "Log": []}} if info.health else {}),
         },
         "RestartCount": info.restart_count,
@@ -297,7 +298,7 @@ def image_inspect(info: ImageInfo) -> dict[str, Any]:
         "Id": info.id,
         "RepoTags": list(info.tags),
         "RepoDigests": list(info.digests),
-        "Created": _iso(info.created),
+        "Created": iso_time(info.created),
         "Size": info.size,
         "Architecture": info.config.get("architecture", ""),
         "Os": info.config.get("os", ""),

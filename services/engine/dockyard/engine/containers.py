@@ -18,7 +18,7 @@ from aiohttp import web
 from dockyard.client import dockerjson
 from dockyard.client.containers import Attachment
 from dockyard.core.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound
-from dockyard.engine import convert, hijack
+from dockyard.engine import convert, hijack, resource_shapes
 from dockyard.engine.replies import json_reply
 from dockyard.engine.state import ATTACHES, CLIENT
 
@@ -45,22 +45,8 @@ def _int(request: web.Request, name: str) -> int | None:
 def filters(request: web.Request) -> tuple[str, ...]:
     """docker's ``filters`` query (``{"name": ["web"], "status": {"running": true}}``) as
     ``key=value`` strings, the form ``ps --filter`` and the client library take."""
-    raw = request.query.get("filters", "")
-    if not raw:
-        return ()
-    try:
-        decoded = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidArgument(f"filters is not JSON: {raw!r}") from None
-    if not isinstance(decoded, dict):
-        raise InvalidArgument("filters must be a JSON object")
-    found: list[str] = []
-    for key, values in decoded.items():
-        items = [v for v, on in values.items() if on] if isinstance(values, dict) else values
-        if not isinstance(items, list):
-            raise InvalidArgument(f"filter {key!r} must list its values")
-        found += [f"{key}={value}" for value in items]
-    return tuple(found)
+    parsed = resource_shapes.parse_filters(request.query.get("filters", ""))
+    return tuple(f"{key}={value}" for key, values in parsed.items() for value in values)
 
 
 def _id(request: web.Request) -> str:

@@ -20,13 +20,8 @@ from dockyard.core.errors import InvalidArgument
 
 Filters = Mapping[str, Sequence[str]]
 
-_ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: docker's CLI parses Created, "" would fail
 # the built-in modes' drivers in docker's words (the runtime's bridge is slirp4netns)
 _DOCKER_DRIVERS = {"slirp4netns": "bridge", "host": "host", "null": "null"}
-
-
-def _iso(moment: datetime | None) -> str:
-    return moment.isoformat().replace("+00:00", "Z") if moment else _ZERO_TIME
 
 
 def parse_filters(raw: str) -> dict[str, list[str]]:
@@ -94,7 +89,7 @@ def network(info: NetworkInfo) -> dict[str, Any]:
     return {
         "Name": info.name,
         "Id": info.id,
-        "Created": _iso(info.created),
+        "Created": dockerjson.iso_time(info.created),
         "Scope": "local",
         "Driver": network_driver(info),
         "EnableIPv6": False,
@@ -231,7 +226,7 @@ def volume(info: VolumeInfo, usage: tuple[int, int] | None = None) -> dict[str, 
         "Name": info.name,
         "Driver": info.driver or "local",
         "Mountpoint": info.mountpoint,
-        "CreatedAt": _iso(info.created),
+        "CreatedAt": dockerjson.iso_time(info.created),
         "Labels": dict(info.labels),
         "Scope": "local",
         "Options": dict(info.options),
@@ -423,7 +418,7 @@ def disk_usage(
             "InUse": v.containers > 0,
             "Shared": True,
             "Size": v.size,
-            "CreatedAt": _ZERO_TIME,
+            "CreatedAt": dockerjson.ZERO_TIME,
             "LastUsedAt": None,
             "UsageCount": v.containers,
         }
