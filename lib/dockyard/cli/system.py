@@ -119,7 +119,6 @@ def summary(usage: Any, running: int) -> list[dict[str, str]]:
 def prune(args: argparse.Namespace) -> int:
     """Ask y/N unless -f, then prune each kind as docker does and report what went."""
     from dockyard.api.builds.v1 import builds_pb2, builds_pb2_grpc
-    from dockyard.api.containers.v1 import containers_pb2, containers_pb2_grpc
     from dockyard.cli.human import confirm, human_size
     from dockyard.client import Client
     from dockyard.core.errors import FailedPrecondition, NotFound
@@ -138,8 +137,7 @@ def prune(args: argparse.Namespace) -> int:
         return 0
     reclaimed = 0
     with Client(args.host) as client:
-        stub = containers_pb2_grpc.ContainersStub(client.channel)
-        containers = stub.Prune(containers_pb2.PruneContainersRequest())
+        containers = client.containers.prune()
         reclaimed += containers.space_reclaimed
         _report("Deleted Containers:", containers.deleted)
         _report("Deleted Networks:", client.networks.prune().deleted)
